@@ -1,0 +1,38 @@
+"""Frozen option objects passed down the pipeline (no global settings).
+
+Every length is in mm, every volume in mm³, every area in mm²; bounds are
+inclusive unless a name says otherwise. Defaults are chosen for mouse long
+bones scanned at 5–50 µm (see docs/metrics.md for the reasoning).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    # calibration: HU -> mg HA/cm3 as value * slope + intercept
+    calibration: tuple[float, float] | None = None
+    # smoothing before thresholding (Gaussian, in voxels, as Scanco IPL "sigma 0.8 support 1")
+    sigma_vox: float = 0.8
+    support_vox: int = 1
+    # "auto" or a value in the image unit
+    threshold: str | float = "auto"
+    # drop bone particles smaller than this
+    min_particle_mm3: float = 0.001
+    # ROI along z, in mm from the first slice of the scan: (start, end), None = whole bone
+    roi_mm: tuple[float, float] | None = None
+    # the largest cortical opening the periosteal envelope must bridge (diameter)
+    max_defect_diameter_mm: float = 0.6
+    # cortical defects and lesions
+    min_defect_area_mm2: float = 0.005
+    min_lesion_mm3: float = 0.001
+    # reference comparison
+    reference_tolerance_vox: int = 1
+    mirror_reference: bool = False
+    # outputs
+    render: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
