@@ -1,0 +1,22 @@
+"""Digital mouse long-bone phantoms with exact ground truth.
+
+A phantom is a `PhantomSpec` (pure data, JSON round-trip). `make_phantom`
+draws it on a fine grid, averages down (partial volume), blurs and adds
+noise, and counts the truth on the same fine grid; `write_phantom` writes a
+real DICOM series with distractors plus ``truth.json``; `write_study` writes
+the demo study defined in ``phantoms/demo_study.json``.
+"""
+
+from .build import LABEL_NAMES, make_phantom
+from .spec import LESION_DEFAULTS, PhantomSpec, PhantomSpecError, default_spec, intact_twin, mirrored
+
+__all__ = [
+    "LABEL_NAMES",
+    "LESION_DEFAULTS",
+    "PhantomSpec",
+    "PhantomSpecError",
+    "default_spec",
+    "intact_twin",
+    "make_phantom",
+    "mirrored",
+]
