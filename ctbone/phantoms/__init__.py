@@ -7,7 +7,7 @@ real DICOM series with distractors plus ``truth.json``; `write_study` writes
 the demo study defined in ``phantoms/demo_study.json``.
 """
 
-from .build import LABEL_NAMES, make_phantom
+from .build import LABEL_NAMES, fine_slice, make_grid, make_phantom
 from .spec import LESION_DEFAULTS, PhantomSpec, PhantomSpecError, default_spec, intact_twin, mirrored
 
 __all__ = [
@@ -16,7 +16,9 @@ __all__ = [
     "PhantomSpec",
     "PhantomSpecError",
     "default_spec",
+    "fine_slice",
     "intact_twin",
+    "make_grid",
     "make_phantom",
     "mirrored",
 ]

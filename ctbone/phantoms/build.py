@@ -64,14 +64,15 @@ def make_grid(spec: PhantomSpec) -> Grid:
     z_dense = np.linspace(-v, spec.length_mm + v, 512)
     a_all, b_all = outer_axes_mm(spec, z_dense)
     reach = blastic_reach_mm(spec)
+    # the soft-tissue sleeve ignores lesions, so a scan and its intact twin differ only by the lesions
+    soft = (float(a_all.max()) + spec.soft_tissue_mm, float(b_all.max()) + spec.soft_tissue_mm)
     bone_a, bone_b = float(a_all.max()) + reach, float(b_all.max()) + reach
-    soft = (bone_a + spec.soft_tissue_mm, bone_b + spec.soft_tissue_mm)
     if spec.shape is not None:
         nz, ny, nx = spec.shape
         z_mm = np.arange(nz) * v
     else:
-        ny = int(np.ceil(2 * (soft[1] + spec.air_margin_mm) / v))
-        nx = int(np.ceil(2 * (soft[0] + spec.air_margin_mm) / v))
+        ny = int(np.ceil(2 * (max(soft[1], bone_b) + spec.air_margin_mm) / v))
+        nx = int(np.ceil(2 * (max(soft[0], bone_a) + spec.air_margin_mm) / v))
     y_mm = (np.arange(ny) - (ny - 1) / 2) * v
     x_mm = (np.arange(nx) - (nx - 1) / 2) * v
     if bone_a + v > x_mm[-1] or bone_b + v > y_mm[-1]:
@@ -383,3 +384,17 @@ def _truth(spec, grid, lesions, counts, lost_cortex, lost_trab, woven, seed) -> 
         "origin_mm": list(grid.origin),
         "spec": spec.to_dict(),
     }
+
+
+def fine_slice(spec: PhantomSpec, z_index: int) -> FineBlock:
+    """The fine grid under output slice ``z_index`` over the whole (y, x) extent, right-limb frame.
+
+    For tests and figures: block-averaging ``intensity_hu`` by ``spec.supersample`` gives the
+    noise-free, blur-free slice of `make_phantom` (before mirroring a left limb).
+    """
+    grid = make_grid(spec)
+    if not 0 <= z_index < grid.shape[0]:
+        raise IndexError(f"z_index {z_index} outside 0..{grid.shape[0] - 1}")
+    offsets = fine_offsets_mm(spec)
+    return evaluate_fine(spec, grid, resolve_lesions(spec), trabecular_rods(spec), _fine(grid.x_mm, offsets),
+                         _fine(grid.y_mm, offsets), _fine(grid.z_mm[z_index:z_index + 1], offsets))
