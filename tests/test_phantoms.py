@@ -143,6 +143,18 @@ def test_cavity_breaking_through_counts_as_defect():
     assert truth["lesions"][0]["depth_mm"] == pytest.approx(TUBE.cortical_thickness_mm)
 
 
+def test_vascular_canals_are_cortical_porosity_not_defects():
+    spec = replace(TUBE, length_mm=0.6, vascular_canals=3)
+    _, truth = make_phantom(spec)
+    assert truth["cortical_defect_count"] == 0 and truth["lytic_volume_mm3"] == 0
+    pores_mm3 = truth["cortical_compartment_mm3"] - truth["intact_cortical_bone_volume_mm3"]
+    # each canal crosses the cortex (>= 0.18 mm) and is at most ~0.3 mm long inside it (oblique)
+    canal_area = np.pi * (spec.canal_diameter_mm / 2) ** 2
+    assert 3 * canal_area * 0.1 < pores_mm3 < 3 * canal_area * 0.35
+    assert truth["ct_po_pct"] == pytest.approx(100 * pores_mm3 / truth["cortical_compartment_mm3"])
+    assert len(truth["vascular_canal_segments_mm"]) == 3
+
+
 def test_blastic_cap_is_outside_the_envelope_porous_and_denser_than_soft_tissue(small):
     _, truth = small
     assert truth["blastic_volume_mm3"] > 0

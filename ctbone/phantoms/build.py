@@ -26,6 +26,7 @@ from .geometry import (
     rasterise_rods,
     resolve_lesions,
     trabecular_rods,
+    vascular_canals,
 )
 from .spec import PhantomSpec, PhantomSpecError
 from .surface import periosteal_openings
@@ -105,21 +106,25 @@ class FineBlock:
     woven_bits: np.ndarray  # bit i set: woven bone of blastic lesion i
     envelope: np.ndarray  # intact periosteal envelope
     marrow: np.ndarray  # intact marrow cavity
+    cortex: np.ndarray  # intact cortical bone (cortical compartment minus vascular canals)
     trabecular: np.ndarray  # intact trabecular bone (before lesions)
     x_mm: np.ndarray
     y_mm: np.ndarray
     z_mm: np.ndarray
 
 
-def evaluate_fine(spec: PhantomSpec, grid: Grid, lesions, rods, xf, yf, zf) -> FineBlock:
+def evaluate_fine(spec: PhantomSpec, grid: Grid, lesions, rods, xf, yf, zf, canals=None) -> FineBlock:
     """Labels and intensities at fine points xf × yf × zf (right-limb frame)."""
+    canals = canals if canals is not None else vascular_canals(spec)
     a, b = (v[:, None, None] for v in outer_axes_mm(spec, zf))
     ai, bi = (v[:, None, None] for v in inner_axes_mm(spec, zf))
     x, y, z = xf[None, None, :], yf[None, :, None], zf[:, None, None]
     x2, y2 = x * x, y * y
     envelope = x2 / (a * a) + y2 / (b * b) <= 1.0
     marrow = x2 / (ai * ai) + y2 / (bi * bi) <= 1.0
-    cortex = envelope & ~marrow
+    compartment = envelope & ~marrow
+    canal = rasterise_rods(canals, xf, yf, zf) & compartment
+    cortex = compartment & ~canal
     trab = rasterise_rods(rods, xf, yf, zf) & marrow
     soft = (x2 / grid.soft_axes_mm[0] ** 2 + y2 / grid.soft_axes_mm[1] ** 2 <= 1.0)
     shape = envelope.shape
@@ -142,7 +147,7 @@ def evaluate_fine(spec: PhantomSpec, grid: Grid, lesions, rods, xf, yf, zf) -> F
     labels = np.where(soft, np.uint8(SOFT), np.uint8(AIR)).astype(np.uint8)
     labels = np.broadcast_to(labels, shape).copy()
     labels[woven_bits != 0] = WOVEN
-    labels[envelope] = MARROW
+    labels[envelope] = MARROW  # vascular canals hold blood and soft tissue, like marrow
     labels[cortex] = CORTEX
     labels[trab] = TRABECULAR
     labels[envelope & removed] = TUMOUR
@@ -154,7 +159,7 @@ def evaluate_fine(spec: PhantomSpec, grid: Grid, lesions, rods, xf, yf, zf) -> F
         if not les.is_lytic and les.params["hu"] != spec.woven_hu:
             mine = (labels == WOVEN) & ((woven_bits >> np.uint32(les.index)) & 1).astype(bool)
             intensity[mine] = les.params["hu"]
-    return FineBlock(labels, intensity, lytic_bits, woven_bits, envelope, marrow, trab, xf, yf, zf)
+    return FineBlock(labels, intensity, lytic_bits, woven_bits, envelope, marrow, cortex, trab, xf, yf, zf)
 
 
 class _PatternTally:
@@ -222,6 +227,7 @@ def make_phantom(spec: PhantomSpec, *, seed: int = 0) -> tuple[Volume, dict]:
     grid = make_grid(spec)
     lesions = resolve_lesions(spec)
     rods = trabecular_rods(spec)
+    canals = vascular_canals(spec)
     offsets = fine_offsets_mm(spec)
     s = spec.supersample
     nz, ny, nx = grid.shape
@@ -235,7 +241,7 @@ def make_phantom(spec: PhantomSpec, *, seed: int = 0) -> tuple[Volume, dict]:
     plane = plane_fine.reshape(ny, s, nx, s).mean(axis=(1, 3)).astype(np.float32)
     image = np.empty(grid.shape, np.float32)
 
-    counts = dict.fromkeys(("envelope", "marrow", "cortex_intact", "trab_intact", "cortex", "trab", "woven"), 0)
+    counts = dict.fromkeys(("envelope", "marrow", "compartment", "cortex_intact", "trab_intact", "cortex", "trab", "woven"), 0)
     lost_cortex, lost_trab, woven = _PatternTally(), _PatternTally(), _PatternTally()
     fine_sum = 0.0
     box_fine_per_slice = len(xf) * len(yf) * s
@@ -243,18 +249,19 @@ def make_phantom(spec: PhantomSpec, *, seed: int = 0) -> tuple[Volume, dict]:
     for k0 in range(0, nz, slab):
         k1 = min(nz, k0 + slab)
         zf = _fine(grid.z_mm[k0:k1], offsets)
-        blk = evaluate_fine(spec, grid, lesions, rods, xf, yf, zf)
+        blk = evaluate_fine(spec, grid, lesions, rods, xf, yf, zf, canals)
         nzc, nyc, nxc = k1 - k0, ys.stop - ys.start, xs.stop - xs.start
         image[k0:k1] = plane
         image[k0:k1, ys, xs] = blk.intensity_hu.reshape(nzc, s, nyc, s, nxc, s).mean(axis=(1, 3, 5))
         fine_sum += float(blk.intensity_hu.sum(dtype=np.float64))
         # tally on the fine grid
         labels = blk.labels
-        cortex_intact = blk.envelope & ~blk.marrow
+        cortex_intact = blk.cortex
         removed = blk.lytic_bits != 0
         trab_intact = blk.trabecular
         counts["envelope"] += int(blk.envelope.sum())
         counts["marrow"] += int(blk.marrow.sum())
+        counts["compartment"] += int((blk.envelope & ~blk.marrow).sum())
         counts["cortex_intact"] += int(cortex_intact.sum())
         counts["trab_intact"] += int(trab_intact.sum())
         counts["cortex"] += int((labels == CORTEX).sum())
@@ -269,6 +276,10 @@ def make_phantom(spec: PhantomSpec, *, seed: int = 0) -> tuple[Volume, dict]:
 
     truth = _truth(spec, grid, lesions, counts, lost_cortex, lost_trab, woven, seed)
     truth["fine_mean_hu"] = fine_sum / (nz * ny * nx * s ** 3)
+    flip = np.array([-1.0 if spec.side == "L" else 1.0, 1.0, 1.0])
+    truth["vascular_canal_segments_mm"] = [[list(p0 * flip), list(p1 * flip)]
+                                           for p0, p1 in zip(canals.starts, canals.ends)]
+    truth = _plain(truth)
 
     if spec.blur_sigma_mm > 0:
         image = ndimage.gaussian_filter(image, sigma=spec.blur_sigma_mm / spec.voxel_mm, mode="nearest")
@@ -282,6 +293,21 @@ def make_phantom(spec: PhantomSpec, *, seed: int = 0) -> tuple[Volume, dict]:
                           "modality": "CT", "phantom_seed": seed, "side": spec.side})
     log.debug("phantom %s: %s", volume, {k: truth[k] for k in ("bone_volume_mm3", "cortical_defect_count")})
     return volume, truth
+
+
+def _plain(value):
+    """Numpy scalars and arrays to Python numbers and lists (JSON-ready, comparable)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _truth(spec, grid, lesions, counts, lost_cortex, lost_trab, woven, seed) -> dict:
@@ -352,6 +378,9 @@ def _truth(spec, grid, lesions, counts, lost_cortex, lost_trab, woven, seed) -> 
         "bone_volume_mm3": (counts["cortex"] + counts["trab"] + counts["woven"]) * h3,
         "cortical_bone_volume_mm3": counts["cortex"] * h3,
         "intact_cortical_bone_volume_mm3": counts["cortex_intact"] * h3,
+        "cortical_compartment_mm3": counts["compartment"] * h3,
+        "ct_po_pct": 100.0 * (1.0 - counts["cortex_intact"] / counts["compartment"]) if counts["compartment"] else 0.0,
+        "vascular_canals": spec.vascular_canals,
         "tb_bv_mm3": counts["trab"] * h3,
         "intact_tb_bv_mm3": counts["trab_intact"] * h3,
         "tb_rod_diameter_mm": spec.tb_rod_diameter_mm,

@@ -229,3 +229,23 @@ def rasterise_rods(rods: Rods, xf, yf, zf) -> np.ndarray:
         dist2 = (px - t * d[0]) ** 2 + (py - t * d[1]) ** 2 + (pz - t * d[2]) ** 2
         out[k0:k1, j0:j1, i0:i1] |= dist2 <= r * r
     return out
+
+
+def vascular_canals(spec: PhantomSpec) -> Rods:
+    """Oblique canals from the marrow to the periosteal surface (avoiding the scan's first and last 10 %)."""
+    n = spec.vascular_canals
+    if n == 0:
+        return Rods(np.zeros((0, 3)), np.zeros((0, 3)), spec.canal_diameter_mm / 2)
+    rng = np.random.default_rng([spec.geometry_seed, 15485863])
+    z0 = rng.uniform(0.1, 0.9, n) * spec.length_mm
+    theta = rng.uniform(0, 2 * np.pi, n)
+    dz = rng.uniform(0.05, 0.15, n) * rng.choice([-1, 1], n)  # nutrient canals run obliquely
+    dtheta = rng.uniform(-0.15, 0.15, n)
+    ai, bi = inner_axes_mm(spec, z0)
+    a, b = outer_axes_mm(spec, z0 + dz)
+    # start 0.02 mm inside the marrow, end 0.02 mm outside the periosteum: the canal opens on both sides
+    r0 = ellipse_radius(ai, bi, theta) - 0.02
+    r1 = ellipse_radius(a, b, theta + dtheta) + 0.02
+    starts = np.stack([r0 * np.cos(theta), r0 * np.sin(theta), z0], axis=1)
+    ends = np.stack([r1 * np.cos(theta + dtheta), r1 * np.sin(theta + dtheta), z0 + dz], axis=1)
+    return Rods(starts, ends, spec.canal_diameter_mm / 2)

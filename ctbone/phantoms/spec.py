@@ -88,6 +88,11 @@ class PhantomSpec:
     tb_rod_diameter_mm, tb_spacing_mm, tb_keep_fraction : float
         Trabecular rods: diameter, spacing of the jittered lattice they connect,
         fraction of lattice edges kept.
+    vascular_canals : int
+        Number of normal vascular (nutrient) canals: thin oblique tubes through the cortex,
+        part of the intact bone (cortical porosity), never lesions or defects.
+    canal_diameter_mm : float
+        Their diameter (0.02 mm: an opening of 0.0003 mm², far below a defect's 0.005 mm²).
     soft_tissue_mm, air_margin_mm : float
         Thickness of the soft-tissue sleeve beyond the widest bone, and air around it.
     side : "R" or "L"
@@ -123,6 +128,8 @@ class PhantomSpec:
     tb_rod_diameter_mm: float = 0.05
     tb_spacing_mm: float = 0.18
     tb_keep_fraction: float = 0.75
+    vascular_canals: int = 0
+    canal_diameter_mm: float = 0.02
     soft_tissue_mm: float = 0.2
     air_margin_mm: float = 0.06
     side: str = "R"
@@ -131,14 +138,14 @@ class PhantomSpec:
 
     def __post_init__(self):
         for f in fields(self):
-            if f.name in ("shape", "side", "lesions", "supersample", "geometry_seed"):
+            if f.name in ("shape", "side", "lesions", "supersample", "geometry_seed", "vascular_canals"):
                 continue
             value = getattr(self, f.name)
             if not isinstance(value, (int, float)) or value != value:
                 raise PhantomSpecError(f"phantom spec: {f.name} must be a number, got {value!r}")
             object.__setattr__(self, f.name, float(value))
         positive = ("voxel_mm", "length_mm", "outer_a_mm", "outer_b_mm", "cortical_thickness_mm",
-                    "tb_rod_diameter_mm", "tb_spacing_mm", "metaphysis_cortical_thickness_mm")
+                    "tb_rod_diameter_mm", "tb_spacing_mm", "metaphysis_cortical_thickness_mm", "canal_diameter_mm")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise PhantomSpecError(f"phantom spec: {name} must be > 0, got {getattr(self, name)}")
@@ -149,6 +156,9 @@ class PhantomSpec:
             raise PhantomSpecError(f"phantom spec: supersample must be a positive integer, got {self.supersample}")
         object.__setattr__(self, "supersample", int(self.supersample))
         object.__setattr__(self, "geometry_seed", int(self.geometry_seed))
+        if int(self.vascular_canals) != self.vascular_canals or self.vascular_canals < 0:
+            raise PhantomSpecError(f"phantom spec: vascular_canals must be a count >= 0, got {self.vascular_canals}")
+        object.__setattr__(self, "vascular_canals", int(self.vascular_canals))
         if self.side not in ("L", "R"):
             raise PhantomSpecError(f"phantom spec: side must be 'L' or 'R', got {self.side!r}")
         if self.shape is not None:
@@ -231,7 +241,7 @@ def _normalise_lesion(lesion, index: int) -> dict:
 
 def default_spec() -> PhantomSpec:
     """A tibia-like right limb with two perforations, a lytic cavity and a blastic outgrowth."""
-    return PhantomSpec(lesions=(
+    return PhantomSpec(vascular_canals=6, lesions=(
         {"kind": "perforation", "z_mm": 3.2, "angle_deg": 0.0, "radius_mm": 0.1},
         {"kind": "perforation", "z_mm": 3.9, "angle_deg": 90.0, "radius_mm": 0.07},
         {"kind": "lytic_cavity", "z_mm": 1.6, "angle_deg": 200.0, "radius_mm": 0.25},

@@ -36,6 +36,7 @@ _BASE = {
     "voxel_mm": 0.02, "length_mm": 4.0, "shape": [200, 96, 120], "supersample": 4, "blur_sigma_mm": 0.01,
     "noise_hu": 60.0, "outer_a_mm": 0.7, "outer_b_mm": 0.52, "cortical_thickness_mm": 0.17,
     "metaphysis_length_mm": 1.2, "metaphysis_flare_pct": 15.0, "soft_tissue_mm": 0.2, "air_margin_mm": 0.04,
+    "vascular_canals": 6,
 }
 DEMO_STUDY = {
     "name": "ctbone demo study: intratibial tumour model, control vs treated",
