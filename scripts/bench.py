@@ -1,0 +1,211 @@
+#!/usr/bin/env python
+"""Stage-by-stage benchmark of `ctbone analyze` on phantom scans (issue 7).
+
+For each size it writes a phantom DICOM series once (cached under .bench-cache/),
+then, in a fresh child process so peak memory is the scan's own:
+
+* times SimpleITK's ImageSeriesReader on the series (the yardstick),
+* times ctbone.read_scan and each analyze stage, sampling RSS to get the peak,
+* times the peer kernels on the same masks (scipy vs edt for the EDT, scipy vs
+  cc3d for labelling, the `localthickness` package vs ctbone's local thickness),
+* optionally times one snapshot.
+
+Usage:  python scripts/bench.py [--sizes 256,512,long] [--render] [--localthickness]
+Prints a Markdown table (paste it into README.md's performance section).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / ".bench-cache"
+
+# (z, y, x) shapes; the voxel size is chosen so a mouse long bone fills the field as in a real scan
+SIZES = {
+    "256": {"shape": (256, 256, 256), "voxel_mm": 0.0085},
+    "512": {"shape": (512, 512, 512), "voxel_mm": 0.00425},
+    "long": {"shape": (1800, 300, 300), "voxel_mm": 0.0075},
+}
+
+
+def phantom_folder(name: str) -> Path:
+    from ctbone.phantoms import PhantomSpec, write_phantom
+
+    folder = CACHE / f"phantom_{name}"
+    if (folder / "truth.json").exists():
+        return folder / "dicom"
+    cfg = SIZES[name]
+    z = cfg["shape"][0]
+    spec = PhantomSpec(
+        voxel_mm=cfg["voxel_mm"], length_mm=z * cfg["voxel_mm"], shape=cfg["shape"], supersample=1, noise_hu=60.0,
+        lesions=({"kind": "perforation", "z_mm": 0.6 * z * cfg["voxel_mm"], "angle_deg": 30, "radius_mm": 0.1},
+                 {"kind": "blastic", "z_mm": 0.75 * z * cfg["voxel_mm"], "angle_deg": 200, "half_length_mm": 0.3}),
+    )
+    t0 = time.perf_counter()
+    write_phantom(spec, folder, seed=0, distractors=False)
+    print(f"# wrote {name} phantom in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return folder / "dicom"
+
+
+class PeakRSS:
+    """Samples this process's RSS every 20 ms; `.peak_mb` since the last reset."""
+
+    def __init__(self):
+        import psutil
+
+        self._proc = psutil.Process()
+        self.peak = 0
+        self._stop = False
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while not self._stop:
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            time.sleep(0.02)
+
+    def reset(self):
+        self.peak = self._proc.memory_info().rss
+
+    @property
+    def peak_mb(self):
+        return self.peak / 2**20
+
+
+def best_of(fn, repeat=3):
+    times = []
+    out = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def run_one(name: str, render: bool, with_localthickness: bool) -> dict:
+    import SimpleITK as sitk
+
+    import ctbone
+
+    folder = phantom_folder(name)
+    rss = PeakRSS()
+    row = {"size": name}
+
+    def sitk_read():
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+        return reader.Execute()
+
+    row["sitk_read_s"], image = best_of(sitk_read, 2)
+    row["int16_mb"] = image.GetNumberOfPixels() * 2 / 2**20
+    del image
+
+    rss.reset()
+    baseline = rss.peak_mb
+    row["read_s"], volume = best_of(lambda: ctbone.read_scan(folder), 2)
+    row["read_peak_mb"] = rss.peak_mb - baseline
+
+    stages = {}
+
+    def progress(stage):
+        stages.setdefault(stage, rss.peak_mb)
+
+    rss.reset()
+    t0 = time.perf_counter()
+    result = ctbone.analyze(volume, render=False, progress=progress)
+    row["analyze_s"] = time.perf_counter() - t0
+    row["analyze_peak_mb"] = rss.peak_mb - baseline
+    row["stages_s"] = result.info["timings_s"]
+    row["peak_over_int16"] = (rss.peak_mb - baseline) / row["int16_mb"]
+
+    bone = result.masks["bone"].array.astype(bool)
+    spacing = result.masks["bone"].spacing
+    row["bone_mask_shape"] = list(bone.shape)
+    from scipy import ndimage
+
+    import cc3d
+    import edt
+
+    row["edt_pkg_s"], _ = best_of(lambda: edt.edt(bone, anisotropy=spacing), 1)
+    row["scipy_edt_s"], _ = best_of(lambda: ndimage.distance_transform_edt(bone, sampling=spacing), 1)
+    row["cc3d_s"], _ = best_of(lambda: cc3d.connected_components(bone, connectivity=26), 1)
+    row["scipy_label_s"], _ = best_of(lambda: ndimage.label(bone, structure=np.ones((3, 3, 3)))[0], 1)
+
+    from ctbone.measure.thickness import local_thickness
+
+    trab = result.masks["trabecular"].array.astype(bool)
+    row["ctbone_thickness_s"], _ = best_of(lambda: local_thickness(bone, spacing_mm=spacing), 1)
+    if with_localthickness:
+        import localthickness as lt
+
+        row["localthickness_s"], _ = best_of(lambda: lt.local_thickness(bone, scale=1), 1)
+    row["trabecular_voxels"] = int(trab.sum())
+
+    if render:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            row["render_s"], _ = best_of(lambda: ctbone.render_snapshot(result, Path(tmp) / "s.png"), 1)
+    row["process_peak_mb"] = rss.peak_mb
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| scan | SimpleITK read s | ctbone read s | analyze s (no render) | analyze / SimpleITK read | peak MB (× int16) "
+        "| thickness s (ctbone / localthickness) | EDT s (edt / scipy) | labels s (cc3d / scipy) | render s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lt = f"{r['ctbone_thickness_s']:.1f} / {r['localthickness_s']:.1f}" if "localthickness_s" in r else \
+            f"{r['ctbone_thickness_s']:.1f} / –"
+        lines.append(
+            f"| {r['size']} | {r['sitk_read_s']:.2f} | {r['read_s']:.2f} | {r['analyze_s']:.1f} | "
+            f"{r['analyze_s'] / r['sitk_read_s']:.1f}× | {r['analyze_peak_mb']:.0f} ({r['peak_over_int16']:.1f}×) | {lt} | "
+            f"{r['edt_pkg_s']:.2f} / {r['scipy_edt_s']:.2f} | {r['cc3d_s']:.2f} / {r['scipy_label_s']:.2f} | "
+            f"{r.get('render_s', float('nan')):.1f} |"
+        )
+    stage_names = sorted({k for r in rows for k in r["stages_s"]})
+    lines += ["", "| scan | " + " | ".join(f"{s} s" for s in stage_names) + " |",
+              "|---|" + "---|" * len(stage_names)]
+    for r in rows:
+        lines.append(f"| {r['size']} | " + " | ".join(f"{r['stages_s'].get(s, float('nan')):.2f}" for s in stage_names) + " |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="256,512,long")
+    parser.add_argument("--render", action="store_true")
+    parser.add_argument("--localthickness", action="store_true", help="also time the localthickness package (slow)")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one, args.render, args.localthickness)))
+        return
+    CACHE.mkdir(exist_ok=True)
+    rows = []
+    for name in args.sizes.split(","):
+        phantom_folder(name)
+        cmd = [sys.executable, __file__, "--one", name] + (["--render"] if args.render else []) + \
+              (["--localthickness"] if args.localthickness else [])
+        out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
+        if out.returncode != 0:
+            print(f"# {name}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
+            continue
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(f"# {name}: {json.dumps(rows[-1])}", file=sys.stderr)
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
