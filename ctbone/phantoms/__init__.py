@@ -9,8 +9,11 @@ the demo study defined in ``phantoms/demo_study.json``.
 
 from .build import LABEL_NAMES, fine_slice, make_grid, make_phantom
 from .spec import LESION_DEFAULTS, PhantomSpec, PhantomSpecError, default_spec, intact_twin, mirrored
+from .study import DEMO_STUDY, load_definition, manifest_rows, study_scans, write_study
+from .write import write_phantom
 
 __all__ = [
+    "DEMO_STUDY",
     "LABEL_NAMES",
     "LESION_DEFAULTS",
     "PhantomSpec",
@@ -18,7 +21,12 @@ __all__ = [
     "default_spec",
     "fine_slice",
     "intact_twin",
+    "load_definition",
     "make_grid",
     "make_phantom",
+    "manifest_rows",
     "mirrored",
+    "study_scans",
+    "write_phantom",
+    "write_study",
 ]

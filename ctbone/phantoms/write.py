@@ -54,7 +54,8 @@ def write_phantom(spec: PhantomSpec, outdir, *, seed: int = 0, distractors: bool
     spec : PhantomSpec
     outdir : path
         Created if needed; ``dicom/`` inside it holds the series (random file names, int16
-        HU), and with ``distractors`` a 3-slice scout series (other UID) and a ``.log`` file.
+        HU), and with ``distractors`` a 3-slice scout series (other UID), a ``.log`` file and a
+        ``preview.png``.
     seed : int, keyword-only
         Noise seed, also used to shuffle file names and derive the UIDs.
     distractors : bool, keyword-only
@@ -83,11 +84,21 @@ def write_phantom(spec: PhantomSpec, outdir, *, seed: int = 0, distractors: bool
         (folder / "reconstruction.log").write_text(
             "[Reconstruction]\nctbone synthetic phantom: not an image, the reader must skip this file\n"
             f"Pixel Size (um)={spec.voxel_mm * 1000:g}\n")
+        _write_thumbnail(volume, folder / "preview.png")
     truth["dicom_folder"] = "dicom"
     truth["series_uid"] = _uid(key + "|ct")
     (outdir / "truth.json").write_text(json.dumps(truth, indent=1, default=_json_default))
     log.info("wrote phantom %s to %s", volume, outdir)
     return outdir
+
+
+def _write_thumbnail(volume: Volume, path: Path) -> None:
+    """A PNG of the middle slice, as scanner software leaves beside its exports (another file to skip)."""
+    import imageio.v3 as iio
+
+    middle = volume.array[volume.shape[0] // 2]
+    scaled = np.clip((middle + 1000.0) / 2600.0 * 255.0, 0, 255).astype(np.uint8)
+    iio.imwrite(path, scaled)
 
 
 def _json_default(value):
