@@ -17,8 +17,8 @@ from scipy import ndimage
 
 from ..volume import Volume
 from .geometry import (
-    blastic_reach_mm,
     blastic_region,
+    bone_extent_mm,
     cortical_thickness_at_mm,
     inner_axes_mm,
     lytic_region,
@@ -61,16 +61,15 @@ def make_grid(spec: PhantomSpec) -> Grid:
     """The output grid: z from 0, x and y centred on the bone axis (so an x-flip mirrors x -> -x)."""
     v = spec.voxel_mm
     nz = max(1, int(round(spec.length_mm / v)))
-    z_mm = np.arange(nz) * v
-    z_dense = np.linspace(-v, spec.length_mm + v, 512)
+    shape = spec.shape or (nz, 0, 0)
+    z_mm = np.arange(shape[0]) * v
+    z_dense = np.linspace(z_mm[0] - v, z_mm[-1] + v, 1024)
     a_all, b_all = outer_axes_mm(spec, z_dense)
-    reach = blastic_reach_mm(spec)
     # the soft-tissue sleeve ignores lesions, so a scan and its intact twin differ only by the lesions
     soft = (float(a_all.max()) + spec.soft_tissue_mm, float(b_all.max()) + spec.soft_tissue_mm)
-    bone_a, bone_b = float(a_all.max()) + reach, float(b_all.max()) + reach
+    bone_a, bone_b = bone_extent_mm(spec, z_dense)
     if spec.shape is not None:
         nz, ny, nx = spec.shape
-        z_mm = np.arange(nz) * v
     else:
         ny = int(np.ceil(2 * (max(soft[1], bone_b) + spec.air_margin_mm) / v))
         nx = int(np.ceil(2 * (max(soft[0], bone_a) + spec.air_margin_mm) / v))

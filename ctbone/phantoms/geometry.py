@@ -146,9 +146,19 @@ def blastic_region(spec: PhantomSpec, lesion: Lesion, x, y, z, a, b):
     return out
 
 
-def blastic_reach_mm(spec: PhantomSpec) -> float:
-    """How far (mm) woven bone can stand out of the periosteal surface."""
-    return max([les["thickness_mm"] for les in spec.lesions if les["kind"] == "blastic"], default=0.0)
+def bone_extent_mm(spec: PhantomSpec, z_mm) -> tuple[float, float]:
+    """Largest |x| and |y| (mm) of bone over the slices ``z_mm``, blastic caps included."""
+    z_mm = np.asarray(z_mm, dtype=float)
+    a, b = outer_axes_mm(spec, z_mm)
+    ext_x, ext_y = float(a.max()), float(b.max())
+    for les in spec.lesions:
+        if les["kind"] != "blastic":
+            continue
+        near = np.abs(z_mm - les["z_mm"]) <= les["half_length_mm"]
+        if near.any():
+            ext_x = max(ext_x, float(a[near].max()) + les["thickness_mm"])
+            ext_y = max(ext_y, float(b[near].max()) + les["thickness_mm"])
+    return ext_x, ext_y
 
 
 # -- trabecular rods ------------------------------------------------------------
