@@ -59,11 +59,11 @@ class Grid:
 
 def make_grid(spec: PhantomSpec) -> Grid:
     """The output grid: z from 0, x and y centred on the bone axis (so an x-flip mirrors x -> -x)."""
-    v = spec.voxel_mm
-    nz = max(1, int(round(spec.length_mm / v)))
+    v, vz = spec.voxel_mm, spec.z_spacing_mm
+    nz = max(1, int(round(spec.length_mm / vz)))
     shape = spec.shape or (nz, 0, 0)
-    z_mm = np.arange(shape[0]) * v
-    z_dense = np.linspace(z_mm[0] - v, z_mm[-1] + v, 1024)
+    z_mm = np.arange(shape[0]) * vz
+    z_dense = np.linspace(z_mm[0] - vz, z_mm[-1] + vz, 1024)
     a_all, b_all = outer_axes_mm(spec, z_dense)
     # the soft-tissue sleeve ignores lesions, so a scan and its intact twin differ only by the lesions
     soft = (float(a_all.max()) + spec.soft_tissue_mm, float(b_all.max()) + spec.soft_tissue_mm)
@@ -85,10 +85,10 @@ def make_grid(spec: PhantomSpec) -> Grid:
     return Grid((nz, ny, nx), z_mm, y_mm, x_mm, soft, box)
 
 
-def fine_offsets_mm(spec: PhantomSpec) -> np.ndarray:
-    """Positions of the fine samples inside a voxel, relative to its centre."""
+def fine_offsets_mm(spec: PhantomSpec, *, axis: str = "xy") -> np.ndarray:
+    """Positions of the fine samples inside a voxel along ``axis`` ("xy" or "z"), relative to its centre."""
     s = spec.supersample
-    return ((np.arange(s) + 0.5) / s - 0.5) * spec.voxel_mm
+    return ((np.arange(s) + 0.5) / s - 0.5) * (spec.z_spacing_mm if axis == "z" else spec.voxel_mm)
 
 
 def _fine(coarse_mm: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -209,7 +209,7 @@ def make_phantom(spec: PhantomSpec, *, seed: int = 0) -> tuple[Volume, dict]:
     Returns
     -------
     volume : Volume
-        float32 HU image (z, y, x), isotropic ``spec.voxel_mm`` spacing, identity direction;
+        float32 HU image (z, y, x), spacing ``spec.spacing_mm``, identity direction;
         origin = patient (x, y, z) of voxel [0, 0, 0] (the bone axis is x = y = 0).
     truth : dict
         Exact values counted on the fine grid (see ``docs`` in the module ``truth`` keys):
@@ -227,7 +227,7 @@ def make_phantom(spec: PhantomSpec, *, seed: int = 0) -> tuple[Volume, dict]:
     lesions = resolve_lesions(spec)
     rods = trabecular_rods(spec)
     canals = vascular_canals(spec)
-    offsets = fine_offsets_mm(spec)
+    offsets, z_offsets = fine_offsets_mm(spec), fine_offsets_mm(spec, axis="z")
     s = spec.supersample
     nz, ny, nx = grid.shape
     ys, xs = grid.box
@@ -247,7 +247,7 @@ def make_phantom(spec: PhantomSpec, *, seed: int = 0) -> tuple[Volume, dict]:
     slab = max(1, _SLAB_FINE_VOXELS // max(1, box_fine_per_slice))
     for k0 in range(0, nz, slab):
         k1 = min(nz, k0 + slab)
-        zf = _fine(grid.z_mm[k0:k1], offsets)
+        zf = _fine(grid.z_mm[k0:k1], z_offsets)
         blk = evaluate_fine(spec, grid, lesions, rods, xf, yf, zf, canals)
         nzc, nyc, nxc = k1 - k0, ys.stop - ys.start, xs.stop - xs.start
         image[k0:k1] = plane
@@ -281,13 +281,14 @@ def make_phantom(spec: PhantomSpec, *, seed: int = 0) -> tuple[Volume, dict]:
     truth = _plain(truth)
 
     if spec.blur_sigma_mm > 0:
-        image = ndimage.gaussian_filter(image, sigma=spec.blur_sigma_mm / spec.voxel_mm, mode="nearest")
+        image = ndimage.gaussian_filter(image, sigma=[spec.blur_sigma_mm / d for d in spec.spacing_mm],
+                                        mode="nearest")
     if spec.noise_hu > 0:
         rng = np.random.default_rng(seed)
         image += rng.standard_normal(image.shape, dtype=np.float32) * np.float32(spec.noise_hu)
     if spec.side == "L":
         image = np.ascontiguousarray(image[:, :, ::-1])
-    volume = Volume(image, spacing=(spec.voxel_mm,) * 3, origin=grid.origin, direction=np.eye(3), unit="HU",
+    volume = Volume(image, spacing=spec.spacing_mm, origin=grid.origin, direction=np.eye(3), unit="HU",
                     meta={"source": f"ctbone phantom (side {spec.side}, seed {seed})", "vendor": "ctbone phantom",
                           "modality": "CT", "phantom_seed": seed, "side": spec.side})
     log.debug("phantom %s: %s", volume, {k: truth[k] for k in ("bone_volume_mm3", "cortical_defect_count")})
@@ -310,7 +311,7 @@ def _plain(value):
 
 
 def _truth(spec, grid, lesions, counts, lost_cortex, lost_trab, woven, seed) -> dict:
-    h3 = (spec.voxel_mm / spec.supersample) ** 3
+    h3 = spec.voxel_mm ** 2 * spec.z_spacing_mm / spec.supersample ** 3
     flip = -1.0 if spec.side == "L" else 1.0
 
     def to_patient(xyz):
@@ -321,7 +322,7 @@ def _truth(spec, grid, lesions, counts, lost_cortex, lost_trab, woven, seed) -> 
         deg = (180.0 - deg) if spec.side == "L" else deg
         return float(round(deg % 360.0, 9) % 360.0)  # round: -1e-14 must not become 360
 
-    z_fine = _fine(grid.z_mm, fine_offsets_mm(spec))
+    z_fine = _fine(grid.z_mm, fine_offsets_mm(spec, axis="z"))
     openings, per_lesion, surface_mm2 = periosteal_openings(spec, lesions, z_fine)
 
     lesion_rows = []
@@ -409,6 +410,7 @@ def _truth(spec, grid, lesions, counts, lost_cortex, lost_trab, woven, seed) -> 
         "seed": seed,
         "shape": list(grid.shape),
         "voxel_mm": spec.voxel_mm,
+        "spacing_mm": list(spec.spacing_mm),
         "origin_mm": list(grid.origin),
         "spec": spec.to_dict(),
     }
@@ -424,5 +426,6 @@ def fine_slice(spec: PhantomSpec, z_index: int) -> FineBlock:
     if not 0 <= z_index < grid.shape[0]:
         raise IndexError(f"z_index {z_index} outside 0..{grid.shape[0] - 1}")
     offsets = fine_offsets_mm(spec)
+    zf = _fine(grid.z_mm[z_index:z_index + 1], fine_offsets_mm(spec, axis="z"))
     return evaluate_fine(spec, grid, resolve_lesions(spec), trabecular_rods(spec), _fine(grid.x_mm, offsets),
-                         _fine(grid.y_mm, offsets), _fine(grid.z_mm[z_index:z_index + 1], offsets))
+                         _fine(grid.y_mm, offsets), zf)

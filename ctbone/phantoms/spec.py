@@ -59,9 +59,11 @@ class PhantomSpec:
     Parameters
     ----------
     voxel_mm : float
-        Isotropic voxel size of the output image.
+        In-plane (x, y) voxel size of the output image.
+    slice_mm : float or None
+        Slice spacing along z; None = ``voxel_mm`` (isotropic, as micro-CT reconstructs).
     length_mm : float
-        Scan length along z (number of slices = round(length_mm / voxel_mm)).
+        Scan length along z (number of slices = round(length_mm / slice spacing)).
     shape : (3,) ints or None
         Output (z, y, x) shape; None = from the length and the bone size plus margins.
     supersample : int
@@ -106,6 +108,7 @@ class PhantomSpec:
     """
 
     voxel_mm: float = 0.02
+    slice_mm: float | None = None
     length_mm: float = 5.0
     shape: tuple[int, int, int] | None = None
     supersample: int = 4
@@ -138,7 +141,7 @@ class PhantomSpec:
 
     def __post_init__(self):
         for f in fields(self):
-            if f.name in ("shape", "side", "lesions", "supersample", "geometry_seed", "vascular_canals"):
+            if f.name in ("shape", "side", "lesions", "supersample", "geometry_seed", "vascular_canals", "slice_mm"):
                 continue
             value = getattr(self, f.name)
             if not isinstance(value, (int, float)) or value != value:
@@ -152,6 +155,10 @@ class PhantomSpec:
         for name in ("blur_sigma_mm", "noise_hu", "metaphysis_length_mm", "soft_tissue_mm", "air_margin_mm"):
             if getattr(self, name) < 0:
                 raise PhantomSpecError(f"phantom spec: {name} must be >= 0, got {getattr(self, name)}")
+        if self.slice_mm is not None:
+            if not isinstance(self.slice_mm, (int, float)) or not self.slice_mm > 0:
+                raise PhantomSpecError(f"phantom spec: slice_mm must be > 0 or None, got {self.slice_mm!r}")
+            object.__setattr__(self, "slice_mm", float(self.slice_mm))
         if int(self.supersample) != self.supersample or self.supersample < 1:
             raise PhantomSpecError(f"phantom spec: supersample must be a positive integer, got {self.supersample}")
         object.__setattr__(self, "supersample", int(self.supersample))
@@ -173,6 +180,16 @@ class PhantomSpec:
         if not 0 < self.tb_keep_fraction <= 1:
             raise PhantomSpecError(f"phantom spec: tb_keep_fraction must be in (0, 1], got {self.tb_keep_fraction}")
         object.__setattr__(self, "lesions", tuple(_normalise_lesion(les, i) for i, les in enumerate(self.lesions)))
+
+    @property
+    def z_spacing_mm(self) -> float:
+        """Slice spacing (mm): ``slice_mm``, or ``voxel_mm`` when isotropic."""
+        return self.slice_mm if self.slice_mm is not None else self.voxel_mm
+
+    @property
+    def spacing_mm(self) -> tuple[float, float, float]:
+        """Output spacing (z, y, x) in mm."""
+        return (self.z_spacing_mm, self.voxel_mm, self.voxel_mm)
 
     # -- JSON ---------------------------------------------------------------
     def to_dict(self) -> dict:

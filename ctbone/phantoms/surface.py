@@ -63,7 +63,7 @@ def periosteal_openings(spec: PhantomSpec, lesions: list[Lesion], z_fine_mm: np.
     spec : PhantomSpec
     lesions : list of Lesion (resolved)
     z_fine_mm : (n,) float
-        Centres of the fine z slices covering the scan (spacing voxel_mm / supersample).
+        Centres of the fine z slices covering the scan (spacing: slice spacing / supersample).
 
     Returns
     -------
@@ -75,7 +75,7 @@ def periosteal_openings(spec: PhantomSpec, lesions: list[Lesion], z_fine_mm: np.
     surface_mm2 : float
         Area of the whole intact periosteal surface over the scan.
     """
-    dz = spec.voxel_mm / spec.supersample
+    dz = spec.z_spacing_mm / spec.supersample
     a_max = float(np.max(outer_axes_mm(spec, z_fine_mm)[0]))
     n_t = int(np.ceil(2 * np.pi * a_max / dz * 2 / 64.0)) * 64  # ~2 samples per fine voxel along the perimeter
     dt = 2 * np.pi / n_t
