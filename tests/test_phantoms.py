@@ -125,6 +125,24 @@ def test_perforation_area_and_count_on_a_round_tube(radius_mm, slice_mm):
         truth["intact_cortical_bone_volume_mm3"] - truth["lytic_volume_mm3"])
 
 
+def test_openings_across_the_parameter_seam_and_overlapping_drills():
+    def drills(*lesions):
+        return make_phantom(replace(TUBE, lesions=tuple(
+            {"kind": "perforation", "z_mm": z, "angle_deg": angle, "radius_mm": 0.08} for z, angle in lesions)))[1]
+
+    # angle 0 is where the surface parameter wraps: still one opening, the same area as at 180 (symmetry)
+    at_0, at_180 = drills((0.2, 0.0)), drills((0.2, 180.0))
+    assert at_0["cortical_defect_count"] == at_180["cortical_defect_count"] == 1
+    assert at_0["cortical_defect_area_mm2"] == pytest.approx(at_180["cortical_defect_area_mm2"], rel=1e-3)
+    # two overlapping drills make one opening, smaller than the sum of two separate ones
+    both = drills((0.17, 90.0), (0.23, 90.0))
+    assert both["cortical_defect_count"] == 1 and both["defects"][0]["lesion_ids"] == [1, 2]
+    apart = drills((0.1, 90.0), (0.3, 90.0))
+    assert apart["cortical_defect_count"] == 2
+    assert both["cortical_defect_area_mm2"] < apart["cortical_defect_area_mm2"]
+    assert both["lytic_volume_mm3"] < sum(les["volume_mm3"] for les in both["lesions"])
+
+
 def test_cavity_inside_the_cortex_has_sphere_volume_and_no_opening():
     r = 0.05
     spec = replace(TUBE, lesions=({"kind": "lytic_cavity", "z_mm": 0.2, "angle_deg": 0.0, "radius_mm": r,
