@@ -1,0 +1,161 @@
+"""Outputs of one analysed scan: metrics.csv/json, lesions.csv, masks/*.nii.gz, snapshot.png.
+
+Every file is written under a temporary name and renamed into place, so an
+interrupted run leaves either the complete file or none. `SCAN_OUTPUT_FILES`
+names the files whose presence marks a scan as complete for the batch resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import CtboneError, OutputError
+from ..result import AnalysisResult
+from .safeio import atomic_write_bytes, check_output_dir, csv_text, write_csv, write_json
+
+log = logging.getLogger(__name__)
+
+# written last: its presence means every other file of the scan is complete
+COMPLETE_MARKER = "metrics.json"
+LESION_COLUMNS = ("id", "kind", "volume_mm3", "area_mm2", "max_diameter_mm", "centroid_x_mm", "centroid_y_mm",
+                  "centroid_z_mm", "mean_density")
+
+
+def ctbone_version() -> str:
+    """The installed ctbone version (``0.0.0+unknown`` from a bare source tree)."""
+    from .. import __version__
+
+    return __version__
+
+
+def provenance(result: AnalysisResult) -> dict:
+    """Acquisition columns of a result: voxel_mm (per axis), n_slices, series_uid, threshold_method, image_unit."""
+    image = result.image
+    meta = image.meta or {}
+    z, y, x = image.spacing
+    return {
+        "voxel_mm": z if abs(z - y) < 1e-9 and abs(z - x) < 1e-9 else f"{z:.6g}x{y:.6g}x{x:.6g}",
+        "voxel_z_mm": z, "voxel_y_mm": y, "voxel_x_mm": x,
+        "n_slices": meta.get("n_slices", result.info.get("n_slices", image.shape[0])),
+        "series_uid": result.info.get("series_uid") or meta.get("series_uid") or "",
+        "threshold_method": result.info.get("threshold_method", ""),
+        "image_unit": image.unit,
+    }
+
+
+def lesion_columns(lesions) -> list[str]:
+    """`LESION_COLUMNS` first, then any other keys the lesions carry, in first-seen order."""
+    extra = [k for row in lesions for k in row if k not in LESION_COLUMNS]
+    return list(LESION_COLUMNS) + list(dict.fromkeys(extra))
+
+
+def _write_mask(volume, path: Path) -> None:
+    import SimpleITK as sitk
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".nii.gz", dir=path.parent)
+    os.close(fd)
+    try:
+        image = volume.to_sitk()
+        if image.GetPixelID() != sitk.sitkUInt8:
+            image = sitk.Cast(image, sitk.sitkUInt8)
+        sitk.WriteImage(image, tmp, True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_snapshot(result: AnalysisResult, path: Path) -> bool:
+    try:
+        from ..render import render_snapshot
+    except ImportError:
+        log.warning("ctbone.render.render_snapshot is not available; no snapshot for %s", path.parent)
+        return False
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        render_snapshot(result, tmp)
+        os.replace(tmp, path)
+        return True
+    except (CtboneError, RuntimeError, OSError, ValueError) as exc:
+        # a picture is never worth losing the numbers of a scan
+        log.warning("%s: snapshot not rendered (%s)", path, exc)
+        return False
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_scan_outputs(result: AnalysisResult, outdir, *, render: bool = True, extra: dict | None = None,
+                       inputs=()) -> dict[str, Path]:
+    """Write every output file of one analysed scan into ``outdir``.
+
+    Parameters
+    ----------
+    result : AnalysisResult
+        From `ctbone.analyze`.
+    outdir : path
+        Output folder (created). Refused when it is, or is inside, an input folder.
+    render : bool, keyword-only
+        Also write ``snapshot.png`` via `ctbone.render.render_snapshot`.
+    extra : dict, keyword-only
+        Identity columns (e.g. animal_id, group, limb) put first in metrics.csv and in metrics.json.
+    inputs : iterable of path, keyword-only
+        Further input paths that must not contain ``outdir`` (the scan source is always checked).
+
+    Returns
+    -------
+    dict of str -> Path
+        "metrics_csv", "metrics_json", "lesions_csv", "snapshot" (when rendered), "mask_<name>".
+
+    Raises
+    ------
+    OutputError
+        ``outdir`` is an input folder or inside one.
+    """
+    sources = [result.info.get("source"), (result.image.meta or {}).get("source"), *inputs]
+    outdir = check_output_dir(outdir, [s for s in sources if s])
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{outdir}: cannot create the output folder ({exc.strerror}). "
+                          f"Potential fix: choose a writable -o folder") from exc
+    extra = dict(extra or {})
+    written: dict[str, Path] = {}
+    # the completeness marker goes first to be removed, last to be written
+    (outdir / COMPLETE_MARKER).unlink(missing_ok=True)
+
+    prov = provenance(result)
+    row = {**extra, **prov, **result.metrics}
+    written["metrics_csv"] = write_csv(outdir / "metrics.csv", [row], list(row))
+    lesions = list(result.lesions)
+    written["lesions_csv"] = atomic_write_bytes(
+        outdir / "lesions.csv", csv_text(lesions, lesion_columns(lesions)).encode("utf-8"))
+
+    masks_dir = outdir / "masks"
+    masks_dir.mkdir(exist_ok=True)
+    for name, volume in result.masks.items():
+        path = masks_dir / f"{name}.nii.gz"
+        _write_mask(volume, path)
+        written[f"mask_{name}"] = path
+
+    if render and _write_snapshot(result, outdir / "snapshot.png"):
+        written["snapshot"] = outdir / "snapshot.png"
+
+    info = dict(result.info)
+    payload = {
+        "ctbone_version": ctbone_version(),
+        "extra": extra,
+        "provenance": prov,
+        "metrics": dict(result.metrics),
+        "info": info,
+        "options": result.options.to_dict(),
+        "image": {"shape_zyx": list(result.image.shape), "spacing_zyx_mm": list(result.image.spacing),
+                  "origin_xyz_mm": list(result.image.origin), "unit": result.image.unit},
+        "n_lesions": len(lesions),
+        "files": sorted(p.relative_to(outdir).as_posix() for p in written.values()),
+    }
+    written["metrics_json"] = write_json(outdir / COMPLETE_MARKER, payload)
+    return written

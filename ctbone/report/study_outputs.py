@@ -1,0 +1,245 @@
+"""Study-level outputs from the per-scan folders: CSV tables, Prism file, plots, snapshots, report.html.
+
+Everything is rebuilt from ``scans/<name>/metrics.json`` in manifest order, so
+a resumed run and an uninterrupted one give the same files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import re
+from pathlib import Path
+
+from . import html as H
+from .plots import group_plot, image_grid, longitudinal_plot
+from .prism import write_pzfx
+from .safeio import atomic_copy, write_csv
+from .scan_outputs import COMPLETE_MARKER, LESION_COLUMNS
+from .tables import (CHANGE_SUFFIX, STATS_COLUMNS, baseline_change, group_order, group_stats, group_summary,
+                     has_timepoints, numeric_metrics, summary_columns, timepoint_order)
+
+log = logging.getLogger(__name__)
+
+ACQUISITION = ("voxel_mm", "n_slices", "series_uid", "voxel_z_mm", "voxel_y_mm", "voxel_x_mm", "threshold_method",
+               "image_unit")
+# plotted, exported to Prism and shown first in the report, when present
+KEY_METRICS = ("cortical_defect_count", "cortical_defect_area_mm2", "cortical_defect_pct", "lytic_volume_mm3",
+               "blastic_volume_mm3", "bone_lost_mm3", "bone_lost_pct", "bone_gained_mm3", "bv_tv_pct", "ct_th_mm",
+               "tb_bv_tv_pct")
+IDENTITY = ("animal_id", "group", "limb", "timepoint")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(text: str) -> str:
+    return _UNSAFE.sub("-", str(text)).strip(".-") or "x"
+
+
+def _threshold_column(metrics: dict) -> str | None:
+    return next((k for k in metrics if k.startswith("threshold_")), None)
+
+
+def per_animal_rows(manifest, statuses: dict, scans_dir: Path) -> tuple[list[dict], list[str]]:
+    """Rows in manifest order (manifest columns, status, error, acquisition, metrics) and the metric names."""
+    rows, metric_names = [], []
+    for mrow in manifest.rows:
+        status, error = statuses.get(mrow.name, ("error", "not run"))
+        row = dict(mrow.columns)
+        row.update({"status": status, "error": error})
+        if status == "ok":
+            try:
+                data = json.loads((scans_dir / mrow.name / COMPLETE_MARKER).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                row.update(status="error", error=f"outputs of {mrow.name} unreadable ({exc})")
+            else:
+                row.update({k: data.get("provenance", {}).get(k) for k in ACQUISITION})
+                metrics = {k: (math.nan if v is None else v) for k, v in data.get("metrics", {}).items()}
+                row.update(metrics)
+                metric_names.extend(m for m in metrics if m not in metric_names)
+        row["_name"] = mrow.name
+        rows.append(row)
+    return rows, metric_names
+
+
+def per_animal_columns(manifest, metric_names) -> list[str]:
+    return list(dict.fromkeys([*manifest.columns, "status", "error", *ACQUISITION, *metric_names]))
+
+
+def all_lesions(manifest, rows, scans_dir: Path) -> tuple[list[dict], list[str]]:
+    """Every lesion of every ok scan, prefixed with animal_id, group, limb, timepoint."""
+    out, columns = [], list(IDENTITY) + list(LESION_COLUMNS)
+    for mrow, row in zip(manifest.rows, rows):
+        path = scans_dir / mrow.name / "lesions.csv"
+        if row["status"] != "ok" or not path.is_file():
+            continue
+        with path.open(newline="", encoding="utf-8") as fh:
+            for lesion in csv.DictReader(fh):
+                columns.extend(k for k in lesion if k not in columns)
+                out.append({"animal_id": mrow.animal_id, "group": mrow.group, "limb": mrow.limb,
+                            "timepoint": mrow.timepoint, **lesion})
+    return out, columns
+
+
+def _samples_by_group(rows, metric, groups, timepoint=None):
+    out = {}
+    for g in groups:
+        out[g] = [float(r[metric]) for r in rows if r["status"] == "ok" and r["group"] == g
+                  and (timepoint is None or str(r.get("timepoint") or "") == timepoint)
+                  and isinstance(r.get(metric), (int, float)) and math.isfinite(float(r[metric]))]
+    return out
+
+
+def _label(row) -> str:
+    return "_".join(p for p in (str(row.get("animal_id") or ""), str(row.get("limb") or ""),
+                                str(row.get("timepoint") or "")) if p)
+
+
+def write_study_outputs(manifest, outdir, *, statuses: dict, options, parameters: dict, control: str | None,
+                        version: str, scans_dir: Path) -> dict[str, Path]:
+    """Write per_animal.csv, lesions.csv, group_summary.csv, group_stats.csv, [change_from_baseline.csv],
+    study.pzfx, plots/, snapshots/ and report.html into ``outdir``; returns name -> path."""
+    outdir = Path(outdir)
+    written: dict[str, Path] = {}
+    rows, metric_names = per_animal_rows(manifest, statuses, scans_dir)
+    written["per_animal"] = write_csv(outdir / "per_animal.csv", rows, per_animal_columns(manifest, metric_names))
+    lesions, lesion_cols = all_lesions(manifest, rows, scans_dir)
+    written["lesions"] = write_csv(outdir / "lesions.csv", lesions, lesion_cols)
+
+    groups = group_order(rows)
+    control = control if control in groups else (groups[0] if groups else None)
+    stat_metrics = [m for m in metric_names if not m.startswith("threshold_")]
+    summary = group_summary(rows, stat_metrics)
+    stats = group_stats(rows, stat_metrics, control=control)
+    longitudinal = has_timepoints(rows)
+    if longitudinal:
+        change = baseline_change(rows, stat_metrics)
+        change_metrics = [m + CHANGE_SUFFIX for m in stat_metrics]
+        written["change"] = write_csv(outdir / "change_from_baseline.csv", change,
+                                      ["animal_id", "group", "limb", "timepoint", *change_metrics])
+        summary += group_summary([{**c, "status": "ok"} for c in change], change_metrics)
+    written["group_summary"] = write_csv(outdir / "group_summary.csv", summary, summary_columns(rows))
+    written["group_stats"] = write_csv(outdir / "group_stats.csv", stats, list(STATS_COLUMNS))
+
+    key = [m for m in KEY_METRICS if m in numeric_metrics(rows, stat_metrics)]
+    timepoints = timepoint_order(rows) if longitudinal else [None]
+    last_tp = timepoints[-1]
+    written["pzfx"] = _write_prism(outdir / "study.pzfx", rows, key, groups, last_tp)
+    plots = _write_plots(outdir / "plots", rows, key, groups, stats, timepoints, last_tp)
+    snapshots = _copy_snapshots(manifest, rows, scans_dir, outdir / "snapshots")
+    montages = _write_montages(outdir / "plots", rows, snapshots, groups)
+    written["report"] = _write_html(outdir / "report.html", manifest, rows, metric_names, key, summary, stats,
+                                    plots, montages, parameters=parameters, version=version, control=control)
+    return written
+
+
+def _write_prism(path, rows, key, groups, timepoint):
+    tables = {}
+    for metric in key:
+        tables[metric] = {g: [(_label(r), float(r[metric])) for r in rows
+                              if r["status"] == "ok" and r["group"] == g
+                              and (timepoint is None or str(r.get("timepoint") or "") == timepoint)
+                              and isinstance(r.get(metric), (int, float))]
+                          for g in groups}
+    return write_pzfx(path, tables)
+
+
+def _write_plots(folder: Path, rows, key, groups, stats, timepoints, last_tp) -> list[tuple[str, Path]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for metric in key:
+        tp = last_tp
+        comps = [(s["group_b"], s["group_a"], s["p_adj"]) for s in stats
+                 if s["metric"] == metric and s["test"] == "welch_t" and s["comparison"] != "omnibus"
+                 and (tp is None or s["timepoint"] == tp)]
+        title = metric if tp is None else f"{metric} (timepoint {tp})"
+        paths = group_plot(metric, _samples_by_group(rows, metric, groups, tp), folder / safe_name(metric),
+                           comparisons=comps, title=title)
+        out.append((title, paths["png"]))
+        if tp is not None:
+            series = {g: {} for g in groups}
+            for r in rows:
+                if r["status"] == "ok" and isinstance(r.get(metric), (int, float)):
+                    label = "_".join(p for p in (str(r["animal_id"]), str(r.get("limb") or "")) if p)
+                    series[r["group"]].setdefault(label, []).append((str(r.get("timepoint") or ""), float(r[metric])))
+            paths = longitudinal_plot(metric, series, timepoints, folder / f"{safe_name(metric)}_over_time")
+            out.append((f"{metric} over time", paths["png"]))
+    return out
+
+
+def _copy_snapshots(manifest, rows, scans_dir: Path, folder: Path) -> dict[str, Path]:
+    out = {}
+    for mrow, row in zip(manifest.rows, rows):
+        src = scans_dir / mrow.name / "snapshot.png"
+        if row["status"] == "ok" and src.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            out[mrow.name] = atomic_copy(src, folder / f"{mrow.name}.png")
+    return out
+
+
+def _write_montages(folder: Path, rows, snapshots: dict, groups) -> list[tuple[str, Path]]:
+    try:
+        from ..render import render_montage
+    except ImportError:
+        render_montage = None
+    out = []
+    for g in groups:
+        members = [(r["_name"], _label(r)) for r in rows if r["group"] == g and r["_name"] in snapshots]
+        if not members:
+            continue
+        pngs = [snapshots[name] for name, _ in members]
+        labels = [label for _, label in members]
+        path = folder / f"montage_{safe_name(g)}.png"
+        try:
+            if render_montage is not None:
+                render_montage(pngs, path, labels=labels)
+            else:
+                image_grid(pngs, path, labels=labels, title=g)
+        except Exception as exc:  # noqa: BLE001 - a montage is decoration; the numbers are already written
+            log.warning("montage of group %s not written (%s)", g, exc)
+            continue
+        out.append((g, path))
+    return out
+
+
+def _write_html(path, manifest, rows, metric_names, key, summary, stats, plots, montages, *, parameters, version,
+                control):
+    esc = H.esc
+    n_ok = sum(r["status"] == "ok" for r in rows)
+    failed = [r for r in rows if r["status"] != "ok"]
+    groups = group_order(rows)
+    counts = ", ".join(f"{esc(g)}: {sum(r['group'] == g for r in rows)}" for g in groups)
+    summary_html = (f"<p>Manifest <code>{esc(manifest.path)}</code>: {len(rows)} scans ({counts}); "
+                    f"{n_ok} analysed, <span class=\"{'err' if failed else ''}\">{len(failed)} failed</span>. "
+                    f"Control group: {esc(control)}. ctbone {esc(version)}.</p>")
+    sections = []
+    if plots:
+        sections.append(("Group plots", "".join(f"<figure>{H.img_tag(p, alt=t, width=420)}"
+                                                f"<figcaption>{esc(t)}</figcaption></figure>" for t, p in plots)))
+    if montages:
+        sections.append(("Snapshots", "".join(f"<h3>{esc(g)}</h3><div class=\"grid\">{H.img_tag(p, alt=g)}</div>"
+                                              for g, p in montages)))
+    key_stats = [s for s in stats if s["metric"] in key] or stats
+    sections.append(("Statistics", H.table_html(key_stats, list(STATS_COLUMNS))
+                     + "<p>All metrics: group_stats.csv.</p>"))
+    key_summary = [s for s in summary if s["metric"] in key] or summary
+    sections.append(("Group summary", H.table_html(key_summary, list(dict.fromkeys(k for s in summary for k in s)))))
+    columns = [*IDENTITY, "status", *ACQUISITION[:3], *key]
+    columns = [c for c in dict.fromkeys(columns) if any(c in r for r in rows)]
+    sections.append(("Per animal", H.table_html(rows, columns) + "<p>All columns: per_animal.csv.</p>"))
+    if failed:
+        items = "".join(f"<li>line {esc(m.line)}: <b>{esc(r['_name'])}</b> ({esc(r.get('scan'))}): "
+                        f"<span class=\"err\">{esc(r['error'])}</span></li>"
+                        for m, r in zip(manifest.rows, rows) if r["status"] != "ok")
+        sections.append(("Failed scans", f"<ul>{items}</ul>"))
+    thresholds = []
+    for r in rows:
+        if r["status"] == "ok":
+            col = _threshold_column(r)
+            thresholds.append((r["_name"], H.format_cell(r.get(col)) if col else "", r.get("threshold_method") or ""))
+    sections.append(("Methods", H.methods_paragraph(version=version, parameters=parameters, thresholds=thresholds,
+                                                    n_scans=len(rows), control=control)
+                     + "<h3>Metric definitions</h3>" + H.definitions_html(metric_names)))
+    title = f"ctbone study report: {manifest.path.parent.name}"
+    return H.write_report(path, title=title, summary=summary_html, sections=sections)

@@ -1,0 +1,147 @@
+"""Study tables from the per-animal rows: group summary, group statistics, change from baseline.
+
+Rows are plain dicts (one per manifest row, ``status`` "ok" or "error"); only
+``ok`` rows with a finite value enter a statistic. Groups keep manifest order.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .stats import describe, hedges_g, holm, kruskal, mann_whitney, welch_anova, welch_t
+
+SUMMARY_STATS = ("n", "mean", "sd", "sem", "median", "q1", "q3", "min", "max")
+STATS_COLUMNS = ("metric", "timepoint", "comparison", "group_a", "group_b", "n_a", "n_b", "test", "statistic", "df",
+                 "p", "p_adj", "hedges_g", "ci_low", "ci_high")
+CHANGE_SUFFIX = "_change_pct"
+
+
+def _value(row: dict, metric: str) -> float:
+    try:
+        v = float(row.get(metric))
+    except (TypeError, ValueError):
+        return math.nan
+    return v if math.isfinite(v) else math.nan
+
+
+def ok_rows(rows):
+    """The rows whose scan was analysed."""
+    return [r for r in rows if r.get("status") == "ok"]
+
+
+def group_order(rows) -> list[str]:
+    """Groups in order of first appearance in the manifest."""
+    return list(dict.fromkeys(str(r["group"]) for r in rows))
+
+
+def timepoint_order(rows) -> list[str]:
+    """Distinct timepoints ('' when none), numeric ones sorted numerically, else in manifest order."""
+    values = list(dict.fromkeys(str(r.get("timepoint") or "") for r in rows))
+    try:
+        return sorted(values, key=float)
+    except ValueError:
+        return values
+
+
+def has_timepoints(rows) -> bool:
+    return len(timepoint_order(rows)) > 1
+
+
+def numeric_metrics(rows, metrics) -> list[str]:
+    """``metrics`` that have at least one finite value in an ok row."""
+    ok = ok_rows(rows)
+    return [m for m in metrics if any(math.isfinite(_value(r, m)) for r in ok)]
+
+
+def _samples(rows, metric, group, timepoint=None):
+    return [v for r in ok_rows(rows) if str(r["group"]) == group
+            and (timepoint is None or str(r.get("timepoint") or "") == timepoint)
+            for v in [_value(r, metric)] if math.isfinite(v)]
+
+
+def group_summary(rows, metrics) -> list[dict]:
+    """One tidy row per (group, metric[, timepoint]) with n, mean, sd, sem, median, q1, q3, min, max."""
+    groups = group_order(rows)
+    timepoints = timepoint_order(rows) if has_timepoints(rows) else [None]
+    out = []
+    for metric in numeric_metrics(rows, metrics):
+        for group in groups:
+            for tp in timepoints:
+                row = {"group": group, "metric": metric}
+                if tp is not None:
+                    row["timepoint"] = tp
+                row.update(describe(_samples(rows, metric, group, tp)))
+                out.append(row)
+    return out
+
+
+def summary_columns(rows) -> list[str]:
+    return ["group", "metric"] + (["timepoint"] if has_timepoints(rows) else []) + list(SUMMARY_STATS)
+
+
+def _test_row(metric, tp, comparison, a_name, b_name, a, b, result, effect=None) -> dict:
+    return {"metric": metric, "timepoint": tp or "", "comparison": comparison, "group_a": a_name, "group_b": b_name,
+            "n_a": len(a) if a is not None else "", "n_b": len(b) if b is not None else "", "test": result.test,
+            "statistic": result.statistic, "df": result.df, "p": result.p,
+            "hedges_g": effect.g if effect else math.nan, "ci_low": effect.ci_low if effect else math.nan,
+            "ci_high": effect.ci_high if effect else math.nan}
+
+
+def group_stats(rows, metrics, *, control: str | None = None) -> list[dict]:
+    """Per metric (and timepoint): omnibus tests for 3+ groups, then each group vs control.
+
+    Two groups: Welch t and Mann-Whitney U. Three or more: Welch ANOVA and Kruskal-Wallis omnibus rows, then
+    Welch t and Mann-Whitney U of every group against ``control`` (default: the first group of the manifest).
+    ``p_adj`` is Holm over the pairwise comparisons of one metric, test and timepoint (omnibus rows: p).
+    Pairwise rows have group_a = the group, group_b = control; t, U and Hedges' g refer to the group, so
+    t > 0 and g > 0 mean the group's mean exceeds control's.
+    """
+    groups = group_order(rows)
+    if control is None or control not in groups:
+        control = groups[0] if groups else None
+    others = [g for g in groups if g != control]
+    timepoints = timepoint_order(rows) if has_timepoints(rows) else [None]
+    out = []
+    for metric in numeric_metrics(rows, metrics):
+        for tp in timepoints:
+            samples = {g: _samples(rows, metric, g, tp) for g in groups}
+            if len(groups) >= 3:
+                for fn in (welch_anova, kruskal):
+                    res = fn([samples[g] for g in groups])
+                    row = _test_row(metric, tp, "omnibus", "all", "all", None, None, res)
+                    row["p_adj"] = res.p
+                    out.append(row)
+            for fn in (welch_t, mann_whitney):
+                family = []
+                for g in others:
+                    # group first, so t > 0 and g > 0 both mean "the group exceeds control"
+                    a, b = samples[g], samples[control]
+                    family.append(_test_row(metric, tp, f"{g} vs {control}", g, control, a, b, fn(a, b),
+                                            hedges_g(b, a)))
+                for row, p_adj in zip(family, holm([r["p"] for r in family])):
+                    row["p_adj"] = p_adj
+                out.extend(family)
+    return out
+
+
+def baseline_change(rows, metrics) -> list[dict]:
+    """Per animal (animal_id + limb) and timepoint: % change of each metric from the first timepoint.
+
+    (X_t − X_0) / X_0 × 100; NaN when the baseline is missing, failed or zero.
+    """
+    tps = timepoint_order(rows)
+    baseline_tp = tps[0]
+    base = {}
+    for r in ok_rows(rows):
+        if str(r.get("timepoint") or "") == baseline_tp:
+            base[(str(r["animal_id"]), str(r.get("limb") or ""))] = r
+    out = []
+    for r in ok_rows(rows):
+        key = (str(r["animal_id"]), str(r.get("limb") or ""))
+        b = base.get(key)
+        change = {"animal_id": key[0], "group": r["group"], "limb": key[1], "timepoint": str(r.get("timepoint") or "")}
+        for m in numeric_metrics(rows, metrics):
+            x, x0 = _value(r, m), _value(b, m) if b else math.nan
+            change[m + CHANGE_SUFFIX] = (x - x0) / x0 * 100 if math.isfinite(x0) and x0 != 0 else math.nan
+        out.append(change)
+    return out

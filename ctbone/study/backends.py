@@ -1,0 +1,111 @@
+"""Where batch jobs run: in this process, in local worker processes, or on a dask.distributed cluster.
+
+Every back-end yields outcomes as jobs finish; the runner orders results by the
+manifest, so the order of completion never shows in the outputs. The local
+process pool starts a scan only when its estimated memory fits in the RAM
+available (always at least one scan at a time).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from .job import Job, one_line, run_job
+
+log = logging.getLogger(__name__)
+# peak memory of one scan ≈ this many times its size on disk (float32 image, smoothed copy, masks, EDT)
+MEMORY_FACTOR = 6.0
+# leave this fraction of the available RAM to the system and the parent process
+RAM_FRACTION = 0.8
+
+
+def input_bytes(path: Path | None) -> int:
+    """Bytes on disk of a scan file or folder (0 for None or a missing path)."""
+    if path is None or not Path(path).exists():
+        return 0
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def estimate_job_bytes(job: Job) -> int:
+    """Estimated peak memory of a job: `MEMORY_FACTOR` × (scan + reference bytes on disk)."""
+    return int(MEMORY_FACTOR * (input_bytes(job.scan) + input_bytes(job.reference)))
+
+
+def available_bytes() -> int:
+    """RAM the batch may use now (`RAM_FRACTION` of psutil's available memory)."""
+    import psutil
+
+    return int(RAM_FRACTION * psutil.virtual_memory().available)
+
+
+def run_serial(jobs: Sequence[Job], *, stage: Callable | None = None) -> Iterator[dict]:
+    """Run the jobs one after the other in this process."""
+    for job in jobs:
+        if stage:
+            stage(job.name)
+        yield run_job(job)
+
+
+def run_processes(jobs: Sequence[Job], *, workers: int) -> Iterator[dict]:
+    """Run the jobs in ``workers`` local processes, memory-aware."""
+    names = {}
+    with cf.ProcessPoolExecutor(max_workers=workers) as pool:
+        def submit(job):
+            future = pool.submit(run_job, job)
+            names[future] = job.name
+            return future
+
+        for future in _iter_gated(jobs, submit, lambda fs: cf.wait(fs, return_when=cf.FIRST_COMPLETED),
+                                  max_running=workers, budget_bytes=available_bytes()):
+            yield _outcome(future, names[future])
+
+
+def run_dask(jobs: Sequence[Job], *, scheduler) -> Iterator[dict]:
+    """Run the jobs on a dask.distributed cluster (``scheduler``: address string or a Client)."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError as exc:
+        from ..errors import CtboneError
+
+        raise CtboneError("--scheduler needs dask.distributed. Potential fix: pip install 'ctbone[cluster]'") from exc
+    own = not isinstance(scheduler, Client)
+    client = Client(scheduler) if own else scheduler
+    try:
+        futures = {client.submit(run_job, job, pure=False, key=f"ctbone-{i}-{job.name}"): job.name
+                   for i, job in enumerate(jobs)}
+        for future in as_completed(list(futures)):
+            yield _outcome(future, futures[future])
+    finally:
+        if own:
+            client.close()
+
+
+def _outcome(future, name: str) -> dict:
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - a worker that died (e.g. killed for memory) fails only its scan
+        return {"name": name, "status": "error", "error": one_line(exc), "seconds": float("nan")}
+
+
+def _iter_gated(jobs, submit, wait, *, max_running, budget_bytes):
+    pending = list(jobs)
+    running: dict = {}
+    while pending or running:
+        while pending and len(running) < max_running:
+            need = estimate_job_bytes(pending[0])
+            used = sum(running.values())
+            if running and used + need > budget_bytes:
+                log.info("waiting for memory: %s needs ~%.0f MB; %.0f MB of %.0f MB in use", pending[0].name,
+                         need / 1e6, used / 1e6, budget_bytes / 1e6)
+                break
+            running[submit(pending.pop(0))] = need
+        done, _ = wait(list(running))
+        for future in done:
+            running.pop(future)
+            yield future

@@ -1,0 +1,78 @@
+"""The unit of batch work: one manifest row read, analysed and written out.
+
+`run_job` never raises for a bad scan: it returns an outcome with
+``status="error"`` and a one-line ``error`` so the other scans go on.
+It is a top-level function so process pools and dask can ship it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import CtboneError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker needs for one row (picklable)."""
+
+    name: str
+    scan: Path
+    reference: Path | None
+    options: object  # AnalysisOptions with the row's overrides applied
+    outdir: Path
+    render: bool
+    extra: dict = field(default_factory=dict)
+    analyze_fn: object = None
+    read_fn: object = None
+    verbose: bool = False
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: the message of ctbone errors, 'Type: message' otherwise."""
+    text = str(exc).strip().replace("\r", " ").replace("\n", " ")
+    if isinstance(exc, CtboneError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def run_job(job: Job) -> dict:
+    """Read, analyse and write one scan; returns {"name", "status", "error", "seconds"}."""
+    from ..report.scan_outputs import write_scan_outputs
+
+    t0 = time.perf_counter()
+    read = job.read_fn
+    analyze = job.analyze_fn
+    if read is None or analyze is None:
+        import ctbone
+
+        read = read or ctbone.read_scan
+        analyze = analyze or ctbone.analyze
+    try:
+        _clean_partial(job.outdir)
+        volume = read(job.scan)
+        reference = read(job.reference) if job.reference is not None else None
+        result = analyze(volume, reference=reference, options=job.options)
+        write_scan_outputs(result, job.outdir, render=job.render, extra=job.extra,
+                           inputs=[p for p in (job.scan, job.reference) if p is not None])
+        status, error = "ok", ""
+    except Exception as exc:  # noqa: BLE001 - fault isolation: any failure of one scan is its row's error
+        status, error = "error", one_line(exc)
+        log.debug("%s failed:\n%s", job.name, traceback.format_exc())
+    return {"name": job.name, "status": status, "error": error, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _clean_partial(folder: Path) -> None:
+    """Remove a previous incomplete attempt's temporary files and completeness marker."""
+    if not folder.is_dir():
+        return
+    # every temporary name of write_scan_outputs starts with a dot
+    for tmp in list(folder.glob(".*")) + list(folder.glob("masks/.*")):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)

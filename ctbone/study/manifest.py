@@ -1,0 +1,258 @@
+"""Study manifest: read a CSV of scans, validate every row, report all problems at once.
+
+Required columns: animal_id, group, scan (path relative to the manifest's folder).
+Optional: limb, timepoint, reference, roi_mm ("START:END" in mm), threshold ("auto" or a
+value), mirror_reference (yes/no). Any other column is carried through unchanged.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ManifestError
+
+REQUIRED = ("animal_id", "group", "scan")
+OPTIONAL = ("limb", "timepoint", "reference", "roi_mm", "threshold", "mirror_reference")
+_TRUE = {"yes", "y", "true", "1"}
+_FALSE = {"no", "n", "false", "0", ""}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One validated manifest row.
+
+    Attributes
+    ----------
+    line : int
+        Line number in the CSV file (header = 1).
+    columns : dict
+        Every column as read (text), in file order: carried to the outputs.
+    scan, reference : Path
+        Resolved input paths (reference None when absent).
+    roi_mm : (float, float) or None
+    threshold : "auto", float or None (None: use the batch option)
+    mirror_reference : bool or None (None: use the batch option)
+    """
+
+    line: int
+    columns: dict
+    animal_id: str
+    group: str
+    scan: Path
+    limb: str = ""
+    timepoint: str = ""
+    reference: Path | None = None
+    roi_mm: tuple[float, float] | None = None
+    threshold: str | float | None = None
+    mirror_reference: bool | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.animal_id, self.limb, self.timepoint)
+
+    @property
+    def name(self) -> str:
+        """Filesystem-safe ``ANIMAL[_LIMB][_TIMEPOINT]`` used for the per-scan folder and snapshot."""
+        parts = [p for p in self.key if p]
+        return "_".join(_UNSAFE.sub("-", p).strip(".") or "x" for p in parts)
+
+    def overrides(self) -> dict:
+        """Per-row analysis option overrides (only those set in the manifest)."""
+        out = {}
+        if self.roi_mm is not None:
+            out["roi_mm"] = self.roi_mm
+        if self.threshold is not None:
+            out["threshold"] = self.threshold
+        if self.mirror_reference is not None:
+            out["mirror_reference"] = self.mirror_reference
+        return out
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest: its path, folder, column names (file order) and rows (file order)."""
+
+    path: Path
+    columns: list[str]
+    rows: list[ManifestRow] = field(default_factory=list)
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    @property
+    def groups(self) -> list[str]:
+        return list(dict.fromkeys(r.group for r in self.rows))
+
+
+def _parse_roi(text: str) -> tuple[float, float]:
+    parts = text.replace(",", ":").split(":")
+    if len(parts) != 2:
+        raise ValueError
+    start, end = (float(p) for p in parts)
+    if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end <= start:
+        raise ValueError
+    return start, end
+
+
+def _parse_threshold(text: str) -> str | float:
+    if text.lower() == "auto":
+        return "auto"
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError
+    return value
+
+
+def _resolve(text: str, folder: Path, allow_absolute: bool) -> tuple[Path, str | None]:
+    """The path of a manifest cell and a problem (None when fine)."""
+    raw = Path(text).expanduser()
+    if raw.is_absolute():
+        if not allow_absolute:
+            return raw, f"absolute path {text!r} not allowed (pass --allow-absolute-paths)"
+        return raw.resolve(), None
+    path = (folder / raw).resolve()
+    if not allow_absolute and not path.is_relative_to(folder.resolve()):
+        return path, f"path {text!r} leaves the study folder {folder} (pass --allow-absolute-paths)"
+    return path, None
+
+
+def read_manifest(path, *, allow_absolute_paths: bool = False, control: str | None = None) -> Manifest:
+    """Read and validate a study manifest; every problem is reported in one `ManifestError`.
+
+    Parameters
+    ----------
+    path : path
+        The manifest CSV (UTF-8, optional BOM). Scan paths are relative to its folder.
+    allow_absolute_paths : bool, keyword-only
+        Accept absolute scan/reference paths and paths outside the manifest's folder.
+    control : str, keyword-only
+        The control group; an error when no row has this group.
+
+    Returns
+    -------
+    Manifest
+
+    Raises
+    ------
+    ManifestError
+        Its message lists every problem with its line number; ``.problems`` holds them as a list.
+    """
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found. Potential fix: give the path of the study CSV")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: cannot read the manifest as UTF-8 text ({exc}). "
+                            f"Potential fix: save it as CSV UTF-8") from exc
+    reader = csv.reader(text.splitlines(keepends=True))
+    header = next(reader, None)
+    if not header or not any(h.strip() for h in header):
+        raise ManifestError(f"{path}: the manifest is empty. Potential fix: add a header line "
+                            f"'{','.join(REQUIRED)}' and one row per scan")
+    columns = [h.strip() for h in header]
+    problems: list[str] = []
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        problems.append(f"line 1: missing column(s) {', '.join(missing)}")
+    dup_cols = sorted({c for c in columns if columns.count(c) > 1})
+    if dup_cols:
+        problems.append(f"line 1: repeated column(s) {', '.join(dup_cols)}")
+    if problems:
+        _raise(path, problems)
+
+    folder = path.parent
+    rows: list[ManifestRow] = []
+    seen: dict[tuple, int] = {}
+    names: dict[str, int] = {}
+    while True:
+        line = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.append(f"line {line}: {exc}")
+            break
+        if not any(c.strip() for c in cells):
+            continue  # blank line
+        if len(cells) > len(columns):
+            problems.append(f"line {line}: {len(cells)} cells but {len(columns)} columns")
+            continue
+        values = {c: (cells[i].strip() if i < len(cells) else "") for i, c in enumerate(columns)}
+        row_problems = []
+        for c in REQUIRED:
+            if not values[c]:
+                row_problems.append(f"empty {c}")
+        scan = reference = None
+        if values["scan"]:
+            scan, problem = _resolve(values["scan"], folder, allow_absolute_paths)
+            if problem:
+                row_problems.append(f"scan {problem}")
+            elif not scan.exists():
+                row_problems.append(f"scan {values['scan']!r} not found (looked for {scan})")
+        if values.get("reference"):
+            reference, problem = _resolve(values["reference"], folder, allow_absolute_paths)
+            if problem:
+                row_problems.append(f"reference {problem}")
+            elif not reference.exists():
+                row_problems.append(f"reference {values['reference']!r} not found (looked for {reference})")
+        roi = threshold = mirror = None
+        if values.get("roi_mm"):
+            try:
+                roi = _parse_roi(values["roi_mm"])
+            except ValueError:
+                row_problems.append(f"roi_mm {values['roi_mm']!r} is not START:END in mm with 0 <= START < END")
+        if values.get("threshold"):
+            try:
+                threshold = _parse_threshold(values["threshold"])
+            except ValueError:
+                row_problems.append(f"threshold {values['threshold']!r} is neither 'auto' nor a number")
+        if "mirror_reference" in values:
+            flag = values["mirror_reference"].lower()
+            if flag in _TRUE:
+                mirror = True
+            elif flag in _FALSE:
+                mirror = None if flag == "" else False
+            else:
+                row_problems.append(f"mirror_reference {values['mirror_reference']!r} is not yes/no")
+        key = (values["animal_id"], values.get("limb", ""), values.get("timepoint", ""))
+        if all(values[c] for c in REQUIRED):
+            if key in seen:
+                row_problems.append(f"duplicate of line {seen[key]} (same animal_id, limb, timepoint)")
+            else:
+                seen[key] = line
+        problems.extend(f"line {line}: {p}" for p in row_problems)
+        if row_problems:
+            continue
+        row = ManifestRow(line=line, columns=values, animal_id=values["animal_id"], group=values["group"], scan=scan,
+                          limb=values.get("limb", ""), timepoint=values.get("timepoint", ""), reference=reference,
+                          roi_mm=roi, threshold=threshold, mirror_reference=mirror)
+        if row.name in names:
+            problems.append(f"line {line}: output name {row.name!r} clashes with line {names[row.name]}")
+            continue
+        names[row.name] = line
+        rows.append(row)
+
+    if not rows and not problems:
+        problems.append("no scan rows after the header")
+    if control is not None and rows and not problems and control not in {r.group for r in rows}:
+        groups = ", ".join(dict.fromkeys(r.group for r in rows))
+        problems.append(f"control group {control!r} not in the manifest (groups: {groups})")
+    if problems:
+        _raise(path, problems)
+    return Manifest(path=path, columns=columns, rows=rows)
+
+
+def _raise(path: Path, problems: list[str]):
+    n = len(problems)
+    error = ManifestError(f"{path}: {n} problem{'s' if n > 1 else ''}: " + "; ".join(problems)
+                          + ". Potential fix: correct these rows and run again (nothing was analysed)")
+    error.problems = list(problems)
+    raise error
