@@ -1,0 +1,222 @@
+"""Polar frame of a long bone and robust smooth models of its surfaces.
+
+Every z slice gets a centre (the envelope's centroid, smoothed along z by a
+robust quadratic so an outgrowth cannot drag it) and every voxel an angle bin.
+A surface is then a radius map R(z, angle); lesions are *local* outliers of
+that map (outgrowths push the periosteal radius out, cavities push the
+endosteal radius out, bridged perforations dip the envelope in), so a smooth
+model fitted with those outliers excluded is the "expected" normal surface.
+
+The model per slice is a low-order Fourier series in the angle, fitted by
+iteratively re-weighted least squares that drops points beyond a tolerance
+on the lesion side(s), then median-filtered along z. Order 6 follows an
+ellipse of axis ratio 0.7 to < 0.1 voxel (checked on phantoms) while a cap
+spanning 60-100 degrees cannot be followed once its points are excluded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+FOURIER_ORDER = 6
+# first stage: an ellipse-like or triangular section (order 3) that no lesion can bend
+_START_ORDER = 3
+_ITERATIONS = 8
+
+
+@dataclass(frozen=True)
+class PolarFrame:
+    """Per-voxel polar coordinates around the bone axis.
+
+    Attributes
+    ----------
+    radius_mm : (Z, Y, X) float32 ndarray
+        In-slice distance to the slice centre, mm.
+    bin_index : (Z, Y, X) int32 ndarray
+        Angle bin of each voxel, 0 .. n_bins - 1.
+    n_bins : int
+    centres_yx_mm : (Z, 2) ndarray
+        Slice centres (y, x) in array mm (index * spacing).
+    pixel_mm : float
+        In-plane voxel size, mm.
+    """
+
+    radius_mm: np.ndarray
+    bin_index: np.ndarray
+    n_bins: int
+    centres_yx_mm: np.ndarray
+    pixel_mm: float
+
+    def per_bin(self, values: np.ndarray, mask: np.ndarray, *, reduce: str) -> np.ndarray:
+        """(Z, n_bins) max or min of ``values`` over ``mask`` voxels per (slice, bin); NaN where empty."""
+        z = np.nonzero(mask)[0]
+        flat = z.astype(np.int64) * self.n_bins + self.bin_index[mask]
+        out = np.full(mask.shape[0] * self.n_bins, -np.inf if reduce == "max" else np.inf)
+        (np.maximum if reduce == "max" else np.minimum).at(out, flat, values[mask])
+        out[~np.isfinite(out)] = np.nan
+        table = out.reshape(mask.shape[0], self.n_bins)
+        return self._bridge_sparse_bins(table, reduce)
+
+    def _bridge_sparse_bins(self, table: np.ndarray, reduce: str) -> np.ndarray:
+        """Extreme over neighbouring bins so every window spans at least one voxel of arc.
+
+        Bins are sized for the outer surface; at a smaller radius (endosteum) a bin can be
+        narrower than a voxel and miss the surface voxels, which reads as a false dip.
+        """
+        pixel = float(self.pixel_mm)
+        arc = 2 * np.pi * np.nanmedian(table) / self.n_bins if np.isfinite(table).any() else pixel
+        half = int(np.ceil(pixel / max(arc, 1e-9) / 2.0))
+        if half < 1:
+            return table
+        fill = -np.inf if reduce == "max" else np.inf
+        work = np.where(np.isfinite(table), table, fill)
+        stacked = np.stack([np.roll(work, k, axis=1) for k in range(-half, half + 1)])
+        out = stacked.max(axis=0) if reduce == "max" else stacked.min(axis=0)
+        out[~np.isfinite(out)] = np.nan
+        return out
+
+    def lookup(self, table: np.ndarray) -> np.ndarray:
+        """Broadcast a (Z, n_bins) map back to voxels."""
+        z = np.arange(table.shape[0])[:, None, None]
+        return table[z, self.bin_index]
+
+
+def polar_frame(envelope: np.ndarray, *, spacing_mm) -> PolarFrame:
+    """Polar coordinates around the robustly smoothed centroid line of ``envelope``.
+
+    Parameters
+    ----------
+    envelope : (Z, Y, X) bool ndarray
+        Filled periosteal envelope (one bone per slice).
+    spacing_mm : (3,) float
+        Voxel size (z, y, x), mm.
+    """
+    nz, ny, nx = envelope.shape
+    sz, sy, sx = spacing_mm
+    area = envelope.sum(axis=(1, 2)).astype(float)
+    yy = np.arange(ny) * sy
+    xx = np.arange(nx) * sx
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cy = (envelope.sum(axis=2) * yy[None, :]).sum(axis=1) / area
+        cx = (envelope.sum(axis=1) * xx[None, :]).sum(axis=1) / area
+    centres = np.stack([_robust_quadratic(cy, area > 0), _robust_quadratic(cx, area > 0)], axis=1)
+    dy = yy[None, :, None] - centres[:, 0, None, None]
+    dx = xx[None, None, :] - centres[:, 1, None, None]
+    radius = np.sqrt(dy * dy + dx * dx).astype(np.float32)
+    # one bin per voxel of arc at the typical outer radius: finer bins would be empty
+    r_typ = np.sqrt(area[area > 0].mean() * sy * sx / np.pi) if (area > 0).any() else 1.0
+    n_bins = int(np.clip(round(2 * np.pi * r_typ / max(sy, sx)), 48, 720))
+    angle = np.arctan2(dy, dx)
+    bins = np.floor((angle + np.pi) / (2 * np.pi) * n_bins).astype(np.int32) % n_bins
+    return PolarFrame(radius, bins, n_bins, centres, float(max(sy, sx)))
+
+
+def _robust_quadratic(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Quadratic in z fitted with outliers (> 3 MAD) dropped; constant for short stacks."""
+    z = np.arange(len(values), dtype=float)
+    keep = valid.copy()
+    if keep.sum() < 6:
+        return np.full(len(values), np.nanmean(values[valid]) if valid.any() else 0.0)
+    fit = None
+    for _ in range(4):
+        coef = np.polyfit(z[keep], values[keep], 2)
+        fit = np.polyval(coef, z)
+        resid = np.abs(values - fit)
+        mad = np.median(resid[keep]) + 1e-9
+        new = valid & (resid <= 3 * 1.4826 * mad + 1e-6)
+        if new.sum() < 6 or np.array_equal(new, keep):
+            break
+        keep = new
+    return fit
+
+
+def robust_surface_model(radius_map: np.ndarray, *, tolerance_mm: float, exclude: str,
+                         order: int = FOURIER_ORDER, z_window: int = 5) -> np.ndarray:
+    """Smooth model of a radius map with lesion outliers excluded.
+
+    Parameters
+    ----------
+    radius_map : (Z, n_bins) ndarray
+        Measured radius per slice and angle bin, mm; NaN = no data.
+    tolerance_mm : float
+        Points further than this from the current fit on the excluded side(s) are dropped.
+    exclude : {"above", "below", "both"}
+        Which outliers are lesions: "above" (outgrowths, cavities from inside), "below"
+        (bridged dips), "both".
+    order : int
+        Fourier order in the angle.
+    z_window : int
+        Median-filter length along z (slices) applied to the fitted map.
+
+    Returns
+    -------
+    (Z, n_bins) ndarray
+        Model radius, mm (NaN only for slices without data).
+    """
+    nz, nb = radius_map.shape
+    theta = (np.arange(nb) + 0.5) / nb * 2 * np.pi
+    valid = np.isfinite(radius_map)
+    data = np.where(valid, radius_map, 0.0)
+    weight = valid.astype(float)
+    fit = np.zeros_like(data)
+    # coarse to fine: a low order cannot follow a lesion, so its points are excluded before the
+    # full order (which could follow a 100-degree cap) is fitted
+    for stage_order in sorted({min(_START_ORDER, order), order}):
+        basis = _fourier_basis(theta, stage_order)
+        # points excluded by the coarse stage stay excluded: the fine order would bend into a lesion
+        valid = weight > 0
+        for _ in range(_ITERATIONS):
+            fit = _weighted_fit(basis, data, weight)
+            resid = data - fit
+            out = np.zeros_like(valid)
+            if exclude in ("above", "both"):
+                out |= resid > tolerance_mm
+            if exclude in ("below", "both"):
+                out |= resid < -tolerance_mm
+            new_weight = (valid & ~out).astype(float)
+            if np.array_equal(new_weight, weight):
+                break
+            weight = new_weight
+    empty = ~valid.any(axis=1)
+    fit[empty] = np.nan
+    if z_window > 1 and nz >= z_window:
+        filled = _fill_slices(fit)
+        fit = ndimage.median_filter(filled, size=(z_window, 1), mode="nearest")
+        fit[empty] = np.nan
+    return fit
+
+
+def _fourier_basis(theta: np.ndarray, order: int) -> np.ndarray:
+    cols = [np.ones_like(theta)]
+    for k in range(1, order + 1):
+        cols += [np.cos(k * theta), np.sin(k * theta)]
+    return np.stack(cols, axis=1)
+
+
+def _weighted_fit(basis: np.ndarray, data: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Per-row weighted least squares of ``data`` on ``basis`` (rows with too few points: weighted mean)."""
+    p = basis.shape[1]
+    normal = np.einsum("bi,zb,bj->zij", basis, weight, basis)
+    rhs = np.einsum("bi,zb->zi", basis, weight * data)
+    ok = weight.sum(axis=1) > 2 * p
+    fit = np.empty_like(data)
+    if ok.any():
+        ridge = 1e-9 * np.eye(p)
+        coef = np.linalg.solve(normal[ok] + ridge, rhs[ok][..., None])[..., 0]
+        fit[ok] = coef @ basis.T
+    wsum = weight[~ok].sum(axis=1, keepdims=True)
+    mean = np.where(wsum > 0, (weight[~ok] * data[~ok]).sum(axis=1, keepdims=True) / np.maximum(wsum, 1), 0.0)
+    fit[~ok] = np.broadcast_to(mean, fit[~ok].shape)
+    return fit
+
+
+def _fill_slices(fit: np.ndarray) -> np.ndarray:
+    """Copy the nearest slice with data into empty (NaN) slices, for filtering."""
+    good = np.flatnonzero(np.isfinite(fit[:, 0]))
+    if len(good) == 0:
+        return np.zeros_like(fit)
+    idx = good[np.clip(np.searchsorted(good, np.arange(len(fit))), 0, len(good) - 1)]
+    return fit[idx]
