@@ -300,6 +300,8 @@ def test_demo_definition_file_matches_builtin_and_manifest_template():
     for scan in scans:
         if scan["limb"] == "L":  # the contralateral limb is the intact mirror of the tumour limb
             assert scan["spec"].lesions == () and scan["spec"].side == "L"
+    # the example spec for `ctbone phantom --spec` is the default phantom
+    assert PhantomSpec.from_json((REPO / "phantoms" / "default_spec.json").read_text()) == default_spec()
     assert list(MANIFEST_COLUMNS[:5]) == ["animal_id", "group", "limb", "scan", "reference"]
 
 
