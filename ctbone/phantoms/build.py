@@ -240,7 +240,8 @@ def make_phantom(spec: PhantomSpec, *, seed: int = 0) -> tuple[Volume, dict]:
     plane = plane_fine.reshape(ny, s, nx, s).mean(axis=(1, 3)).astype(np.float32)
     image = np.empty(grid.shape, np.float32)
 
-    counts = dict.fromkeys(("envelope", "marrow", "compartment", "cortex_intact", "trab_intact", "cortex", "trab", "woven"), 0)
+    counts = dict.fromkeys(("envelope", "marrow", "compartment", "cortex_intact", "trab_intact",
+                            "cortex", "trab", "woven"), 0)
     lost_cortex, lost_trab, woven = _PatternTally(), _PatternTally(), _PatternTally()
     fine_sum = 0.0
     box_fine_per_slice = len(xf) * len(yf) * s

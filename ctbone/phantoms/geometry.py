@@ -220,7 +220,7 @@ def rasterise_rods(rods: Rods, xf, yf, zf) -> np.ndarray:
     if len(rods.starts) == 0:
         return out
     r = rods.radius_mm
-    hx, hy, hz = xf[1] - xf[0] if len(xf) > 1 else 1, yf[1] - yf[0] if len(yf) > 1 else 1, zf[1] - zf[0] if len(zf) > 1 else 1
+    hx, hy, hz = (float(v[1] - v[0]) if len(v) > 1 else 1.0 for v in (xf, yf, zf))
     sel = np.flatnonzero((rods.z_hi >= zf[0]) & (rods.z_lo <= zf[-1]))
     for k in sel:
         p0, p1 = rods.starts[k], rods.ends[k]

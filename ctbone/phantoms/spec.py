@@ -205,7 +205,8 @@ class PhantomSpec:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise PhantomSpecError(f"phantom spec: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise PhantomSpecError(f"phantom spec: unknown field(s) {', '.join(unknown)}; "
+                                   f"known: {', '.join(sorted(known))}")
         data = dict(data)
         if data.get("shape") is not None:
             data["shape"] = tuple(data["shape"])
@@ -221,7 +222,8 @@ class PhantomSpec:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise PhantomSpecError(f"phantom spec: not valid JSON ({exc}). Potential fix: check the file's syntax") from exc
+            raise PhantomSpecError(f"phantom spec: not valid JSON ({exc}). "
+                                   "Potential fix: check the file's syntax") from exc
         if not isinstance(data, dict):
             raise PhantomSpecError("phantom spec: the JSON must be an object of spec fields")
         return cls.from_dict(data)
@@ -252,7 +254,8 @@ def _normalise_lesion(lesion, index: int) -> dict:
         if out.get(key) is not None and out[key] <= 0:
             raise PhantomSpecError(f"phantom spec: lesion {index} ({kind}) {key} must be > 0, got {out[key]}")
     if kind == "blastic" and not 0 <= out["porosity"] < 1:
-        raise PhantomSpecError(f"phantom spec: lesion {index} (blastic) porosity must be in [0, 1), got {out['porosity']}")
+        raise PhantomSpecError(f"phantom spec: lesion {index} (blastic) porosity must be in [0, 1), "
+                               f"got {out['porosity']}")
     return out
 
 
