@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ctbone.errors import ScanReadError
+from ctbone.options import AnalysisOptions
 from ctbone.result import AnalysisResult
 from ctbone.volume import Volume
 
@@ -32,11 +33,12 @@ def fake_read(path) -> Volume:
 
 
 def fake_analyze(volume, reference=None, *, options=None, **_):
+    options = options or AnalysisOptions()
     v = float(volume.array.mean())
     bone = np.zeros(volume.shape, dtype=np.uint8)
     bone[1:5, 1:4, 1:3] = 1
     masks = {"bone": volume.with_array(bone, unit="mask")}
-    metrics = {"threshold_hu": 400.0 if options is None or options.threshold == "auto" else float(options.threshold),
+    metrics = {"threshold_hu": 400.0 if options.threshold == "auto" else float(options.threshold),
                "bv_mm3": v / 3.0, "bv_tv_pct": 10.0 + v, "cortical_defect_count": int(v) % 5,
                "lytic_volume_mm3": v * 0.001, "blastic_volume_mm3": -0.0 + v / 7}
     if reference is not None:

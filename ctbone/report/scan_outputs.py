@@ -151,7 +151,7 @@ def write_scan_outputs(result: AnalysisResult, outdir, *, render: bool = True, e
         "provenance": prov,
         "metrics": dict(result.metrics),
         "info": info,
-        "options": result.options.to_dict(),
+        "options": result.options.to_dict() if result.options is not None else {},
         "image": {"shape_zyx": list(result.image.shape), "spacing_zyx_mm": list(result.image.spacing),
                   "origin_xyz_mm": list(result.image.origin), "unit": result.image.unit},
         "n_lesions": len(lesions),

@@ -59,7 +59,7 @@ class ManifestRow:
     def name(self) -> str:
         """Filesystem-safe ``ANIMAL[_LIMB][_TIMEPOINT]`` used for the per-scan folder and snapshot."""
         parts = [p for p in self.key if p]
-        return "_".join(_UNSAFE.sub("-", p).strip(".") or "x" for p in parts)
+        return "_".join(_UNSAFE.sub("-", p).strip(".-") or "x" for p in parts)
 
     def overrides(self) -> dict:
         """Per-row analysis option overrides (only those set in the manifest)."""

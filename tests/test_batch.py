@@ -1,0 +1,209 @@
+"""The batch runner with fast fake read/analyze: fault isolation, resume, determinism, back-ends, outputs."""
+
+import csv
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from ctbone.errors import ManifestError, OutputError
+from ctbone.options import AnalysisOptions
+from ctbone.study import run_batch
+from test_batch_fakes import fake_analyze, fake_read, write_fake_scan
+
+HOSTILE = "<script>alert(1)</script>"
+VALUES = {"control": [1.0, 2.0, 3.0, 2.5], "treated": [5.0, 6.0, 7.5, 8.0]}
+CSVS = ("per_animal.csv", "lesions.csv", "group_summary.csv", "group_stats.csv")
+
+
+def make_study(root, *, corrupt=("T3",), hostile=True, timepoints=False):
+    """A study folder with fake scans; returns the manifest path."""
+    lines = ["animal_id,group,limb,scan,threshold,note"]
+    for group, values in VALUES.items():
+        for i, v in enumerate(values):
+            animal = f"{group[0].upper()}{i}"
+            for tp in ((0, 2) if timepoints else (None,)):
+                name = animal + (f"_w{tp}" for _ in [0]).__next__() if tp is not None else animal
+                write_fake_scan(root / "scans" / name, v + (tp or 0), corrupt=animal in corrupt)
+                shown = HOSTILE if (hostile and animal == "C1") else animal
+                threshold = "450" if animal == "C2" else ""
+                lines.append(f"{shown},{group},R,scans/{name},{threshold},=HYPERLINK(\"x\")")
+    if timepoints:
+        lines[0] = "animal_id,group,limb,scan,threshold,note,timepoint"
+        lines = [lines[0]] + [line + f",{2 * (i % 2)}" for i, line in enumerate(lines[1:])]
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return root / "manifest.csv"
+
+
+def batch(manifest, out, **kw):
+    kw.setdefault("render", False)
+    kw.setdefault("quiet", True)
+    return run_batch(manifest, out, options=AnalysisOptions(), analyze_fn=kw.pop("analyze_fn", fake_analyze),
+                     read_fn=fake_read, **kw)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    manifest = make_study(root / "study")
+    out = root / "out"
+    status = batch(manifest, out)
+    return manifest, out, status
+
+
+def _csvs(out):
+    return {name: (out / name).read_bytes() for name in CSVS}
+
+
+def test_corrupt_scan_is_an_error_row_and_others_go_on(reference_run):
+    _, out, status = reference_run
+    assert status == 1
+    lines = (out / "per_animal.csv").read_text().splitlines()
+    header, *rows = list(csv.reader(lines))
+    assert header[:8] == ["animal_id", "group", "limb", "scan", "threshold", "note", "status", "error"]
+    assert len(lines) == 9  # 8 manifest rows, in manifest order
+    assert [r[0] for r in rows] == ["C0", HOSTILE, "C2", "C3", "T0", "T1", "T2", "T3"]
+    statuses = [r[6] for r in rows]
+    assert statuses == ["ok"] * 7 + ["error"]
+    assert "not a scan" in lines[-1] and "T3" in lines[-1]
+    # per-row threshold override reached analyze
+    assert rows[2][header.index("threshold_hu")] == "450" and rows[0][header.index("threshold_hu")] == "400"
+    # the untrusted note column is neutralised
+    assert all(r[5].startswith("'=HYPERLINK") for r in rows)
+
+
+def test_study_tables_and_report(reference_run):
+    _, out, _ = reference_run
+    stats = (out / "group_stats.csv").read_text().splitlines()
+    assert stats[0].startswith("metric,timepoint,comparison,group_a,group_b,n_a,n_b,test,statistic,df,p,p_adj")
+    assert any(",treated vs control,treated,control,3,4,welch_t," in s for s in stats)
+    summary = (out / "group_summary.csv").read_text().splitlines()
+    assert summary[0] == "group,metric,n,mean,sd,sem,median,q1,q3,min,max"
+    assert "control,bv_tv_pct,4,12.125," in "\n".join(summary)  # mean of 11, 12, 13, 12.5
+    lesions = (out / "lesions.csv").read_text().splitlines()
+    assert lesions[0].startswith("animal_id,group,limb,timepoint,id,kind,")
+    html = (out / "report.html").read_text()
+    assert HOSTILE not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script" not in html and "data:image/png;base64," in html
+    assert "Failed scans" in html and "Methods" in html and "max_defect_diameter_mm" in html
+    assert (out / "plots" / "lytic_volume_mm3.png").is_file() and (out / "plots" / "lytic_volume_mm3.svg").is_file()
+    tables = ET.parse(out / "study.pzfx").getroot().findall("Table")
+    lytic = next(t for t in tables if t.findtext("Title") == "lytic_volume_mm3")
+    assert [c.findtext("Title") for c in lytic.findall("YColumn")] == ["control", "treated"]
+    assert len(lytic.find("YColumn").findall("Subcolumn/d")) == 4
+    assert (out / "batch.log").read_text().count("T3_R") >= 1
+    run = json.loads((out / "run.json").read_text())
+    assert run["rows"]["T3_R"]["status"] == "error" and run["parameters"]["max_defect_diameter_mm"] == 0.6
+
+
+def test_rerun_skips_and_is_byte_identical(reference_run, tmp_path):
+    manifest, out, _ = reference_run
+    before = _csvs(out)
+    calls = []
+
+    def counting(volume, **kw):
+        calls.append(1)
+        return fake_analyze(volume, **kw)
+
+    assert batch(manifest, out, analyze_fn=counting) == 1
+    assert len(calls) == 0  # the failed row fails at read time; the ok rows are skipped
+    assert _csvs(out) == before
+    assert batch(manifest, out, analyze_fn=counting, force=True) == 1
+    assert len(calls) == 7 and _csvs(out) == before
+
+
+def test_resume_after_interrupted_run(reference_run, tmp_path):
+    manifest, ref_out, _ = reference_run
+    out = tmp_path / "out"
+    calls = []
+
+    def dies_on_third(volume, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as if the run were killed mid-way
+        return fake_analyze(volume, **kw)
+
+    with pytest.raises(KeyboardInterrupt):
+        batch(manifest, out, analyze_fn=dies_on_third)
+    assert not (out / "per_animal.csv").exists()
+    # leave what a kill during writing leaves: a temporary file and a half-written scan folder
+    partial = out / "scans" / "C2_R"
+    (partial / "masks").mkdir(parents=True, exist_ok=True)
+    (partial / "metrics.csv").write_text("half")
+    (partial / ".metrics.json.abc.tmp").write_text("{")
+    assert batch(manifest, out) == 1
+    assert _csvs(out) == _csvs(ref_out)
+    assert not list(partial.glob(".*"))
+    run = json.loads((out / "run.json").read_text())
+    assert sum(bool(r.get("skipped")) for r in run["rows"].values()) == 2  # the two scans finished before the kill
+
+
+def test_changed_input_or_parameter_recomputes(reference_run, tmp_path):
+    manifest, _, _ = reference_run
+    out = tmp_path / "out"
+    batch(manifest, out)
+    write_fake_scan(manifest.parent / "scans" / "T0", 5.5)  # new contents of one input (size and mtime change)
+    calls = []
+
+    def counting(volume, **kw):
+        calls.append(1)
+        return fake_analyze(volume, **kw)
+
+    batch(manifest, out, analyze_fn=counting)
+    assert len(calls) == 1
+    write_fake_scan(manifest.parent / "scans" / "T0", 5.0)
+    run_batch(manifest, out, options=AnalysisOptions(min_lesion_mm3=0.002), analyze_fn=counting, read_fn=fake_read,
+              render=False, quiet=True)
+    assert len(calls) == 1 + 7
+
+
+def test_workers_give_same_results(reference_run, tmp_path):
+    manifest, ref_out, _ = reference_run
+    out = tmp_path / "out"
+    assert batch(manifest, out, workers=2) == 1
+    assert _csvs(out) == _csvs(ref_out)
+
+
+def test_dask_local_cluster_gives_same_results(reference_run, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    manifest, ref_out, _ = reference_run
+    out = tmp_path / "out"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cl:
+        assert batch(manifest, out, scheduler=cl.scheduler_address) == 1
+    assert (out / "per_animal.csv").read_bytes() == (ref_out / "per_animal.csv").read_bytes()
+    assert _csvs(out) == _csvs(ref_out)
+
+
+def test_validate_only_and_bad_manifest_do_no_work(reference_run, tmp_path, capsys):
+    manifest, _, _ = reference_run
+    out = tmp_path / "out"
+    assert batch(manifest, out, validate_only=True) == 0
+    assert "OK, 8 scans, 2 groups" in capsys.readouterr().out
+    assert not out.exists()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "m.csv").write_text("animal_id,group,scan\nA,,nowhere\n")
+    with pytest.raises(ManifestError, match="line 2: empty group; line 2: scan 'nowhere' not found"):
+        batch(bad / "m.csv", out)
+    assert not out.exists()
+
+
+def test_output_inside_an_input_folder_refused(reference_run):
+    manifest, _, _ = reference_run
+    with pytest.raises(OutputError, match="inside the input folder"):
+        batch(manifest, manifest.parent / "scans" / "C0" / "out")
+    with pytest.raises(OutputError, match="study folder"):
+        batch(manifest, manifest.parent)
+
+
+def test_timepoints_give_change_from_baseline(tmp_path):
+    manifest = make_study(tmp_path / "study", corrupt=(), hostile=False, timepoints=True)
+    out = tmp_path / "out"
+    assert batch(manifest, out) == 0
+    change = (out / "change_from_baseline.csv").read_text().splitlines()
+    header = change[0].split(",")
+    c0_w2 = next(line.split(",") for line in change if line.startswith("C0,") and ",2," in line)
+    # fake bv_tv_pct = 10 + value; value 1 at week 0 and 3 at week 2: (13 - 11) / 11
+    assert float(c0_w2[header.index("bv_tv_pct_change_pct")]) == pytest.approx(200 / 11, rel=1e-9)
+    assert "timepoint" in (out / "group_summary.csv").read_text().splitlines()[0]
+    assert (out / "plots" / "bv_tv_pct_over_time.png").is_file()

@@ -1,0 +1,72 @@
+"""Manifest validation: every problem reported at once, with line numbers, before any work."""
+
+import pytest
+
+from ctbone.errors import ManifestError
+from ctbone.study import read_manifest
+
+
+def _study(tmp_path, text, scans=("s1", "s2", "s3")):
+    for s in scans:
+        (tmp_path / s).mkdir()
+    path = tmp_path / "manifest.csv"
+    path.write_text(text)
+    return path
+
+
+def test_valid_manifest_rows_options_and_extra_columns(tmp_path):
+    path = _study(tmp_path, "animal_id,group,scan,limb,timepoint,roi_mm,threshold,mirror_reference,cage\n"
+                            "A1,ctl,s1,L,0,0.5:2.5,auto,yes,7\nA1,ctl,s2,L,2,,450,,7\nB1,trt,s3,R,0,,,no,8\n")
+    m = read_manifest(path)
+    assert [r.line for r in m.rows] == [2, 3, 4]
+    assert m.groups == ["ctl", "trt"]
+    assert m.rows[0].overrides() == {"roi_mm": (0.5, 2.5), "threshold": "auto", "mirror_reference": True}
+    assert m.rows[1].overrides() == {"threshold": 450.0}
+    assert m.rows[2].overrides() == {"mirror_reference": False}
+    assert m.rows[0].columns["cage"] == "7" and m.rows[0].name == "A1_L_0"
+    assert m.rows[0].scan == (tmp_path / "s1").resolve()
+
+
+def test_all_problems_at_once_with_line_numbers(tmp_path):
+    text = ("animal_id,group,scan,roi_mm,threshold\n"
+            "A1,ctl,s1,,\n"          # 2 ok
+            "A2,,s2,,\n"             # 3 empty group
+            "A3,ctl,missing,,\n"     # 4 scan not found
+            "A1,ctl,s3,,\n"          # 5 duplicate of line 2
+            "A4,ctl,../outside,,\n"  # 6 escapes the study folder
+            "A5,trt,s2,3:1,abc\n")   # 7 bad roi and threshold
+    with pytest.raises(ManifestError) as info:
+        read_manifest(_study(tmp_path, text))
+    problems = info.value.problems
+    joined = " | ".join(problems)
+    for expected in ("line 3: empty group", "line 4: scan 'missing' not found", "line 5: duplicate of line 2",
+                     "line 6: scan path '../outside' leaves the study folder", "line 7: roi_mm '3:1'",
+                     "line 7: threshold 'abc'"):
+        assert expected in joined
+    assert len(problems) == 6
+    assert str(info.value).count("; line ") == 5 and "\n" not in str(info.value)
+
+
+def test_missing_columns_reported_together(tmp_path):
+    with pytest.raises(ManifestError, match="missing column\\(s\\) group, scan"):
+        read_manifest(_study(tmp_path, "animal_id,notes\nA1,x\n"))
+
+
+def test_absolute_paths_need_permission(tmp_path):
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "m.csv").write_text(f"animal_id,group,scan\nA1,ctl,{other}\n")
+    with pytest.raises(ManifestError, match="absolute path"):
+        read_manifest(study / "m.csv")
+    assert read_manifest(study / "m.csv", allow_absolute_paths=True).rows[0].scan == other.resolve()
+
+
+def test_unknown_control_group_and_empty_manifest(tmp_path):
+    path = _study(tmp_path, "animal_id,group,scan\nA1,ctl,s1\n")
+    with pytest.raises(ManifestError, match="control group 'vehicle' not in the manifest"):
+        read_manifest(path, control="vehicle")
+    (tmp_path / "empty.csv").write_text("animal_id,group,scan\n")
+    with pytest.raises(ManifestError, match="no scan rows"):
+        read_manifest(tmp_path / "empty.csv")
