@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .safeio import replace_into
 from .stats import stars
 
 # deterministic SVG output (matplotlib otherwise writes random ids and a date)
@@ -40,7 +41,7 @@ def _save(fig, stem: Path) -> dict[str, Path]:
             try:
                 meta = {"Date": None} if ext == "svg" else {"Software": None}
                 fig.savefig(tmp, format=ext, metadata=meta, bbox_inches="tight")
-                os.replace(tmp, path)
+                replace_into(tmp, path)
             finally:
                 Path(tmp).unlink(missing_ok=True)
             out[ext] = path
@@ -148,7 +149,7 @@ def image_grid(pngs, path: Path, *, labels=None, columns: int = 4, title: str | 
     os.close(fd)
     try:
         fig.savefig(tmp, format="png", metadata={"Software": None})
-        os.replace(tmp, path)
+        replace_into(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path

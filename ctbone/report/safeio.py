@@ -62,6 +62,17 @@ def format_cell(value) -> str:
     return text
 
 
+# mkstemp creates 0600 files; outputs are meant to be shared like any other file
+FILE_MODE = 0o644
+
+
+def replace_into(tmp, path) -> Path:
+    """Give a finished temporary file the normal permissions and rename it to ``path`` (atomic)."""
+    os.chmod(tmp, FILE_MODE)
+    os.replace(tmp, path)
+    return Path(path)
+
+
 def atomic_write_bytes(path, data: bytes) -> Path:
     """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
     path = Path(path)
@@ -72,7 +83,7 @@ def atomic_write_bytes(path, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        replace_into(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import CtboneError, OutputError
 from ..result import AnalysisResult
-from .safeio import atomic_write_bytes, check_output_dir, csv_text, write_csv, write_json
+from .safeio import atomic_write_bytes, check_output_dir, csv_text, replace_into, write_csv, write_json
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _write_mask(volume, path: Path) -> None:
         if image.GetPixelID() != sitk.sitkUInt8:
             image = sitk.Cast(image, sitk.sitkUInt8)
         sitk.WriteImage(image, tmp, True)
-        os.replace(tmp, path)
+        replace_into(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -78,7 +78,7 @@ def _write_snapshot(result: AnalysisResult, path: Path) -> bool:
     os.close(fd)
     try:
         render_snapshot(result, tmp)
-        os.replace(tmp, path)
+        replace_into(tmp, path)
         return True
     except (CtboneError, RuntimeError, OSError, ValueError) as exc:
         # a picture is never worth losing the numbers of a scan
