@@ -207,3 +207,26 @@ def test_timepoints_give_change_from_baseline(tmp_path):
     assert float(c0_w2[header.index("bv_tv_pct_change_pct")]) == pytest.approx(200 / 11, rel=1e-9)
     assert "timepoint" in (out / "group_summary.csv").read_text().splitlines()[0]
     assert (out / "plots" / "bv_tv_pct_over_time.png").is_file()
+
+
+def _fake_render(result, path, **kw):
+    import numpy as np
+    from matplotlib.image import imsave
+
+    imsave(path, np.full((8, 10, 3), result.metrics["bv_tv_pct"] / 30.0))
+
+
+def test_snapshots_copied_and_montages_embedded(tmp_path, monkeypatch):
+    import ctbone.render
+
+    monkeypatch.setattr(ctbone.render, "render_snapshot", _fake_render, raising=False)
+    monkeypatch.delattr(ctbone.render, "render_montage", raising=False)  # exercise the matplotlib grid
+    manifest = make_study(tmp_path / "study", corrupt=("T3",), hostile=True)
+    out = tmp_path / "out"
+    assert batch(manifest, out, render=True) == 1
+    names = sorted(p.name for p in (out / "snapshots").iterdir())
+    assert names == ["C0_R.png", "C2_R.png", "C3_R.png", "T0_R.png", "T1_R.png", "T2_R.png",
+                     "script-alert-1-script_R.png"]
+    assert (out / "plots" / "montage_control.png").is_file() and (out / "plots" / "montage_treated.png").is_file()
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 2 + 4  # 2 montages + the group plots

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.skipif(
     not all(_available(m, n) for m, n in (("ctbone.io", "read_scan"), ("ctbone.segment", "segment"),
                                           ("ctbone.measure.lesions", "measure_lesions"),
                                           ("ctbone.measure.morphometry", "standard_morphometry"),
-                                          ("ctbone.phantoms", "make_phantom"))),
+                                          ("ctbone.phantoms", "make_phantom"),
+                                          ("ctbone.io.dicom_write", "write_dicom_series"))),
     reason="reader / analysis stages not available yet")
 
 # a coarse, short bone keeps each scan to a few seconds; lesions large enough to be unmistakable at 0.04 mm

@@ -41,6 +41,7 @@ def provenance(result: AnalysisResult) -> dict:
         "voxel_z_mm": z, "voxel_y_mm": y, "voxel_x_mm": x,
         "n_slices": meta.get("n_slices", result.info.get("n_slices", image.shape[0])),
         "series_uid": result.info.get("series_uid") or meta.get("series_uid") or "",
+        "series_description": meta.get("series_description", ""),
         "threshold_method": result.info.get("threshold_method", ""),
         "image_unit": image.unit,
     }

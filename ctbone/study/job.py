@@ -58,7 +58,8 @@ def run_job(job: Job) -> dict:
         _clean_partial(job.outdir)
         volume = read(job.scan)
         reference = read(job.reference) if job.reference is not None else None
-        result = analyze(volume, reference=reference, options=job.options)
+        kwargs = {"progress": lambda stage: log.info("%s: %s", job.name, stage)} if job.verbose else {}
+        result = analyze(volume, reference=reference, options=job.options, **kwargs)
         write_scan_outputs(result, job.outdir, render=job.render, extra=job.extra,
                            inputs=[p for p in (job.scan, job.reference) if p is not None])
         status, error = "ok", ""
