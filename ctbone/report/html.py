@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from pathlib import Path
 
 from .safeio import atomic_write_text, format_cell
@@ -56,14 +57,17 @@ def img_tag(path, *, alt: str = "", width: int | None = None) -> str:
 
 
 def table_html(rows, columns, *, text_columns=()) -> str:
-    """A table of rows (dicts), numbers formatted like the CSVs, every cell escaped."""
+    """A table of rows (dicts), floats to 4 significant digits, every cell escaped."""
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = []
     for row in rows:
         cells = []
         for c in columns:
             value = row.get(c)
-            text = value if isinstance(value, str) else format_cell(value)
+            if isinstance(value, float) and math.isfinite(value):
+                text = f"{value:.4g}"  # for reading; the CSVs keep full precision
+            else:
+                text = value if isinstance(value, str) else format_cell(value)
             cls = ' class="t"' if (c in text_columns or isinstance(value, str)) else ""
             cells.append(f"<td{cls}>{esc(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
