@@ -22,8 +22,8 @@ import numpy as np
 from scipy import ndimage
 
 FOURIER_ORDER = 6
-# first stage: an ellipse-like or triangular section (order 3) that no lesion can bend
-_START_ORDER = 3
+# first stage: an ellipse-like section (order 2) that a lesion of < 90 degrees cannot bend
+_START_ORDER = 2
 _ITERATIONS = 8
 
 
