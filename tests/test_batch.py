@@ -230,3 +230,51 @@ def test_snapshots_copied_and_montages_embedded(tmp_path, monkeypatch):
     assert (out / "plots" / "montage_control.png").is_file() and (out / "plots" / "montage_treated.png").is_file()
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 2 + 4  # 2 montages + the group plots
+
+
+def test_log_file_does_not_make_the_console_chatty(reference_run, tmp_path):
+    import io
+    import logging
+
+    manifest, _, _ = reference_run
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    pkg = logging.getLogger("ctbone")
+    old = pkg.level
+    pkg.addHandler(handler)
+    pkg.setLevel(logging.ERROR)  # as `ctbone batch --quiet` configures it
+    try:
+        batch(manifest, tmp_path / "out")
+    finally:
+        pkg.removeHandler(handler)
+        pkg.setLevel(old)
+    assert "ok (" not in stream.getvalue() and "T3_R" in stream.getvalue()  # errors only on the console
+    assert "C0_R: ok" in (tmp_path / "out" / "batch.log").read_text()  # everything in the file
+    assert pkg.level == old and handler.level == logging.NOTSET
+
+
+def test_memory_gate_runs_one_at_a_time_when_ram_is_short(monkeypatch):
+    from ctbone.study.backends import _iter_gated
+
+    class Job:
+        def __init__(self, name):
+            self.name, self.scan, self.reference = name, None, None
+
+    running, peak = set(), [0]
+
+    def submit(job):
+        running.add(job.name)
+        peak[0] = max(peak[0], len(running))
+        return job.name
+
+    def wait(futures):
+        done = {sorted(futures)[0]}
+        running.difference_update(done)
+        return done, set(futures) - done
+
+    monkeypatch.setattr("ctbone.study.backends.estimate_job_bytes", lambda job: 600)
+    done = list(_iter_gated([Job(n) for n in "abcd"], submit, wait, max_running=3, budget_bytes=1000))
+    assert sorted(done) == list("abcd") and peak[0] == 1  # 2 x 600 > 1000: never two at once
+    peak[0] = 0
+    done = list(_iter_gated([Job(n) for n in "abcd"], submit, wait, max_running=3, budget_bytes=10_000))
+    assert sorted(done) == list("abcd") and peak[0] == 3  # enough RAM: limited by the worker count

@@ -60,14 +60,21 @@ class _FileLog:
         self.old_level = _pkg_log.level
 
     def __enter__(self):
-        _pkg_log.addHandler(self.handler)
-        if _pkg_log.getEffectiveLevel() > self.handler.level:
+        effective = _pkg_log.getEffectiveLevel()
+        self.old_handler_levels = [(h, h.level) for h in _pkg_log.handlers]
+        if effective > self.handler.level:
+            # the file wants more detail than the console: keep the console handlers at their old threshold
+            for h, level in self.old_handler_levels:
+                h.setLevel(max(level, effective))
             _pkg_log.setLevel(self.handler.level)
+        _pkg_log.addHandler(self.handler)
         return self
 
     def __exit__(self, *exc):
         _pkg_log.removeHandler(self.handler)
         _pkg_log.setLevel(self.old_level)
+        for h, level in self.old_handler_levels:
+            h.setLevel(level)
         self.handler.close()
 
 
