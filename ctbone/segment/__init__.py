@@ -1,0 +1,212 @@
+"""Segmentation: calibrate, smooth, threshold, despeckle, crop, ROI, compartments.
+
+``segment(volume, options) -> Segmentation``; every mask shares ``seg.image``'s grid.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import SegmentationError
+from ..options import AnalysisOptions
+from ..volume import Volume
+from .cleanup import keep_bone_of_interest
+from .compartments import split_compartments
+from .envelope import close_mm, distance_inside, distance_to, fill_slices, periosteal_envelope, periosteal_envelope_array
+from .roi import find_growth_plate_mm, metaphyseal_roi_mm, roi_slices
+from .smooth import gaussian_smooth
+from .threshold import auto_threshold
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Segmentation", "segment", "close_mm", "distance_inside", "distance_to", "fill_slices", "periosteal_envelope",
+    "periosteal_envelope_array", "find_growth_plate_mm", "metaphyseal_roi_mm", "gaussian_smooth", "auto_threshold",
+    "is_binary_image",
+]
+
+MODES = ("long-bone", "trabecular-cube")
+# voxels of margin kept around the bone when cropping (room for surfaces and renders)
+CROP_MARGIN_VOX = 3
+
+
+@dataclass(frozen=True, eq=False)
+class Segmentation:
+    """Masks and images of one segmented scan (see docs/architecture.md).
+
+    Attributes
+    ----------
+    image : Volume
+        Calibrated, smoothed image, cropped to the bone (+margin) and the ROI.
+    raw_image : Volume
+        The calibrated, unsmoothed image on the same grid (TMD, lesion density).
+    threshold : float
+        In the image unit; bone is ``image > threshold``.
+    threshold_method : str
+        "fixed", "otsu", "otsu-upper-N" or "binary-input".
+    bone, envelope, cortex, marrow, trabecular : Volume
+        uint8 masks (see the module docs).
+    roi_mm : (float, float) or None
+        z range used, mm from the first slice of the input scan (None = whole bone).
+    mode : str
+        "long-bone" or "trabecular-cube" (the whole volume is the trabecular VOI).
+    info : dict
+        Extra facts (growth plate, crop offset, binary input...).
+    """
+
+    image: Volume
+    raw_image: Volume
+    threshold: float
+    threshold_method: str
+    bone: Volume
+    envelope: Volume
+    cortex: Volume
+    marrow: Volume
+    trabecular: Volume
+    roi_mm: tuple[float, float] | None
+    mode: str = "long-bone"
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_binary_input(self) -> bool:
+        return self.threshold_method == "binary-input"
+
+
+def is_binary_image(volume: Volume) -> bool:
+    """True if ``meta["is_binary"]`` says so or the image holds exactly two distinct values."""
+    if volume.meta.get("is_binary"):
+        return True
+    a = volume.array
+    lo, hi = a.min(), a.max()
+    if lo == hi:
+        return False
+    return bool(np.all((a == lo) | (a == hi)))
+
+
+def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str = "long-bone") -> Segmentation:
+    """Segment a scan into bone and its compartments.
+
+    Parameters
+    ----------
+    volume : Volume
+        HU, mg HA/cm³ or raw gray image (or a binary image: two values).
+    options : AnalysisOptions
+        calibration, sigma_vox, support_vox, threshold ("auto" or a value), min_particle_mm3,
+        roi_mm ((start, end) mm from the first slice, or "metaphyseal" for the automatic ROI
+        below the growth plate), max_defect_diameter_mm.
+    mode : {"long-bone", "trabecular-cube"}, keyword-only
+        "trabecular-cube": the whole volume is the trabecular VOI (a cube cut from trabecular
+        bone): no despeckle, no crop, envelope = marrow = the volume, no cortex.
+
+    Returns
+    -------
+    Segmentation
+
+    Raises
+    ------
+    SegmentationError
+        No bone above the threshold, or an ROI outside the scan.
+
+    Examples
+    --------
+    >>> from ctbone.phantoms import PhantomSpec, make_phantom
+    >>> vol, truth = make_phantom(PhantomSpec(voxel_mm=0.03, length_mm=1.0), seed=0)
+    >>> seg = segment(vol, AnalysisOptions())
+    >>> seg.threshold_method
+    'otsu-upper-2'
+    """
+    opts = options or AnalysisOptions()
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    source = volume.meta.get("source", "the scan")
+    info: dict[str, Any] = {}
+
+    raw = _calibrated(volume, opts)
+    binary = is_binary_image(raw)
+    if binary:
+        lo, hi = float(raw.array.min()), float(raw.array.max())
+        smoothed, threshold, method = raw.array.astype(np.float32), (lo + hi) / 2, "binary-input"
+    else:
+        smoothed = gaussian_smooth(raw.array, sigma_vox=opts.sigma_vox, support_vox=opts.support_vox)
+        if isinstance(opts.threshold, str):
+            if opts.threshold.strip().lower() != "auto":
+                raise SegmentationError(f"{source}: threshold {opts.threshold!r} is neither 'auto' nor a number. "
+                                        "Potential fix: --threshold auto or --threshold 450.")
+            # the histogram of the unsmoothed image: smoothing blends the classes and biases Otsu low
+            threshold, method = auto_threshold(raw.array)
+        else:
+            threshold, method = float(opts.threshold), "fixed"
+    bone = smoothed > threshold
+    if not bone.any():
+        raise SegmentationError(f"{source}: no bone above threshold {threshold:.4g} {raw.unit}. Potential fix: lower "
+                                f"--threshold (image range {float(raw.array.min()):.4g} to {float(raw.array.max()):.4g}).")
+    log.info("threshold %.4g %s (%s)", threshold, raw.unit, method)
+
+    image = raw.with_array(smoothed)
+    if mode == "trabecular-cube":
+        whole = np.ones(bone.shape, bool)
+        return _result(image, raw, threshold, method, bone, whole, np.zeros_like(whole), whole, None, mode, info)
+
+    bone = keep_bone_of_interest(bone, spacing_mm=raw.spacing, min_particle_mm3=opts.min_particle_mm3,
+                                 near_mm=opts.max_defect_diameter_mm)
+    # ROI along z, with masks computed on a slightly longer range so the envelope is right at its ends
+    roi = opts.roi_mm
+    nz, sz = raw.shape[0], raw.spacing[0]
+    pad = int(np.ceil(opts.max_defect_diameter_mm / 2 / sz)) + 2
+    if isinstance(roi, str):
+        roi = _automatic_roi(roi, bone, raw, opts, info, source)
+    if roi is not None:
+        zs = roi_slices(roi, n_slices=nz, spacing_z_mm=sz, source=source)
+        zlo, zhi = max(0, zs.start - pad), min(nz, zs.stop + pad)
+    else:
+        zs, zlo, zhi = slice(0, nz), 0, nz
+    box = Volume(bone[zlo:zhi]).bounding_slices(bone[zlo:zhi], margin_vox=CROP_MARGIN_VOX)
+    if box is None:
+        raise SegmentationError(f"{source}: no bone above threshold {threshold:.4g} {raw.unit} inside the ROI "
+                                f"{roi} mm. Potential fix: check --roi-mm or lower --threshold.")
+    ext = (slice(zlo, zhi), box[1], box[2])
+    bone_x = bone[ext]
+    envelope = periosteal_envelope_array(bone_x, spacing_mm=raw.spacing, bridge_diameter_mm=opts.max_defect_diameter_mm)
+    cortex, marrow = split_compartments(bone_x, envelope, spacing_mm=raw.spacing)
+    cut = (slice(zs.start - zlo, zs.stop - zlo), slice(None), slice(None))
+    final = (zs, box[1], box[2])
+    info["crop_zyx"] = [[s.start, s.stop] for s in final]
+    roi_used = (zs.start * sz, (zs.stop - 1) * sz) if roi is not None else None
+    return _result(image.crop(final), raw.crop(final), threshold, method, bone_x[cut], envelope[cut], cortex[cut],
+                   marrow[cut], roi_used, mode, info)
+
+
+def _calibrated(volume: Volume, opts: AnalysisOptions) -> Volume:
+    from ..calibrate import apply_calibration
+
+    if opts.calibration is not None:
+        slope, intercept = opts.calibration
+        return apply_calibration(volume, slope=slope, intercept=intercept)
+    return volume.with_array(volume.array.astype(np.float32, copy=False))
+
+
+def _automatic_roi(name: str, bone: np.ndarray, raw: Volume, opts, info, source):
+    if name != "metaphyseal":
+        raise SegmentationError(f"{source}: unknown ROI {name!r}. Potential fix: --roi-mm START:END or 'metaphyseal'.")
+    envelope = periosteal_envelope_array(bone, spacing_mm=raw.spacing, bridge_diameter_mm=opts.max_defect_diameter_mm)
+    plate = find_growth_plate_mm(bone, envelope, spacing_z_mm=raw.spacing[0])
+    if plate is None:
+        raise SegmentationError(f"{source}: no growth plate found for the metaphyseal ROI. Potential fix: give "
+                                "--roi-mm START:END.")
+    centre = np.flatnonzero(envelope.any(axis=(1, 2))).mean() * raw.spacing[0]
+    info["growth_plate_mm"] = plate
+    return metaphyseal_roi_mm(plate, towards=1 if centre > plate else -1)
+
+
+def _result(image, raw, threshold, method, bone, envelope, cortex, marrow, roi_mm, mode, info) -> Segmentation:
+    def mask(a):
+        return image.with_array(np.ascontiguousarray(a, dtype=np.uint8), unit="mask")
+
+    bone = bone.astype(bool)
+    return Segmentation(image=image, raw_image=raw, threshold=float(threshold), threshold_method=method,
+                        bone=mask(bone), envelope=mask(envelope), cortex=mask(cortex), marrow=mask(marrow),
+                        trabecular=mask(bone & marrow.astype(bool)), roi_mm=roi_mm, mode=mode, info=info)

@@ -1,0 +1,49 @@
+"""Despeckle: keep the bone(s) of interest, drop small particles."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .envelope import distance_to
+
+log = logging.getLogger(__name__)
+
+
+def keep_bone_of_interest(bone: np.ndarray, *, spacing_mm, min_particle_mm3: float, near_mm: float) -> np.ndarray:
+    """The largest 26-connected bone particle and the particles close to it.
+
+    Parameters
+    ----------
+    bone : (Z, Y, X) bool ndarray
+    spacing_mm : tuple of 3 float, keyword-only
+    min_particle_mm3 : float, keyword-only
+        Particles smaller than this (exclusive) are dropped, however close.
+    near_mm : float, keyword-only
+        Particles within this distance (inclusive) of the largest one are kept (fragments
+        of a fractured or perforated cortex, the fibula next to the tibia, woven bone).
+
+    Returns
+    -------
+    (Z, Y, X) bool ndarray
+    """
+    import cc3d
+
+    labels = cc3d.connected_components(np.ascontiguousarray(bone, dtype=np.uint8), connectivity=26)
+    counts = np.bincount(labels.ravel())
+    if counts.size <= 1:
+        return np.zeros(bone.shape, bool)
+    counts[0] = 0
+    largest = int(np.argmax(counts))
+    voxel_mm3 = float(np.prod(spacing_mm))
+    big = np.flatnonzero(counts * voxel_mm3 >= min_particle_mm3)
+    keep = np.zeros(counts.size, bool)
+    keep[largest] = True
+    candidates = big[big != largest]
+    if candidates.size:
+        near = distance_to(labels == largest, spacing_mm) <= near_mm
+        touching = np.unique(labels[near])
+        keep[np.intersect1d(candidates, touching)] = True
+    log.debug("despeckle: %d particles, kept %d", counts.size - 1, int(keep.sum()))
+    return keep[labels]
