@@ -278,3 +278,41 @@ def test_memory_gate_runs_one_at_a_time_when_ram_is_short(monkeypatch):
     peak[0] = 0
     done = list(_iter_gated([Job(n) for n in "abcd"], submit, wait, max_running=3, budget_bytes=10_000))
     assert sorted(done) == list("abcd") and peak[0] == 3  # enough RAM: limited by the worker count
+
+
+def slow_analyze(volume, **kw):
+    import time
+
+    time.sleep(0.4)
+    return fake_analyze(volume, **kw)
+
+
+def test_batch_killed_with_sigkill_then_rerun(reference_run, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    manifest, ref_out, _ = reference_run
+    out = tmp_path / "out"
+    tests_dir = Path(__file__).resolve().parent
+    script = (f"import sys; sys.path.insert(0, {str(tests_dir)!r})\n"
+              "from test_batch import batch, slow_analyze\n"
+              f"batch({str(manifest)!r}, {str(out)!r}, analyze_fn=slow_analyze)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # kill once two scans are recorded as done
+            run = out / "run.json"
+            if run.is_file() and run.read_text().count('"status": "ok"') >= 2:
+                break
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "per_animal.csv").exists()
+    assert batch(manifest, out) == 1
+    assert _csvs(out) == _csvs(ref_out)  # every row once, same numbers as the uninterrupted run
