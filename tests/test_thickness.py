@@ -1,0 +1,71 @@
+"""Local thickness against its brute-force definition and analytic shapes (ANALYTIC-CASES #13-17)."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from ctbone.measure._thickness_exact import local_thickness_exact
+from ctbone.measure.thickness import local_thickness
+
+SPACINGS = [(1.0, 1.0, 1.0), (0.5, 1.0, 0.8), (0.02, 0.02, 0.02)]
+
+
+@pytest.mark.parametrize("spacing", SPACINGS)
+@pytest.mark.parametrize("outside", ["background", "open"])
+def test_identical_to_brute_force(spacing, outside):
+    # the ridge reduction is exact on the grid: any difference is a bug, so the tolerance is float rounding
+    rng = np.random.default_rng(3)
+    mask = ndimage.gaussian_filter(rng.random((18, 21, 25)), 1.5) > 0.5
+    fast = local_thickness(mask, spacing_mm=spacing, outside=outside)
+    exact = local_thickness_exact(mask, spacing_mm=spacing, outside=outside)
+    np.testing.assert_allclose(fast, exact, rtol=1e-6, atol=0)
+    assert (fast[~mask] == 0).all() and (fast[mask] > 0).all()
+
+
+def test_axes_not_swapped():
+    # a (3, 4, 5)-voxel brick with distinct spacings: the thinnest physical axis limits the thickness
+    mask = np.zeros((7, 8, 9), bool)
+    mask[2:5, 2:6, 2:7] = True
+    spacing = (0.1, 0.3, 0.5)
+    t = local_thickness(mask, spacing_mm=spacing)
+    # centre voxel: nearest background is 2 steps along z (0.2 mm) -> diameter 0.4 mm
+    assert t[3, 4, 4] == pytest.approx(0.4, rel=1e-6)
+    np.testing.assert_allclose(t, local_thickness_exact(mask, spacing_mm=spacing), rtol=1e-6)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 8, 9])
+@pytest.mark.parametrize("dz", [1.0, 0.5])
+def test_plate_parity_convention(n, dz):
+    # ANALYTIC #15/#17: plain-EDT convention, n voxels -> n (even) or n + 1 (odd), exactly, in mm along z
+    mask = np.zeros((n + 4, 30, 30), bool)
+    mask[2:2 + n] = True
+    t = local_thickness(mask, spacing_mm=(dz, 1.0, 1.0))
+    expected = (n if n % 2 == 0 else n + 1) * dz
+    assert float(np.median(t[mask])) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("spacing", [1.0, 0.01])
+def test_ball_diameter(spacing):
+    # ANALYTIC #16: ball r = 20 voxels in a 50^3 grid -> mean thickness 40 voxels (ORMIR: places=1); we allow 0.2 %
+    z, y, x = np.mgrid[-25:25, -25:25, -25:25]
+    ball = x ** 2 + y ** 2 + z ** 2 <= 400
+    t = local_thickness(ball, spacing_mm=(spacing,) * 3)
+    assert t[ball].mean() == pytest.approx(40 * spacing, rel=2e-3)
+
+
+@pytest.mark.parametrize("d", [4, 7, 12])
+def test_rod_diameter(d):
+    # ANALYTIC #13 (BoneJ): rod of diameter d -> mean local thickness d within 1.5 voxels
+    r = d / 2
+    z, y, x = np.mgrid[0:6 * d, -d:d + 1, -d:d + 1]
+    rod = ((y ** 2 + x ** 2) <= r ** 2) & (z >= 2) & (z < 6 * d - 2)
+    t = local_thickness(rod, spacing_mm=(1, 1, 1), outside="background")
+    assert abs(float(t[rod].mean()) - d) <= 1.5
+
+
+def test_empty_and_bad_input():
+    assert not local_thickness(np.zeros((4, 5, 6), bool), spacing_mm=(1, 1, 1)).any()
+    with pytest.raises(ValueError):
+        local_thickness(np.zeros((4, 5), bool), spacing_mm=(1, 1, 1))
+    with pytest.raises(ValueError):
+        local_thickness(np.zeros((4, 5, 6), bool), spacing_mm=(1, 0, 1))
