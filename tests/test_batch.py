@@ -316,3 +316,25 @@ def test_batch_killed_with_sigkill_then_rerun(reference_run, tmp_path):
     assert not (out / "per_animal.csv").exists()
     assert batch(manifest, out) == 1
     assert _csvs(out) == _csvs(ref_out)  # every row once, same numbers as the uninterrupted run
+
+
+def test_run_demo_writes_the_study_once_then_runs_the_batch(tmp_path, monkeypatch):
+    import ctbone.phantoms
+    from ctbone.study import demo
+
+    written, calls = [], []
+
+    def fake_write_study(folder, *, seed=0, **kw):
+        written.append(folder)
+        return make_study(folder, corrupt=(), hostile=False)
+
+    def spy(manifest, outdir, **kw):
+        calls.append((manifest, outdir, kw))
+        return run_batch(manifest, outdir, analyze_fn=fake_analyze, read_fn=fake_read, **{**kw, "quiet": True})
+
+    monkeypatch.setattr(ctbone.phantoms, "write_study", fake_write_study, raising=False)
+    monkeypatch.setattr(demo, "run_batch", spy)
+    assert demo.run_demo(tmp_path / "demo", quiet=True) == 0
+    assert demo.run_demo(tmp_path / "demo", quiet=True) == 0
+    assert written == [tmp_path / "demo" / "study"]  # the second run reuses the scans (and skips the analysis)
+    assert calls[0][2]["control"] == "control" and (tmp_path / "demo" / "report.html").is_file()

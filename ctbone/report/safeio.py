@@ -179,5 +179,6 @@ def check_output_dir(outdir, inputs: Iterable, *, what: str = "output folder") -
             raise OutputError(f"{out}: the {what} is inside the input folder {src}; ctbone never writes into its "
                               f"inputs. Potential fix: choose an -o folder outside {src}")
         if not src.is_dir() and out.is_relative_to(src):
-            raise OutputError(f"{out}: the {what} is under the input file {src}. Potential fix: choose another -o folder")
+            raise OutputError(f"{out}: the {what} is under the input file {src}. "
+                              f"Potential fix: choose another -o folder")
     return out

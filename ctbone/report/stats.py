@@ -88,8 +88,8 @@ def welch_anova(samples) -> TestResult:
     """Welch's one-way ANOVA for unequal variances (Welch 1951).
 
     With weights w_i = n_i / s_i², W = Σ w_i and the weighted mean m = Σ w_i x̄_i / W:
-    F = [Σ w_i (x̄_i − m)² / (k − 1)] / [1 + 2 (k − 2) Λ / (k² − 1)], Λ = Σ (1 − w_i/W)² / (n_i − 1),
-    with df1 = k − 1 and df2 = (k² − 1) / (3 Λ).
+    F = [Σ w_i (x̄_i − m)² / (k − 1)] / [1 + 2 (k − 2) Λ / (k² − 1)],
+    Λ = Σ (1 − w_i/W)² / (n_i − 1), with df1 = k − 1 and df2 = (k² − 1) / (3 Λ).
 
     Returns NaN when a group has fewer than 2 values or zero variance (the weights are undefined).
     ``df`` holds df2 (df1 is k − 1).
