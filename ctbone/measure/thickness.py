@@ -83,6 +83,8 @@ def local_thickness(mask: np.ndarray, *, spacing_mm=(1.0, 1.0, 1.0), outside: st
     if not mask.any():
         return out
     dist2 = squared_distance(mask, spacing_mm=spacing, outside=outside)
+    if not np.isfinite(dist2).all():  # "open" with no background voxel at all: the array edge is the only wall
+        dist2 = squared_distance(mask, spacing_mm=spacing, outside="background")
     centres, radii2 = distance_ridge(dist2, spacing_mm=spacing)
     log.debug("local thickness: %d foreground voxels, %d ridge balls", int(mask.sum()), len(radii2))
     order = np.argsort(centres[:, 0], kind="stable")  # z-sorted so each slab finds its balls fast

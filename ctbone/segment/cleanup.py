@@ -40,7 +40,7 @@ def keep_bone_of_interest(bone: np.ndarray, *, spacing_mm, min_particle_mm3: flo
     big = np.flatnonzero(counts * voxel_mm3 >= min_particle_mm3)
     keep = np.zeros(counts.size, bool)
     keep[largest] = True
-    candidates = big[big != largest]
+    candidates = big[(big != largest) & (big != 0)]
     if candidates.size:
         near = distance_to(labels == largest, spacing_mm) <= near_mm
         touching = np.unique(labels[near])
