@@ -35,7 +35,8 @@ def provenance(result: AnalysisResult) -> dict:
     """Acquisition columns of a result: voxel_mm (per axis), n_slices, series_uid, threshold_method, image_unit."""
     image = result.image
     meta = image.meta or {}
-    z, y, x = image.spacing
+    # spacings often come from float32 headers (NIfTI): 7 significant digits is all they hold
+    z, y, x = (float(f"{s:.7g}") for s in image.spacing)
     return {
         "voxel_mm": z if abs(z - y) < 1e-9 and abs(z - x) < 1e-9 else f"{z:.6g}x{y:.6g}x{x:.6g}",
         "voxel_z_mm": z, "voxel_y_mm": y, "voxel_x_mm": x,
