@@ -1,0 +1,76 @@
+"""Segmentation on phantoms (ctbone.phantoms): threshold, BV, cortical thickness and areas vs exact truth."""
+
+import numpy as np
+import pytest
+
+from ctbone.errors import SegmentationError
+from ctbone.measure.morphometry import standard_morphometry
+from ctbone.options import AnalysisOptions
+from ctbone.phantoms import PhantomSpec, make_phantom
+from ctbone.segment import segment
+from ctbone.segment.smooth import gaussian_smooth
+from ctbone.volume import Volume
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    # a plain shaft (no metaphysis) at 0.03 mm with the default noise (60 HU) and blur (0.01 mm)
+    return make_phantom(PhantomSpec(voxel_mm=0.03, length_mm=1.5, metaphysis_length_mm=0.0), seed=0)
+
+
+def test_auto_threshold_splits_bone_from_soft_tissue(phantom):
+    vol, truth = phantom
+    seg = segment(vol, AnalysisOptions())
+    # the split must be bone / soft tissue (40 HU), not air (-1000) / tissue: between soft tissue and
+    # trabecular bone (1000 HU)
+    assert 300 < seg.threshold < 1000
+    assert seg.threshold_method.startswith("otsu")
+
+
+def test_shaft_morphometry_vs_truth(phantom):
+    vol, truth = phantom
+    # fixed threshold at the midpoint of soft tissue (40 HU) and cortex (1400 HU): unbiased for a solid cortex,
+    # so what is tested here is segmentation + morphometry, not the threshold choice (see the xfail below)
+    m = standard_morphometry(segment(vol, AnalysisOptions(threshold=720.0)))
+    # BV, TV within 3 % (6-voxel cortex, noise 60 HU, blur 0.01 mm); areas within 3 % (taper 10 %: truth is
+    # the mid-shaft value, the ROI mean equals it for a linear taper)
+    assert m["bv_mm3"] == pytest.approx(truth["bone_volume_mm3"], rel=0.03)
+    assert m["tv_mm3"] == pytest.approx(truth["tv_mm3"], rel=0.03)
+    assert m["tt_ar_mm2"] == pytest.approx(truth["tt_ar_mm2"], rel=0.03)
+    assert m["ma_ar_mm2"] == pytest.approx(truth["ma_ar_mm2"], rel=0.03)
+    # Ct.Th within 1 voxel (plain-EDT parity convention: +0.5 voxel on average)
+    assert abs(m["ct_th_mm"] - truth["ct_th_mm"]) <= 0.03
+    assert m["ct_po_pct"] < 1.0
+
+
+@pytest.mark.xfail(strict=True, reason="auto threshold is ~9 % of the bone contrast above the BV-optimal one "
+                                        "(Otsu between soft tissue and dense cortex); 'a few %' not reached yet")
+def test_auto_threshold_near_truth_optimal():
+    vol, truth = make_phantom(PhantomSpec(voxel_mm=0.03, length_mm=1.5), seed=0)
+    seg = segment(vol, AnalysisOptions())
+    smooth = gaussian_smooth(vol.array)
+    candidates = np.linspace(200, 1000, 81)
+    bv = np.array([(smooth > t).sum() for t in candidates]) * 0.03 ** 3
+    optimal = candidates[np.argmin(abs(bv - truth["bone_volume_mm3"]))]
+    assert abs(seg.threshold - optimal) <= 0.05 * (1400 - 40)
+
+
+def test_fixed_threshold_roi_and_errors(phantom):
+    vol, _ = phantom
+    seg = segment(vol, AnalysisOptions(threshold=500.0, roi_mm=(0.3, 0.9)))
+    assert seg.threshold_method == "fixed" and seg.threshold == 500.0
+    assert seg.roi_mm == pytest.approx((0.3, 0.9))
+    assert seg.bone.shape[0] == 21  # slices 10..30 inclusive at 0.03 mm
+    assert seg.bone.shape == seg.envelope.shape == seg.image.shape == seg.raw_image.shape
+    with pytest.raises(SegmentationError, match="no bone above threshold"):
+        segment(vol, AnalysisOptions(threshold=5000.0))
+    with pytest.raises(SegmentationError, match="outside the scan"):
+        segment(vol, AnalysisOptions(roi_mm=(10.0, 12.0)))
+
+
+def test_binary_input_detected():
+    a = np.zeros((12, 20, 20), np.float32)
+    a[:, 5:15, 5:15] = 255
+    seg = segment(Volume(a, spacing=(0.01,) * 3), AnalysisOptions(min_particle_mm3=0))
+    assert seg.threshold_method == "binary-input" and seg.threshold == 127.5
+    assert int(seg.bone.array.sum()) == 12 * 100  # no smoothing: every voxel kept exactly
