@@ -338,3 +338,14 @@ def test_run_demo_writes_the_study_once_then_runs_the_batch(tmp_path, monkeypatc
     assert demo.run_demo(tmp_path / "demo", quiet=True) == 0
     assert written == [tmp_path / "demo" / "study"]  # the second run reuses the scans (and skips the analysis)
     assert calls[0][2]["control"] == "control" and (tmp_path / "demo" / "report.html").is_file()
+
+
+def test_unreachable_scheduler_is_a_clear_error(reference_run, tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    monkeypatch.setattr("ctbone.study.backends.CONNECT_TIMEOUT_S", 1)
+    from ctbone.errors import CtboneError
+
+    manifest, _, _ = reference_run
+    with pytest.raises(CtboneError, match="cannot connect to the dask scheduler"):
+        run_batch(manifest, tmp_path / "out", options=AnalysisOptions(), scheduler="tcp://127.0.0.1:9", quiet=True,
+                  render=False, analyze_fn=fake_analyze, read_fn=fake_read)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from .job import Job, one_line, run_job
 log = logging.getLogger(__name__)
 # peak memory of one scan ≈ this many times its size on disk (float32 image, smoothed copy, masks, EDT)
 MEMORY_FACTOR = 6.0
+# dask retries a refused connection until this timeout
+CONNECT_TIMEOUT_S = 20
 # leave this fraction of the available RAM to the system and the parent process
 RAM_FRACTION = 0.8
 
@@ -74,10 +77,17 @@ def run_dask(jobs: Sequence[Job], *, scheduler) -> Iterator[dict]:
         from ..errors import CtboneError
 
         raise CtboneError("--scheduler needs dask.distributed. Potential fix: pip install 'ctbone[cluster]'") from exc
+    from ..errors import CtboneError
+
     own = not isinstance(scheduler, Client)
-    client = Client(scheduler) if own else scheduler
     try:
-        futures = {client.submit(run_job, job, pure=False, key=f"ctbone-{i}-{job.name}"): job.name
+        client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s") if own else scheduler
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise CtboneError(f"cannot connect to the dask scheduler {scheduler!r} ({exc}). Potential fix: check the "
+                          f"address (tcp://HOST:8786) and that the scheduler is running") from exc
+    run_id = uuid.uuid4().hex[:8]  # fresh keys: a long-lived cluster must not hand back an earlier run's result
+    try:
+        futures = {client.submit(run_job, job, pure=False, key=f"ctbone-{run_id}-{i}-{job.name}"): job.name
                    for i, job in enumerate(jobs)}
         for future in as_completed(list(futures)):
             yield _outcome(future, futures[future])
