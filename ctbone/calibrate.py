@@ -73,10 +73,10 @@ def fit_calibration_phantom(volume: Volume, *, densities_mgha_cm3, min_rod_diame
                             ) -> tuple[float, float]:
     """Find the rods of a density phantom scan and fit value -> mg HA/cm³.
 
-    The rods are bright, uniform cylinders along z. Voxels above the midpoint between
-    the background and the brightest values are grouped into connected regions (in the
-    z-projection of the mean); each region wider than ``min_rod_diameter_mm`` is a rod,
-    measured by the median over its core (eroded by a quarter of its radius). Rods are
+    The rods are bright, uniform cylinders along z. Pixels of the z-mean image clearly above
+    the embedding medium are grouped into connected regions; each region wider than ``min_rod_diameter_mm`` is a rod,
+    measured by the median over its core (eroded by a quarter of its radius).
+    "Above" means six robust noise levels above the median of the z-mean image. Rods are
     paired with the densities in order of brightness, and a least-squares line is fitted.
 
     Parameters
@@ -106,9 +106,11 @@ def fit_calibration_phantom(volume: Volume, *, densities_mgha_cm3, min_rod_diame
     mean_image = volume.array.astype(np.float32).mean(axis=0)
     background = float(np.median(mean_image))
     top = float(np.percentile(mean_image, 99.9))
-    # rods: anything clearly above the embedding medium; the faintest rod may be close to it, so use
-    # a low cut (a quarter of the way to the brightest) and rely on size to reject noise
-    cut = background + 0.25 * (top - background)
+    # rods: anything clearly above the embedding medium. The faintest rod may be close to it, so the cut
+    # is a few noise levels (robust, from the median absolute deviation) above the medium, and size
+    # rejects what noise still passes
+    noise = 1.4826 * float(np.median(np.abs(mean_image - background)))
+    cut = background + max(6.0 * noise, 0.02 * (top - background))
     labels, n = ndimage.label(ndimage.binary_opening(mean_image > cut, iterations=1))
     pixel_mm2 = volume.spacing[1] * volume.spacing[2]
     min_area = np.pi * (min_rod_diameter_mm / 2) ** 2 / pixel_mm2
