@@ -14,9 +14,12 @@ import xml.etree.ElementTree as ET
 from .safeio import atomic_write_bytes, format_float
 
 
-def _column(parent, tag: str, title: str, values, *, width: int = 81):
-    col = ET.SubElement(parent, tag, {"Width": str(width), "Decimals": "6", "Subcolumns": "1"})
-    ET.SubElement(col, "Title").text = title
+def _column(parent, tag: str, title: str | None, values, *, width: int = 81):
+    if title is None:  # the row-title column has neither title nor number format
+        col = ET.SubElement(parent, tag, {"Width": str(width)})
+    else:
+        col = ET.SubElement(parent, tag, {"Width": str(width), "Decimals": "6", "Subcolumns": "1"})
+        ET.SubElement(col, "Title").text = title
     sub = ET.SubElement(col, "Subcolumn")
     for v in values:
         d = ET.SubElement(sub, "d")
@@ -55,7 +58,7 @@ def pzfx_bytes(tables: dict[str, dict[str, list[tuple[str, float]]]], *, title: 
         n_rows = max((len(v) for v in groups.values()), default=0)
         # Prism rows are shared by all columns: a row title is the list of the animals on that row
         titles = [" / ".join(vals[r][0] for vals in groups.values() if r < len(vals)) for r in range(n_rows)]
-        _column(table, "RowTitlesColumn", "", titles, width=120)
+        _column(table, "RowTitlesColumn", None, titles, width=120)
         for group, vals in groups.items():
             values = [float(v) for _, v in vals] + [None] * (n_rows - len(vals))
             _column(table, "YColumn", group, values)
