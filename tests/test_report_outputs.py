@@ -79,3 +79,20 @@ def test_html_escapes_hostile_text():
     assert esc(hostile) == "&lt;script&gt;alert(1)&lt;/script&gt;"
     html = table_html([{"animal_id": hostile, "group": '"><img src=x onerror=alert(1)>'}], ["animal_id", "group"])
     assert "<script>" not in html and "<img" not in html and "&lt;script&gt;" in html
+
+
+def test_prism_file_round_trips_hostile_names(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from ctbone.report.prism import write_pzfx
+
+    tables = {"lytic_volume_mm3": {"ctl <&>": [("A1", 0.5), ("A2", float("nan"))], "trt": [("B1", 2.25)]}}
+    root = ET.parse(write_pzfx(tmp_path / "s.pzfx", tables)).getroot()
+    assert root.tag == "GraphPadPrismFile"
+    table = root.find("Table")
+    assert table.get("TableType") == "OneWay" and table.findtext("Title") == "lytic_volume_mm3"
+    cols = table.findall("YColumn")
+    assert [c.findtext("Title") for c in cols] == ["ctl <&>", "trt"]
+    assert [d.text for d in cols[0].findall("Subcolumn/d")] == ["0.5", None]  # NaN -> empty cell
+    assert [d.text for d in cols[1].findall("Subcolumn/d")] == ["2.25", None]  # padded to the row count
+    assert [d.text for d in table.findall("RowTitlesColumn/Subcolumn/d")] == ["A1 / B1", "A2"]
