@@ -123,3 +123,24 @@ def test_treated_lesions_exceed_control(study_run):
     assert (out / "report.html").stat().st_size > 10_000
     assert (out / "scans" / "T1_R" / "masks" / "bone.nii.gz").is_file()
     assert (out / "study.pzfx").is_file() and (out / "plots" / "bone_lost_mm3.svg").is_file()
+
+
+REALDATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "realdata"
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (REALDATA / "mouse_femur").is_dir(), reason="../shared/realdata not present")
+@pytest.mark.skipif(not _available("ctbone.io", "read_scan"), reason="reader not available yet")
+def test_real_mouse_femur_through_the_batch(tmp_path):
+    from ctbone.study import run_batch
+
+    scan = next((REALDATA / "mouse_femur").glob("*.mhd"))
+    (tmp_path / "m.csv").write_text(f"animal_id,group,scan\nF1,healthy,{scan}\n")
+    out = tmp_path / "out"
+    assert run_batch(tmp_path / "m.csv", out, options=AnalysisOptions(), render=False, quiet=True,
+                     allow_absolute_paths=True) == 0
+    row = _read_csv(out / "per_animal.csv")[0]
+    # README: 0.050 mm isotropic, 103 slices, raw gray values (not HU)
+    assert row["status"] == "ok" and float(row["voxel_mm"]) == pytest.approx(0.05)
+    assert 0 < float(row["bv_tv_pct"]) < 100
+    assert not list((REALDATA / "mouse_femur").glob("metrics*"))  # nothing written beside the input
