@@ -85,6 +85,7 @@ def test_study_tables_and_report(reference_run):
     html = (out / "report.html").read_text()
     assert HOSTILE not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<script" not in html and "data:image/png;base64," in html
+    assert "Key metrics" in html and "12.1 ± 0.854 (n=4)" in html  # bv_tv_pct of control: 11, 12, 13, 12.5
     assert "Failed scans" in html and "Methods" in html and "max_defect_diameter_mm" in html
     assert (out / "plots" / "lytic_volume_mm3.png").is_file() and (out / "plots" / "lytic_volume_mm3.svg").is_file()
     tables = ET.parse(out / "study.pzfx").getroot().findall("Table")

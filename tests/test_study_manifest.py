@@ -70,3 +70,9 @@ def test_unknown_control_group_and_empty_manifest(tmp_path):
     (tmp_path / "empty.csv").write_text("animal_id,group,scan\n")
     with pytest.raises(ManifestError, match="no scan rows"):
         read_manifest(tmp_path / "empty.csv")
+
+
+def test_output_folders_must_differ_ignoring_case(tmp_path):
+    path = _study(tmp_path, "animal_id,group,scan\nA1,ctl,s1\na1,ctl,s2\n")
+    with pytest.raises(ManifestError, match="line 3: output folder name 'a1' clashes with line 2"):
+        read_manifest(path)

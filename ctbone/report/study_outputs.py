@@ -18,6 +18,7 @@ from .plots import group_plot, image_grid, longitudinal_plot
 from .prism import write_pzfx
 from .safeio import atomic_copy, write_csv
 from .scan_outputs import COMPLETE_MARKER, LESION_COLUMNS
+from .stats import describe
 from .tables import (CHANGE_SUFFIX, STATS_COLUMNS, baseline_change, group_order, group_stats, group_summary,
                      has_timepoints, numeric_metrics, summary_columns, timepoint_order)
 
@@ -203,6 +204,22 @@ def _write_montages(folder: Path, rows, snapshots: dict, groups) -> list[tuple[s
     return out
 
 
+def _key_table(rows, key, groups) -> str:
+    """Group x key metric: mean ± SD (n), over ok rows (the last timepoint when there are several)."""
+    tps = timepoint_order(rows)
+    last = tps[-1] if has_timepoints(rows) else None
+    table = []
+    for g in groups:
+        cells = {"group": g}
+        for metric, values in ((m, _samples_by_group(rows, m, [g], last)[g]) for m in key):
+            d = describe(values)
+            sd = "" if math.isnan(d["sd"]) else f" ± {d['sd']:.3g}"
+            cells[metric] = f"{d['mean']:.3g}{sd} (n={d['n']})" if d["n"] else "–"
+        table.append(cells)
+    note = f"<p>Timepoint {H.esc(last)}.</p>" if last is not None else ""
+    return note + H.table_html(table, ["group", *key])
+
+
 def _write_html(path, manifest, rows, metric_names, key, summary, stats, plots, montages, *, parameters, version,
                 control):
     esc = H.esc
@@ -213,7 +230,7 @@ def _write_html(path, manifest, rows, metric_names, key, summary, stats, plots, 
     summary_html = (f"<p>Manifest <code>{esc(manifest.path)}</code>: {len(rows)} scans ({counts}); "
                     f"{n_ok} analysed, <span class=\"{'err' if failed else ''}\">{len(failed)} failed</span>. "
                     f"Control group: {esc(control)}. ctbone {esc(version)}.</p>")
-    sections = []
+    sections = [("Key metrics", _key_table(rows, key, groups))] if key else []
     if plots:
         sections.append(("Group plots", "".join(f"<figure>{H.img_tag(p, alt=t, width=420)}"
                                                 f"<figcaption>{esc(t)}</figcaption></figure>" for t, p in plots)))

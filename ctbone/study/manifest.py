@@ -234,10 +234,11 @@ def read_manifest(path, *, allow_absolute_paths: bool = False, control: str | No
         row = ManifestRow(line=line, columns=values, animal_id=values["animal_id"], group=values["group"], scan=scan,
                           limb=values.get("limb", ""), timepoint=values.get("timepoint", ""), reference=reference,
                           roi_mm=roi, threshold=threshold, mirror_reference=mirror)
-        if row.name in names:
-            problems.append(f"line {line}: output name {row.name!r} clashes with line {names[row.name]}")
+        # folders must differ on case-insensitive file systems too (macOS, Windows)
+        if row.name.lower() in names:
+            problems.append(f"line {line}: output folder name {row.name!r} clashes with line {names[row.name.lower()]}")
             continue
-        names[row.name] = line
+        names[row.name.lower()] = line
         rows.append(row)
 
     if not rows and not problems:
