@@ -47,7 +47,7 @@ class Segmentation:
     threshold : float
         In the image unit; bone is ``image > threshold``.
     threshold_method : str
-        "fixed", "otsu", "otsu-upper-N" or "binary-input".
+        "fixed", "half-max-between-modes", "otsu" or "binary-input".
     bone, envelope, cortex, marrow, trabecular : Volume
         uint8 masks (see the module docs).
     roi_mm : (float, float) or None
@@ -117,7 +117,7 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     >>> vol, truth = make_phantom(PhantomSpec(voxel_mm=0.03, length_mm=1.0), seed=0)
     >>> seg = segment(vol, AnalysisOptions())
     >>> seg.threshold_method
-    'otsu-upper-2'
+    'half-max-between-modes'
     """
     opts = options or AnalysisOptions()
     if mode not in MODES:
@@ -136,7 +136,7 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
             if opts.threshold.strip().lower() != "auto":
                 raise SegmentationError(f"{source}: threshold {opts.threshold!r} is neither 'auto' nor a number. "
                                         "Potential fix: --threshold auto or --threshold 450.")
-            # the histogram of the unsmoothed image: smoothing blends the classes and biases Otsu low
+            # the histogram of the unsmoothed image: its modes are sharper (smoothing blends the classes)
             threshold, method = auto_threshold(raw.array)
         else:
             threshold, method = float(opts.threshold), "fixed"
