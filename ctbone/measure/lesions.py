@@ -135,7 +135,10 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     expected = r <= out_vox
 
     # endosteal model: the outermost marrow-space voxel per bin; cavities and channels push it out
-    marrow_space = _largest(env & ~bone & (r <= out_vox + s))
+    # from the modelled envelope, not the segmented one: an opening wider than the bridge leaves the
+    # segmented envelope open in a few slices; one voxel inside it, so that a perforation cannot
+    # join the marrow to the soft tissue hugging the bone
+    marrow_space = _largest(~bone & (r <= out_vox - s))
     r_mar = frame.per_bin(r, marrow_space, reduce="max")
     r_in = robust_surface_model(r_mar, tolerance_mm=tol, exclude="both")
     in_vox = frame.lookup(_nan_to(r_in, np.inf)) + 0.5 * s

@@ -154,7 +154,8 @@ def robust_surface_model(radius_map: np.ndarray, *, tolerance_mm: float, exclude
     Returns
     -------
     (Z, n_bins) ndarray
-        Model radius, mm (NaN only for slices without data).
+        Model radius, mm; slices where no fit is supported are interpolated along z
+        (all NaN only if no slice has one).
     """
     nz, nb = radius_map.shape
     theta = (np.arange(nb) + 0.5) / nb * 2 * np.pi
@@ -170,7 +171,7 @@ def robust_surface_model(radius_map: np.ndarray, *, tolerance_mm: float, exclude
         valid = weight > 0
         for _ in range(_ITERATIONS):
             fit = _weighted_fit(basis, data, weight)
-            resid = data - fit
+            resid = np.nan_to_num(data - fit, nan=0.0)
             out = np.zeros_like(valid)
             if exclude in ("above", "both"):
                 out |= resid > tolerance_mm
@@ -180,12 +181,10 @@ def robust_surface_model(radius_map: np.ndarray, *, tolerance_mm: float, exclude
             if np.array_equal(new_weight, weight):
                 break
             weight = new_weight
-    empty = ~valid.any(axis=1)
-    fit[empty] = np.nan
+    # slices without a supported fit (too few points, a gap too wide) take their nearest neighbour's
+    fit = _fill_slices(fit)
     if z_window > 1 and nz >= z_window:
-        filled = _fill_slices(fit)
-        fit = ndimage.median_filter(filled, size=(z_window, 1), mode="nearest")
-        fit[empty] = np.nan
+        fit = ndimage.median_filter(fit, size=(z_window, 1), mode="nearest")
     return fit
 
 
@@ -197,26 +196,38 @@ def _fourier_basis(theta: np.ndarray, order: int) -> np.ndarray:
 
 
 def _weighted_fit(basis: np.ndarray, data: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Per-row weighted least squares of ``data`` on ``basis`` (rows with too few points: weighted mean)."""
+    """Per-row weighted least squares of ``data`` on ``basis``; NaN rows where the fit is not supported.
+
+    A row needs more than twice as many points as parameters and no gap wider than a third of the
+    circle: a Fourier series extrapolated across a wider gap is unbounded.
+    """
     p = basis.shape[1]
-    normal = np.einsum("bi,zb,bj->zij", basis, weight, basis)
-    rhs = np.einsum("bi,zb->zi", basis, weight * data)
-    ok = weight.sum(axis=1) > 2 * p
-    fit = np.empty_like(data)
+    ok = (weight.sum(axis=1) > 2 * p) & (_largest_gap(weight > 0) <= weight.shape[1] / 3)
+    fit = np.full_like(data, np.nan)
     if ok.any():
-        ridge = 1e-9 * np.eye(p)
-        coef = np.linalg.solve(normal[ok] + ridge, rhs[ok][..., None])[..., 0]
+        normal = np.einsum("bi,zb,bj->zij", basis, weight[ok], basis)
+        rhs = np.einsum("bi,zb->zi", basis, weight[ok] * data[ok])
+        coef = np.linalg.solve(normal + 1e-9 * np.eye(p), rhs[..., None])[..., 0]
         fit[ok] = coef @ basis.T
-    wsum = weight[~ok].sum(axis=1, keepdims=True)
-    mean = np.where(wsum > 0, (weight[~ok] * data[~ok]).sum(axis=1, keepdims=True) / np.maximum(wsum, 1), 0.0)
-    fit[~ok] = np.broadcast_to(mean, fit[~ok].shape)
     return fit
 
 
+def _largest_gap(valid: np.ndarray) -> np.ndarray:
+    """Longest circular run of False per row (in bins)."""
+    nz, nb = valid.shape
+    doubled = np.concatenate([valid, valid], axis=1)
+    run = np.zeros(nz, int)
+    best = np.zeros(nz, int)
+    for j in range(2 * nb):
+        run = np.where(doubled[:, j], 0, run + 1)
+        best = np.maximum(best, run)
+    return np.minimum(best, nb)
+
+
 def _fill_slices(fit: np.ndarray) -> np.ndarray:
-    """Copy the nearest slice with data into empty (NaN) slices, for filtering."""
+    """Linear interpolation along z into slices without a fit (NaN); the end slices copy the nearest."""
     good = np.flatnonzero(np.isfinite(fit[:, 0]))
-    if len(good) == 0:
-        return np.zeros_like(fit)
-    idx = good[np.clip(np.searchsorted(good, np.arange(len(fit))), 0, len(good) - 1)]
-    return fit[idx]
+    if len(good) == 0 or len(good) == len(fit):
+        return fit
+    z = np.arange(len(fit))
+    return np.stack([np.interp(z, good, fit[good, j]) for j in range(fit.shape[1])], axis=1)
