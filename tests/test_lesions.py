@@ -82,9 +82,10 @@ def test_defect_centroids_match_truth(lesion_case):
 
 def test_lytic_volume_within_partial_volume_band(lesion_case):
     res, truth, _ = lesion_case
-    # the removed cortex is a slab 0.18 mm (7 voxels) thick; one voxel of partial volume on each of
-    # its walls (threshold below mid-cortex contrast grows bone into the cavity) -> up to 2/7 ~ 30 %
-    assert res.metrics["lytic_volume_mm3"] == pytest.approx(truth["lytic_volume_mm3"], rel=0.30)
+    # the removed cortex is a slab 0.18 mm (7 voxels) thick; partial volume at its walls is summed as
+    # fractions, what remains is the modelled periosteal and endosteal surfaces, each placed to about
+    # half a voxel: 2 x 0.5 / 7 = 14 %, plus noise -> 20 %
+    assert res.metrics["lytic_volume_mm3"] == pytest.approx(truth["lytic_volume_mm3"], rel=0.20)
 
 
 def test_blastic_volume_and_density(lesion_case):
@@ -109,8 +110,10 @@ def test_lesion_rows_and_masks(lesion_case):
     for name in ("defects", "lytic", "blastic"):
         mask = res.masks[name]
         assert mask.shape == vol.shape and mask.array.dtype == np.uint8 and mask.unit == "mask"
-    voxel = vol.voxel_volume_mm3
-    assert res.masks["lytic"].array.sum() * voxel == pytest.approx(res.metrics["lytic_volume_mm3"])
+    lytic_rows = [row["volume_mm3"] for row in res.lesions if row["kind"] == "lytic"]
+    assert sum(lytic_rows) == pytest.approx(res.metrics["lytic_volume_mm3"])
+    blastic_voxels = res.masks["blastic"].array.sum() * vol.voxel_volume_mm3
+    assert blastic_voxels == pytest.approx(res.metrics["blastic_volume_mm3"])
 
 
 @pytest.mark.parametrize("metaphysis_mm", [0.0, 0.8])
