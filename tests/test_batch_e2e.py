@@ -81,16 +81,18 @@ def study_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     study = root / "study"
     (study / "scans").mkdir(parents=True)
-    lines = ["animal_id,group,limb,scan,reference,mirror_reference"]
+    # a fixed threshold given per row (the manifest override path) keeps this test about the batch, not the
+    # automatic threshold; 650 HU lies between the phantoms' soft tissue and bone
+    lines = ["animal_id,group,limb,scan,reference,mirror_reference,threshold"]
     for i, scan in enumerate(study_scans(SMALL_STUDY)):
         volume, _ = make_phantom(scan["spec"], seed=i)
         sitk.WriteImage(volume.to_sitk(), str(study / "scans" / f"{scan['name']}.nii.gz"))
         if scan["reference"]:
             lines.append(f"{scan['animal_id']},{scan['group']},{scan['limb']},scans/{scan['name']}.nii.gz,"
-                         f"scans/{scan['reference']}.nii.gz,yes")
+                         f"scans/{scan['reference']}.nii.gz,yes,650")
     # one corrupt scan: gzip garbage under a NIfTI name
     (study / "scans" / "X1_R.nii.gz").write_bytes(b"\x1f\x8b not really gzip")
-    lines.append("X1,treated,R,scans/X1_R.nii.gz,,")
+    lines.append("X1,treated,R,scans/X1_R.nii.gz,,,")
     (study / "manifest.csv").write_text("\n".join(lines) + "\n")
     out = root / "out"
     status = run_batch(study / "manifest.csv", out, options=AnalysisOptions(), render=False, quiet=True,
@@ -115,11 +117,12 @@ def test_treated_lesions_exceed_control(study_run):
 
     # every treated phantom has two perforations of 0.4-0.5 mm diameter and a lytic cavity;
     # the control phantoms are intact, so any overlap of the groups would be a failure of the method
-    for metric in ("cortical_defect_count", "cortical_defect_area_mm2", "bone_lost_mm3"):
+    for metric in ("cortical_defect_count", "cortical_defect_area_mm2", "lytic_volume_mm3", "bone_lost_mm3"):
         assert min(values(metric, "treated")) > max(values(metric, "control")), metric
+    assert {r["threshold_hu"] for r in ok} == {"650"}
     stats = _read_csv(out / "group_stats.csv")
-    defects = next(s for s in stats if s["metric"] == "cortical_defect_count" and s["test"] == "welch_t")
-    assert (defects["group_a"], defects["group_b"]) == ("treated", "control") and float(defects["hedges_g"]) > 0
+    lost = next(s for s in stats if s["metric"] == "bone_lost_mm3" and s["test"] == "welch_t")
+    assert (lost["group_a"], lost["group_b"]) == ("treated", "control") and float(lost["hedges_g"]) > 0
     assert (out / "report.html").stat().st_size > 10_000
     assert (out / "scans" / "T1_R" / "masks" / "bone.nii.gz").is_file()
     assert (out / "study.pzfx").is_file() and (out / "plots" / "bone_lost_mm3.svg").is_file()

@@ -135,3 +135,10 @@ def test_group_summary_and_baseline_change():
     got = {(c["animal_id"], c["timepoint"]): c["m_mm3_change_pct"] for c in change}
     # (15-10)/10 = +50 %, (10-20)/20 = -50 %
     assert got == {("a", "0"): 0.0, ("a", "2"): 50.0, ("b", "0"): 0.0, ("b", "2"): -50.0}
+
+
+def test_groups_without_spread_leave_t_and_g_empty():
+    # 0, 0 vs 2, 2: t and g are undefined (zero pooled SD); the rows stay, with NaN rather than invented numbers
+    rows = _rows({"ctl": [0.0, 0.0], "trt": [2.0, 2.0]})
+    welch = next(r for r in group_stats(rows, ["m_mm3"]) if r["test"] == "welch_t")
+    assert math.isnan(welch["p"]) and math.isnan(welch["hedges_g"]) and welch["n_a"] == 2
