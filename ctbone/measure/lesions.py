@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 TOLERANCE_VOX = 1.5
 DENSITY_METRIC = {"HU": "blastic_mean_density_hu", "mgHA/cm3": "blastic_mean_density_mgha_cm3",
                   "raw": "blastic_mean_density_raw", "mask": "blastic_mean_density_raw"}
+# a slice is analysed when its largest bone section holds this fraction of its envelope area
+MAIN_SECTION_FRACTION = 0.75
 LESION_COLUMNS = ("id", "kind", "volume_mm3", "area_mm2", "max_diameter_mm", "centroid_x_mm", "centroid_y_mm",
                   "centroid_z_mm", "mean_density")
 
@@ -117,6 +119,13 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     density_src = getattr(seg, "raw_image", None) or seg.image
     density = density_src.array[crop]
 
+    # the polar model needs one bone section per slice: keep each slice's main section, and analyse only
+    # slices where it holds >= MAIN_SECTION_FRACTION of the envelope (not the femoral head and neck, not
+    # a separate fibula: their bone is left out rather than mistaken for outgrowths)
+    env, analysable = _main_sections(env)
+    if not analysable.any():
+        raise SegmentationError(f"{_source(seg)}: no slice shows a single bone section; the lesion model "
+                                "needs a long-bone shaft. Potential fix: restrict the ROI (--roi-mm) to the shaft")
     frame = polar_frame(env, spacing_mm=spacing)
     r = frame.radius_mm
     # periosteal model, fitted to the surface of the *lamellar* bone: a broad woven cap is as smooth as
@@ -148,7 +157,14 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     normals = surface_normals(expected, spacing_mm=spacing)
     periosteal_mm2 = surface_area_mm2(expected, expected, spacing_mm=spacing, normals=normals)
 
-    blastic = _grow_back(bone & (r > out_vox + tol), bone & (r > out_vox), min_lesion_vox, tol + s, spacing)
+    in_slices = analysable[:, None, None]
+    shell &= in_slices
+    blastic = _grow_back(bone & env & in_slices & (r > out_vox + tol), bone & env & in_slices & (r > out_vox),
+                         min_lesion_vox, tol + s, spacing)
+    # an outgrowth as dense as lamellar bone is a normal ridge (third trochanter, tibial crest) as far as a
+    # single scan can tell; woven bone is under-mineralised (Roudier 2008). Dense ones are left out and
+    # reported in info: a reference scan (bone_gained_mm3) is needed for sclerotic lesions.
+    blastic, dense_outgrowth_mm3 = _drop_dense(blastic, image, dense_level, voxel_mm3)
     defect_labels, defect_areas = _cortical_defects(bone, shell, marrow, expected, normals, spacing,
                                                     options.min_defect_area_mm2)
     # lytic cores keep clear of both modelled surfaces, by at most a quarter of the cortex so that a
@@ -195,7 +211,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         full = np.zeros(bone_full.shape, np.uint8)
         full[crop] = mask
         masks[name] = seg.bone.with_array(full, unit="mask")
-    info = {"lytic_voxel_count_mm3": float(lytic.sum()) * voxel_mm3, "lesion_tolerance_mm": tol, "lytic_core_tolerance_mm": core_tol, "cortical_thickness_model_mm": thickness_mm, "angle_bins": frame.n_bins, "dense_bone_level": dense_level,
+    info = {"dense_outgrowths_excluded_mm3": dense_outgrowth_mm3, "lytic_voxel_count_mm3": float(lytic.sum()) * voxel_mm3, "lesion_tolerance_mm": tol, "lytic_core_tolerance_mm": core_tol, "cortical_thickness_model_mm": thickness_mm, "angle_bins": frame.n_bins, "dense_bone_level": dense_level,
             "dense_outline_offset_mm": offset_mm,
             "density_source": "raw_image" if density_src is not seg.image else "image"}
     log.debug("lesions: %s", metrics)
@@ -225,11 +241,40 @@ def _cortical_defects(bone, shell, marrow, expected, normals, spacing, min_area_
 
 
 def _grow_back(core, allowed, min_voxels, reach_mm, spacing):
-    """Cores of at least ``min_voxels``, grown within ``allowed`` by up to ``reach_mm``."""
+    """Cores of at least ``min_voxels``, grown within ``allowed`` by up to ``reach_mm``; then regions of
+    at least ``min_voxels`` (growth can leave small fragments beside a core)."""
     kept = keep_large(core, min_voxels=min_voxels)
     if not kept.any():
         return kept
-    return allowed & (distance_to(kept, spacing) <= reach_mm)
+    return keep_large(allowed & (distance_to(kept, spacing) <= reach_mm), min_voxels=min_voxels)
+
+
+def _drop_dense(blastic, image, dense_level, voxel_mm3):
+    """(blastic without components whose median density is lamellar, volume dropped mm³)."""
+    labels, n = components(blastic)
+    if n == 0:
+        return blastic, 0.0
+    medians = np.asarray(ndimage.median(image, labels=labels, index=np.arange(1, n + 1)))
+    dense = np.concatenate([[False], medians >= dense_level])
+    dropped = dense[labels]
+    return blastic & ~dropped, float(dropped.sum()) * voxel_mm3
+
+
+def _main_sections(env: np.ndarray):
+    """(envelope reduced to each slice's largest 2D section, slices where that section dominates)."""
+    out = np.zeros_like(env)
+    analysable = np.zeros(env.shape[0], bool)
+    eight = np.ones((3, 3), bool)
+    for z in range(env.shape[0]):
+        labels, n = ndimage.label(env[z], structure=eight)
+        if n == 0:
+            continue
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        main = int(sizes.argmax())
+        out[z] = labels == main
+        analysable[z] = sizes[main] >= MAIN_SECTION_FRACTION * sizes.sum()
+    return out, analysable
 
 
 def _missing_bone_mm3(image, labels, n, bone, lamellar, voxel_mm3) -> np.ndarray:

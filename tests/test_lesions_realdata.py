@@ -1,0 +1,34 @@
+"""Lesion measures on a real healthy mouse femur (../shared/realdata/mouse_femur); skipped when absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ctbone.measure.lesions import measure_lesions
+from ctbone.measure.lesions_standin import standin_segmentation
+from ctbone.options import AnalysisOptions
+from ctbone.volume import Volume
+
+FEMUR = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "mouse_femur" / "mouse_femur2.mhd"
+pytestmark = pytest.mark.skipif(not FEMUR.exists(), reason="real data folder ../shared/realdata not present")
+
+
+def test_healthy_femur_shaft_has_no_lesions():
+    import SimpleITK as sitk
+
+    vol = Volume.from_sitk(sitk.ReadImage(str(FEMUR)), unit="raw")
+    # the diaphysis: from 2.5 mm (slice 50 at 50 um) to the end of the scan; proximal of it the femoral
+    # neck and trochanters are not a tube (README: a healthy bone has no cortical defects there either,
+    # but the shaft is what the lesion model is for)
+    shaft = vol.crop((slice(50, None), slice(None), slice(None)))
+    # the README's Otsu threshold of the raw gray values
+    seg = standin_segmentation(shaft, threshold=60.0)
+    res = measure_lesions(seg, AnalysisOptions())
+    assert res.metrics["cortical_defect_count"] == 0
+    assert res.metrics["lytic_volume_mm3"] == 0.0
+    # the third trochanter is a dense lamellar ridge: not a blastic lesion
+    assert res.metrics["blastic_volume_mm3"] == 0.0
+    assert res.info["dense_outgrowths_excluded_mm3"] > 0
+    assert res.metrics["periosteal_surface_mm2"] > 0
