@@ -1,0 +1,62 @@
+"""Reading scans: DICOM series (any export), NIfTI, MetaImage, NRRD, TIFF stacks.
+
+`read_scan` is the one entry point; `scan_info` describes a path without
+decoding pixels (for ``ctbone info``); `write_dicom_series` writes one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ScanReadError
+from ..volume import Volume
+from .dicom_write import write_dicom_series
+from .info import format_scan_info, scan_info
+
+
+def read_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False) -> Volume:
+    """Read a scan into a `Volume` (float32, (z, y, x), spacing in mm).
+
+    Parameters
+    ----------
+    path : path
+        A folder of DICOM files (any names, any order, sub-folders, other files skipped), a single
+        DICOM file (one slice or multi-frame), a NIfTI/MetaImage/NRRD file, or a TIFF stack (a folder
+        of TIFFs or a multi-page TIFF).
+    series : str or int, optional
+        DICOM series to read (SeriesInstanceUID, SeriesNumber, or a key from `scan_info`);
+        default the largest 3D series.
+    spacing : float or (z, y, x) floats, optional
+        Voxel size in mm for TIFF stacks (else read from a Bruker ``*_rec.log`` beside them).
+    allow_nonuniform : bool
+        Resample a DICOM series with non-uniform slice spacing instead of refusing it.
+
+    Returns
+    -------
+    Volume
+        ``unit`` is "HU", "mgHA/cm3" or "raw"; ``meta`` records source, vendor, series, rescale.
+
+    Raises
+    ------
+    ScanReadError
+        (and its children SeriesError, GeometryError, DecoderMissingError) with a one-line message
+        naming the file and the problem.
+    """
+    from .dicom import read_dicom
+    from .formats import SITK_SUFFIXES, TIFF_SUFFIXES, has_suffix, read_sitk, read_tiff
+
+    path = Path(path)
+    if not path.exists():
+        raise ScanReadError(f"{path}: no such file or folder.")
+    if path.is_file() and has_suffix(path, SITK_SUFFIXES):
+        return read_sitk(path)
+    if (path.is_file() and has_suffix(path, TIFF_SUFFIXES)) or (
+            path.is_dir() and any(has_suffix(p, TIFF_SUFFIXES) for p in path.iterdir())
+            and not any(p.suffix.lower() == ".dcm" for p in path.iterdir())):
+        return read_tiff(path, spacing=spacing)
+    if path.is_dir() and not any(path.iterdir()):
+        raise ScanReadError(f"{path}: folder is empty. Potential fix: point to the folder of the scan's files.")
+    return read_dicom(path, series, allow_nonuniform=allow_nonuniform)
+
+
+__all__ = ["format_scan_info", "read_scan", "scan_info", "write_dicom_series"]

@@ -1,0 +1,142 @@
+"""Non-DICOM volumes: NIfTI, MetaImage, NRRD (via SimpleITK) and TIFF stacks (via tifffile)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import GeometryError, ScanReadError
+from ..volume import Volume
+from .units import looks_like_hu
+
+log = logging.getLogger(__name__)
+
+SITK_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
+TIFF_SUFFIXES = (".tif", ".tiff")
+MAX_VOXELS = 6_000_000_000
+
+
+def has_suffix(path: Path, suffixes) -> bool:
+    name = path.name.lower()
+    return any(name.endswith(s) for s in suffixes)
+
+
+def _is_binary(array: np.ndarray) -> bool:
+    first = array.flat[0]
+    other = array[array != first]
+    return other.size > 0 and bool(np.all(other == other.flat[0]))
+
+
+def _finish(array: np.ndarray, path: Path, spacing, origin, direction, fmt: str, extra: dict | None = None) -> Volume:
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise ScanReadError(f"{path}: {bad} voxel(s) are NaN or infinite. Potential fix: replace them (e.g. with the "
+                            f"background value) before analysis.")
+    hu = looks_like_hu(array)
+    meta = {"source": str(path), "format": fmt, "vendor": "", "series_uid": "", "modality": "",
+            "is_binary": _is_binary(array),
+            "unit_reason": "air near -1000" if hu else "no calibration information in the file", **(extra or {})}
+    return Volume(array, spacing=spacing, origin=origin, direction=direction, unit="HU" if hu else "raw", meta=meta)
+
+
+def read_sitk(path: Path) -> Volume:
+    """NIfTI / MetaImage / NRRD through SimpleITK, refusing absurd headers before reading the data."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise ScanReadError(f"{path}: cannot read image header ({str(exc).strip().splitlines()[-1][:200]})") from exc
+    size = reader.GetSize()
+    if len(size) != 3 and not (len(size) == 2):
+        raise ScanReadError(f"{path}: {len(size)}-dimensional image; ctbone reads 2D or 3D scalar images.")
+    if int(np.prod(size, dtype=np.int64)) > MAX_VOXELS:
+        raise ScanReadError(f"{path}: header claims {size} voxels, not a plausible scan; refusing to allocate it.")
+    spacing = reader.GetSpacing()
+    if any(s <= 0 for s in spacing):
+        raise GeometryError(f"{path}: spacing {spacing} is not positive. Potential fix: fix the header's spacing.")
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        raise ScanReadError(f"{path}: cannot read image data ({str(exc).strip().splitlines()[-1][:200]}); "
+                            f"the file may be truncated.") from exc
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ScanReadError(f"{path}: {image.GetNumberOfComponentsPerPixel()}-component pixels; ctbone needs a "
+                            f"scalar (gray) image.")
+    if image.GetDimension() == 2:
+        image = sitk.JoinSeries(image)
+    array = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
+    return _finish(array, path, tuple(image.GetSpacing())[::-1], tuple(image.GetOrigin()),
+                   np.array(image.GetDirection()).reshape(3, 3), "sitk")
+
+
+def _natural_key(path: Path):
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+def rec_log_pixel_size_mm(folder: Path) -> float | None:
+    """Pixel size from a Bruker NRecon ``*_rec.log`` in ``folder`` (``Pixel Size (um)=...``), in mm."""
+    for log_file in sorted(folder.glob("*_rec.log")) + sorted(folder.glob("*.log")):
+        try:
+            text = log_file.read_text(errors="replace")
+        except OSError:
+            continue
+        match = re.search(r"^\s*(?:Image )?Pixel Size \(um\)\s*=\s*([0-9.eE+-]+)", text, re.MULTILINE)
+        if match:
+            return float(match.group(1)) / 1000.0
+    return None
+
+
+def _spacing3(spacing, path: Path):
+    if spacing is None:
+        return None
+    values = (float(spacing),) * 3 if np.isscalar(spacing) else tuple(float(v) for v in spacing)
+    if len(values) != 3 or any(v <= 0 for v in values):
+        raise GeometryError(f"{path}: spacing {spacing} must be one or three positive mm values.")
+    return values
+
+
+def read_tiff(path: Path, spacing=None) -> Volume:
+    """A TIFF stack: a folder of single-page TIFFs (natural name order) or one multi-page TIFF."""
+    import tifffile
+
+    folder = path if path.is_dir() else path.parent
+    files = sorted((p for p in folder.iterdir() if has_suffix(p, TIFF_SUFFIXES)), key=_natural_key) \
+        if path.is_dir() else [path]
+    spacing3 = _spacing3(spacing, path)
+    source = "--spacing"
+    if spacing3 is None:
+        pixel = rec_log_pixel_size_mm(folder)
+        if pixel is None:
+            raise GeometryError(f"{path}: TIFF files carry no voxel size. Potential fix: pass --spacing MM "
+                                f"(e.g. --spacing 0.0105), or keep the scanner's *_rec.log beside the stack.")
+        spacing3, source = (pixel,) * 3, "rec.log"
+    try:
+        first = tifffile.imread(files[0], key=0)
+        if len(files) == 1:
+            with tifffile.TiffFile(files[0]) as tif:
+                n_pages = len(tif.pages)
+            array = np.empty((n_pages,) + first.shape, np.float32)
+            with tifffile.TiffFile(files[0]) as tif:
+                for i, page in enumerate(tif.pages):
+                    array[i] = page.asarray()
+        else:
+            array = np.empty((len(files),) + first.shape, np.float32)
+            for i, file in enumerate(files):
+                page = tifffile.imread(file, key=0)
+                if page.shape != first.shape:
+                    raise ScanReadError(f"{file}: image size {page.shape} differs from {first.shape} of {files[0].name}.")
+                array[i] = page
+    except ScanReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - tifffile raises many kinds on corrupt files
+        raise ScanReadError(f"{path}: cannot read TIFF ({type(exc).__name__}: {exc})") from exc
+    if array.ndim != 3:
+        raise ScanReadError(f"{path}: TIFF pages of shape {first.shape}; ctbone needs gray 2D pages.")
+    return _finish(array, path, spacing3, (0.0, 0.0, 0.0), np.eye(3), "tiff",
+                   {"spacing_source": source, "files": len(files)})

@@ -1,0 +1,120 @@
+"""`scan_info`: what a path holds, without decoding the whole scan (for ``ctbone info``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import GeometryError, ScanReadError, SeriesError
+
+
+def _dicom_info(path: Path, series) -> dict:
+    from .dicom import _attach_frame_data, _decode, choose_series, group_series, scan_headers, slice_geometry
+    from .units import decide_unit
+
+    headers, skipped = scan_headers(path)
+    if not headers:
+        raise SeriesError(f"{path}: no DICOM image files found ({len(skipped)} file(s) skipped). "
+                          f"Potential fix: point to the folder of the scan's DICOM export; --verbose lists the files.")
+    groups = group_series(headers)
+    info = {"path": str(path), "format": "dicom", "series": [g.describe() for g in groups],
+            "skipped": [{"file": f, "reason": r} for f, r in skipped], "chosen": None, "problem": None}
+    try:
+        chosen = choose_series(groups, series, path)
+    except SeriesError as exc:
+        info["problem"] = str(exc)
+        return info
+    info["chosen"] = chosen.key
+    info["chosen_reason"] = "requested with --series" if series is not None else "largest 3D series"
+    h = chosen.first
+    try:
+        _attach_frame_data(chosen)
+        geometry = slice_geometry(chosen, path)
+        info["geometry"] = {
+            "shape_zyx": [len(geometry.order), h.rows, h.cols],
+            "spacing_zyx_mm": [geometry.spacing_z, *h.pixel_spacing],
+            "origin_xyz_mm": [float(v) for v in geometry.positions[0]],
+            "direction": geometry.direction.round(6).tolist(),
+        }
+    except GeometryError as exc:
+        info["problem"] = str(exc)
+    middle_header, frame = (geometry.order[len(geometry.order) // 2] if info["problem"] is None
+                            else (h, 0))
+    slopes = sorted({x.slope for x in chosen.headers})
+    intercepts = sorted({x.intercept for x in chosen.headers})
+    info["rescale"] = {"slopes": slopes[:5], "intercepts": intercepts[:5], "rescale_type": h.rescale_type,
+                       "varies_per_slice": len(slopes) > 1 or len(intercepts) > 1}
+    try:
+        _, pixels = _decode(middle_header.path, middle_header.transfer_syntax)
+        sample = pixels.reshape(-1, h.rows, h.cols)[frame].astype(np.float32) * middle_header.slope \
+            + middle_header.intercept
+        unit, reason = decide_unit(modality=h.modality, rescale_type=h.rescale_type, manufacturer=h.manufacturer,
+                                   intercepts=np.array(intercepts), array=sample[None], extra=h.extra)
+    except ScanReadError as exc:
+        unit, reason = "unknown", str(exc)
+    info.update({"unit": unit, "unit_reason": reason, "vendor": h.manufacturer, "modality": h.modality,
+                 "series_uid": h.series_uid, "series_description": h.description, "scanco": h.extra or None})
+    return info
+
+
+def scan_info(path, series=None, *, spacing=None) -> dict:
+    """A JSON-able description of the scan(s) at ``path``: series, choice, geometry, rescale, unit, vendor.
+
+    DICOM folders are described from their headers (plus one decoded slice to tell HU from raw gray);
+    other formats are read.
+    """
+    from .formats import SITK_SUFFIXES, TIFF_SUFFIXES, has_suffix
+
+    path = Path(path)
+    if not path.exists():
+        raise ScanReadError(f"{path}: no such file or folder.")
+    is_volume_file = path.is_file() and has_suffix(path, SITK_SUFFIXES + TIFF_SUFFIXES)
+    is_tiff_dir = path.is_dir() and any(has_suffix(p, TIFF_SUFFIXES) for p in path.iterdir()) \
+        and not any(p.suffix.lower() == ".dcm" for p in path.iterdir())
+    if is_volume_file or is_tiff_dir:
+        from . import read_scan
+
+        volume = read_scan(path, spacing=spacing)
+        return {"path": str(path), "format": volume.meta.get("format"), "series": [], "skipped": [],
+                "chosen": str(path), "problem": None, "unit": volume.unit, "unit_reason": volume.meta.get("unit_reason"),
+                "geometry": {"shape_zyx": list(volume.shape), "spacing_zyx_mm": list(volume.spacing),
+                             "origin_xyz_mm": list(volume.origin), "direction": volume.direction.round(6).tolist()},
+                "value_range": [float(volume.array.min()), float(volume.array.max())],
+                "is_binary": volume.meta.get("is_binary")}
+    if path.is_dir() and not any(path.iterdir()):
+        raise ScanReadError(f"{path}: folder is empty. Potential fix: point to the folder of the scan's files.")
+    return _dicom_info(path, series)
+
+
+def format_scan_info(info: dict, *, verbose: bool = False) -> str:
+    """Human-readable text of `scan_info`'s dict."""
+    lines = [f"{info['path']}  ({info['format']})"]
+    for s in info.get("series", []):
+        mark = "*" if s["key"] == info.get("chosen") else " "
+        sp = s["pixel_spacing_mm"]
+        lines.append(f" {mark} series {s['series_number']}: {s['slices']} slice(s) of {s['rows']}x{s['columns']}"
+                     f"{f', pixel {sp[0]:g}x{sp[1]:g} mm' if sp else ''}, {s['modality'] or '?'}, "
+                     f"{s['description']!r}  uid {s['key']}")
+    if info.get("chosen"):
+        lines.append(f"chosen: {info['chosen']} ({info.get('chosen_reason', 'single volume')})")
+    geometry = info.get("geometry")
+    if geometry:
+        lines.append(f"shape (z, y, x): {tuple(geometry['shape_zyx'])}  spacing (z, y, x) mm: "
+                     f"{tuple(round(v, 6) for v in geometry['spacing_zyx_mm'])}")
+        lines.append(f"origin (x, y, z) mm: {tuple(round(v, 4) for v in geometry['origin_xyz_mm'])}")
+    if "unit" in info:
+        lines.append(f"values: {info['unit']} ({info.get('unit_reason')})")
+    if info.get("rescale"):
+        r = info["rescale"]
+        lines.append(f"rescale: slope {r['slopes']} intercept {r['intercepts']}"
+                     f"{' (varies per slice)' if r['varies_per_slice'] else ''}")
+    if info.get("vendor"):
+        lines.append(f"vendor: {info['vendor']}")
+    if info.get("skipped"):
+        lines.append(f"skipped {len(info['skipped'])} file(s)" + ("" if verbose else " (--verbose lists them)"))
+        if verbose:
+            lines.extend(f"  {s['file']}: {s['reason']}" for s in info["skipped"])
+    if info.get("problem"):
+        lines.append(f"PROBLEM: {info['problem']}")
+    return "\n".join(lines)

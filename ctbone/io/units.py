@@ -1,0 +1,26 @@
+"""Decide what a scan's numbers are: HU, calibrated density (mg HA/cm³) or raw gray."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def looks_like_hu(array: np.ndarray) -> bool:
+    """Air near -1000: the 0.5th percentile of a (sub-sampled) array lies in [-1100, -850]."""
+    sample = array[:: max(1, array.shape[0] // 16)]
+    low = float(np.percentile(sample, 0.5))
+    return -1100.0 <= low <= -850.0
+
+
+def decide_unit(*, modality: str, rescale_type: str, manufacturer: str, intercepts, array, extra: dict):
+    """(unit, reason) for a DICOM series."""
+    kind = rescale_type.strip().upper()
+    if kind == "HU":
+        return "HU", "RescaleType is HU"
+    if kind in ("MGHA/CCM", "MG HA/CCM", "MGHA/CM3", "MG HA/CM3", "BMD"):
+        return "mgHA/cm3", f"RescaleType is {rescale_type}"
+    if "SCANCO" in manufacturer.upper() and extra.get("scanco_density_slope") is not None:
+        return "raw", "Scanco native values; density calibration tags available (scanco_density_*)"
+    if modality.upper() == "CT" and looks_like_hu(array):
+        return "HU", "CT with air near -1000 after rescale"
+    return "raw", "no rescale type and values do not look like HU"
