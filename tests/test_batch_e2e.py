@@ -48,7 +48,7 @@ def read_nifti(path):
 # a coarse, short bone keeps each scan to about a second; lesions large enough to be unmistakable at 0.03 mm
 SMALL_STUDY = {
     "name": "small test study", "tumour_limb": "R",
-    "base": {"voxel_mm": 0.03, "length_mm": 2.4, "shape": [80, 64, 75], "supersample": 2, "blur_sigma_mm": 0.015,
+    "base": {"voxel_mm": 0.03, "length_mm": 1.8, "shape": [60, 64, 75], "supersample": 2, "blur_sigma_mm": 0.015,
              "noise_hu": 40.0, "outer_a_mm": 0.7, "outer_b_mm": 0.52, "cortical_thickness_mm": 0.2,
              "metaphysis_length_mm": 0.6, "metaphysis_flare_pct": 10.0, "soft_tissue_mm": 0.1,
              "air_margin_mm": 0.04},
