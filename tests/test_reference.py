@@ -78,3 +78,17 @@ def test_registration_failure_raises(scan):
         compare_to_reference(seg, ref.with_array(bead), AnalysisOptions())
     with pytest.raises(RegistrationError, match="no bone"):
         compare_to_reference(seg, ref.with_array(np.full(ref.shape, -1000.0, np.float32)), AnalysisOptions())
+
+
+def test_scan_roi_is_found_in_longer_reference():
+    # the scan is a 0.8 mm ROI of a tapered bone, the reference the whole 1.6 mm intact twin: moments
+    # centre the ROI 0.3 mm off along z, the optimiser must slide it into place
+    spec = _spec(lesions=({"kind": "blastic", "z_mm": 1.1, "angle_deg": 300.0, "half_length_mm": 0.3},),
+                 taper_pct=25.0)
+    vol, truth = make_phantom(spec, seed=1)
+    roi = vol.crop((slice(int(0.7 / VOXEL_MM), int(1.5 / VOXEL_MM)), slice(None), slice(None)))
+    ref, _ = make_phantom(intact_twin(spec), seed=2)
+    res = compare_to_reference(standin_segmentation(roi), ref, AnalysisOptions())
+    assert res.metrics["registration_dice"] > 0.9
+    # the whole cap lies inside the ROI (1.1 +- 0.3 mm within 0.7-1.5 mm): same 15 % as above
+    assert res.metrics["bone_gained_mm3"] == pytest.approx(truth["blastic_volume_mm3"], rel=0.15)

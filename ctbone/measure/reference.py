@@ -165,8 +165,7 @@ def _register(fixed, moving, fixed_mask, *, initial=None):
     import SimpleITK as sitk
 
     if initial is None:
-        initial = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
-                                                    sitk.CenteredTransformInitializerFilter.MOMENTS)
+        initial = _initial_transform(fixed, moving)
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMeanSquares()
     # a fixed-seed random 10 % of voxels: deterministic, and 10x faster than every voxel
@@ -193,6 +192,14 @@ def _register(fixed, moving, fixed_mask, *, initial=None):
     if out.GetName() == "CompositeTransform":
         out = sitk.CompositeTransform(out).GetNthTransform(0)
     return sitk.Euler3DTransform(out)
+
+
+def _initial_transform(fixed, moving):
+    """Euler 3D centred by image moments (the centres of mass of the two smoothed bones)."""
+    import SimpleITK as sitk
+
+    return sitk.Euler3DTransform(sitk.CenteredTransformInitializer(
+        fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS))
 
 
 def _resample(moving, fixed, transform):
