@@ -96,3 +96,50 @@ def test_binary_input_detected():
     seg = segment(Volume(a, spacing=(0.01,) * 3), AnalysisOptions(min_particle_mm3=0))
     assert seg.threshold_method == "binary-input" and seg.threshold == 127.5
     assert int(seg.bone.array.sum()) == 12 * 100  # no smoothing: every voxel kept exactly
+
+
+@pytest.fixture(scope="module")
+def metaphysis_phantom():
+    # the metaphysis: rods 0.05 mm (2.5 voxels at 0.02 mm) in a thin cortex, noise 60 HU, blur 0.01 mm
+    spec = PhantomSpec(voxel_mm=0.02, length_mm=1.0, metaphysis_length_mm=1.2)
+    return make_phantom(spec, seed=0)
+
+
+def test_trabecular_thickness_vs_truth(metaphysis_phantom):
+    vol, truth = metaphysis_phantom
+    # threshold half-way between marrow (30 HU) and trabecular bone (1000 HU): the half-maximum for the rods
+    m = standard_morphometry(segment(vol, AnalysisOptions(threshold=515.0)))
+    # Tb.Th within half a voxel of the rod diameter (the parity bound of the thickness convention)
+    assert abs(m["tb_th_mm"] - truth["tb_rod_diameter_mm"]) <= 0.5 * 0.02
+    # total BV within 3 % (cortex + rods; what partial volume takes from the rods it gives to the cortex)
+    assert m["bv_mm3"] == pytest.approx(truth["bone_volume_mm3"], rel=0.03)
+    assert 0 < m["tb_sp_mm"] < 0.5 and m["tb_n_per_mm"] > 0
+
+
+@pytest.mark.xfail(strict=True, reason="rods 2.5 voxels across under blur lose ~40 % of their voxels at any "
+                                        "threshold that keeps the cortex right; Tb.BV/TV reads ~6.8 % vs 12.2 %")
+def test_trabecular_bv_tv_vs_truth(metaphysis_phantom):
+    vol, truth = metaphysis_phantom
+    m = standard_morphometry(segment(vol, AnalysisOptions(threshold=515.0)))
+    assert m["tb_bv_tv_pct"] == pytest.approx(100 * truth["tb_bv_mm3"] / truth["marrow_volume_mm3"], rel=0.2)
+
+
+def test_growth_plate_and_metaphyseal_roi():
+    from ctbone.segment import find_growth_plate_mm, metaphyseal_roi_mm
+    from ctbone.segment.envelope import periosteal_envelope_array
+
+    voxel = 0.02
+    n = 41
+    c = (np.arange(n) - n // 2) * voxel
+    rr = np.hypot(c[:, None], c[None, :])
+    bone = np.zeros((100, n, n), bool)
+    rng = np.random.default_rng(0)
+    bone[:15] = (rr <= 0.35) & (rng.random((15, n, n)) < 0.6)  # epiphysis: dense spongy bone
+    bone[15:19] = (rr <= 0.35) & (rr > 0.33)  # the plate: cartilage, a thin bony rim only
+    bone[19:] = (rr <= 0.35) & (rr > 0.27)  # the shaft: cortex 4 voxels
+    envelope = periosteal_envelope_array(bone, spacing_mm=(voxel,) * 3, bridge_diameter_mm=0.2)
+    plate = find_growth_plate_mm(bone, envelope, spacing_z_mm=voxel)
+    assert plate is not None and 15 * voxel <= plate <= 18 * voxel
+    assert metaphyseal_roi_mm(plate, offset_mm=0.1, length_mm=1.0) == pytest.approx((plate + 0.1, plate + 1.1))
+    # a plain tube has no plate
+    assert find_growth_plate_mm(bone[19:], envelope[19:], spacing_z_mm=voxel) is None

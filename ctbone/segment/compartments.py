@@ -44,7 +44,11 @@ def split_compartments(bone: np.ndarray, envelope: np.ndarray, *, spacing_mm, tr
     space = envelope & ~bone
     # closing the space alone: bone between two spaces thinner than 2r (a trabecula) is swallowed,
     # bone between the space and the outside (the cortex) only if thinner than r
-    cavity = close_mm(space, spacing_mm=spacing_mm, radius_mm=r) & envelope
+    # the shaft continues beyond the first and last slices: replicate them so the closing does not
+    # erode the cavity at the ends (close_mm pads with "not space")
+    pad = int(np.ceil(r / spacing_mm[0])) + 1
+    padded = np.pad(space, ((pad, pad), (0, 0), (0, 0)), mode="edge")
+    cavity = close_mm(padded, spacing_mm=spacing_mm, radius_mm=r)[pad:-pad] & envelope
     labels = cc3d.connected_components(np.ascontiguousarray(cavity, dtype=np.uint8), connectivity=6)
     counts = np.bincount(labels.ravel())
     counts[0] = 0
