@@ -12,7 +12,8 @@ from ctbone.options import AnalysisOptions
 from ctbone.volume import Volume
 
 FEMUR = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "mouse_femur" / "mouse_femur2.mhd"
-pytestmark = pytest.mark.skipif(not FEMUR.exists(), reason="real data folder ../shared/realdata not present")
+pytestmark = [pytest.mark.realdata,
+              pytest.mark.skipif(not FEMUR.exists(), reason="real data folder ../shared/realdata not present")]
 
 
 def test_healthy_femur_shaft_has_no_lesions():
