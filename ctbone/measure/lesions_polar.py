@@ -79,9 +79,9 @@ class PolarFrame:
         return out
 
     def lookup(self, table: np.ndarray) -> np.ndarray:
-        """Broadcast a (Z, n_bins) map back to voxels."""
+        """Broadcast a (Z, n_bins) map back to voxels (float32: these are volume-sized)."""
         z = np.arange(table.shape[0])[:, None, None]
-        return table[z, self.bin_index]
+        return table.astype(np.float32)[z, self.bin_index]
 
 
 def polar_frame(envelope: np.ndarray, *, spacing_mm) -> PolarFrame:
