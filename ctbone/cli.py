@@ -280,6 +280,15 @@ def demo(outdir, workers, quiet):
 
 def main(argv=None) -> int:
     """Entry point; returns the exit status (also usable from tests)."""
+    logger = logging.getLogger("ctbone")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    try:
+        return _run(argv)
+    finally:  # leave the library's logger as it was (main() may run in-process, e.g. in tests or notebooks)
+        logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+
+
+def _run(argv) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:

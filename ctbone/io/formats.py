@@ -42,6 +42,27 @@ def _finish(array: np.ndarray, path: Path, spacing, origin, direction, fmt: str,
     return Volume(array, spacing=spacing, origin=origin, direction=direction, unit="HU" if hu else "raw", meta=meta)
 
 
+def _nifti_nonfinite_count(path: Path) -> int:
+    """NaN/inf voxels in a float NIfTI file, counted in the raw data: SimpleITK's NIfTI reader turns them into 0."""
+    import gzip
+    import struct
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        header = f.read(352)
+        if len(header) < 348:
+            return 0
+        endian = "<" if struct.unpack("<i", header[:4])[0] == 348 else ">"
+        datatype = struct.unpack(endian + "h", header[70:72])[0]
+        kinds = {16: "f4", 64: "f8"}  # float32, float64; integer types cannot hold NaN
+        if datatype not in kinds:
+            return 0
+        offset = int(struct.unpack(endian + "f", header[108:112])[0])
+        f.seek(offset) if opener is open else f.read(max(0, offset - len(header)))
+        data = np.frombuffer(f.read(), dtype=endian + kinds[datatype])
+    return int((~np.isfinite(data)).sum())
+
+
 def read_sitk(path: Path) -> Volume:
     """NIfTI / MetaImage / NRRD through SimpleITK, refusing absurd headers before reading the data."""
     import SimpleITK as sitk
@@ -60,6 +81,11 @@ def read_sitk(path: Path) -> Volume:
     spacing = reader.GetSpacing()
     if any(s <= 0 for s in spacing):
         raise GeometryError(f"{path}: spacing {spacing} is not positive. Potential fix: fix the header's spacing.")
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        bad = _nifti_nonfinite_count(path)
+        if bad:
+            raise ScanReadError(f"{path}: {bad} voxel(s) are NaN or infinite. Potential fix: replace them (e.g. with "
+                                f"the background value) before analysis.")
     try:
         image = reader.Execute()
     except RuntimeError as exc:
