@@ -63,11 +63,14 @@ class LesionMeasurement:
         cortical_defect_count, cortical_defect_area_mm2, largest_defect_area_mm2, cortical_defect_pct,
         lytic_volume_mm3, blastic_volume_mm3, blastic_mean_density_<unit>, periosteal_surface_mm2.
     lesions : list of dict
-        One row per lesion with `LESION_COLUMNS`.
+        One row per lesion with `LESION_COLUMNS`. A perforation appears twice, on purpose: as a
+        "defect" (its opening: area on the periosteal surface, voxel volume of the channel) and inside
+        a "lytic" region (the bone it removed, partial-volume corrected); do not sum volumes across kinds.
     masks : dict of Volume
         "defects", "lytic", "blastic": uint8 masks on the segmentation grid.
     info : dict
-        Model details (tolerance, angle bins) for provenance.
+        Provenance: tolerances, angle bins, dense-bone level, modelled cortical thickness, the plain
+        voxel-count lytic volume, dense outgrowths left out of blastic, slices analysed.
     """
 
     metrics: dict[str, Any]
@@ -211,7 +214,8 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         full = np.zeros(bone_full.shape, np.uint8)
         full[crop] = mask
         masks[name] = seg.bone.with_array(full, unit="mask")
-    info = {"dense_outgrowths_excluded_mm3": dense_outgrowth_mm3, "lytic_voxel_count_mm3": float(lytic.sum()) * voxel_mm3, "lesion_tolerance_mm": tol, "lytic_core_tolerance_mm": core_tol, "cortical_thickness_model_mm": thickness_mm, "angle_bins": frame.n_bins, "dense_bone_level": dense_level,
+    info = {"slices_analysed": int(analysable.sum()), "slices_total": int(len(analysable)),
+            "dense_outgrowths_excluded_mm3": dense_outgrowth_mm3, "lytic_voxel_count_mm3": float(lytic.sum()) * voxel_mm3, "lesion_tolerance_mm": tol, "lytic_core_tolerance_mm": core_tol, "cortical_thickness_model_mm": thickness_mm, "angle_bins": frame.n_bins, "dense_bone_level": dense_level,
             "dense_outline_offset_mm": offset_mm,
             "density_source": "raw_image" if density_src is not seg.image else "image"}
     log.debug("lesions: %s", metrics)
