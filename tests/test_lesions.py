@@ -128,7 +128,7 @@ def test_no_false_lesions_on_intact_twin(metaphysis_mm):
     assert res.lesions == []
     # the periosteal surface (denominator of cortical_defect_pct): a voxel of slack over its ~9 mm²
     # would be ~4 %; the half-voxel placement of the model must do better than that
-    assert res.metrics["periosteal_surface_mm2"] == pytest.approx(truth["periosteal_surface_mm2"], rel=0.04)
+    assert res.info["periosteal_surface_mm2"] == pytest.approx(truth["periosteal_surface_mm2"], rel=0.04)
 
 
 def test_small_openings_are_not_defects():
@@ -151,4 +151,4 @@ def test_anisotropic_grid_gives_the_same_lesions(lesion_case):
     # same reasoning as the isotropic tolerances (walls and surfaces within a voxel in-plane)
     assert res.metrics["lytic_volume_mm3"] == pytest.approx(truth["lytic_volume_mm3"], rel=0.20)
     assert res.metrics["blastic_volume_mm3"] == pytest.approx(truth["blastic_volume_mm3"], rel=0.20)
-    assert res.metrics["periosteal_surface_mm2"] == pytest.approx(truth["periosteal_surface_mm2"], rel=0.04)
+    assert res.info["periosteal_surface_mm2"] == pytest.approx(truth["periosteal_surface_mm2"], rel=0.04)

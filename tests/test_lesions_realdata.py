@@ -32,4 +32,4 @@ def test_healthy_femur_shaft_has_no_lesions():
     # the third trochanter is a dense lamellar ridge: not a blastic lesion
     assert res.metrics["blastic_volume_mm3"] == 0.0
     assert res.info["dense_outgrowths_excluded_mm3"] > 0
-    assert res.metrics["periosteal_surface_mm2"] > 0
+    assert res.info["periosteal_surface_mm2"] > 0

@@ -92,3 +92,10 @@ def test_scan_roi_is_found_in_longer_reference():
     assert res.metrics["registration_dice"] > 0.9
     # the whole cap lies inside the ROI (1.1 +- 0.3 mm within 0.7-1.5 mm): same 15 % as above
     assert res.metrics["bone_gained_mm3"] == pytest.approx(truth["blastic_volume_mm3"], rel=0.15)
+
+
+def test_reference_in_another_unit_is_refused(scan):
+    seg, _ = scan
+    ref, _ = make_phantom(intact_twin(_spec()), seed=2)
+    with pytest.raises(RegistrationError, match="raw"):
+        compare_to_reference(seg, ref.with_array(ref.array, unit="raw"), AnalysisOptions())

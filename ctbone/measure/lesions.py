@@ -61,7 +61,7 @@ class LesionMeasurement:
     ----------
     metrics : dict
         cortical_defect_count, cortical_defect_area_mm2, largest_defect_area_mm2, cortical_defect_pct,
-        lytic_volume_mm3, blastic_volume_mm3, blastic_mean_density_<unit>, periosteal_surface_mm2.
+        lytic_volume_mm3, blastic_volume_mm3, blastic_mean_density_<unit> (None without blastic bone).
     lesions : list of dict
         One row per lesion with `LESION_COLUMNS`. A perforation appears twice, on purpose: as a
         "defect" (its opening: area on the periosteal surface, voxel volume of the channel) and inside
@@ -69,7 +69,7 @@ class LesionMeasurement:
     masks : dict of Volume
         "defects", "lytic", "blastic": uint8 masks on the segmentation grid.
     info : dict
-        Provenance: tolerances, angle bins, dense-bone level, modelled cortical thickness, the plain
+        Provenance: the periosteal surface area (mm², denominator of cortical_defect_pct), tolerances, angle bins, dense-bone level, modelled cortical thickness, the plain
         voxel-count lytic volume, dense outgrowths left out of blastic, slices analysed.
     """
 
@@ -207,17 +207,26 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         "lytic_volume_mm3": float(lytic_pv_mm3[1:].sum()),
         "blastic_volume_mm3": float(blastic.sum()) * voxel_mm3,
         DENSITY_METRIC[density_src.unit]: float(density[blastic].mean()) if blastic.any() else None,
-        "periosteal_surface_mm2": periosteal_mm2,
     }
     masks = {}
     for name, mask in (("defects", defect_labels > 0), ("lytic", lytic), ("blastic", blastic)):
         full = np.zeros(bone_full.shape, np.uint8)
         full[crop] = mask
         masks[name] = seg.bone.with_array(full, unit="mask")
-    info = {"slices_analysed": int(analysable.sum()), "slices_total": int(len(analysable)),
-            "dense_outgrowths_excluded_mm3": dense_outgrowth_mm3, "lytic_voxel_count_mm3": float(lytic.sum()) * voxel_mm3, "lesion_tolerance_mm": tol, "lytic_core_tolerance_mm": core_tol, "cortical_thickness_model_mm": thickness_mm, "angle_bins": frame.n_bins, "dense_bone_level": dense_level,
-            "dense_outline_offset_mm": offset_mm,
-            "density_source": "raw_image" if density_src is not seg.image else "image"}
+    info = {
+        "periosteal_surface_mm2": periosteal_mm2,
+        "slices_analysed": int(analysable.sum()),
+        "slices_total": int(len(analysable)),
+        "dense_outgrowths_excluded_mm3": dense_outgrowth_mm3,
+        "lytic_voxel_count_mm3": float(lytic.sum()) * voxel_mm3,
+        "lesion_tolerance_mm": tol,
+        "lytic_core_tolerance_mm": core_tol,
+        "cortical_thickness_model_mm": thickness_mm,
+        "angle_bins": frame.n_bins,
+        "dense_bone_level": dense_level,
+        "dense_outline_offset_mm": offset_mm,
+        "density_source": "raw_image" if density_src is not seg.image else "image",
+    }
     log.debug("lesions: %s", metrics)
     return LesionMeasurement(metrics, rows, masks, info)
 

@@ -80,6 +80,7 @@ def compare_to_reference(seg, reference: Volume, options) -> ReferenceComparison
     """
     source = reference.meta.get("source", "reference scan")
     bone = np.asarray(seg.bone.array).astype(bool)
+    reference = _same_unit(reference, seg.image.unit, options, source)
     ref_bone = _reference_bone(reference, seg.threshold, options)
     if not ref_bone.any():
         raise RegistrationError(f"{source}: no bone above the threshold {seg.threshold:g} in the reference scan. "
@@ -135,6 +136,18 @@ def compare_to_reference(seg, reference: Volume, options) -> ReferenceComparison
              "gained": seg.bone.with_array(gained.astype(np.uint8), unit="mask")}
     log.debug("reference comparison: %s", metrics)
     return ReferenceComparison(metrics, masks, info)
+
+
+def _same_unit(reference: Volume, unit: str, options, source: str) -> Volume:
+    """The reference in the scan's unit (HU -> mg HA/cm³ with ``options.calibration``), or a clear error."""
+    if reference.unit == unit or reference.unit == "mask":
+        return reference
+    if reference.unit == "HU" and unit == "mgHA/cm3" and options.calibration is not None:
+        slope, intercept = options.calibration
+        return reference.with_array(reference.array.astype(np.float32) * np.float32(slope) + np.float32(intercept),
+                                    unit="mgHA/cm3")
+    raise RegistrationError(f"{source}: the reference is in {reference.unit}, the scan in {unit}; the scan's "
+                            "threshold cannot be applied to it. Potential fix: give both scans the same calibration")
 
 
 def _reference_bone(reference: Volume, threshold: float, options) -> np.ndarray:
