@@ -54,7 +54,8 @@ def _dicom_info(path: Path, series) -> dict:
     except ScanReadError as exc:
         unit, reason = "unknown", str(exc)
     info.update({"unit": unit, "unit_reason": reason, "vendor": h.manufacturer, "modality": h.modality,
-                 "series_uid": h.series_uid, "series_description": h.description, "scanco": h.extra or None})
+                 "series_uid": h.series_uid, "series_description": h.description,
+                 "scanco": {k: v for k, v in h.extra.items() if k.startswith("scanco")} or None})
     return info
 
 
