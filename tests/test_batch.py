@@ -350,3 +350,17 @@ def test_unreachable_scheduler_is_a_clear_error(reference_run, tmp_path, monkeyp
     with pytest.raises(CtboneError, match="cannot connect to the dask scheduler"):
         run_batch(manifest, tmp_path / "out", options=AnalysisOptions(), scheduler="tcp://127.0.0.1:9", quiet=True,
                   render=False, analyze_fn=fake_analyze, read_fn=fake_read)
+
+
+def test_memory_estimate_reads_the_image_header(tmp_path):
+    import numpy as np
+    import SimpleITK as sitk
+
+    from ctbone.study.backends import MEMORY_FACTOR, estimate_job_bytes
+    from ctbone.study.job import Job
+
+    path = tmp_path / "scan.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((20, 30, 40), np.int16)), str(path))  # compresses to ~nothing
+    job = Job(name="a", scan=path, reference=None, options=None, outdir=tmp_path / "out", render=False)
+    # 24 000 voxels as float32, times the peak factor; the compressed file size would underestimate it
+    assert estimate_job_bytes(job) == int(MEMORY_FACTOR * 20 * 30 * 40 * 4)
