@@ -152,10 +152,15 @@ def test_changed_input_or_parameter_recomputes(reference_run, tmp_path):
 
     batch(manifest, out, analyze_fn=counting)
     assert len(calls) == 1
+    # an input that became unreadable: the row turns to error and its old outputs are gone
+    write_fake_scan(manifest.parent / "scans" / "T0", 5.0, corrupt=True)
+    batch(manifest, out, analyze_fn=counting)
+    assert not (out / "scans" / "T0_R" / "metrics.csv").exists()
+    assert not list((out / "scans" / "T0_R" / "masks").glob("*"))
     write_fake_scan(manifest.parent / "scans" / "T0", 5.0)
     run_batch(manifest, out, options=AnalysisOptions(min_lesion_mm3=0.002), analyze_fn=counting, read_fn=fake_read,
               render=False, quiet=True)
-    assert len(calls) == 1 + 7
+    assert len(calls) == 1 + 7  # every readable row again, for the new parameter
 
 
 def test_workers_give_same_results(reference_run, tmp_path):

@@ -66,6 +66,7 @@ def run_job(job: Job) -> dict:
     except Exception as exc:  # noqa: BLE001 - fault isolation: any failure of one scan is its row's error
         status, error = "error", one_line(exc)
         log.debug("%s failed:\n%s", job.name, traceback.format_exc())
+        _remove_stale_outputs(job.outdir)
     return {"name": job.name, "status": status, "error": error, "seconds": round(time.perf_counter() - t0, 3)}
 
 
@@ -77,3 +78,15 @@ def _clean_partial(folder: Path) -> None:
     for tmp in list(folder.glob(".*")) + list(folder.glob("masks/.*")):
         if tmp.is_file():
             tmp.unlink(missing_ok=True)
+
+
+def _remove_stale_outputs(folder: Path) -> None:
+    """After a failure, drop an earlier run's outputs so nobody reads old numbers as this run's."""
+    from ..report.scan_outputs import COMPLETE_MARKER
+
+    if not folder.is_dir():
+        return
+    for name in (COMPLETE_MARKER, "metrics.csv", "lesions.csv", "snapshot.png"):
+        (folder / name).unlink(missing_ok=True)
+    for mask in folder.glob("masks/*.nii.gz"):
+        mask.unlink()
