@@ -96,6 +96,7 @@ def methods_paragraph(*, version: str, parameters: dict, thresholds: list[tuple[
 
 
 def definitions_html(metrics) -> str:
+    """A list of the definitions of those ``metrics`` that have one in `METRIC_DEFINITIONS`."""
     items = [f"<li><b>{esc(m)}</b>: {esc(METRIC_DEFINITIONS[m])}</li>" for m in metrics if m in METRIC_DEFINITIONS]
     return f"<ul>{''.join(items)}</ul>" if items else ""
 

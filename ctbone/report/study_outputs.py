@@ -35,6 +35,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def safe_name(text: str) -> str:
+    """``text`` reduced to a file-name-safe form (letters, digits, . _ -)."""
     return _UNSAFE.sub("-", str(text)).strip(".-") or "x"
 
 
@@ -65,6 +66,7 @@ def per_animal_rows(manifest, statuses: dict, scans_dir: Path) -> tuple[list[dic
 
 
 def per_animal_columns(manifest, metric_names) -> list[str]:
+    """per_animal.csv columns: manifest columns, status, error, acquisition, metrics (no repeats)."""
     return list(dict.fromkeys([*manifest.columns, "status", "error", *ACQUISITION, *metric_names]))
 
 

@@ -44,6 +44,7 @@ def timepoint_order(rows) -> list[str]:
 
 
 def has_timepoints(rows) -> bool:
+    """True when the rows hold more than one distinct timepoint."""
     return len(timepoint_order(rows)) > 1
 
 
@@ -76,6 +77,7 @@ def group_summary(rows, metrics) -> list[dict]:
 
 
 def summary_columns(rows) -> list[str]:
+    """group_summary.csv columns (with ``timepoint`` only for longitudinal studies)."""
     return ["group", "metric"] + (["timepoint"] if has_timepoints(rows) else []) + list(SUMMARY_STATS)
 
 
