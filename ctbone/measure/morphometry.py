@@ -66,7 +66,7 @@ def standard_morphometry(seg) -> dict:
     out["bv_tv_pct"] = _pct(bv, tv)
     bs = _bone_surface_mm2(seg, bone)
     out["bs_mm2"] = bs
-    out["bs_bv_per_mm"] = bs / bv if bv > 0 else NAN
+    out["bs_bv_per_mm"] = float(bs / bv) if bv > 0 else NAN
     out["tmd"] = float(seg.raw_image.array[bone].mean()) if bone.any() else NAN
 
     # trabecular compartment (the VOI is the marrow cavity)
