@@ -174,7 +174,8 @@ def analyze(path, outdir, series, spacing, threshold, calibration, roi_mm, refer
     volume = read_scan(path, series=series, spacing=spacing_mm)
     log.info("read %s: %s", path, volume)
     result = run_analysis(volume, reference=reference, **overrides)
-    written = write_scan_outputs(result, outdir, render=result.options.render)
+    written = write_scan_outputs(result, outdir, render=result.options.render,
+                                 inputs=[p for p in (path, reference) if p is not None])
     if not quiet:
         m = result.metrics
         click.echo(f"{path}: BV {m.get('bv_mm3', float('nan')):.4g} mm3, "
@@ -301,7 +302,7 @@ def _run(argv) -> int:
     except click.ClickException as exc:
         exc.show()
         return EXIT_USAGE
-    except ManifestError as exc:
+    except (ManifestError, OutputError) as exc:  # unusable arguments, not a failed scan
         if debug:
             raise
         click.echo(f"ctbone: error: {exc}", err=True)

@@ -49,7 +49,7 @@ def test_output_inside_input_folder_is_refused(tmp_path, capsys):
     (scan / "junk.txt").write_text("not a scan")
     status = main(["analyze", str(scan), "-o", str(scan / "out")])
     err = capsys.readouterr().err
-    assert status == EXIT_FAILED
+    assert status == EXIT_USAGE
     assert "inside the input folder" in err
     assert not (scan / "out").exists()
 
