@@ -24,6 +24,9 @@ from scipy import ndimage
 FOURIER_ORDER = 6
 # first stage: an ellipse-like section (order 2) that a lesion of < 90 degrees cannot bend
 _START_ORDER = 2
+# an ellipse of axis ratio 0.65 (a mouse tibia endosteum) departs from its order-2 Fourier fit by ~15 um;
+# the coarse stage excludes only what lies further than this from it
+COARSE_TOLERANCE_MM = 0.03
 _ITERATIONS = 8
 
 
@@ -167,16 +170,24 @@ def robust_surface_model(radius_map: np.ndarray, *, tolerance_mm: float, exclude
     # full order (which could follow a 100-degree cap) is fitted
     for stage_order in sorted({min(_START_ORDER, order), order}):
         basis = _fourier_basis(theta, stage_order)
-        # points excluded by the coarse stage stay excluded: the fine order would bend into a lesion
+        # points excluded by the coarse stage stay excluded: the fine order would bend into a lesion.
+        # The coarse stage's own tolerance cannot go below how far an order-2 section departs from a
+        # real one, or it would exclude normal bone for good (fine voxels)
         valid = weight > 0
-        for _ in range(_ITERATIONS):
+        stage_tol = max(tolerance_mm, COARSE_TOLERANCE_MM) if stage_order < order else tolerance_mm
+        for iteration in range(_ITERATIONS):
             fit = _weighted_fit(basis, data, weight)
             resid = np.nan_to_num(data - fit, nan=0.0)
+            if iteration == 0 and stage_order < order and exclude == "above":
+                # one-sided lesions: restart from the lower half, which a wide lesion cannot lift
+                weight = (valid & (resid <= 0)).astype(float)
+                fit = _weighted_fit(basis, data, weight)
+                resid = np.nan_to_num(data - fit, nan=0.0)
             out = np.zeros_like(valid)
             if exclude in ("above", "both"):
-                out |= resid > tolerance_mm
+                out |= resid > stage_tol
             if exclude in ("below", "both"):
-                out |= resid < -tolerance_mm
+                out |= resid < -stage_tol
             new_weight = (valid & ~out).astype(float)
             if np.array_equal(new_weight, weight):
                 break
