@@ -183,9 +183,10 @@ def main(argv=None):
     total = time.perf_counter() - t_start
 
     limit_lines = "\n".join(
-        f"- {1000 * v:.0f} µm voxels: " + (f"perforations of radius ≥ {1000 * lim:.0f} µm (diameter ≥ {2000 * lim:.0f} µm,"
-                                           f" {2 * lim / v:.1f} voxels) found in every seed"
-                                           if lim else "no radius in the sweep was found reliably")
+        f"- {1000 * v:.0f} µm voxels: " + (f"every perforation of radius ≥ {1000 * lim:.0f} µm (diameter ≥ "
+                                           f"{2000 * lim:.0f} µm, {2 * lim / v:.1f} voxels) was found, in every seed"
+                                           if lim else "the largest radius of the sweep was missed at least once "
+                                           "(see the row above)")
         for v, lim in limits.items())
     text = f"""# Accuracy of the bone-destruction metrics (calibration certificate)
 
