@@ -323,6 +323,12 @@ def test_dicom_round_trip_with_distractors(tmp_path):
     assert back.spacing == pytest.approx(vol.spacing) and back.origin == pytest.approx(vol.origin)
     stored = json.loads((folder / "truth.json").read_text())
     assert stored["lytic_volume_mm3"] == truth["lytic_volume_mm3"] and stored["seed"] == 5
+    # the reader chose the CT series, not the scout, and skipped the log and the preview
+    assert back.meta["series_uid"] == stored["series_uid"]
+    from ctbone.io import scan_info
+
+    info = scan_info(folder / "dicom")
+    assert len(info["series"]) == 2 and len(info["skipped"]) == 2
 
 
 @pytest.mark.skipif(not has_dicom_writer(), reason="ctbone.io.dicom_write is not there yet (reader engineer)")

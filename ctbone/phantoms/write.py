@@ -74,11 +74,13 @@ def write_phantom(spec: PhantomSpec, outdir, *, seed: int = 0, distractors: bool
     volume, truth = make_phantom(spec, seed=seed)
     key = f"{spec.to_json(sort_keys=True)}|{seed}"
     pid = patient_id or f"PHANTOM-{spec.side}-{seed}"
-    write_dicom_series(volume, folder, series_uid=_uid(key + "|ct"), series_number=1,
+    study_uid = _uid(key + "|study")
+    write_dicom_series(volume, folder, series_uid=_uid(key + "|ct"), study_uid=study_uid, series_number=1,
                        series_description=f"ctbone phantom {spec.side} limb", patient_name="PHANTOM",
                        patient_id=pid, modality="CT", dtype="int16", shuffle_seed=seed, file_names="random")
     if distractors:
-        write_dicom_series(_scout(volume), folder, series_uid=_uid(key + "|scout"), series_number=99,
+        write_dicom_series(_scout(volume), folder, series_uid=_uid(key + "|scout"), study_uid=study_uid,
+                           series_number=99,
                            series_description="localizer", patient_name="PHANTOM", patient_id=pid,
                            modality="CT", dtype="int16", shuffle_seed=seed + 1, file_names="random")
         (folder / "reconstruction.log").write_text(
