@@ -263,9 +263,12 @@ def _grow_back(core, allowed, min_voxels, reach_mm, spacing):
 
 
 def _drop_dense(blastic, image, dense_level, voxel_mm3):
-    """(blastic without components whose median density is lamellar, volume dropped mm³)."""
+    """(blastic without components whose median density is lamellar, volume dropped mm³).
+
+    Binary input carries no density: nothing is dropped then.
+    """
     labels, n = components(blastic)
-    if n == 0:
+    if n == 0 or np.ptp(image[blastic]) == 0:
         return blastic, 0.0
     medians = np.asarray(ndimage.median(image, labels=labels, index=np.arange(1, n + 1)))
     dense = np.concatenate([[False], medians >= dense_level])
