@@ -252,6 +252,12 @@ True lost = cortical + trabecular bone removed by the lytic lesions; true gained
 - The expected periosteal surface is modelled on the dense bone's outline, per slice, by a Fourier series
   in the angle fitted with lesion outliers excluded; slices where the bone is not one section (femoral
   head and neck, a separate fibula) are not analysed.
+- Binary input (0/1 scans) has no density: defects and lytic regions are found from shape alone, but a broad,
+  smooth woven cap cannot be told from the bone's own outline (tested in tests/test_lesions.py).
+- On a real healthy mouse femur (`../shared/realdata/mouse_femur`, 50 µm, raw gray, threshold 60) the shaft
+  (from 2.5 mm) gives no defect, no lytic and no blastic bone (the third trochanter is dropped as a dense
+  ridge); proximal of it (femoral neck, trochanters, thin porous metaphyseal cortex) defects are reported
+  that a reader would not call lesions: restrict the ROI to the shaft or metaphysis studied.
 - With a reference, lost/gained cancel partial volume (both scans are thresholded alike) and are the most
   accurate measures; the one-voxel tolerance band is recovered by growing the kept clusters back.
 """
