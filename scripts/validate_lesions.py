@@ -107,7 +107,6 @@ def detection_sweep(voxels, radii, seeds):
         for r in radii:
             err = f", area {np.mean(area_err[r]):+.0f} %" if area_err[r] else ""
             cells.append(f"{found[r]}/{len(seeds)}{err}")
-        reliable = [r for r in radii if found[r] == len(seeds)]
         # the detection limit: smallest radius from which every larger one is found in every seed
         limit = None
         for r in sorted(radii, reverse=True):
@@ -117,7 +116,6 @@ def detection_sweep(voxels, radii, seeds):
                 break
         limits[v] = limit
         lines.append(f"| {1000 * v:.0f} | " + " | ".join(cells) + f" | {false_pos} |")
-        del reliable
     return "\n".join(lines), limits
 
 

@@ -69,8 +69,9 @@ class LesionMeasurement:
     masks : dict of Volume
         "defects", "lytic", "blastic": uint8 masks on the segmentation grid.
     info : dict
-        Provenance: the periosteal surface area (mm², denominator of cortical_defect_pct), tolerances, angle bins, dense-bone level, modelled cortical thickness, the plain
-        voxel-count lytic volume, dense outgrowths left out of blastic, slices analysed.
+        Provenance: the periosteal surface area (mm², denominator of cortical_defect_pct), tolerances,
+        angle bins, dense-bone level, modelled cortical thickness, the plain voxel-count lytic volume,
+        dense outgrowths left out of blastic, slices analysed.
     """
 
     metrics: dict[str, Any]
