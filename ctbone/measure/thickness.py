@@ -15,7 +15,9 @@ and far stronger than the continuous one (``D(q) >= D(p) + |e|``, which almost
 never holds on curved shapes): a table gives, for any radius, the largest squared
 distance from ``p + e`` (``e`` any step in a 7x7x7 window) to a grid point of ``p``'s ball, built once per call from
 the grid offsets sorted by length. The remaining balls are painted by a compiled
-(numba) kernel, row by row, in parallel over z slabs.
+(numba) kernel, row by row, in parallel over z slabs, and each paints only what the ball
+of its largest preceding neighbour does not cover (exact: see `_paint_balls`), so a large
+ball costs a crescent rather than its whole volume.
 """
 
 from __future__ import annotations
@@ -88,7 +90,10 @@ def local_thickness(mask: np.ndarray, *, spacing_mm=(1.0, 1.0, 1.0), outside: st
     centres, radii2 = distance_ridge(dist2, spacing_mm=spacing)
     log.debug("local thickness: %d foreground voxels, %d ridge balls", int(mask.sum()), len(radii2))
     order = np.argsort(centres[:, 0], kind="stable")  # z-sorted so each slab finds its balls fast
-    _paint_balls(out, centres[order], radii2[order], np.asarray(spacing, np.float64))
+    centres, radii2 = centres[order], radii2[order]
+    parents = _parents(dist2, centres)
+    parent_r2 = np.where(parents[:, 0] >= 0, dist2[tuple(np.maximum(parents, 0).T)], 0.0).astype(np.float64)
+    _paint_balls(out, centres, radii2, parents, parent_r2, np.asarray(spacing, np.float64))
     out[~mask] = 0.0
     return out
 
@@ -173,7 +178,51 @@ def _ridge(dist2, norms2, reach2, offsets, pattern_id):  # pragma: no cover - co
 
 
 @njit(cache=True, parallel=True)
-def _paint_balls(out, centres, radii2, spacing):  # pragma: no cover - compiled
+def _parents(dist2, centres):  # pragma: no cover - compiled
+    """For each centre, the 26-neighbour that precedes it (larger D, ties by flat index) with the largest D; -1 if none."""
+    nz, ny, nx = dist2.shape
+    n = centres.shape[0]
+    parents = np.full((n, 3), -1, np.int64)
+    for i in prange(n):
+        z, y, x = centres[i, 0], centres[i, 1], centres[i, 2]
+        d = dist2[z, y, x]
+        own = (z * ny + y) * nx + x
+        best = -1.0
+        for dz in range(-1, 2):
+            for dy in range(-1, 2):
+                for dx in range(-1, 2):
+                    zz, yy, xx = z + dz, y + dy, x + dx
+                    if zz < 0 or zz >= nz or yy < 0 or yy >= ny or xx < 0 or xx >= nx:
+                        continue
+                    q = dist2[zz, yy, xx]
+                    if q < d or (q == d and (zz * ny + yy) * nx + xx >= own):
+                        continue
+                    if q > best:
+                        best = q
+                        parents[i, 0], parents[i, 1], parents[i, 2] = zz, yy, xx
+    return parents
+
+
+@njit(cache=True, inline="always")
+def _row_span(rem, c, step, n):  # pragma: no cover - compiled
+    """Integer x range [lo, hi] with ((x - c) * step)² < rem, clipped to [0, n - 1]; lo > hi if empty."""
+    if rem <= 0.0:
+        return 1, 0
+    rx = np.sqrt(rem) / step
+    lo = int(np.ceil(c - rx))
+    hi = int(np.floor(c + rx))
+    if ((lo - c) * step) ** 2 >= rem:
+        lo += 1
+    if ((hi - c) * step) ** 2 >= rem:
+        hi -= 1
+    return max(lo, 0), min(hi, n - 1)
+
+
+@njit(cache=True, parallel=True)
+def _paint_balls(out, centres, radii2, parents, parent_r2, spacing):  # pragma: no cover - compiled
+    # Each ball paints only what its parent's ball does not cover: the parent precedes it in the order
+    # (larger D, ties by index), so by induction every voxel of the parent's ball ends with a value
+    # >= 2 D(parent) >= 2 D(ball) -- skipping it changes nothing, and big balls cost a crescent, not a ball.
     nz, ny, nx = out.shape
     n = radii2.shape[0]
     if n == 0:
@@ -195,6 +244,8 @@ def _paint_balls(out, centres, radii2, spacing):  # pragma: no cover - compiled
             r2 = radii2[i] * (1.0 - INSIDE_RTOL)
             rz = np.sqrt(r2) / spacing[0]
             cz, cy, cx = centres[i, 0], centres[i, 1], centres[i, 2]
+            pz, py, px = parents[i, 0], parents[i, 1], parents[i, 2]
+            q2 = parent_r2[i] * (1.0 - INSIDE_RTOL)
             a = max(s0, int(np.ceil(cz - rz)))
             b = min(s1 - 1, int(np.floor(cz + rz)))
             value = np.float32(2.0 * np.sqrt(radii2[i]))
@@ -202,15 +253,27 @@ def _paint_balls(out, centres, radii2, spacing):  # pragma: no cover - compiled
                 rem_z = r2 - ((z - cz) * spacing[0]) ** 2
                 if rem_z <= 0.0:
                     continue
+                qrem_z = q2 - ((z - pz) * spacing[0]) ** 2 if pz >= 0 else -1.0
                 ry = np.sqrt(rem_z) / spacing[1]
                 for y in range(max(0, int(np.ceil(cy - ry))), min(ny - 1, int(np.floor(cy + ry))) + 1):
-                    rem_y = rem_z - ((y - cy) * spacing[1]) ** 2
-                    if rem_y <= 0.0:
+                    x0, x1 = _row_span(rem_z - ((y - cy) * spacing[1]) ** 2, cx, spacing[2], nx)
+                    if x0 > x1:
                         continue
-                    rx = np.sqrt(rem_y) / spacing[2]
-                    for x in range(max(0, int(np.ceil(cx - rx))), min(nx - 1, int(np.floor(cx + rx))) + 1):
-                        if ((x - cx) * spacing[2]) ** 2 < rem_y and out[z, y, x] < value:
-                            out[z, y, x] = value
+                    if qrem_z > 0.0:
+                        p0, p1 = _row_span(qrem_z - ((y - py) * spacing[1]) ** 2, px, spacing[2], nx)
+                    else:
+                        p0, p1 = 1, 0
+                    if p0 > p1 or p1 < x0 or p0 > x1:
+                        for x in range(x0, x1 + 1):
+                            if out[z, y, x] < value:
+                                out[z, y, x] = value
+                    else:
+                        for x in range(x0, min(x1, p0 - 1) + 1):
+                            if out[z, y, x] < value:
+                                out[z, y, x] = value
+                        for x in range(max(x0, p1 + 1), x1 + 1):
+                            if out[z, y, x] < value:
+                                out[z, y, x] = value
 
 
 def _check_mask(mask) -> np.ndarray:
