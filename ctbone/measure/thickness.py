@@ -249,11 +249,15 @@ def _paint_balls(out, centres, radii2, parents, parent_r2, spacing):  # pragma: 
             a = max(s0, int(np.ceil(cz - rz)))
             b = min(s1 - 1, int(np.floor(cz + rz)))
             value = np.float32(2.0 * np.sqrt(radii2[i]))
+            d_yx = np.sqrt(((py - cy) * spacing[1]) ** 2 + ((px - cx) * spacing[2]) ** 2) if pz >= 0 else 0.0
             for z in range(a, b + 1):
                 rem_z = r2 - ((z - cz) * spacing[0]) ** 2
                 if rem_z <= 0.0:
                     continue
                 qrem_z = q2 - ((z - pz) * spacing[0]) ** 2 if pz >= 0 else -1.0
+                # the whole plane's disk inside the parent's disk: nothing to paint here
+                if qrem_z > 0.0 and np.sqrt(rem_z) + d_yx < np.sqrt(qrem_z):
+                    continue
                 ry = np.sqrt(rem_z) / spacing[1]
                 for y in range(max(0, int(np.ceil(cy - ry))), min(ny - 1, int(np.floor(cy + ry))) + 1):
                     x0, x1 = _row_span(rem_z - ((y - cy) * spacing[1]) ** 2, cx, spacing[2], nx)
