@@ -153,7 +153,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     # join the marrow to the soft tissue hugging the bone
     marrow_space = _largest(~bone & (r <= out_vox - s))
     r_mar = frame.per_bin(r, marrow_space, reduce="max")
-    r_in = robust_surface_model(r_mar, tolerance_mm=tol, exclude="above")
+    r_in = robust_surface_model(r_mar, tolerance_mm=tol, exclude="both", lower_start=True)
     in_vox = frame.lookup(_nan_to(r_in, np.inf)) + 0.5 * s
     shell = expected & (r > in_vox)
     marrow = expected & ~shell

@@ -137,7 +137,7 @@ def _robust_quadratic(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def robust_surface_model(radius_map: np.ndarray, *, tolerance_mm: float, exclude: str,
-                         order: int = FOURIER_ORDER, z_window: int = 5) -> np.ndarray:
+                         order: int = FOURIER_ORDER, z_window: int = 5, lower_start: bool = False) -> np.ndarray:
     """Smooth model of a radius map with lesion outliers excluded.
 
     Parameters
@@ -153,6 +153,10 @@ def robust_surface_model(radius_map: np.ndarray, *, tolerance_mm: float, exclude
         Fourier order in the angle.
     z_window : int
         Median-filter length along z (slices) applied to the fitted map.
+    lower_start : bool
+        Start the coarse stage from the points below a first plain fit: for maps whose lesions
+        lie above (cavities push the endosteum out) but whose normal anatomy also dips below
+        (trabeculae joining the endosteum), so both sides must be excluded.
 
     Returns
     -------
@@ -178,8 +182,8 @@ def robust_surface_model(radius_map: np.ndarray, *, tolerance_mm: float, exclude
         for iteration in range(_ITERATIONS):
             fit = _weighted_fit(basis, data, weight)
             resid = np.nan_to_num(data - fit, nan=0.0)
-            if iteration == 0 and stage_order < order and exclude == "above":
-                # one-sided lesions: restart from the lower half, which a wide lesion cannot lift
+            if iteration == 0 and stage_order < order and lower_start:
+                # lesions on one side (above): restart from the lower half, which a wide lesion cannot lift
                 weight = (valid & (resid <= 0)).astype(float)
                 fit = _weighted_fit(basis, data, weight)
                 resid = np.nan_to_num(data - fit, nan=0.0)
