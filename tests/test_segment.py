@@ -143,3 +143,27 @@ def test_growth_plate_and_metaphyseal_roi():
     assert metaphyseal_roi_mm(plate, offset_mm=0.1, length_mm=1.0) == pytest.approx((plate + 0.1, plate + 1.1))
     # a plain tube has no plate
     assert find_growth_plate_mm(bone[19:], envelope[19:], spacing_z_mm=voxel) is None
+
+
+def test_metaphyseal_roi_and_calibration_through_segment():
+    # a binary long bone with a growth plate at slices 15-18 (0.3-0.36 mm): roi_mm="metaphyseal" puts the ROI
+    # 0.1 mm past the plate, 1 mm long, towards the shaft; calibration turns the threshold into mg HA/cm3
+    voxel = 0.02
+    n = 41
+    c = (np.arange(n) - n // 2) * voxel
+    rr = np.hypot(c[:, None], c[None, :])
+    bone = np.zeros((100, n + 10, n + 10), bool)
+    rng = np.random.default_rng(0)
+    core = np.pad(rr <= 0.35, 5)
+    bone[:15] = core & (rng.random((15, n + 10, n + 10)) < 0.6)
+    bone[15:19] = core & ~np.pad(rr <= 0.33, 5)
+    bone[19:] = core & ~np.pad(rr <= 0.27, 5)
+    image = np.where(bone, 1000.0, 0.0).astype(np.float32)
+    vol = Volume(image, spacing=(voxel,) * 3, unit="HU")
+    seg = segment(vol, AnalysisOptions(roi_mm="metaphyseal", min_particle_mm3=0, max_defect_diameter_mm=0.2))
+    plate = seg.info["growth_plate_mm"]
+    assert 15 * voxel <= plate <= 18 * voxel
+    assert seg.roi_mm[0] == pytest.approx(plate + 0.1, abs=voxel) and seg.roi_mm[1] == pytest.approx(plate + 1.1, abs=voxel)
+    cal = segment(vol, AnalysisOptions(calibration=(0.5, 10.0), min_particle_mm3=0))
+    assert cal.image.unit == "mgHA/cm3" and cal.threshold == pytest.approx(0.5 * 500 + 10)
+    assert "threshold_mgha_cm3" in standard_morphometry(cal)
