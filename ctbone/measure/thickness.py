@@ -250,6 +250,7 @@ def _paint_balls(out, centres, radii2, parents, parent_r2, spacing):  # pragma: 
             b = min(s1 - 1, int(np.floor(cz + rz)))
             value = np.float32(2.0 * np.sqrt(radii2[i]))
             d_yx = np.sqrt(((py - cy) * spacing[1]) ** 2 + ((px - cx) * spacing[2]) ** 2) if pz >= 0 else 0.0
+            d_x = abs(px - cx) * spacing[2]
             for z in range(a, b + 1):
                 rem_z = r2 - ((z - cz) * spacing[0]) ** 2
                 if rem_z <= 0.0:
@@ -260,11 +261,16 @@ def _paint_balls(out, centres, radii2, parents, parent_r2, spacing):  # pragma: 
                     continue
                 ry = np.sqrt(rem_z) / spacing[1]
                 for y in range(max(0, int(np.ceil(cy - ry))), min(ny - 1, int(np.floor(cy + ry))) + 1):
-                    x0, x1 = _row_span(rem_z - ((y - cy) * spacing[1]) ** 2, cx, spacing[2], nx)
+                    rem_y = rem_z - ((y - cy) * spacing[1]) ** 2
+                    qrem_y = qrem_z - ((y - py) * spacing[1]) ** 2 if qrem_z > 0.0 else -1.0
+                    # the whole row inside the parent's row: nothing to paint
+                    if qrem_y > 0.0 and rem_y > 0.0 and np.sqrt(rem_y) + d_x < np.sqrt(qrem_y):
+                        continue
+                    x0, x1 = _row_span(rem_y, cx, spacing[2], nx)
                     if x0 > x1:
                         continue
-                    if qrem_z > 0.0:
-                        p0, p1 = _row_span(qrem_z - ((y - py) * spacing[1]) ** 2, px, spacing[2], nx)
+                    if qrem_y > 0.0:
+                        p0, p1 = _row_span(qrem_y, px, spacing[2], nx)
                     else:
                         p0, p1 = 1, 0
                     if p0 > p1 or p1 < x0 or p0 > x1:
