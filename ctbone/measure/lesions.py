@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 TOLERANCE_VOX = 1.5
 DENSITY_METRIC = {"HU": "blastic_mean_density_hu", "mgHA/cm3": "blastic_mean_density_mgha_cm3",
                   "raw": "blastic_mean_density_raw", "mask": "blastic_mean_density_raw"}
+# how far (mm) an outgrowth may stand out of the bone threshold's envelope and still be measured
+OUTGROWTH_REACH_MM = 0.3
 # a slice is analysed when its largest bone section holds this fraction of its envelope area
 MAIN_SECTION_FRACTION = 0.75
 LESION_COLUMNS = ("id", "kind", "volume_mm3", "area_mm2", "max_diameter_mm", "centroid_x_mm", "centroid_y_mm",
@@ -118,7 +120,9 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     voxel_mm3 = float(np.prod(spacing))
     min_lesion_vox = max(options.min_lesion_mm3 / voxel_mm3, 1.0)
 
-    crop = seg.bone.bounding_slices(env_full, margin_vox=int(np.ceil(TOLERANCE_VOX)) + 3)
+    # the crop must hold outgrowths that the bone threshold left out of the envelope (woven bone)
+    margin_vox = int(np.ceil(TOLERANCE_VOX)) + 3 + int(np.ceil(OUTGROWTH_REACH_MM / s))
+    crop = seg.bone.bounding_slices(env_full, margin_vox=margin_vox)
     bone, env = bone_full[crop], env_full[crop]
     density_src = getattr(seg, "raw_image", None) or seg.image
     density = density_src.array[crop]
@@ -163,12 +167,17 @@ def measure_lesions(seg, options) -> LesionMeasurement:
 
     in_slices = analysable[:, None, None]
     shell &= in_slices
-    blastic = _grow_back(bone & env & in_slices & (r > out_vox + tol), bone & env & in_slices & (r > out_vox),
-                         min_lesion_vox, tol + s, spacing)
+    # woven bone is under-mineralised and may lie below a threshold chosen for cortex (Roudier 2008):
+    # outside the modelled surface, bone is whatever reaches a quarter of the way from the surrounding
+    # tissue to lamellar bone (never above the bone threshold), attached to the bone
+    woven_level = _woven_level(image, bone, env, dense_level, seg.threshold, spacing)
+    outside = in_slices & (r > out_vox) & (bone | (image >= woven_level))
+    blastic = _grow_back(outside & (r > out_vox + tol), outside, min_lesion_vox, tol + s, spacing)
+    blastic = _attached(blastic, bone & env)
     # an outgrowth as dense as lamellar bone is a normal ridge (third trochanter, tibial crest) as far as a
     # single scan can tell; woven bone is under-mineralised (Roudier 2008). Dense ones are left out and
     # reported in info: a reference scan (bone_gained_mm3) is needed for sclerotic lesions.
-    blastic, dense_outgrowth_mm3 = _drop_dense(blastic, image, dense_level, voxel_mm3)
+    blastic, dense_outgrowth_mm3 = _drop_dense(blastic, image, bone, dense_level, voxel_mm3)
     defect_labels, defect_areas = _cortical_defects(bone, shell, marrow, expected, normals, spacing,
                                                     options.min_defect_area_mm2)
     # lytic cores keep clear of both modelled surfaces, by at most a quarter of the cortex so that a
@@ -225,6 +234,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         "cortical_thickness_model_mm": thickness_mm,
         "angle_bins": frame.n_bins,
         "dense_bone_level": dense_level,
+        "woven_bone_level": woven_level,
         "dense_outline_offset_mm": offset_mm,
         "density_source": "raw_image" if density_src is not seg.image else "image",
     }
@@ -263,7 +273,27 @@ def _grow_back(core, allowed, min_voxels, reach_mm, spacing):
     return keep_large(allowed & (distance_to(kept, spacing) <= reach_mm), min_voxels=min_voxels)
 
 
-def _drop_dense(blastic, image, dense_level, voxel_mm3):
+def _woven_level(image, bone, env, dense_level, threshold, spacing):
+    """Level for woven bone: 1/4 from the tissue around the bone (2-6 voxels out) to lamellar bone."""
+    s = float(np.mean(spacing[1:]))
+    d = distance_to(env, spacing)
+    around = (d > 2 * s) & (d <= 6 * s)
+    lamellar = bone & (image >= dense_level)
+    if not around.any() or not lamellar.any():
+        return float(threshold)
+    tissue, lamellar_value = float(np.median(image[around])), float(np.median(image[lamellar]))
+    return min(float(threshold), tissue + 0.25 * (lamellar_value - tissue))
+
+
+def _attached(mask, bone):
+    """Components of ``mask`` touching ``bone``."""
+    labels, n = components(mask)
+    if n == 0:
+        return mask
+    return touching(labels, n, bone)[labels]
+
+
+def _drop_dense(blastic, image, bone, dense_level, voxel_mm3):
     """(blastic without components whose median density is lamellar, volume dropped mm³).
 
     Binary input carries no density: nothing is dropped then.
@@ -271,8 +301,11 @@ def _drop_dense(blastic, image, dense_level, voxel_mm3):
     labels, n = components(blastic)
     if n == 0 or np.ptp(image[blastic]) == 0:
         return blastic, 0.0
-    medians = np.asarray(ndimage.median(image, labels=labels, index=np.arange(1, n + 1)))
-    dense = np.concatenate([[False], medians >= dense_level])
+    # judged on the voxels above the bone threshold: the partial-volume rim a low woven level adds
+    # around a ridge must not make it look under-mineralised
+    core = np.where(bone, labels, 0)
+    medians = np.asarray(ndimage.median(image, labels=core, index=np.arange(1, n + 1)), dtype=float)
+    dense = np.concatenate([[False], np.nan_to_num(medians, nan=-np.inf) >= dense_level])
     dropped = dense[labels]
     return blastic & ~dropped, float(dropped.sum()) * voxel_mm3
 
