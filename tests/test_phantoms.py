@@ -86,6 +86,7 @@ def test_tube_cortical_volume_and_areas_match_analytic(slice_mm):
     assert truth["bone_volume_mm3"] == truth["cortical_bone_volume_mm3"]
     assert truth["tv_mm3"] == pytest.approx(np.pi * a * b * length, rel=2e-3)
     assert truth["tt_ar_mm2"] == pytest.approx(np.pi * a * b, rel=1e-12)
+    assert truth["tt_ar_mean_mm2"] == pytest.approx(np.pi * a * b, rel=2e-3)  # a straight tube: mean = mid-shaft
     assert truth["ma_ar_mm2"] == pytest.approx(np.pi * (a - t) * (b - t), rel=1e-12)
     assert truth["ct_th_mm"] == truth["ct_th_min_mm"] == truth["ct_th_max_mm"] == t
     assert truth["tb_bv_mm3"] == 0

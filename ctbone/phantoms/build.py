@@ -369,6 +369,7 @@ def _truth(spec, grid, lesions, counts, lost_cortex, lost_trab, woven, seed) -> 
     blastic_ids = [les.index for les in lesions if not les.is_lytic]
     w_all = woven.union(blastic_ids)
     z_mid = spec.length_mm / 2
+    scan_length_mm = grid.shape[0] * spec.z_spacing_mm
     a, b = (float(v) for v in outer_axes_mm(spec, z_mid))
     ai, bi = (float(v) for v in inner_axes_mm(spec, z_mid))
     thickness_profile = cortical_thickness_at_mm(spec, grid.z_mm)
@@ -394,6 +395,10 @@ def _truth(spec, grid, lesions, counts, lost_cortex, lost_trab, woven, seed) -> 
         "tt_ar_mm2": float(np.pi * a * b),
         "ma_ar_mm2": float(np.pi * ai * bi),
         "ct_ar_mm2": float(np.pi * (a * b - ai * bi)),
+        # means over the whole scan (volume / length), comparable with areas measured over a full-length ROI
+        "tt_ar_mean_mm2": counts["envelope"] * h3 / scan_length_mm,
+        "ma_ar_mean_mm2": counts["marrow"] * h3 / scan_length_mm,
+        "ct_ar_mean_mm2": counts["cortex_intact"] * h3 / scan_length_mm,
         "periosteal_surface_mm2": surface_mm2,
         "cortical_defect_count": len(counted),
         "cortical_defect_count_all": len(defects),
