@@ -37,6 +37,9 @@ _BASE = {
     "noise_hu": 60.0, "outer_a_mm": 0.7, "outer_b_mm": 0.52, "cortical_thickness_mm": 0.17,
     "metaphysis_length_mm": 1.2, "metaphysis_flare_pct": 15.0, "soft_tissue_mm": 0.2, "air_margin_mm": 0.04,
     "vascular_canals": 6,
+    # denser than the library default (700 HU) so the woven outgrowths stand above the default
+    # auto threshold (half-way between soft tissue and cortex, ~720 HU) and the demo shows them
+    "woven_hu": 950.0,
 }
 DEMO_STUDY = {
     "name": "ctbone demo study: intratibial tumour model, control vs treated",
