@@ -212,9 +212,30 @@ def make_phantom(spec: PhantomSpec, *, seed: int = 0) -> tuple[Volume, dict]:
         float32 HU image (z, y, x), spacing ``spec.spacing_mm``, identity direction;
         origin = patient (x, y, z) of voxel [0, 0, 0] (the bone axis is x = y = 0).
     truth : dict
-        Exact values counted on the fine grid (see ``docs`` in the module ``truth`` keys):
-        bone volumes, cortical thickness, areas at mid-shaft, cortical defects (count, areas,
-        volumes), lytic / blastic volumes, one entry per lesion, the spec and the seed.
+        Exact values of the model, volumes counted on the fine grid (fine voxels × their volume),
+        JSON-ready (plain Python). Positions are patient (x, y, z) mm, angles in the patient
+        (x, y) plane. Keys:
+
+        * ``bone_volume_mm3`` (cortex + trabeculae + woven bone), ``cortical_bone_volume_mm3``,
+          ``intact_cortical_bone_volume_mm3`` (before lesions), ``cortical_compartment_mm3``
+          (bone + vascular canals), ``ct_po_pct``, ``tb_bv_mm3``, ``intact_tb_bv_mm3``,
+          ``tb_rod_diameter_mm`` (nominal), ``tv_mm3`` and ``marrow_volume_mm3`` (intact envelope
+          and cavity);
+        * ``ct_th_mm`` (nominal, mid-shaft), ``ct_th_min_mm`` / ``ct_th_max_mm`` (profile along z),
+          ``tt_ar_mm2`` / ``ma_ar_mm2`` / ``ct_ar_mm2`` (analytic, at ``mid_shaft_z_mm``) and their
+          whole-scan means ``*_mean_mm2``;
+        * ``periosteal_surface_mm2``; ``cortical_defect_count`` (through-cortex openings of at least
+          ``min_defect_area_mm2`` on the intact periosteal surface), ``cortical_defect_count_all``,
+          ``cortical_defect_area_mm2``, ``largest_defect_area_mm2``, ``cortical_defect_pct``;
+          ``defects``: one dict per opening (lesion_ids, z_mm, angle_deg, radius_mm,
+          equivalent_radius_mm, area_mm2, volume_mm3 = cortical bone removed, centroid_mm);
+        * ``lytic_volume_mm3`` (intact cortical bone removed by all lytic lesions),
+          ``trabecular_bone_removed_mm3``, ``blastic_volume_mm3`` (woven bone, all outside the
+          intact envelope), ``blastic_mean_density_hu`` (material value, before partial volume);
+        * ``lesions``: one dict per lesion, its resolved parameters, ``volume_mm3`` and
+          ``centroid_mm`` (lytic: also cortical/trabecular parts, opening_area_mm2, through_cortex);
+        * ``vascular_canal_segments_mm``, ``fine_mean_hu``, ``shape``, ``spacing_mm``, ``origin_mm``,
+          ``side``, ``seed``, ``spec``.
 
     Examples
     --------
