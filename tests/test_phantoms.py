@@ -272,12 +272,16 @@ def test_intact_twin_has_no_lesion_truth(small):
 
 
 # -- spec ---------------------------------------------------------------------------------------
-def test_spec_json_round_trip_and_refusals():
+def test_spec_json_round_trip_and_refusals(tmp_path):
     spec = default_spec()
     assert PhantomSpec.from_json(spec.to_json()) == spec
     assert PhantomSpec.from_json(json.dumps(json.loads(spec.to_json()))).lesions == spec.lesions
     with pytest.raises(PhantomSpecError, match="unknown field"):
         PhantomSpec.from_dict({"voxel_size": 0.01})
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"voxel_size": 0.01}')
+    with pytest.raises(PhantomSpecError, match=r"bad\.json: phantom spec: unknown field"):
+        PhantomSpec.from_file(bad)
     with pytest.raises(PhantomSpecError, match="unknown kind"):
         PhantomSpec(lesions=({"kind": "fracture", "z_mm": 1},))
     with pytest.raises(PhantomSpecError, match="needs z_mm"):

@@ -229,6 +229,22 @@ class PhantomSpec:
         return cls.from_dict(data)
 
 
+    @classmethod
+    def from_file(cls, path) -> "PhantomSpec":
+        """Read a JSON spec file; errors name the file."""
+        from pathlib import Path
+
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise PhantomSpecError(f"{path}: cannot read the phantom spec ({exc.strerror})") from exc
+        try:
+            return cls.from_json(text)
+        except PhantomSpecError as exc:
+            raise PhantomSpecError(f"{path}: {exc}") from exc
+
+
 def _normalise_lesion(lesion, index: int) -> dict:
     if not isinstance(lesion, dict) or "kind" not in lesion:
         raise PhantomSpecError(f"phantom spec: lesion {index} must be a dict with a 'kind', got {lesion!r}")
