@@ -50,23 +50,36 @@ def apply_calibration(volume: Volume, *, slope: float, intercept: float) -> Volu
 
 
 def vendor_calibration(volume: Volume) -> tuple[float, float] | None:
-    """(slope, intercept) HU -> mg HA/cm³ from vendor metadata, or None.
+    """(slope, intercept) from the image's own unit to mg HA/cm³ from vendor metadata, or None.
 
-    Reads ``meta["calibration"]`` = {"slope", "intercept"} when a reader put it there already in
-    image units, or the Scanco tags ``meta["scanco"]`` = {"density_slope", "density_intercept",
-    "mu_water"} for an HU image (BMD = HU·(slope·µw/1000) + slope·µw + intercept).
+    Reads, in order: ``meta["calibration"]`` = {"slope", "intercept"} (already in image units);
+    the Scanco DICOM tags as ctbone.io stores them (``scanco_density_slope``, ``scanco_density_intercept``,
+    ``scanco_mu_scaling``, ``scanco_mu_water``) or nested in ``meta["scanco"]`` without the prefix.
+    Scanco: for native values (unit "raw") µ = value / µ_scaling and BMD = µ·slope + intercept; for an
+    HU image BMD = HU·(slope·µw/1000) + slope·µw + intercept.
     """
+    if volume.unit in (DENSITY_UNIT, "mask"):
+        return None
     cal = volume.meta.get("calibration")
     if isinstance(cal, dict) and {"slope", "intercept"} <= set(cal) and cal.get("from", volume.unit) == volume.unit:
         return float(cal["slope"]), float(cal["intercept"])
-    scanco = volume.meta.get("scanco")
-    if isinstance(scanco, dict) and volume.unit == "HU":
+    nested = volume.meta.get("scanco") if isinstance(volume.meta.get("scanco"), dict) else {}
+
+    def tag(name):
+        value = volume.meta.get(f"scanco_{name}", nested.get(name))
         try:
-            s, b, mu_w = (float(scanco[k]) for k in ("density_slope", "density_intercept", "mu_water"))
-        except (KeyError, TypeError, ValueError):
+            return float(value)
+        except (TypeError, ValueError):
             return None
-        return s * mu_w / 1000.0, s * mu_w + b
-    return None
+
+    slope, intercept = tag("density_slope"), tag("density_intercept")
+    if slope is None or intercept is None or slope <= 0:
+        return None
+    if volume.unit == "HU":
+        mu_water = tag("mu_water")
+        return None if not mu_water else (slope * mu_water / 1000.0, slope * mu_water + intercept)
+    scaling = tag("mu_scaling")
+    return None if not scaling else (slope / scaling, intercept)
 
 
 def fit_calibration_phantom(volume: Volume, *, densities_mgha_cm3, min_rod_diameter_mm: float = 0.5,

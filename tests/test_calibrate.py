@@ -59,3 +59,25 @@ def test_scanco_vendor_tags():
     assert slope == pytest.approx(365.712 * 0.4939 / 1000)
     assert intercept == pytest.approx(365.712 * 0.4939 - 199.726)
     assert vendor_calibration(Volume(np.zeros((1, 1, 1), np.float32), unit="HU")) is None
+
+
+def test_scanco_tags_as_read_by_io():
+    # ctbone.io stores the Scanco tags flat; native values: BMD = value / mu_scaling * slope + intercept
+    meta = {"scanco_density_slope": "365.712", "scanco_density_intercept": "-199.726", "scanco_mu_scaling": "8192",
+            "scanco_mu_water": "0.4939"}
+    raw = Volume(np.full((1, 1, 1), 4096.0, np.float32), unit="raw", meta=meta)
+    slope, intercept = vendor_calibration(raw)
+    assert 4096 * slope + intercept == pytest.approx(0.5 * 365.712 - 199.726)
+    assert vendor_calibration(Volume(np.zeros((1, 1, 1), np.float32), unit="raw")) is None
+
+
+def test_segment_uses_vendor_calibration():
+    from ctbone.options import AnalysisOptions
+    from ctbone.segment import segment
+
+    a = np.zeros((8, 12, 12), np.float32)
+    a[:, 3:9, 3:9] = 8192.0  # mu = 1 -> 365.712 - 199.726 mg HA/cm3
+    meta = {"scanco_density_slope": 365.712, "scanco_density_intercept": -199.726, "scanco_mu_scaling": 8192}
+    seg = segment(Volume(a, spacing=(0.01,) * 3, unit="raw", meta=meta), AnalysisOptions(min_particle_mm3=0))
+    assert seg.image.unit == "mgHA/cm3"
+    assert float(seg.raw_image.array.max()) == pytest.approx(365.712 - 199.726, rel=1e-5)

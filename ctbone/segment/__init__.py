@@ -95,7 +95,8 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     volume : Volume
         HU, mg HA/cm³ or raw gray image (or a binary image: two values).
     options : AnalysisOptions
-        calibration, sigma_vox, support_vox, threshold ("auto" or a value), min_particle_mm3,
+        calibration (else the vendor's density calibration when the scan carries one, e.g. Scanco
+        tags: the image then is in mg HA/cm³ and a fixed threshold is read in that unit), sigma_vox, support_vox, threshold ("auto" or a value), min_particle_mm3,
         roi_mm ((start, end) mm from the first slice, or "metaphyseal" for the automatic ROI
         below the growth plate), max_defect_diameter_mm.
     mode : {"long-bone", "trabecular-cube"}, keyword-only
@@ -181,11 +182,15 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
 
 
 def _calibrated(volume: Volume, opts: AnalysisOptions) -> Volume:
-    from ..calibrate import apply_calibration
+    from ..calibrate import apply_calibration, vendor_calibration
 
     if opts.calibration is not None:
         slope, intercept = opts.calibration
         return apply_calibration(volume, slope=slope, intercept=intercept)
+    vendor = vendor_calibration(volume)
+    if vendor is not None:  # e.g. Scanco density tags: work in mg HA/cm3 as the vendor software does
+        log.info("%s: vendor density calibration slope %.6g, intercept %.6g", volume.meta.get("source", "scan"), *vendor)
+        return apply_calibration(volume, slope=vendor[0], intercept=vendor[1])
     return volume.with_array(volume.array.astype(np.float32, copy=False))
 
 
