@@ -175,7 +175,7 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     cortex, marrow = split_compartments(bone_x, envelope, spacing_mm=raw.spacing)
     cut = (slice(zs.start - zlo, zs.stop - zlo), slice(None), slice(None))
     final = (zs, box[1], box[2])
-    info["crop_zyx"] = [[s.start, s.stop] for s in final]
+    info["crop_zyx"] = [[int(s.start), int(s.stop)] for s in final]
     roi_used = (zs.start * sz, (zs.stop - 1) * sz) if roi is not None else None
     return _result(image.crop(final), raw.crop(final), threshold, method, bone_x[cut], envelope[cut], cortex[cut],
                    marrow[cut], roi_used, mode, info)
