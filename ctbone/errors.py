@@ -44,3 +44,7 @@ class ManifestError(CtboneError):
 
 class OutputError(CtboneError):
     """An output path is unusable (e.g. it is inside an input folder)."""
+
+
+class RenderError(CtboneError):
+    """A 3D picture cannot be made (no OpenGL context, nothing to draw, unusable view or size)."""
