@@ -226,7 +226,7 @@ def test_snapshots_copied_and_montages_embedded(tmp_path, monkeypatch):
     import ctbone.render
 
     monkeypatch.setattr(ctbone.render, "render_snapshot", _fake_render, raising=False)
-    monkeypatch.delattr(ctbone.render, "render_montage", raising=False)  # exercise the matplotlib grid
+    monkeypatch.delattr(ctbone.render, "montage_from_masks", raising=False)  # exercise the matplotlib grid
     manifest = make_study(tmp_path / "study", corrupt=("T3",), hostile=True)
     out = tmp_path / "out"
     assert batch(manifest, out, render=True) == 1

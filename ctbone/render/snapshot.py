@@ -73,10 +73,11 @@ def _prepare(masks: Mapping, spacing_zyx):
 def _layers(bone, missing, blastic, spacing_zyx, colours, bone_opacity, *, factor, gray=None):
     """Surfaces to draw. ``gray`` = (image, threshold, sigma_vox) draws the bone from the gray image."""
     layers = []
+    surface = None
     if gray is not None:
         image, threshold, sigma_vox = gray
         surface = gray_surface(image, bone, threshold, spacing_zyx, sigma_vox=sigma_vox, factor=factor)
-    else:
+    if surface is None:  # no gray image, or one that does not match the mask: draw the mask itself
         surface = mask_surface(bone, spacing_zyx, factor=factor)
     patches = []
     if blastic is not None and blastic.any():

@@ -138,18 +138,18 @@ def colour_points(surface, base_rgb, patches) -> None:
 def to_physical(surface, volume):
     """A copy of ``surface`` in the scanner frame of ``volume`` (origin + direction), mm."""
     from vtkmodules.vtkCommonTransforms import vtkTransform
-    from vtkmodules.vtkFiltersGeneral import vtkTransformPolyDataFilter
+    from vtkmodules.vtkFiltersGeneral import vtkTransformFilter
 
     matrix = np.eye(4)
     matrix[:3, :3] = np.asarray(volume.direction, dtype=float)
     matrix[:3, 3] = np.asarray(volume.origin, dtype=float)
     transform = vtkTransform()
     transform.SetMatrix(matrix.ravel().tolist())
-    moved = vtkTransformPolyDataFilter()
+    moved = vtkTransformFilter()
     moved.SetTransform(transform)
     moved.SetInputData(surface)
     moved.Update()
-    return moved.GetOutput()
+    return moved.GetPolyDataOutput()
 
 
 def write_mesh(surface, path) -> Path:

@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..errors import CtboneError, OutputError
+from ..errors import OutputError
 from ..result import AnalysisResult
 from .safeio import atomic_write_bytes, check_output_dir, csv_text, replace_into, write_csv, write_json
 
@@ -82,9 +82,8 @@ def _write_snapshot(result: AnalysisResult, path: Path) -> bool:
         render_snapshot(result, tmp)
         replace_into(tmp, path)
         return True
-    except (CtboneError, RuntimeError, OSError, ValueError) as exc:
-        # a picture is never worth losing the numbers of a scan
-        log.warning("%s: snapshot not rendered (%s)", path, exc)
+    except Exception as exc:  # noqa: BLE001 - a picture is never worth losing the numbers of a scan
+        log.warning("%s: snapshot not rendered (%s: %s)", path, type(exc).__name__, exc)
         return False
     finally:
         Path(tmp).unlink(missing_ok=True)

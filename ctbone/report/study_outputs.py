@@ -131,7 +131,7 @@ def write_study_outputs(manifest, outdir, *, statuses: dict, options, parameters
     written["pzfx"] = _write_prism(outdir / "study.pzfx", rows, key, groups, last_tp)
     plots = _write_plots(outdir / "plots", rows, key, groups, stats, timepoints, last_tp)
     snapshots = _copy_snapshots(manifest, rows, scans_dir, outdir / "snapshots")
-    montages = _write_montages(outdir / "plots", rows, snapshots, groups)
+    montages = _write_montages(outdir / "plots", rows, snapshots, groups, scans_dir)
     written["report"] = _write_html(outdir / "report.html", manifest, rows, metric_names, key, summary, stats,
                                     plots, montages, parameters=parameters, version=version, control=control)
     return written
@@ -181,24 +181,26 @@ def _copy_snapshots(manifest, rows, scans_dir: Path, folder: Path) -> dict[str, 
     return out
 
 
-def _write_montages(folder: Path, rows, snapshots: dict, groups) -> list[tuple[str, Path]]:
+def _write_montages(folder: Path, rows, snapshots: dict, groups, scans_dir: Path) -> list[tuple[str, Path]]:
+    """One figure per group: every animal re-rendered from its masks at one common scale (same camera
+    convention), or — without VTK — the snapshots tiled as they are."""
     try:
-        from ..render import render_montage
+        from ..render import montage_from_masks
     except ImportError:
-        render_montage = None
+        montage_from_masks = None
     out = []
     for g in groups:
         members = [(r["_name"], _label(r)) for r in rows if r["group"] == g and r["_name"] in snapshots]
         if not members:
             continue
-        pngs = [snapshots[name] for name, _ in members]
         labels = [label for _, label in members]
         path = folder / f"montage_{safe_name(g)}.png"
         try:
-            if render_montage is not None:
-                render_montage(pngs, path, labels=labels)
+            if montage_from_masks is not None:
+                montage_from_masks([scans_dir / name / "masks" for name, _ in members], path, labels=labels,
+                                   title=str(g))
             else:
-                image_grid(pngs, path, labels=labels, title=g)
+                image_grid([snapshots[name] for name, _ in members], path, labels=labels, title=g)
         except Exception as exc:  # noqa: BLE001 - a montage is decoration; the numbers are already written
             log.warning("montage of group %s not written (%s)", g, exc)
             continue
