@@ -62,9 +62,7 @@ def _prepare(masks: Mapping, spacing_zyx):
             missing |= m
     blastic = _as_bool(masks.get("blastic"))
     whole = bone | missing
-    box = tuple(slice(max(0, int(np.flatnonzero(whole.any(axis=tuple(a for a in range(3) if a != ax)))[0]) - 2),
-                      int(np.flatnonzero(whole.any(axis=tuple(a for a in range(3) if a != ax)))[-1]) + 3)
-                for ax in range(3))
+    box = _box(whole, margin=2)
     bone, missing, whole = bone[box], missing[box], whole[box]
     blastic = blastic[box] if blastic is not None else None
     return bone, missing, blastic, whole, box
@@ -80,16 +78,45 @@ def _layers(bone, missing, blastic, spacing_zyx, colours, bone_opacity, *, facto
     if surface is None:  # no gray image, or one that does not match the mask: draw the mask itself
         surface = mask_surface(bone, spacing_zyx, factor=factor)
     patches = []
-    if blastic is not None and blastic.any():
+    blastic_box = _box(blastic, margin=2) if blastic is not None else None
+    if blastic_box is not None:
         # surface points sit between a bone voxel and an air voxel: grow the patch by one voxel to reach them
-        patches.append((ndimage.binary_dilation(blastic), spacing_zyx, colours["blastic"]))
+        grown = np.zeros_like(blastic)
+        grown[blastic_box] = ndimage.binary_dilation(blastic[blastic_box])
+        patches.append((grown, spacing_zyx, colours["blastic"]))
     colour_points(surface, colours["bone"], patches)
     layers.append(Layer(surface, None, bone_opacity))
-    if missing.any():
-        lesion = mask_surface(missing, spacing_zyx, factor=factor)
+    missing_box = _box(missing, margin=2 * factor + 2)
+    if missing_box is not None:
+        # surfaces of the (small) lesions on their own bounding box, then moved into place
+        lesion = mask_surface(missing[missing_box], spacing_zyx, factor=1)
         if lesion is not None:
-            layers.append(Layer(lesion, colours["lytic"], 1.0, in_front=True))
+            layers.append(Layer(_shifted(lesion, missing_box, spacing_zyx), colours["lytic"], 1.0, in_front=True))
     return layers
+
+
+def _box(mask, margin: int = 0):
+    """(z, y, x) slices of the bounding box of ``mask`` grown by ``margin`` voxels; None if empty."""
+    if mask is None:
+        return None
+    bounds = []
+    for ax in range(3):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax)))
+        if not len(hit):
+            return None
+        bounds.append(slice(max(0, hit[0] - margin), min(mask.shape[ax], hit[-1] + 1 + margin)))
+    return tuple(bounds)
+
+
+def _shifted(surface, box, spacing_zyx):
+    """Move a surface extracted from ``mask[box]`` to the frame of the whole mask."""
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    points = vtk_to_numpy(surface.GetPoints().GetData())
+    points += np.array([box[2].start, box[1].start, box[0].start], dtype=points.dtype) * \
+        np.asarray(spacing_zyx, dtype=points.dtype)[::-1]
+    surface.GetPoints().Modified()
+    return surface
 
 
 def snapshot_image(masks: Mapping, spacing_zyx, *, view: str = "oblique", size=(1600, 1200), label: str | None = None,

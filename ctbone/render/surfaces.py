@@ -57,6 +57,16 @@ def mask_surface(mask: np.ndarray, spacing_zyx, *, factor: int = 1, sigma_vox: f
     return field_surface(block_mean(mask, factor), spacing_zyx, 0.5, factor=factor, sigma_vox=sigma_vox)
 
 
+def block_any(mask: np.ndarray, factor: int) -> np.ndarray:
+    """True where any voxel of a factor³ block is set (the grid shrinks by ``factor``)."""
+    if factor == 1:
+        return mask.astype(bool, copy=False)
+    shape = [s // factor * factor for s in mask.shape]
+    trimmed = mask[: shape[0], : shape[1], : shape[2]].astype(bool, copy=False)
+    blocks = trimmed.reshape(shape[0] // factor, factor, shape[1] // factor, factor, shape[2] // factor, factor)
+    return blocks.any(axis=(1, 3, 5))
+
+
 def gray_surface(image: np.ndarray, mask: np.ndarray, threshold: float, spacing_zyx, *, sigma_vox: float,
                  factor: int = 1):
     """The bone surface as the ``threshold`` iso-surface of the smoothed gray ``image``, kept near ``mask``.
@@ -64,14 +74,17 @@ def gray_surface(image: np.ndarray, mask: np.ndarray, threshold: float, spacing_
     Sub-voxel smooth (no voxel staircase) and where the segmentation put it: the
     segmentation is ``gaussian(image, sigma_vox) > threshold``; voxels more than two voxels
     from ``mask`` (despeckled particles, outside the ROI) are pushed below the threshold.
+    When downsampled, the block mean comes first (it is itself a smoothing of width
+    ``factor``), so the Gaussian runs on the small grid.
     """
     if not np.any(mask):
         return None
-    field = ndimage.gaussian_filter(image.astype(np.float32, copy=False), sigma_vox, truncate=3.0, output=np.float32)
-    far = ~ndimage.binary_dilation(mask.astype(bool), iterations=2)
+    field = block_mean(image, factor) if factor > 1 else image.astype(np.float32, copy=True)
+    sigma = max(0.5, sigma_vox / factor) if factor > 1 else sigma_vox
+    field = ndimage.gaussian_filter(field, sigma, truncate=3.0, output=np.float32)
+    near = ndimage.binary_dilation(block_any(mask, factor), iterations=2 if factor == 1 else 1)
     low = float(threshold) - max(1.0, abs(float(threshold)))
-    field[far] = low
-    field = block_mean(field, factor) if factor > 1 else field
+    field[~near] = low
     return field_surface(field, spacing_zyx, float(threshold), factor=factor, sigma_vox=0.0, pad_value=low)
 
 
