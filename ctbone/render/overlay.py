@@ -28,7 +28,8 @@ def _ink(background) -> tuple[int, int, int]:
 
 
 def _mm_text(length_mm: float) -> str:
-    return f"{length_mm * 1000:g} µm" if length_mm < 1 else f"{length_mm:g} mm"
+    # "0.5 mm", never "500 µm": the default font may lack the µ glyph
+    return f"{length_mm:g} mm"
 
 
 def annotate(rgb: np.ndarray, *, px_per_mm: float | None, background, label: str | None,

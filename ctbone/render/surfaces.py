@@ -15,9 +15,9 @@ from scipy import ndimage
 
 from ..errors import RenderError
 
-# the mask is blurred this much (voxels) before the 0.5 iso-surface: removes the voxel
-# staircase without moving the surface (a symmetric blur keeps a straight edge at 0.5)
-SURFACE_SIGMA_VOX = 0.7
+# the signed distance of a mask is blurred this much (voxels) before its zero level is taken:
+# enough to smooth the voxel staircase, little enough to keep a 3-voxel cortex closed
+SURFACE_SIGMA_VOX = 1.2
 # above this many voxels the mask is block-averaged first: a picture 1600 px wide cannot
 # show finer detail, and flying edges on 10^8 voxels would cost seconds for nothing
 MAX_RENDER_VOXELS = 48_000_000
@@ -41,7 +41,12 @@ def block_mean(mask: np.ndarray, factor: int) -> np.ndarray:
 
 
 def mask_surface(mask: np.ndarray, spacing_zyx, *, factor: int = 1, sigma_vox: float = SURFACE_SIGMA_VOX):
-    """The smoothed 0.5 iso-surface of a (z, y, x) mask as vtkPolyData with normals (None if empty).
+    """A smooth surface of a binary (z, y, x) mask as vtkPolyData with normals (None if empty).
+
+    The mask's signed distance (voxels, positive inside) is blurred and its zero level
+    extracted: a blurred distance ramps linearly across the boundary, so the voxel
+    staircase of shallow slopes becomes a smooth surface (a blurred binary mask keeps
+    visible terraces), and the enclosed volume stays within ~2 % of the mask's.
 
     Parameters
     ----------
@@ -50,11 +55,24 @@ def mask_surface(mask: np.ndarray, spacing_zyx, *, factor: int = 1, sigma_vox: f
     factor : int
         Block-average the mask by this factor first (see `downsample_factor`).
     sigma_vox : float
-        Gaussian blur before extraction, in (downsampled) voxels.
+        Gaussian blur of the signed distance, in (downsampled) voxels.
     """
+    import edt
+
     if not np.any(mask):
         return None
-    return field_surface(block_mean(mask, factor), spacing_zyx, 0.5, factor=factor, sigma_vox=sigma_vox)
+    binary = block_mean(mask, factor) >= 0.5 if factor > 1 else mask.astype(bool, copy=False)
+    binary = np.pad(binary, PAD_VOX)
+    inside = edt.edt(binary).astype(np.float32)
+    outside = edt.edt(~binary).astype(np.float32)
+    # voxel centres are half a voxel from the boundary on either side
+    distance = np.where(binary, inside - 0.5, 0.5 - outside).astype(np.float32)
+    del inside, outside
+    if sigma_vox > 0:
+        distance = ndimage.gaussian_filter(distance, sigma_vox, truncate=3.0, output=np.float32)
+    surface = field_surface(distance, spacing_zyx, 0.0, factor=factor, sigma_vox=0.0, pad_value=-float(PAD_VOX),
+                            padded=True)
+    return surface
 
 
 def block_any(mask: np.ndarray, factor: int) -> np.ndarray:
@@ -89,13 +107,15 @@ def gray_surface(image: np.ndarray, mask: np.ndarray, threshold: float, spacing_
 
 
 def field_surface(field: np.ndarray, spacing_zyx, level: float, *, factor: int = 1, sigma_vox: float = 0.0,
-                  pad_value: float = 0.0):
-    """The ``level`` iso-surface of a float (z, y, x) field on a grid downsampled by ``factor``."""
+                  pad_value: float = 0.0, padded: bool = False):
+    """The ``level`` iso-surface of a float (z, y, x) field on a grid downsampled by ``factor``
+    (``padded``: the field already carries `PAD_VOX` voxels of padding on every side)."""
     from vtkmodules.util.numpy_support import numpy_to_vtk
     from vtkmodules.vtkCommonDataModel import vtkImageData
     from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D
 
-    field = np.pad(field, PAD_VOX, constant_values=pad_value)  # close the surface at the crop border
+    if not padded:
+        field = np.pad(field, PAD_VOX, constant_values=pad_value)  # close the surface at the crop border
     if sigma_vox > 0:
         field = ndimage.gaussian_filter(field, sigma_vox, truncate=3.0, output=np.float32)
     spacing = np.asarray(spacing_zyx, dtype=float) * factor
