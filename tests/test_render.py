@@ -293,3 +293,23 @@ def test_cli_render_writes_the_picture_and_refuses_bad_views(tmp_path):
     assert iio.imread(out).shape[:2] == (300, 400)
     assert main(["render", str(folder), "-o", str(tmp_path / "out" / "x.png"), "--view", "sideways"]) == 2
     assert not (tmp_path / "out" / "x.png").exists()
+
+
+@pytest.mark.realdata
+def test_real_femur_is_framed_alike_on_both_sides(realdata):
+    """The real mouse femur and its mirror image (the other leg): the bone fills the frame both times, with
+    the same silhouette extent (the phantoms alone could flatter the principal-axis framing)."""
+    from ctbone import analyze, read_scan
+
+    volume = read_scan(next((realdata / "mouse_femur").glob("*.mhd")))
+    result = analyze(volume, render=False)
+    masks, spacing = _masks_of(result)
+    extents = []
+    for flip in (False, True):
+        m = {k: (v[:, :, ::-1] if flip else v) for k, v in masks.items()}
+        fg = _foreground(snapshot_image(m, spacing, view="anterior", size=SIZE, legend=False, scale_bar=False))
+        cols, rows = np.flatnonzero(fg.any(axis=0)), np.flatnonzero(fg.any(axis=1))
+        assert cols[-1] - cols[0] > 0.8 * SIZE[0]  # the long axis spans the picture
+        extents.append((cols[-1] - cols[0], rows[-1] - rows[0]))
+    (w0, h0), (w1, h1) = extents
+    assert abs(w0 - w1) <= 0.02 * w0 and abs(h0 - h1) <= 0.02 * h0
