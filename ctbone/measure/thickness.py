@@ -94,9 +94,43 @@ def local_thickness(mask: np.ndarray, *, spacing_mm=(1.0, 1.0, 1.0), outside: st
     centres, radii2 = centres[order], radii2[order]
     parents = _parents(dist2, centres)
     parent_r2 = np.where(parents[:, 0] >= 0, dist2[tuple(np.maximum(parents, 0).T)], 0.0).astype(np.float64)
-    _paint_balls(out, centres, radii2, parents, parent_r2, np.asarray(spacing, np.float64))
+    del dist2
+    voxel = _isotropic_voxel_mm(spacing, float(radii2.max()))
+    if voxel is not None:
+        # isotropic grid: squared distances are whole multiples of voxel², so the ball's rows come from
+        # an integer table (no square root per row) -- same grid points, same values
+        k2 = np.rint(radii2 / voxel ** 2).astype(np.int64)
+        parent_k2 = np.rint(parent_r2 / voxel ** 2).astype(np.int64)
+        values = (2.0 * np.sqrt(radii2)).astype(np.float32)
+        _paint_balls_iso(out, centres, k2, parents, parent_k2, values, _half_widths(int(k2.max())))
+    else:
+        _paint_balls(out, centres, radii2, parents, parent_r2, np.asarray(spacing, np.float64))
     out[~mask] = 0.0
     return out
+
+
+# the integer path is exact while voxel² steps stay far above the float slack (k < 1 / INSIDE_RTOL)
+_MAX_ISO_K2 = int(0.5 / INSIDE_RTOL)
+
+
+def _isotropic_voxel_mm(spacing, max_r2_mm2: float) -> float | None:
+    """The voxel size if the grid is isotropic (to 1e-9) and the largest ball fits the integer table, else None."""
+    voxel = spacing[0]
+    if any(abs(s - voxel) > 1e-9 * voxel for s in spacing):
+        return None
+    if max_r2_mm2 / voxel ** 2 >= _MAX_ISO_K2:
+        return None
+    return float(voxel)
+
+
+def _half_widths(max_k2: int) -> np.ndarray:
+    """``half[m]`` = the largest integer h with h² < m (m >= 1), i.e. isqrt(m - 1); ``half[0] = -1``."""
+    m = np.arange(max_k2 + 1, dtype=np.int64)
+    h = np.floor(np.sqrt(np.maximum(m - 1, 0).astype(np.float64))).astype(np.int64)
+    h -= h * h > m - 1  # guard the float square root either way
+    h += (h + 1) * (h + 1) <= m - 1
+    h[0] = -1
+    return h
 
 
 def squared_distance(mask: np.ndarray, *, spacing_mm, outside: str = "background") -> np.ndarray:
@@ -275,6 +309,74 @@ def _paint_balls(out, centres, radii2, parents, parent_r2, spacing):  # pragma: 
                     else:
                         p0, p1 = 1, 0
                     if p0 > p1 or p1 < x0 or p0 > x1:
+                        for x in range(x0, x1 + 1):
+                            if out[z, y, x] < value:
+                                out[z, y, x] = value
+                    else:
+                        for x in range(x0, min(x1, p0 - 1) + 1):
+                            if out[z, y, x] < value:
+                                out[z, y, x] = value
+                        for x in range(max(x0, p1 + 1), x1 + 1):
+                            if out[z, y, x] < value:
+                                out[z, y, x] = value
+
+
+@njit(cache=True, parallel=True)
+def _paint_balls_iso(out, centres, k2, parents, parent_k2, values, half):  # pragma: no cover - compiled
+    # `_paint_balls` on an isotropic grid in voxel units: a grid point is in the ball iff its squared
+    # offset m < k2 (integers), so the half-width of a row with m_left = k2 - dz² - dy² is half[m_left].
+    # Rows entirely inside the parent's row are skipped exactly; the rest paint what the parent does not cover.
+    nz, ny, nx = out.shape
+    n = k2.shape[0]
+    if n == 0:
+        return
+    n_slabs = min(nz, 64)
+    bounds = np.linspace(0, nz, n_slabs + 1).astype(np.int64)
+    max_rz = half[k2.max()]
+    for s in prange(n_slabs):
+        s0 = bounds[s]
+        s1 = bounds[s + 1]
+        if s1 <= s0:
+            continue
+        lo = np.searchsorted(centres[:, 0], s0 - max_rz)
+        hi = np.searchsorted(centres[:, 0], s1 + max_rz, side="right")
+        for i in range(lo, hi):
+            k = k2[i]
+            hz = half[k]
+            cz, cy, cx = centres[i, 0], centres[i, 1], centres[i, 2]
+            a = max(s0, cz - hz)
+            b = min(s1 - 1, cz + hz)
+            if a > b:
+                continue
+            pz, py, px = parents[i, 0], parents[i, 1], parents[i, 2]
+            kp = parent_k2[i]
+            value = values[i]
+            d_yx = np.sqrt(np.float64((py - cy) ** 2 + (px - cx) ** 2))
+            for z in range(a, b + 1):
+                rem_z = k - (z - cz) * (z - cz)
+                qrem_z = kp - (z - pz) * (z - pz) if pz >= 0 else -1
+                # every grid point of this plane's disk (|v|² <= rem_z - 1) lies in the parent's disk
+                if qrem_z > 0 and np.sqrt(np.float64(rem_z - 1)) + d_yx + 1e-9 < np.sqrt(np.float64(qrem_z)):
+                    continue
+                hy = half[rem_z]
+                for y in range(max(0, cy - hy), min(ny - 1, cy + hy) + 1):
+                    rem_y = rem_z - (y - cy) * (y - cy)
+                    hx = half[rem_y]
+                    x0 = cx - hx
+                    x1 = cx + hx
+                    p0 = 1
+                    p1 = 0
+                    if qrem_z > 0:
+                        qrem_y = qrem_z - (y - py) * (y - py)
+                        if qrem_y > 0:
+                            hp = half[qrem_y]
+                            p0 = px - hp
+                            p1 = px + hp
+                            if p0 <= x0 and x1 <= p1:
+                                continue
+                    x0 = max(x0, 0)
+                    x1 = min(x1, nx - 1)
+                    if p0 > p1:
                         for x in range(x0, x1 + 1):
                             if out[z, y, x] < value:
                                 out[z, y, x] = value
