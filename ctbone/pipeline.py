@@ -33,6 +33,27 @@ def make_options(options: AnalysisOptions | None = None, **overrides) -> Analysi
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
+def _json_safe(value):
+    """``value`` with numpy scalars/arrays as Python numbers/lists, tuples as lists and NaN/inf as None."""
+    import math
+
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_json_safe(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
 def _check_measurable(volume: Volume) -> None:
     source = volume.meta.get("source", "the volume")
     if min(volume.shape) < MIN_SLICES:
@@ -99,6 +120,7 @@ def analyze(volume: Volume, reference: Volume | str | Path | None = None, *, opt
         "source": volume.meta.get("source"),
         "series_uid": volume.meta.get("series_uid"),
         "unit": seg.image.unit,
+        "lesions": _json_safe(lesions.info),
     }
 
     if reference is not None:
