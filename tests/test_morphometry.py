@@ -110,3 +110,24 @@ def test_hollow_cylinder_cortex(voxel):
     assert abs(m["ct_th_mm"] - (R - r)) <= voxel * 1.01
     assert m["ct_po_pct"] == pytest.approx(0.0, abs=0.5)
     assert m["tb_bv_tv_pct"] == pytest.approx(0.0, abs=0.1)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5), (9, 12, 7), (20, 17, 23)])
+@pytest.mark.parametrize("fraction", [0.2, 0.5, 0.8])
+def test_euler_matches_scikit_image(shape, fraction):
+    # the compiled 2x2x2 count must give scikit-image's number exactly (same table, same edge handling)
+    from skimage.measure import euler_number
+
+    m = np.random.default_rng(sum(shape)).random(shape) < fraction
+    assert euler_characteristic(m) == int(euler_number(np.pad(m, 1), connectivity=3))
+
+
+def test_delta_euler_cropping_invariant():
+    # delta chi of a structure inside a VOI must not depend on how much empty space surrounds them
+    rng = np.random.default_rng(5)
+    m = rng.random((12, 13, 14)) < 0.4
+    voi = np.zeros_like(m)
+    voi[2:11, 1:12, 3:14] = True
+    big_m = np.pad(m, ((3, 1), (2, 4), (0, 5)))
+    big_voi = np.pad(voi, ((3, 1), (2, 4), (0, 5)))
+    assert delta_euler(m, voi) == delta_euler(big_m, big_voi)

@@ -3,17 +3,43 @@
 from __future__ import annotations
 
 import numpy as np
+from numba import njit, prange
 from scipy import ndimage
+
+# 8 x the Euler contribution of each 2x2x2 configuration (26-connected foreground, 6-connected background),
+# indexed as scikit-image's euler_number indexes them (Lin et al. 2006 via skimage.measure.euler_number)
+_EULER_LUT_26 = np.array([
+     0,  1,  1,  0,  1,  0, -2, -1,  1, -2,  0, -1,  0, -1, -1,  0,
+     1,  0, -2, -1, -2, -1, -1, -2, -6, -3, -3, -2, -3, -2,  0, -1,
+     1, -2,  0, -1, -6, -3, -3, -2, -2, -1, -1, -2, -3,  0, -2, -1,
+     0, -1, -1,  0, -3, -2,  0, -1, -3,  0, -2, -1,  0,  1,  1,  0,
+     1, -2, -6, -3,  0, -1, -3, -2, -2, -1, -3,  0, -1, -2, -2, -1,
+     0, -1, -3, -2, -1,  0,  0, -1, -3,  0,  0,  1, -2, -1,  1,  0,
+    -2, -1, -3,  0, -3,  0,  0,  1, -1,  4,  0,  3,  0,  3,  1,  2,
+    -1, -2, -2, -1, -2, -1,  1,  0,  0,  3,  1,  2,  1,  2,  2,  1,
+     1, -6, -2, -3, -2, -3, -1,  0,  0, -3, -1, -2, -1, -2, -2, -1,
+    -2, -3, -1,  0, -1,  0,  4,  3, -3,  0,  0,  1,  0,  1,  3,  2,
+     0, -3, -1, -2, -3,  0,  0,  1, -1,  0,  0, -1, -2,  1, -1,  0,
+    -1, -2, -2, -1,  0,  1,  3,  2, -2,  1, -1,  0,  1,  2,  2,  1,
+     0, -3, -3,  0, -1, -2,  0,  1, -1,  0, -2,  1,  0, -1, -1,  0,
+    -1, -2,  0,  1, -2, -1,  3,  2, -2,  1,  1,  2, -1,  0,  2,  1,
+    -1,  0, -2,  1, -2,  1,  1,  2, -2,  3, -1,  2, -1,  2,  0,  1,
+     0, -1, -1,  0, -1,  0,  2,  1, -1,  2,  0,  1,  0,  1,  1,  0,
+], np.int64)
 
 
 def euler_characteristic(mask: np.ndarray) -> int:
-    """Euler characteristic of a 3D mask, 26-connected foreground / 6-connected background."""
-    from skimage.measure import euler_number
+    """Euler characteristic of a 3D mask, 26-connected foreground / 6-connected background.
 
+    Same number as ``skimage.measure.euler_number(mask, connectivity=3)``, counted by a compiled pass over the
+    2x2x2 cubes of the foreground's bounding box (no int64 copies of the volume).
+    """
     mask = np.asarray(mask, bool)
-    if not mask.any():
+    box = _bounding_box(mask)
+    if box is None:
         return 0
-    return int(euler_number(np.pad(mask, 1), connectivity=3))
+    total = int(_euler_sum(np.ascontiguousarray(mask[box]), _EULER_LUT_26))
+    return int(0.125 * total)
 
 
 def delta_euler(mask: np.ndarray, voi: np.ndarray | None = None) -> float:
@@ -27,9 +53,16 @@ def delta_euler(mask: np.ndarray, voi: np.ndarray | None = None) -> float:
     mask = np.asarray(mask, bool)
     voi = np.ones(mask.shape, bool) if voi is None else np.asarray(voi, bool)
     inside = mask & voi
-    # the boundary shell: VOI voxels with a 6-neighbour outside the VOI (or the array edge)
-    shell = voi & ~ndimage.binary_erosion(np.pad(voi, 1))[1:-1, 1:-1, 1:-1]
-    return euler_characteristic(inside) - 0.5 * euler_characteristic(inside & shell)
+    box = _bounding_box(inside)
+    if box is None:
+        return 0.0
+    # the boundary shell (VOI voxels with a 6-neighbour outside the VOI or the array) is only needed where the
+    # structure is: erode the VOI on the structure's box plus one voxel, padded with "outside" as the array edge
+    grown = tuple(slice(max(0, s.start - 1), min(n, s.stop + 1)) for s, n in zip(box, mask.shape))
+    core = tuple(slice(s.start - g.start + 1, s.stop - g.start + 1) for s, g in zip(box, grown))
+    interior = ndimage.binary_erosion(np.pad(voi[grown], 1))[core]
+    inside = inside[box]
+    return euler_characteristic(inside) - 0.5 * euler_characteristic(inside & ~interior)
 
 
 def connectivity_density_per_mm3(mask: np.ndarray, *, spacing_mm, voi: np.ndarray | None = None) -> float:
@@ -39,3 +72,44 @@ def connectivity_density_per_mm3(mask: np.ndarray, *, spacing_mm, voi: np.ndarra
     if tv <= 0:
         return float("nan")
     return (1.0 - delta_euler(mask, voi)) / tv
+
+
+def _bounding_box(mask: np.ndarray):
+    slices = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if hit.size == 0:
+            return None
+        slices.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(slices)
+
+
+@njit(cache=True, parallel=True)
+def _euler_sum(m, lut):  # pragma: no cover - compiled
+    # every 2x2x2 cube touching the array, voxels beyond the edge are background; the cube whose
+    # far corner is (z, y, x) gets skimage's index 1*m[z,y,x] + 2*m[z,y-1,x] + 4*m[z,y,x-1] + 8*m[z,y-1,x-1]
+    # + 16*m[z-1,y,x] + 32*m[z-1,y-1,x] + 64*m[z-1,y,x-1] + 128*m[z-1,y-1,x-1]
+    nz, ny, nx = m.shape
+    partial = np.zeros(nz + 1, np.int64)
+    for z in prange(nz + 1):
+        acc = 0
+        for y in range(ny + 1):
+            for x in range(nx + 1):
+                idx = 0
+                for dz in range(2):
+                    zz = z - dz
+                    if zz < 0 or zz >= nz:
+                        continue
+                    for dy in range(2):
+                        yy = y - dy
+                        if yy < 0 or yy >= ny:
+                            continue
+                        for dx in range(2):
+                            xx = x - dx
+                            if xx < 0 or xx >= nx:
+                                continue
+                            if m[zz, yy, xx]:
+                                idx += 1 << (4 * dz + dy + 2 * dx)
+                acc += lut[idx]
+        partial[z] = acc
+    return partial.sum()

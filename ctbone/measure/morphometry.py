@@ -50,17 +50,17 @@ def standard_morphometry(seg) -> dict:
     """
     spacing = seg.image.spacing
     v = float(np.prod(spacing))
-    bone = seg.bone.array.astype(bool)
-    envelope = seg.envelope.array.astype(bool)
-    cortex = seg.cortex.array.astype(bool)
-    marrow = seg.marrow.array.astype(bool)
-    trab = seg.trabecular.array.astype(bool)
+    bone = _as_bool(seg.bone.array)
+    envelope = _as_bool(seg.envelope.array)
+    cortex = _as_bool(seg.cortex.array)
+    marrow = _as_bool(seg.marrow.array)
+    trab = _as_bool(seg.trabecular.array)
     n_slices = bone.shape[0]
     length_mm = n_slices * spacing[0]
 
     out: dict = {_THRESHOLD_NAME[seg.image.unit]: float(seg.threshold)}
-    tv = envelope.sum() * v
-    bv = (bone & envelope).sum() * v
+    tv = np.count_nonzero(envelope) * v
+    bv = _count_and(bone, envelope) * v
     out["tv_mm3"] = float(tv)
     out["bv_mm3"] = float(bv)
     out["bv_tv_pct"] = _pct(bv, tv)
@@ -70,27 +70,30 @@ def standard_morphometry(seg) -> dict:
     out["tmd"] = float(seg.raw_image.array[bone].mean()) if bone.any() else NAN
 
     # trabecular compartment (the VOI is the marrow cavity)
-    tb_tv = marrow.sum() * v
-    tb_bv = trab.sum() * v
+    tb_tv = np.count_nonzero(marrow) * v
+    tb_bv = np.count_nonzero(trab) * v
     out["tb_bv_tv_pct"] = _pct(tb_bv, tb_tv)
     if trab.any():
         out["tb_th_mm"] = _mean_thickness(trab, spacing)
         space = marrow & ~bone
-        out["tb_sp_mm"] = _mean_thickness(space, spacing) if space.any() else NAN
-        out["tb_n_per_mm"] = 1.0 / (out["tb_th_mm"] + out["tb_sp_mm"]) if space.any() else NAN
+        has_space = bool(space.any())
+        out["tb_sp_mm"] = _mean_thickness(space, spacing) if has_space else NAN
+        del space
+        out["tb_n_per_mm"] = 1.0 / (out["tb_th_mm"] + out["tb_sp_mm"]) if has_space else NAN
         out["conn_d_per_mm3"] = connectivity_density_per_mm3(trab, spacing_mm=spacing, voi=marrow)
     else:
         out.update(tb_th_mm=NAN, tb_sp_mm=NAN, tb_n_per_mm=NAN, conn_d_per_mm3=NAN)
 
     # cortical compartment (areas are slice means: volume / ROI length)
-    ct_bone = cortex & bone
     if cortex.any():
         out["ct_th_mm"] = _mean_thickness(cortex, spacing)
-        out["ct_ar_mm2"] = float(ct_bone.sum() * v / length_mm)
+        ct_bone = _count_and(cortex, bone)
+        out["ct_ar_mm2"] = float(ct_bone * v / length_mm)
         out["tt_ar_mm2"] = float(tv / length_mm)
-        out["ma_ar_mm2"] = float(marrow.sum() * v / length_mm)
+        out["ma_ar_mm2"] = float(np.count_nonzero(marrow) * v / length_mm)
         out["ct_ar_tt_ar_pct"] = _pct(out["ct_ar_mm2"], out["tt_ar_mm2"])
-        out["ct_po_pct"] = _pct((cortex & ~bone).sum(), cortex.sum())
+        n_cortex = np.count_nonzero(cortex)
+        out["ct_po_pct"] = _pct(n_cortex - ct_bone, n_cortex)
     else:
         out.update(ct_th_mm=NAN, ct_ar_mm2=NAN, tt_ar_mm2=float(tv / length_mm) if tv > 0 else NAN,
                    ma_ar_mm2=NAN, ct_ar_tt_ar_pct=NAN, ct_po_pct=NAN)
@@ -125,15 +128,43 @@ def _bone_surface_mm2(seg, bone: np.ndarray) -> float:
     # the smoothed image at the threshold, limited to the kept bone (despeckled particles stay out)
     from scipy import ndimage
 
-    near = ndimage.binary_dilation(bone, iterations=1)
+    # on the bone's box plus 2 voxels (clipped): the dilated bone plus a layer of `low`, so the field holds
+    # the same values as on the whole grid and marching cubes sees the same surface
+    box = _grown_box(bone, 2)
+    near = ndimage.binary_dilation(bone[box], iterations=1)
     low = np.float32(seg.threshold - 1.0)
-    field = np.where(near, seg.image.array, low)
+    field = np.where(near, seg.image.array[box], low)
+    del near
+    if field.size < bone.size and not (field == low).any():
+        field = np.where(ndimage.binary_dilation(bone, iterations=1), seg.image.array, low)  # bone fills the grid
     return surface_area_mm2(field, level=float(seg.threshold), spacing_mm=seg.image.spacing)
+
+
+def _grown_box(mask: np.ndarray, margin: int):
+    slices = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        slices.append(slice(max(0, int(hit[0]) - margin), min(mask.shape[axis], int(hit[-1]) + 1 + margin)))
+    return tuple(slices)
+
+
+def _as_bool(mask: np.ndarray) -> np.ndarray:
+    """A bool view of a 0/1 uint8 mask (no copy), else a bool copy."""
+    mask = np.asarray(mask)
+    if mask.dtype == np.uint8 and mask.flags.c_contiguous and (mask.size == 0 or mask.max() <= 1):
+        return mask.view(bool)
+    return mask.astype(bool)
+
+
+def _count_and(a: np.ndarray, b: np.ndarray) -> int:
+    """Number of voxels in both masks, slice by slice (no full-size temporary)."""
+    return int(sum(np.count_nonzero(a[z] & b[z]) for z in range(a.shape[0])))
 
 
 def _mean_thickness(mask: np.ndarray, spacing) -> float:
     # "open": the ROI's cut ends are not walls (a cortex cut by the ROI is not thinner there)
-    return float(local_thickness(mask, spacing_mm=spacing, outside="open")[mask].mean())
+    thickness = local_thickness(mask, spacing_mm=spacing, outside="open")
+    return float(thickness[mask].mean())
 
 
 def _pct(part, whole) -> float:

@@ -83,8 +83,29 @@ def local_thickness(mask: np.ndarray, *, spacing_mm=(1.0, 1.0, 1.0), outside: st
     if outside not in ("background", "open"):
         raise ValueError(f"outside must be 'background' or 'open', got {outside!r}")
     out = np.zeros(mask.shape, np.float32)
-    if not mask.any():
+    box = _bounding_box(mask, margin_vox=1)
+    if box is None:
         return out
+    # the structure's bounding box plus one voxel (clipped at the array edge) gives the same distances: a
+    # background voxel beyond the box is never nearer than its projection onto the box's margin layer
+    out[box] = _local_thickness_dense(np.ascontiguousarray(mask[box]), spacing, outside)
+    return out
+
+
+def _bounding_box(mask: np.ndarray, *, margin_vox: int):
+    """Slices of the foreground's bounding box grown by ``margin_vox`` (clipped), or None if empty."""
+    slices = []
+    for axis in range(mask.ndim):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=others))
+        if hit.size == 0:
+            return None
+        slices.append(slice(max(0, hit[0] - margin_vox), min(mask.shape[axis], hit[-1] + 1 + margin_vox)))
+    return tuple(slices)
+
+
+def _local_thickness_dense(mask: np.ndarray, spacing, outside: str) -> np.ndarray:
+    out = np.zeros(mask.shape, np.float32)
     dist2 = squared_distance(mask, spacing_mm=spacing, outside=outside)
     if not np.isfinite(dist2).all():  # "open" with no background voxel at all: the array edge is the only wall
         dist2 = squared_distance(mask, spacing_mm=spacing, outside="background")
@@ -137,8 +158,10 @@ def squared_distance(mask: np.ndarray, *, spacing_mm, outside: str = "background
     """Squared distance (mm²) of every foreground voxel centre to the nearest background voxel centre."""
     import edt
 
+    from ..segment.envelope import edt_threads
+
     return edt.edtsq(np.ascontiguousarray(mask, dtype=bool), anisotropy=tuple(spacing_mm),
-                     black_border=outside == "background", parallel=2)
+                     black_border=outside == "background", parallel=edt_threads())
 
 
 def distance_ridge(dist2: np.ndarray, *, spacing_mm) -> tuple[np.ndarray, np.ndarray]:

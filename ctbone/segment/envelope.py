@@ -21,18 +21,27 @@ _IN_SLICE = np.zeros((3, 3, 3), bool)
 _IN_SLICE[1] = True
 
 
+def edt_threads() -> int:
+    """Threads for the distance transforms: numba's thread count (NUMBA_NUM_THREADS; batch workers lower it)."""
+    import numba
+
+    return max(1, int(numba.get_num_threads()))
+
+
 def distance_to(mask: np.ndarray, spacing_mm) -> np.ndarray:
     """Euclidean distance in mm from every voxel to the nearest ``True`` voxel (0 on it)."""
     import edt
 
-    return edt.edt(np.ascontiguousarray(~mask), anisotropy=tuple(spacing_mm), black_border=False)
+    return edt.edt(np.ascontiguousarray(~mask), anisotropy=tuple(spacing_mm), black_border=False,
+                   parallel=edt_threads())
 
 
 def distance_inside(mask: np.ndarray, spacing_mm) -> np.ndarray:
     """Euclidean distance in mm from every ``True`` voxel to the nearest ``False`` voxel (0 outside)."""
     import edt
 
-    return edt.edt(np.ascontiguousarray(mask), anisotropy=tuple(spacing_mm), black_border=False)
+    return edt.edt(np.ascontiguousarray(mask), anisotropy=tuple(spacing_mm), black_border=False,
+                   parallel=edt_threads())
 
 
 def close_mm(mask: np.ndarray, *, spacing_mm, radius_mm: float) -> np.ndarray:
