@@ -79,7 +79,8 @@ def run_serial(jobs: Sequence[Job], *, stage: Callable | None = None) -> Iterato
 def run_processes(jobs: Sequence[Job], *, workers: int) -> Iterator[dict]:
     """Run the jobs in ``workers`` local processes, memory-aware."""
     names = {}
-    with cf.ProcessPoolExecutor(max_workers=workers) as pool:
+    threads = max(1, _cpu_count() // workers)  # each worker's compiled kernels and EDTs share the cores
+    with cf.ProcessPoolExecutor(max_workers=workers, initializer=_limit_threads, initargs=(threads,)) as pool:
         def submit(job):
             future = pool.submit(run_job, job)
             names[future] = job.name
@@ -88,6 +89,25 @@ def run_processes(jobs: Sequence[Job], *, workers: int) -> Iterator[dict]:
         for future in _iter_gated(jobs, submit, lambda fs: cf.wait(fs, return_when=cf.FIRST_COMPLETED),
                                   max_running=workers, budget_bytes=available_bytes()):
             yield _outcome(future, names[future])
+
+
+def _cpu_count() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _limit_threads(threads: int) -> None:
+    """Worker initializer: numba kernels (and the EDTs, which follow numba) use ``threads`` threads."""
+    try:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    except (ImportError, ValueError):
+        pass
 
 
 def run_dask(jobs: Sequence[Job], *, scheduler) -> Iterator[dict]:
