@@ -177,8 +177,16 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     final = (zs, box[1], box[2])
     info["crop_zyx"] = [[int(s.start), int(s.stop)] for s in final]
     roi_used = (zs.start * sz, (zs.stop - 1) * sz) if roi is not None else None
-    return _result(image.crop(final), raw.crop(final), threshold, method, bone_x[cut], envelope[cut], cortex[cut],
+    # compact copies: a view would keep the whole smoothed (or calibrated) scan alive with the result
+    image_c = _compact(image.crop(final))
+    raw_c = raw.crop(final) if raw.array is volume.array else _compact(raw.crop(final))
+    del image, smoothed
+    return _result(image_c, raw_c, threshold, method, bone_x[cut], envelope[cut], cortex[cut],
                    marrow[cut], roi_used, mode, info)
+
+
+def _compact(volume: Volume) -> Volume:
+    return volume.with_array(np.array(volume.array, order="C", copy=True))
 
 
 def _calibrated(volume: Volume, opts: AnalysisOptions) -> Volume:
