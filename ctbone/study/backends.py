@@ -79,8 +79,13 @@ def run_serial(jobs: Sequence[Job], *, stage: Callable | None = None) -> Iterato
 def run_processes(jobs: Sequence[Job], *, workers: int) -> Iterator[dict]:
     """Run the jobs in ``workers`` local processes, memory-aware."""
     names = {}
+    import multiprocessing
+
     threads = max(1, _cpu_count() // workers)  # each worker's compiled kernels and EDTs share the cores
-    with cf.ProcessPoolExecutor(max_workers=workers, initializer=_limit_threads, initargs=(threads,)) as pool:
+    # "spawn": a forked child of a process that already ran numba's OpenMP kernels (a serial batch or an
+    # analyze() earlier in the same session) is killed by the OpenMP runtime
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                initializer=_limit_threads, initargs=(threads,)) as pool:
         def submit(job):
             future = pool.submit(run_job, job)
             names[future] = job.name
