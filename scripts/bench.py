@@ -11,7 +11,7 @@ then, in a fresh child process so peak memory is the scan's own:
 * optionally times one snapshot.
 
 Usage:  python scripts/bench.py [--sizes 256,512,long] [--render] [--localthickness]
-Prints a Markdown table (paste it into README.md's performance section).
+Prints Markdown tables (docs/performance.md holds the latest, with the machine).
 """
 
 from __future__ import annotations
