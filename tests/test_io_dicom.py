@@ -190,8 +190,10 @@ def test_nonuniform_spacing_refused_or_resampled(tmp_path):
         ds = pydicom.dcmread(p)
         ds.ImagePositionPatient = [1.5, -2.0, 10.0 + 0.05 * i + (0.02 if i >= 3 else 0.0)]
         ds.save_as(p)
-    with pytest.raises(GeometryError, match="non-uniform slice spacing"):
+    with pytest.raises(GeometryError, match="non-uniform slice spacing") as refused:
         ctbone.read_scan(tmp_path)
+    assert "0.07 mm after 10.1000" in str(refused.value)  # names the odd gap and where it is
+    assert "--allow-nonuniform" in str(refused.value)  # and the fix
     resampled = ctbone.read_scan(tmp_path, allow_nonuniform=True)
     assert resampled.spacing[0] == pytest.approx(0.05)
 
@@ -202,3 +204,27 @@ def test_mixed_sizes_in_one_series_is_refused_with_the_fix(tmp_path):
     with pytest.raises(SeriesError, match=r"mixes image sizes.*--series"):
         ctbone.read_scan(tmp_path)
     assert ctbone.read_scan(tmp_path, series="1.2.9#2").shape == (3, 20, 20)
+
+
+# --- binary (segmented) exports ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("low,high,dtype", [(0, 1, "uint8"), (0, 255, "uint8"), (-1000, 3000, "int16")])
+def test_binary_dicom_export_is_marked_binary(tmp_path, low, high, dtype):
+    rng = np.random.default_rng(0)
+    array = np.where(rng.random((5, 16, 16)) > 0.7, high, low).astype(np.float32)
+    write_dicom_series(Volume(array, spacing=(0.02,) * 3), tmp_path, dtype=dtype)
+    back = ctbone.read_scan(tmp_path)
+    assert back.meta["is_binary"] is True
+
+
+def test_gray_dicom_is_not_binary(tmp_path):
+    write_dicom_series(known_volume(), tmp_path)
+    assert ctbone.read_scan(tmp_path).meta["is_binary"] is False
+
+
+def test_three_valued_dicom_is_not_binary(tmp_path):
+    array = np.zeros((5, 16, 16), np.float32)
+    array[2:, 4:12, 4:12] = 1000
+    array[3, 8, 8] = 500  # one voxel of a third value
+    write_dicom_series(Volume(array, spacing=(0.02,) * 3), tmp_path)
+    assert ctbone.read_scan(tmp_path).meta["is_binary"] is False

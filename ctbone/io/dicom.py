@@ -309,7 +309,8 @@ def slice_geometry(s: Series, path: Path, *, allow_nonuniform: bool = False) -> 
         if not allow_nonuniform:
             where = ", ".join(f"{gaps[i]:.4g} mm after {along[i]:.4f}" for i in off[:5])
             raise GeometryError(f"{path}: non-uniform slice spacing (median {step:.4g} mm; {where}). "
-                                f"Potential fix: allow resampling with allow_nonuniform=True.")
+                                f"Potential fix: allow resampling onto the median spacing with --allow-nonuniform "
+                                f"(read_scan(..., allow_nonuniform=True)).")
     if uniform:  # the mean gap over the whole extent is the most precise estimate
         step = float((along[-1] - along[0]) / (len(along) - 1))
     return SliceGeometry(positions, [(e[0], e[1]) for e in entries], step, direction, uniform)
@@ -474,6 +475,7 @@ def _resample_uniform(array: np.ndarray, along: np.ndarray):
 
 
 def _meta(s: Series, path: Path, slopes, intercepts, array) -> dict:
+    from .formats import _is_binary
     from .units import decide_unit
 
     h = s.first
@@ -484,6 +486,7 @@ def _meta(s: Series, path: Path, slopes, intercepts, array) -> dict:
         "series_key": s.key, "series_number": h.series_number, "series_description": h.description,
         "modality": h.modality, "patient_name": h.patient_name, "files": len(s.headers),
         "transfer_syntax": h.transfer_syntax, "enhanced_multiframe": h.enhanced,
+        "is_binary": _is_binary(array),  # a segmented (two-value) export: thresholding is trivial
         "rescale": {"slope_min": float(slopes.min()), "slope_max": float(slopes.max()),
                     "intercept_min": float(intercepts.min()), "intercept_max": float(intercepts.max()),
                     "varies_per_slice": bool(np.ptp(slopes) > 0 or np.ptp(intercepts) > 0),

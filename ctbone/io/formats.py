@@ -25,9 +25,21 @@ def has_suffix(path: Path, suffixes) -> bool:
 
 
 def _is_binary(array: np.ndarray) -> bool:
-    first = array.flat[0]
-    other = array[array != first]
-    return other.size > 0 and bool(np.all(other == other.flat[0]))
+    """True when ``array`` holds exactly two distinct values (a segmented export).
+
+    A strided sample rejects gray images at once; the full check runs slab by slab so
+    it never allocates more than one slab's worth of booleans.
+    """
+    if array.size == 0:
+        return False
+    sample = array.reshape(-1)[:: max(1, array.size // 65536)] if array.flags.c_contiguous else array.flat[:65536]
+    if np.unique(sample).size > 2:
+        return False
+    lo, hi = array.min(), array.max()
+    if lo == hi:
+        return False
+    slabs = array.reshape((-1,) + array.shape[-2:]) if array.ndim >= 2 else array[None]
+    return all(bool(np.all((slab == lo) | (slab == hi))) for slab in slabs)
 
 
 def _finish(array: np.ndarray, path: Path, spacing, origin, direction, fmt: str, extra: dict | None = None) -> Volume:
