@@ -21,8 +21,9 @@ class AnalysisOptions:
     threshold: str | float = "auto"
     # drop bone particles smaller than this
     min_particle_mm3: float = 0.001
-    # ROI along z, in mm from the first slice of the scan: (start, end), None = whole bone
-    roi_mm: tuple[float, float] | None = None
+    # ROI along z, in mm from the first slice of the scan: (start, end), "metaphyseal" (the standard
+    # metaphyseal ROI below the growth plate, found automatically), None = whole bone
+    roi_mm: tuple[float, float] | str | None = None
     # the largest cortical opening the periosteal envelope must bridge (diameter)
     max_defect_diameter_mm: float = 0.6
     # cortical defects and lesions
@@ -33,6 +34,12 @@ class AnalysisOptions:
     mirror_reference: bool = False
     # outputs
     render: bool = True
+    # what the scan is: "long-bone" (a whole bone or part of it: envelope, cortex, marrow) or
+    # "trabecular-cube" (a VOI cut from trabecular bone: the whole volume is the trabecular region)
+    mode: str = "long-bone"
+    # reading: resample a DICOM series with non-uniform slice spacing onto its median spacing
+    # instead of refusing it (used where a scan is read from a path: batch rows, references)
+    allow_nonuniform: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)

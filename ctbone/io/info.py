@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import GeometryError, ScanReadError, SeriesError
 
 
-def _dicom_info(path: Path, series) -> dict:
+def _dicom_info(path: Path, series, allow_nonuniform: bool = False) -> dict:
     from .dicom import _attach_frame_data, _decode, choose_series, group_series, scan_headers, slice_geometry
     from .units import decide_unit
 
@@ -30,9 +30,15 @@ def _dicom_info(path: Path, series) -> dict:
     h = chosen.first
     try:
         _attach_frame_data(chosen)
-        geometry = slice_geometry(chosen, path)
+        geometry = slice_geometry(chosen, path, allow_nonuniform=allow_nonuniform)
+        if not geometry.uniform:  # read_scan resamples onto the median spacing over the same extent
+            along = geometry.positions @ geometry.direction[:, 2]
+            n_resampled = int(np.floor((along[-1] - along[0]) / geometry.spacing_z + 1e-6)) + 1
+            info["nonuniform"] = {"slices_in_files": len(geometry.order), "resampled_slices": n_resampled,
+                                  "gaps_mm": sorted({round(float(g), 6) for g in np.diff(along)})[:10]}
         info["geometry"] = {
-            "shape_zyx": [len(geometry.order), h.rows, h.cols],
+            "shape_zyx": [info["nonuniform"]["resampled_slices"] if "nonuniform" in info else len(geometry.order),
+                          h.rows, h.cols],
             "spacing_zyx_mm": [geometry.spacing_z, *h.pixel_spacing],
             "origin_xyz_mm": [float(v) for v in geometry.positions[0]],
             "direction": geometry.direction.round(6).tolist(),
@@ -59,11 +65,12 @@ def _dicom_info(path: Path, series) -> dict:
     return info
 
 
-def scan_info(path, series=None, *, spacing=None) -> dict:
+def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False) -> dict:
     """A JSON-able description of the scan(s) at ``path``: series, choice, geometry, rescale, unit, vendor.
 
     DICOM folders are described from their headers (plus one decoded slice to tell HU from raw gray);
-    other formats are read.
+    other formats are read. With ``allow_nonuniform`` a DICOM series with non-uniform slice spacing is
+    described as `read_scan` would resample it (``"nonuniform"`` lists the gaps) instead of as a problem.
     """
     from .formats import SITK_SUFFIXES, TIFF_SUFFIXES, has_suffix
 
@@ -85,7 +92,7 @@ def scan_info(path, series=None, *, spacing=None) -> dict:
                 "is_binary": volume.meta.get("is_binary")}
     if path.is_dir() and not any(path.iterdir()):
         raise ScanReadError(f"{path}: folder is empty. Potential fix: point to the folder of the scan's files.")
-    return _dicom_info(path, series)
+    return _dicom_info(path, series, allow_nonuniform)
 
 
 def format_scan_info(info: dict, *, verbose: bool = False) -> str:
@@ -106,6 +113,10 @@ def format_scan_info(info: dict, *, verbose: bool = False) -> str:
         lines.append(f"origin (x, y, z) mm: {tuple(round(v, 4) for v in geometry['origin_xyz_mm'])}")
     if "unit" in info:
         lines.append(f"values: {info['unit']} ({info.get('unit_reason')})")
+    if info.get("nonuniform"):
+        n = info["nonuniform"]
+        lines.append(f"non-uniform slice spacing (gaps {n['gaps_mm']} mm): {n['slices_in_files']} slices resampled "
+                     f"to {n['resampled_slices']}")
     if info.get("rescale"):
         r = info["rescale"]
         lines.append(f"rescale: slope {r['slopes']} intercept {r['intercepts']}"

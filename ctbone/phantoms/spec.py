@@ -236,13 +236,18 @@ class PhantomSpec:
 
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise PhantomSpecError(f"{path}: cannot read the phantom spec ({exc.strerror})") from exc
+        except UnicodeDecodeError as exc:
+            raise PhantomSpecError(f"{path}: phantom spec is not UTF-8 text (byte {exc.start}). Potential fix: "
+                                   f"give a JSON file") from exc
         try:
             return cls.from_json(text)
         except PhantomSpecError as exc:
             raise PhantomSpecError(f"{path}: {exc}") from exc
+        except (TypeError, ValueError) as exc:  # a value of the wrong kind, e.g. "shape": 3 or "lesions": 5
+            raise PhantomSpecError(f"{path}: phantom spec: a field has a value of the wrong type ({exc})") from exc
 
 
 def _normalise_lesion(lesion, index: int) -> dict:

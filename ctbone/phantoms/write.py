@@ -70,8 +70,8 @@ def write_phantom(spec: PhantomSpec, outdir, *, seed: int = 0, distractors: bool
     write_dicom_series = _dicom_writer()
     outdir = Path(outdir)
     folder = outdir / "dicom"
+    volume, truth = make_phantom(spec, seed=seed)  # first: an impossible spec fails before anything is written
     folder.mkdir(parents=True, exist_ok=True)
-    volume, truth = make_phantom(spec, seed=seed)
     key = f"{spec.to_json(sort_keys=True)}|{seed}"
     pid = patient_id or f"PHANTOM-{spec.side}-{seed}"
     study_uid = _uid(key + "|study")

@@ -56,10 +56,14 @@ def run_job(job: Job) -> dict:
         analyze = analyze or ctbone.analyze
     try:
         _clean_partial(job.outdir)
-        volume = read(job.scan)
-        reference = read(job.reference) if job.reference is not None else None
+        # reading options travel in the analysis options (one frozen object per row); passed only when set,
+        # so replacement readers with the plain read_scan(path) signature keep working
+        read_kwargs = {"allow_nonuniform": True} if getattr(job.options, "allow_nonuniform", False) else {}
+        volume = read(job.scan, **read_kwargs)
+        reference = read(job.reference, **read_kwargs) if job.reference is not None else None
         kwargs = {"progress": lambda stage: log.info("%s: %s", job.name, stage)} if job.verbose else {}
         result = analyze(volume, reference=reference, options=job.options, **kwargs)
+        check_mode_applied(result, job.options)
         write_scan_outputs(result, job.outdir, render=job.render, extra=job.extra,
                            inputs=[p for p in (job.scan, job.reference) if p is not None])
         status, error = "ok", ""
@@ -68,6 +72,23 @@ def run_job(job: Job) -> dict:
         log.debug("%s failed:\n%s", job.name, traceback.format_exc())
         _remove_stale_outputs(job.outdir)
     return {"name": job.name, "status": status, "error": error, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def check_mode_applied(result, options) -> None:
+    """Refuse a result segmented in another mode than the options asked for (never a wrong number).
+
+    The segmentation records its mode; a pipeline that does not pass ``options.mode`` on
+    would silently measure a trabecular cube as a long bone.
+    """
+    wanted = getattr(options, "mode", "long-bone")
+    if wanted == "long-bone":
+        return
+    info = getattr(result, "info", None) or {}
+    got = info.get("mode", "long-bone")
+    if got != wanted:
+        raise CtboneError(f"analysis ran in mode {got!r}, not the requested {wanted!r}: this ctbone's pipeline does "
+                          f"not pass the mode to the segmentation. Potential fix: update ctbone, or analyse the "
+                          f"scan without --mode")
 
 
 def _clean_partial(folder: Path) -> None:

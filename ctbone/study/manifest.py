@@ -1,7 +1,7 @@
 """Study manifest: read a CSV of scans, validate every row, report all problems at once.
 
 Required columns: animal_id, group, scan (path relative to the manifest's folder).
-Optional: limb, timepoint, reference, roi_mm ("START:END" in mm), threshold ("auto" or a
+Optional: limb, timepoint, reference, roi_mm ("START:END" in mm, or "metaphyseal"), threshold ("auto" or a
 value), mirror_reference (yes/no). Any other column is carried through unchanged.
 """
 
@@ -34,7 +34,7 @@ class ManifestRow:
         Every column as read (text), in file order: carried to the outputs.
     scan, reference : Path
         Resolved input paths (reference None when absent).
-    roi_mm : (float, float) or None
+    roi_mm : (float, float), "metaphyseal" or None
     threshold : "auto", float or None (None: use the batch option)
     mirror_reference : bool or None (None: use the batch option)
     """
@@ -47,7 +47,7 @@ class ManifestRow:
     limb: str = ""
     timepoint: str = ""
     reference: Path | None = None
-    roi_mm: tuple[float, float] | None = None
+    roi_mm: tuple[float, float] | str | None = None
     threshold: str | float | None = None
     mirror_reference: bool | None = None
 
@@ -90,14 +90,25 @@ class Manifest:
         return list(dict.fromkeys(r.group for r in self.rows))
 
 
-def _parse_roi(text: str) -> tuple[float, float]:
-    parts = text.replace(",", ":").split(":")
+AUTOMATIC_ROIS = ("metaphyseal",)
+
+
+def parse_roi_mm(text: str) -> tuple[float, float] | str:
+    """``"START:END"`` (mm from the first slice, 0 <= START < END) or an automatic ROI name ("metaphyseal").
+
+    Raises ValueError for anything else (the caller words the message for its context).
+    """
+    name = text.strip().lower()
+    if name in AUTOMATIC_ROIS:
+        return name
+    parts = name.replace(",", ":").split(":")
     if len(parts) != 2:
         raise ValueError
     start, end = (float(p) for p in parts)
     if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end <= start:
         raise ValueError
     return start, end
+
 
 
 def _parse_threshold(text: str) -> str | float:
@@ -206,9 +217,10 @@ def read_manifest(path, *, allow_absolute_paths: bool = False, control: str | No
         roi = threshold = mirror = None
         if values.get("roi_mm"):
             try:
-                roi = _parse_roi(values["roi_mm"])
+                roi = parse_roi_mm(values["roi_mm"])
             except ValueError:
-                row_problems.append(f"roi_mm {values['roi_mm']!r} is not START:END in mm with 0 <= START < END")
+                row_problems.append(f"roi_mm {values['roi_mm']!r} is not START:END in mm with 0 <= START < END, "
+                                    f"nor 'metaphyseal'")
         if values.get("threshold"):
             try:
                 threshold = _parse_threshold(values["threshold"])
