@@ -31,22 +31,90 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
     root.propagate = False
 
 
+class ArgumentError(click.ClickException):
+    """An unusable argument found after parsing (e.g. a bad spec file): one line, exit 2."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file=None) -> None:
+        click.echo(f"ctbone: error: {self.format_message()}", err=True)
+
+
 def _parse_pair(text: str, name: str, sep: str) -> tuple[float, float]:
+    import math
+
     parts = text.split(sep)
     try:
         a, b = (float(p) for p in parts)
     except ValueError:
         raise click.BadParameter(f"expected two numbers as A{sep}B, got {text!r}", param_hint=name) from None
+    if not (math.isfinite(a) and math.isfinite(b)):
+        raise click.BadParameter(f"expected finite numbers, got {text!r}", param_hint=name)
     return a, b
 
 
 def _parse_threshold(text: str | None):
-    if text is None or text == "auto":
-        return "auto" if text else None
+    import math
+
+    if text is None:
+        return None
+    if text.strip().lower() == "auto":
+        return "auto"
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise click.BadParameter(f"expected 'auto' or a number in the image unit, got {text!r}", param_hint="--threshold") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise click.BadParameter(f"expected 'auto' or a number in the image unit, got {text!r}", param_hint="--threshold")
+    return value
+
+
+def _parse_roi(text: str | None):
+    if text is None:
+        return None
+    from .study.manifest import parse_roi_mm
+
+    try:
+        return parse_roi_mm(text)
+    except ValueError:
+        raise click.BadParameter(f"expected START:END in mm along z with 0 <= START < END, or 'metaphyseal', "
+                                 f"got {text!r}", param_hint="--roi-mm") from None
+
+
+def _parse_calibration(text: str | None, rod_densities: str | None, allow_nonuniform: bool = False):
+    """SLOPE,INTERCEPT, or the path of a calibration-phantom scan fitted against --rod-densities."""
+    if text is None:
+        if rod_densities is not None:
+            raise click.BadParameter("needs --calibration PHANTOM_SCAN", param_hint="--rod-densities")
+        return None
+    if not Path(text).exists():
+        if rod_densities is not None:
+            raise click.BadParameter(f"--rod-densities needs --calibration to be a phantom scan; {text!r} is not "
+                                     f"a file or folder", param_hint="--rod-densities")
+        slope, intercept = _parse_pair(text, "--calibration", ",")
+        if slope <= 0:
+            raise click.BadParameter(f"SLOPE must be positive (denser is brighter), got {text!r}",
+                                     param_hint="--calibration")
+        return slope, intercept
+    if rod_densities is None:
+        raise click.BadParameter(f"{text} is a calibration-phantom scan: give its rods' densities with "
+                                 f"--rod-densities MGHA_CM3,MGHA_CM3[,...]", param_hint="--calibration")
+    try:
+        densities = [float(v) for v in rod_densities.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected densities in mg HA/cm3 separated by commas, got {rod_densities!r}",
+                                 param_hint="--rod-densities") from None
+    from .calibrate import fit_calibration_phantom
+    from .errors import CalibrationError
+    from .io import read_scan
+
+    phantom = read_scan(text, allow_nonuniform=allow_nonuniform)
+    try:
+        slope, intercept = fit_calibration_phantom(phantom, densities_mgha_cm3=densities)
+    except CalibrationError as exc:
+        raise ArgumentError(str(exc)) from exc
+    log.warning("calibration from the phantom %s: mg HA/cm3 = value * %.6g + %.6g", text, slope, intercept)
+    return slope, intercept
 
 
 def _parse_spacing(text: str | None):
@@ -56,46 +124,88 @@ def _parse_spacing(text: str | None):
         values = [float(v) for v in text.replace("x", ",").split(",")]
     except ValueError:
         raise click.BadParameter(f"expected SPACING_MM or Z,Y,X in mm, got {text!r}", param_hint="--spacing") from None
-    if len(values) not in (1, 3) or any(v <= 0 for v in values):
+    if len(values) not in (1, 3) or any(not v > 0 or v == float("inf") for v in values):
         raise click.BadParameter(f"expected one or three positive mm values, got {text!r}", param_hint="--spacing")
     return values[0] if len(values) == 1 else tuple(values)
 
 
 def _analysis_overrides(threshold, calibration, roi_mm, max_defect_diameter_mm, min_defect_area_mm2, min_lesion_mm3,
-                        sigma_vox, mirror_reference, no_render) -> dict:
+                        sigma_vox, mirror_reference, no_render, *, mode=None, allow_nonuniform=False,
+                        rod_densities=None) -> dict:
+    for name, value in (("--max-defect-diameter-mm", max_defect_diameter_mm), ("--min-defect-area-mm2", min_defect_area_mm2),
+                        ("--min-lesion-mm3", min_lesion_mm3), ("--sigma-vox", sigma_vox)):
+        if value is not None and not (0 <= value < float("inf")):
+            raise click.BadParameter(f"must be a finite number >= 0, got {value}", param_hint=name)
+    roi = _parse_roi(roi_mm)
+    threshold_value = _parse_threshold(threshold)
     overrides = {
-        "threshold": _parse_threshold(threshold),
-        "calibration": _parse_pair(calibration, "--calibration", ",") if calibration else None,
-        "roi_mm": _parse_pair(roi_mm, "--roi-mm", ":") if roi_mm else None,
+        "threshold": threshold_value,
+        "calibration": _parse_calibration(calibration, rod_densities, allow_nonuniform),
+        "roi_mm": roi,
         "max_defect_diameter_mm": max_defect_diameter_mm,
         "min_defect_area_mm2": min_defect_area_mm2,
         "min_lesion_mm3": min_lesion_mm3,
         "sigma_vox": sigma_vox,
         "mirror_reference": True if mirror_reference else None,
         "render": False if no_render else None,
+        "mode": mode,
+        "allow_nonuniform": True if allow_nonuniform else None,
     }
     return {k: v for k, v in overrides.items() if v is not None}
+
+
+def _default(name: str):
+    from .options import AnalysisOptions
+
+    return getattr(AnalysisOptions(), name)
+
+
+ALLOW_NONUNIFORM_HELP = ("Resample a DICOM series whose slice spacing varies onto its median spacing (mm), by linear "
+                         "interpolation between slices, instead of refusing it. Missing slices are still refused.")
+
+
+def allow_nonuniform_option(func):
+    return click.option("--allow-nonuniform", is_flag=True, help=ALLOW_NONUNIFORM_HELP)(func)
 
 
 def analysis_options(func):
     """The options shared by `analyze` and `batch` (SPEC.md)."""
     decorators = [
         click.option("--threshold", metavar="auto|VALUE", default=None,
-                     help="Bone threshold in the image unit (HU, mg HA/cm3 with --calibration, or raw gray), or 'auto' "
-                          "(default): a histogram method that separates bone from soft tissue and marrow."),
-        click.option("--calibration", metavar="SLOPE,INTERCEPT", default=None,
-                     help="Map HU to mg HA/cm3 as HU*SLOPE+INTERCEPT before segmenting; thresholds are then in mg HA/cm3."),
-        click.option("--roi-mm", metavar="START:END", default=None,
-                     help="Analyse only this range along z, in mm from the first slice (default: the whole bone)."),
+                     help="Bone threshold: 'auto' (default; half-way between the bone and soft-tissue peaks of the "
+                          "histogram) or a VALUE in the image unit: HU; mg HA/cm3 when --calibration is given or the "
+                          "scan carries a vendor density calibration (Scanco); raw gray value otherwise."),
+        click.option("--calibration", metavar="SLOPE,INTERCEPT|PHANTOM_SCAN", default=None,
+                     help="Density calibration applied before segmenting: mg HA/cm3 = value * SLOPE + INTERCEPT "
+                          "(SLOPE in mg HA/cm3 per HU, or per gray value for raw images; INTERCEPT in mg HA/cm3). "
+                          "Replaces a vendor calibration; --threshold is then in mg HA/cm3. Or the path of a "
+                          "calibration-phantom scan: its rods are fitted against --rod-densities."),
+        click.option("--rod-densities", metavar="MGHA_CM3,...", default=None,
+                     help="Densities of the calibration phantom's rods in mg HA/cm3 (e.g. 250,750), with "
+                          "--calibration PHANTOM_SCAN."),
+        click.option("--roi-mm", metavar="START:END|metaphyseal", default=None,
+                     help="Region analysed along z (the slice axis). START:END: in mm from the centre of the first "
+                          "slice, 0 <= START < END. 'metaphyseal': the standard metaphyseal ROI found automatically, "
+                          "starting 0.1 mm below the growth plate and 1.0 mm long towards the shaft (fails when no "
+                          "growth plate is found). Default: the whole bone."),
+        click.option("--mode", type=click.Choice(["long-bone", "trabecular-cube"]), default=None,
+                     help="long-bone (default): a bone or part of one, split into periosteal envelope, cortex and "
+                          "marrow. trabecular-cube: the scan is a VOI cut from trabecular bone; the whole volume is "
+                          "the trabecular region (no envelope crop, no cortex)."),
         click.option("--reference", type=click.Path(exists=True, path_type=Path), default=None,
                      help="Contralateral or baseline scan of the same animal: adds bone_lost/gained_mm3 and _pct."),
         click.option("--mirror-reference", is_flag=True, help="The reference is the other limb: mirror it before registering."),
+        allow_nonuniform_option,
         click.option("--max-defect-diameter-mm", type=float, default=None,
-                     help="Widest cortical opening the periosteal envelope bridges (default 0.6)."),
+                     help=f"Widest cortical opening the periosteal envelope bridges, in mm "
+                          f"(default {_default('max_defect_diameter_mm')} mm)."),
         click.option("--min-defect-area-mm2", type=float, default=None,
-                     help="Smallest opening counted as a cortical defect, on the periosteal surface (default 0.005)."),
-        click.option("--min-lesion-mm3", type=float, default=None, help="Smallest lesion volume kept (default 0.001)."),
-        click.option("--sigma-vox", type=float, default=None, help="Gaussian smoothing sigma in voxels (default 0.8)."),
+                     help=f"Smallest opening counted as a cortical defect, in mm2 on the periosteal surface "
+                          f"(default {_default('min_defect_area_mm2')} mm2)."),
+        click.option("--min-lesion-mm3", type=float, default=None,
+                     help=f"Smallest lesion volume kept, in mm3 (default {_default('min_lesion_mm3')} mm3)."),
+        click.option("--sigma-vox", type=float, default=None,
+                     help=f"Gaussian smoothing sigma in voxels (default {_default('sigma_vox')} voxels)."),
         click.option("--no-render", is_flag=True, help="Do not write 3D snapshots."),
     ]
     for decorator in reversed(decorators):
@@ -125,16 +235,18 @@ def cli(ctx, debug):
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--series", default=None, help="Series to describe as chosen (UID or SeriesNumber).")
-@click.option("--spacing", default=None, help="Voxel size in mm for TIFF stacks (one value or Z,Y,X).")
+@click.option("--spacing", metavar="MM|Z,Y,X", default=None,
+              help="Voxel size in mm for TIFF stacks (one value, or Z,Y,X in mm).")
+@allow_nonuniform_option
 @click.option("-v", "--verbose", is_flag=True, help="Also list skipped files and why.")
-def info(path, as_json, series, spacing, verbose):
+def info(path, as_json, series, spacing, allow_nonuniform, verbose):
     """Describe the scan(s) at PATH: series found, the chosen one, geometry, rescale, units, vendor."""
     import json
 
     from .io import format_scan_info, scan_info
 
     _configure_logging(verbose, False)
-    description = scan_info(path, series=series, spacing=_parse_spacing(spacing))
+    description = scan_info(path, series=series, spacing=_parse_spacing(spacing), allow_nonuniform=allow_nonuniform)
     if as_json:
         click.echo(json.dumps(description, indent=2, default=str))
     else:
@@ -152,44 +264,110 @@ def _refuse_output_inside_input(outdir: Path, *inputs: Path | None) -> None:
                               f"an input folder. Potential fix: choose an output folder elsewhere.")
 
 
-@cli.command()
+def _set_kernel_threads(workers: int | None) -> None:
+    """Threads of the compiled kernels and distance transforms of this process (analyze --workers)."""
+    if workers is None:
+        return
+    import numba
+
+    numba.set_num_threads(max(1, min(workers, numba.config.NUMBA_NUM_THREADS)))
+
+
+ANALYZE_HELP = """Analyse one scan at PATH and write metrics.csv, metrics.json, lesions.csv, masks/ and snapshot.png
+    to OUTDIR.
+
+    Units: when the scan carries a vendor density calibration (Scanco density slope/intercept tags), it is
+    applied automatically: the image is then in mg HA/cm3, and a fixed --threshold is read in mg HA/cm3. Otherwise
+    the image is in HU (DICOM rescale) or raw gray values. --calibration SLOPE,INTERCEPT maps the image values to
+    mg HA/cm3 as value * SLOPE + INTERCEPT (instead of any vendor calibration); --threshold is then in mg HA/cm3 too.
+    --calibration PHANTOM_SCAN --rod-densities 250,750 fits SLOPE and INTERCEPT from a scan of a density phantom.
+    Metric names carry their unit (threshold_hu or threshold_mgha_cm3, ..._mm3, ..._pct).
+    """
+
+
+@cli.command(help=ANALYZE_HELP)
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--series", default=None, help="Series to analyse (UID or SeriesNumber) when PATH holds several.")
-@click.option("--spacing", default=None, help="Voxel size in mm for TIFF stacks (one value or Z,Y,X).")
+@click.option("--spacing", metavar="MM|Z,Y,X", default=None,
+              help="Voxel size in mm for TIFF stacks (one value, or Z,Y,X in mm).")
 @analysis_options
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Threads (a count) for the compiled measurement kernels of this scan (default: all cores).")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="Run the analysis on a dask.distributed cluster (scheduler address, e.g. tcp://host:8786); "
+                   "PATH and OUTDIR must be reachable by the workers.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Log each stage and skipped files.")
-def analyze(path, outdir, series, spacing, threshold, calibration, roi_mm, reference, mirror_reference,
-            max_defect_diameter_mm, min_defect_area_mm2, min_lesion_mm3, sigma_vox, no_render, quiet, verbose):
-    """Analyse one scan at PATH and write metrics.csv, metrics.json, lesions.csv, masks/ and snapshot.png to OUTDIR."""
+def analyze(path, outdir, series, spacing, threshold, calibration, rod_densities, roi_mm, mode, reference,
+            mirror_reference, allow_nonuniform, max_defect_diameter_mm, min_defect_area_mm2, min_lesion_mm3,
+            sigma_vox, no_render, workers, scheduler, quiet, verbose):
     _configure_logging(verbose, quiet)
-    overrides = _analysis_overrides(threshold, calibration, roi_mm, max_defect_diameter_mm, min_defect_area_mm2,
-                                    min_lesion_mm3, sigma_vox, mirror_reference, no_render)
     spacing_mm = _parse_spacing(spacing)
+    if scheduler is not None and (series is not None or spacing_mm is not None):
+        raise click.BadParameter("--series and --spacing are not sent to a cluster; analyse locally",
+                                 param_hint="--scheduler")
     _refuse_output_inside_input(outdir, path, reference)
+    overrides = _analysis_overrides(threshold, calibration, roi_mm, max_defect_diameter_mm, min_defect_area_mm2,
+                                    min_lesion_mm3, sigma_vox, mirror_reference, no_render, mode=mode,
+                                    allow_nonuniform=allow_nonuniform, rod_densities=rod_densities)
+    if scheduler is not None:
+        return _analyze_on_cluster(path, outdir, reference, overrides, scheduler, quiet)
     from . import analyze as run_analysis, read_scan
     from .report.scan_outputs import write_scan_outputs
+    from .study.job import check_mode_applied
 
-    volume = read_scan(path, series=series, spacing=spacing_mm)
+    _set_kernel_threads(workers)
+    volume = read_scan(path, series=series, spacing=spacing_mm, allow_nonuniform=allow_nonuniform)
     log.info("read %s: %s", path, volume)
-    result = run_analysis(volume, reference=reference, **overrides)
+    reference_volume = read_scan(reference, allow_nonuniform=allow_nonuniform) if reference is not None else None
+    result = run_analysis(volume, reference=reference_volume, **overrides)
+    check_mode_applied(result, result.options)
     written = write_scan_outputs(result, outdir, render=result.options.render,
                                  inputs=[p for p in (path, reference) if p is not None])
     if not quiet:
-        m = result.metrics
-        click.echo(f"{path}: BV {m.get('bv_mm3', float('nan')):.4g} mm3, "
-                   f"{m.get('cortical_defect_count', 0)} cortical defect(s), "
-                   f"lytic {m.get('lytic_volume_mm3', float('nan')):.4g} mm3, "
-                   f"blastic {m.get('blastic_volume_mm3', float('nan')):.4g} mm3 -> {outdir}")
+        _echo_summary(path, outdir, result.metrics)
     return written
+
+
+def _echo_summary(path, outdir, m: dict) -> None:
+    def number(name):
+        value = m.get(name)
+        return float("nan") if value is None else value
+
+    click.echo(f"{path}: BV {number('bv_mm3'):.4g} mm3, "
+               f"{m.get('cortical_defect_count', 0)} cortical defect(s), "
+               f"lytic {number('lytic_volume_mm3'):.4g} mm3, "
+               f"blastic {number('blastic_volume_mm3'):.4g} mm3 -> {outdir}")
+
+
+def _analyze_on_cluster(path, outdir, reference, overrides, scheduler, quiet) -> int:
+    """One scan as one job on a dask.distributed cluster (the batch machinery, a study of one)."""
+    import json
+
+    from .pipeline import make_options
+    from .study.backends import run_dask
+    from .study.job import Job
+
+    options = make_options(**overrides)
+    job = Job(name=Path(path).name, scan=Path(path).resolve(), reference=Path(reference).resolve() if reference else None,
+              options=options, outdir=Path(outdir).resolve(), render=options.render)
+    outcome = next(iter(run_dask([job], scheduler=scheduler)))
+    if outcome["status"] != "ok":
+        click.echo(f"ctbone: error: {outcome['error']}", err=True)
+        return EXIT_FAILED
+    if not quiet:
+        metrics = json.loads((Path(outdir) / "metrics.json").read_text()).get("metrics", {})
+        _echo_summary(path, outdir, metrics)
+    return EXIT_OK
 
 
 @cli.command()
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @analysis_options
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Scans analysed in parallel (local processes).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Scans analysed in parallel (a count of local worker processes).")
 @click.option("--scheduler", metavar="ADDRESS", default=None, help="Run on a dask.distributed cluster (e.g. tcp://host:8786).")
 @click.option("--control", default=None, help="Control group for statistics (default: the first group in the manifest).")
 @click.option("--force", is_flag=True, help="Recompute every scan, even those whose outputs are complete and unchanged.")
@@ -197,22 +375,24 @@ def analyze(path, outdir, series, spacing, threshold, calibration, roi_mm, refer
 @click.option("--allow-absolute-paths", is_flag=True, help="Allow manifest paths outside the manifest's folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; only errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Show stages within each scan.")
-def batch(manifest, outdir, threshold, calibration, roi_mm, reference, mirror_reference, max_defect_diameter_mm,
-          min_defect_area_mm2, min_lesion_mm3, sigma_vox, no_render, workers, scheduler, control, force,
-          validate_only, allow_absolute_paths, quiet, verbose):
+def batch(manifest, outdir, threshold, calibration, rod_densities, roi_mm, mode, reference, mirror_reference,
+          allow_nonuniform, max_defect_diameter_mm, min_defect_area_mm2, min_lesion_mm3, sigma_vox, no_render, workers,
+          scheduler, control, force, validate_only, allow_absolute_paths, quiet, verbose):
     """Analyse every scan of a study MANIFEST (CSV: animal_id, group, scan[, limb, timepoint, reference, ...]).
 
     Writes per_animal.csv, lesions.csv, group_summary.csv, group_stats.csv, study.pzfx, plots/, snapshots/,
     report.html and run.json to OUTDIR. Re-running skips scans already done (use --force to recompute).
+    The manifest's roi_mm (START:END in mm, or metaphyseal) and threshold columns override the options per row.
     """
     from .pipeline import make_options
     from .study import run_batch
 
     _configure_logging(verbose, quiet)
-    overrides = _analysis_overrides(threshold, calibration, roi_mm, max_defect_diameter_mm, min_defect_area_mm2,
-                                    min_lesion_mm3, sigma_vox, mirror_reference, no_render)
     if reference is not None:
         raise click.BadParameter("give references per animal in the manifest's 'reference' column", param_hint="--reference")
+    overrides = _analysis_overrides(threshold, calibration, roi_mm, max_defect_diameter_mm, min_defect_area_mm2,
+                                    min_lesion_mm3, sigma_vox, mirror_reference, no_render, mode=mode,
+                                    allow_nonuniform=allow_nonuniform, rod_densities=rod_densities)
     options = make_options(**overrides)
     return run_batch(manifest, outdir, options=options, workers=workers, scheduler=scheduler, force=force, quiet=quiet,
                      verbose=verbose, control=control, validate_only=validate_only,
@@ -224,12 +404,17 @@ def batch(manifest, outdir, threshold, calibration, roi_mm, reference, mirror_re
 @click.option("-o", "--output", "out_png", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG to write.")
 @click.option("--view", type=click.Choice(["oblique", "anterior", "posterior", "medial", "lateral", "panel"]),
               default="oblique", show_default=True, help="Camera view, or a 2x2 panel of four views.")
-@click.option("--size", default="1600x1200", show_default=True, help="Image size WIDTHxHEIGHT in pixels.")
+@click.option("--size", metavar="WIDTHxHEIGHT", default="1600x1200", show_default=True,
+              help="Image size in pixels.")
 @click.option("--label", default=None, help="Text written on the picture (e.g. animal and group).")
 @click.option("--series", default=None, help="Series to render (UID or SeriesNumber).")
-@click.option("--spacing", default=None, help="Voxel size in mm for TIFF stacks.")
-@click.option("--threshold", metavar="auto|VALUE", default=None, help="Bone threshold (default auto).")
-def render(path, out_png, view, size, label, series, spacing, threshold):
+@click.option("--spacing", metavar="MM|Z,Y,X", default=None,
+              help="Voxel size in mm for TIFF stacks (one value, or Z,Y,X in mm).")
+@click.option("--threshold", metavar="auto|VALUE", default=None,
+              help="Bone threshold: 'auto' (default) or a VALUE in the image unit (HU; mg HA/cm3 when the scan "
+                   "carries a vendor density calibration; raw gray value otherwise).")
+@allow_nonuniform_option
+def render(path, out_png, view, size, label, series, spacing, threshold, allow_nonuniform):
     """Render a 3D snapshot of the bone at PATH with lesions coloured."""
     from .render import render_scan
 
@@ -237,30 +422,45 @@ def render(path, out_png, view, size, label, series, spacing, threshold):
         width, height = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise click.BadParameter(f"expected WIDTHxHEIGHT, got {size!r}", param_hint="--size") from None
+    if width < 1 or height < 1:
+        raise click.BadParameter(f"expected positive WIDTHxHEIGHT in pixels, got {size!r}", param_hint="--size")
     _configure_logging(False, False)
     _refuse_output_inside_input(out_png.parent, path)
     options = {"threshold": _parse_threshold(threshold)} if threshold else {}
     render_scan(path, out_png, view=view, size=(width, height), label=label, series=series,
-                spacing=_parse_spacing(spacing), **options)
+                spacing=_parse_spacing(spacing), allow_nonuniform=allow_nonuniform, **options)
     click.echo(f"wrote {out_png}")
 
 
 @cli.command()
 @click.argument("outdir", type=click.Path(path_type=Path))
-@click.option("--seed", type=int, default=0, show_default=True, help="Noise seed (same seed, same phantom).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Noise seed, an integer (same seed, same phantom).")
 @click.option("--study", is_flag=True, help="Write the whole demo study (several animals, both limbs) with a manifest.")
 @click.option("--spec", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="JSON phantom definition (default: a tibia with a perforation, a lytic cavity and a blastic outgrowth).")
+              help="JSON phantom definition: PhantomSpec fields, lengths in mm and intensities in HU (default: a "
+                   "tibia with perforations, a lytic cavity and a blastic outgrowth).")
 def phantom(outdir, seed, study, spec):
     """Write synthetic mouse-bone scans with exact ground truth (DICOM series + truth.json)."""
     from . import phantoms
 
     if study:
+        if spec is not None:
+            raise click.BadParameter("--study writes the demo study's own phantoms; drop --spec", param_hint="--spec")
         manifest = phantoms.write_study(outdir, seed=seed)
         click.echo(f"wrote demo study; manifest: {manifest}")
         return
-    phantom_spec = phantoms.PhantomSpec.from_json(spec.read_text()) if spec else phantoms.default_spec()
-    folder = phantoms.write_phantom(phantom_spec, outdir, seed=seed)
+    if spec is None:
+        phantom_spec = phantoms.default_spec()
+    else:
+        try:
+            phantom_spec = phantoms.PhantomSpec.from_file(spec)
+        except phantoms.PhantomSpecError as exc:
+            raise ArgumentError(str(exc)) from exc
+    try:
+        folder = phantoms.write_phantom(phantom_spec, outdir, seed=seed)
+    except phantoms.PhantomSpecError as exc:  # found while drawing (e.g. a shape too small for the bone)
+        raise ArgumentError(f"{spec}: {exc}" if spec is not None else str(exc)) from exc
     click.echo(f"wrote phantom to {folder} (DICOM in dicom/, ground truth in truth.json)")
 
 

@@ -58,3 +58,282 @@ def test_console_script_runs_as_a_process():
     proc = subprocess.run([sys.executable, "-m", "ctbone.cli", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0
     assert "Usage: ctbone" in proc.stdout
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+class Stop(Exception):
+    """Raised by fakes once they have recorded their arguments."""
+
+
+def _record(monkeypatch, module, name, calls):
+    def fake(*args, **kwargs):
+        calls.append((args, kwargs))
+        raise Stop
+
+    monkeypatch.setattr(module, name, fake)
+
+
+def _nonuniform_dicom(folder, shape=(6, 16, 16)):
+    """A DICOM series whose gap after the third slice is 0.07 mm instead of 0.05 mm."""
+    import numpy as np
+    import pydicom
+
+    from ctbone.io import write_dicom_series
+    from ctbone.volume import Volume
+
+    array = np.random.default_rng(0).integers(-1000, 2000, size=shape).astype(np.float32)
+    paths = write_dicom_series(Volume(array, spacing=(0.05, 0.02, 0.02), origin=(0.0, 0.0, 10.0)), folder)
+    for i, p in enumerate(paths):
+        ds = pydicom.dcmread(p)
+        ds.ImagePositionPatient = [0.0, 0.0, 10.0 + 0.05 * i + (0.02 if i >= 3 else 0.0)]
+        ds.save_as(p)
+    return folder
+
+
+# --- --allow-nonuniform ------------------------------------------------------------------------------
+
+def test_info_allow_nonuniform_describes_the_resampled_geometry(tmp_path, capsys):
+    import json
+
+    scan = _nonuniform_dicom(tmp_path / "scan")
+    assert main(["info", str(scan), "--json"]) == 0
+    refused = json.loads(capsys.readouterr().out)
+    assert "non-uniform slice spacing" in refused["problem"] and "--allow-nonuniform" in refused["problem"]
+    assert main(["info", str(scan), "--json", "--allow-nonuniform"]) == 0
+    allowed = json.loads(capsys.readouterr().out)
+    assert allowed["problem"] is None
+    # 0.27 mm of extent on the median 0.05 mm grid: 6 slices (5.4 -> floor 5, + 1)
+    assert allowed["geometry"]["shape_zyx"] == [6, 16, 16]
+    assert allowed["geometry"]["spacing_zyx_mm"][0] == pytest.approx(0.05)
+    assert allowed["nonuniform"]["gaps_mm"] == [0.05, 0.07]
+
+
+def test_analyze_without_allow_nonuniform_names_the_positions_and_the_option(tmp_path, capsys):
+    scan = _nonuniform_dicom(tmp_path / "scan")
+    status = main(["analyze", str(scan), "-o", str(tmp_path / "out"), "--no-render"])
+    err = capsys.readouterr().err
+    assert status == EXIT_FAILED
+    assert "0.07 mm after 10.1000" in err and "--allow-nonuniform" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_analyze_allow_nonuniform_reaches_the_reader(tmp_path, monkeypatch, capsys):
+    import ctbone
+
+    scan = _nonuniform_dicom(tmp_path / "scan")
+    calls = []
+    _record(monkeypatch, ctbone, "analyze", calls)
+    status = main(["analyze", str(scan), "-o", str(tmp_path / "out"), "--allow-nonuniform"])
+    assert status == EXIT_FAILED  # the fake analysis stops after recording
+    (volume,), kwargs = calls[0]
+    assert volume.spacing[0] == pytest.approx(0.05) and volume.shape == (6, 16, 16)
+    assert kwargs["allow_nonuniform"] is True  # recorded in the options (run.json, metrics.json)
+
+
+def test_batch_allow_nonuniform_goes_into_the_options(tmp_path, monkeypatch):
+    import ctbone.study
+
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("animal_id,group,scan\nA1,ctl,s\n")
+    calls = []
+    _record(monkeypatch, ctbone.study, "run_batch", calls)
+    main(["batch", str(manifest), "-o", str(tmp_path / "out"), "--allow-nonuniform", "--roi-mm", "metaphyseal",
+          "--mode", "trabecular-cube"])
+    options = calls[0][1]["options"]
+    assert options.allow_nonuniform is True and options.roi_mm == "metaphyseal" and options.mode == "trabecular-cube"
+
+
+def test_batch_job_reads_with_allow_nonuniform_only_when_asked(tmp_path):
+    from ctbone.options import AnalysisOptions
+    from ctbone.study.job import Job, run_job
+
+    reads = []
+
+    def read(path, **kwargs):
+        reads.append(kwargs)
+        raise Stop
+
+    for allow, expected in ((True, {"allow_nonuniform": True}), (False, {})):
+        job = Job(name="a", scan=tmp_path / "s", reference=None, options=AnalysisOptions(allow_nonuniform=allow),
+                  outdir=tmp_path / "o", render=False, read_fn=read, analyze_fn=lambda *a, **k: None)
+        assert run_job(job)["status"] == "error"
+        assert reads[-1] == expected
+
+
+def test_render_allow_nonuniform_is_passed_on(tmp_path, monkeypatch):
+    import ctbone.render
+
+    scan = _nonuniform_dicom(tmp_path / "scan")
+    calls = []
+    _record(monkeypatch, ctbone.render, "render_scan", calls)
+    main(["render", str(scan), "-o", str(tmp_path / "s.png"), "--allow-nonuniform", "--size", "200x100"])
+    args, kwargs = calls[0]
+    assert kwargs["allow_nonuniform"] is True and kwargs["size"] == (200, 100)
+
+
+# --- --roi-mm and --mode -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,expected", [("0.5:2.5", (0.5, 2.5)), ("metaphyseal", "metaphyseal"),
+                                           ("Metaphyseal", "metaphyseal")])
+def test_roi_mm_range_or_metaphyseal(tmp_path, monkeypatch, text, expected):
+    import ctbone
+
+    scan = _nonuniform_dicom(tmp_path / "scan")
+    calls = []
+    _record(monkeypatch, ctbone, "analyze", calls)
+    main(["analyze", str(scan), "-o", str(tmp_path / "out"), "--allow-nonuniform", "--roi-mm", text])
+    assert calls[0][1]["roi_mm"] == expected
+
+
+@pytest.mark.parametrize("text", ["2:1", "-1:2", "1:1", "nan:2", "1:2:3", "epiphyseal"])
+def test_bad_roi_mm_is_unusable(tmp_path, text, capsys):
+    assert main(["analyze", str(tmp_path), "-o", str(tmp_path.parent / "o"), "--roi-mm", text]) == EXIT_USAGE
+    assert "metaphyseal" in capsys.readouterr().err
+
+
+def test_manifest_roi_mm_accepts_metaphyseal(tmp_path):
+    from ctbone.study.manifest import read_manifest
+
+    (tmp_path / "s").mkdir()
+    (tmp_path / "m.csv").write_text("animal_id,group,scan,roi_mm\nA1,ctl,s,metaphyseal\nA2,ctl,s,1:2\n")
+    rows = read_manifest(tmp_path / "m.csv").rows
+    assert [r.overrides()["roi_mm"] for r in rows] == ["metaphyseal", (1.0, 2.0)]
+
+
+def test_mode_reaches_the_analysis(tmp_path, monkeypatch):
+    import ctbone
+
+    scan = _nonuniform_dicom(tmp_path / "scan")
+    calls = []
+    _record(monkeypatch, ctbone, "analyze", calls)
+    main(["analyze", str(scan), "-o", str(tmp_path / "out"), "--allow-nonuniform", "--mode", "trabecular-cube"])
+    assert calls[0][1]["mode"] == "trabecular-cube"
+    assert main(["analyze", str(scan), "-o", str(tmp_path / "out"), "--mode", "cube"]) == EXIT_USAGE
+
+
+def test_a_result_segmented_in_another_mode_is_refused():
+    from types import SimpleNamespace
+
+    from ctbone.errors import CtboneError
+    from ctbone.options import AnalysisOptions
+    from ctbone.study.job import check_mode_applied
+
+    cube = AnalysisOptions(mode="trabecular-cube")
+    with pytest.raises(CtboneError, match="not the requested 'trabecular-cube'"):
+        check_mode_applied(SimpleNamespace(info={}), cube)
+    check_mode_applied(SimpleNamespace(info={"mode": "trabecular-cube"}), cube)
+    check_mode_applied(SimpleNamespace(info={}), AnalysisOptions())
+
+
+# --- calibration arguments ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [
+    ["--calibration", "0,5"],                       # slope must be positive
+    ["--calibration", "1,nan"],
+    ["--calibration", "1,2,3"],
+    ["--rod-densities", "250,750"],                 # densities without a phantom scan
+    ["--calibration", "1.2,-100", "--rod-densities", "250,750"],
+    ["--calibration", "PHANTOM"],                   # a phantom scan without its densities
+    ["--calibration", "PHANTOM", "--rod-densities", "250,x"],
+    ["--threshold", "nan"],
+    ["--workers", "0"],
+    ["--max-defect-diameter-mm", "-1"],
+])
+def test_unusable_analysis_arguments_exit_2(tmp_path, args, capsys):
+    phantom_scan = tmp_path / "phantom_scan"
+    phantom_scan.mkdir()
+    args = [str(phantom_scan) if a == "PHANTOM" else a for a in args]
+    scan = tmp_path / "scan"
+    scan.mkdir()
+    assert main(["analyze", str(scan), "-o", str(tmp_path / "out"), *args]) == EXIT_USAGE
+    assert "Traceback" not in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_calibration_slope_intercept_reaches_the_analysis(tmp_path, monkeypatch):
+    import ctbone
+
+    scan = _nonuniform_dicom(tmp_path / "scan")
+    calls = []
+    _record(monkeypatch, ctbone, "analyze", calls)
+    main(["analyze", str(scan), "-o", str(tmp_path / "out"), "--allow-nonuniform", "--calibration", "0.5,100",
+          "--threshold", "600"])
+    assert calls[0][1]["calibration"] == (0.5, 100.0) and calls[0][1]["threshold"] == 600.0
+
+
+def test_batch_refuses_a_global_reference(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("animal_id,group,scan\nA1,ctl,s\n")
+    assert main(["batch", str(manifest), "-o", str(tmp_path / "out"), "--reference", str(manifest)]) == EXIT_USAGE
+
+
+# --- phantom --spec ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,problem", [
+    ('{"voxel_mm": 0.05, ', "not valid JSON"),
+    ('{"voxel_mm": 0.05, "bone_colour": "white"}', "unknown field(s) bone_colour"),
+    ('{"voxel_mm": -0.05}', "voxel_mm must be > 0"),
+    ('{"shape": 3}', "wrong type"),
+    ('{"lesions": [{"kind": "fracture", "z_mm": 1}]}', "unknown kind 'fracture'"),
+    ('{"shape": [20, 5, 5]}', "too small for a bone"),   # found only while drawing the phantom
+    ('[1, 2]', "must be an object"),
+])
+def test_bad_phantom_spec_is_one_line_exit_2_nothing_written(tmp_path, capsys, text, problem):
+    spec = tmp_path / "my_spec.json"
+    spec.write_text(text)
+    out = tmp_path / "out"
+    status = main(["phantom", str(out), "--spec", str(spec)])
+    err = capsys.readouterr().err
+    assert status == EXIT_USAGE
+    assert "my_spec.json" in err and problem in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_phantom_spec_file_is_used(tmp_path, capsys):
+    import json
+
+    spec = tmp_path / "small.json"
+    spec.write_text(json.dumps({"voxel_mm": 0.05, "length_mm": 0.5, "metaphysis_length_mm": 0.0, "supersample": 1}))
+    assert main(["phantom", str(tmp_path / "out"), "--spec", str(spec)]) == 0
+    truth = json.loads((tmp_path / "out" / "truth.json").read_text())
+    assert json.dumps(truth).count("0.05") >= 1
+    import ctbone
+
+    assert ctbone.read_scan(tmp_path / "out" / "dicom").spacing == pytest.approx((0.05, 0.05, 0.05))
+
+
+# --- help texts --------------------------------------------------------------------------------------
+
+def test_analyze_help_explains_calibration_and_roi(capsys):
+    assert main(["analyze", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Scanco" in out and "applied automatically" in out
+    assert "a fixed --threshold is read in mg HA/cm3" in out
+    assert "value * SLOPE + INTERCEPT" in out
+    assert "metaphyseal" in out and "START:END" in out and "growth plate" in out
+    for option in ("--workers", "--scheduler", "--quiet", "--verbose", "--no-render", "--reference",
+                   "--mirror-reference", "--allow-nonuniform", "--mode"):  # SPEC: shared by analyze and batch
+        assert option in out
+
+
+def _options_of(command):
+    from ctbone.cli import cli
+
+    return [p for p in cli.commands[command].params if p.param_type_name == "option" and not p.is_flag]
+
+
+UNIT_WORDS = {"--max-defect-diameter-mm": "in mm", "--min-defect-area-mm2": "in mm2", "--min-lesion-mm3": "in mm3",
+              "--sigma-vox": "in voxels", "--spacing": "in mm", "--size": "in pixels", "--roi-mm": "in mm",
+              "--threshold": "HU", "--calibration": "mg HA/cm3", "--rod-densities": "mg HA/cm3"}
+
+
+@pytest.mark.parametrize("command", ["info", "analyze", "batch", "render", "phantom", "demo"])
+def test_every_option_with_a_unit_names_it_in_its_help(command):
+    for option in _options_of(command):
+        name = max(option.opts, key=len)
+        if name in UNIT_WORDS:
+            assert UNIT_WORDS[name] in option.help, (command, name, option.help)
+        if name in ("--threshold",):
+            assert "mg HA/cm3" in option.help and "raw" in option.help
