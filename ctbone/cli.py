@@ -466,7 +466,8 @@ def phantom(outdir, seed, study, spec):
 
 @cli.command()
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Output folder.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Scans analysed in parallel.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Scans analysed in parallel (a count of local worker processes).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def demo(outdir, workers, quiet):
     """Generate the demo study from phantoms/ (control vs treated, both limbs) and run batch on it."""

@@ -337,3 +337,37 @@ def test_every_option_with_a_unit_names_it_in_its_help(command):
             assert UNIT_WORDS[name] in option.help, (command, name, option.help)
         if name in ("--threshold",):
             assert "mg HA/cm3" in option.help and "raw" in option.help
+
+
+# --- analyze --workers / --scheduler (SPEC: shared by analyze and batch) --------------------------------
+
+def test_analyze_on_a_cluster_ships_one_job_with_the_options(tmp_path, monkeypatch, capsys):
+    import ctbone.study.backends
+
+    scan = _nonuniform_dicom(tmp_path / "scan")
+    jobs = []
+
+    def fake_run_dask(job_list, *, scheduler):
+        jobs.extend(job_list)
+        yield {"name": job_list[0].name, "status": "error", "error": "worker says no", "seconds": 0.0}
+
+    monkeypatch.setattr(ctbone.study.backends, "run_dask", fake_run_dask)
+    status = main(["analyze", str(scan), "-o", str(tmp_path / "out"), "--scheduler", "tcp://h:8786",
+                   "--allow-nonuniform", "--roi-mm", "1:2"])
+    assert status == EXIT_FAILED
+    assert capsys.readouterr().err.strip() == "ctbone: error: worker says no"
+    (job,) = jobs
+    assert job.scan == scan.resolve() and job.outdir == (tmp_path / "out").resolve()
+    assert job.options.allow_nonuniform is True and job.options.roi_mm == (1.0, 2.0)
+
+
+def test_analyze_workers_sets_the_kernel_threads(tmp_path, monkeypatch):
+    import ctbone
+    import numba
+
+    threads = []
+    monkeypatch.setattr(numba, "set_num_threads", threads.append)
+    _record(monkeypatch, ctbone, "analyze", [])
+    main(["analyze", str(_nonuniform_dicom(tmp_path / "scan")), "-o", str(tmp_path / "out"), "--allow-nonuniform",
+          "--workers", "1"])
+    assert threads == [1]
