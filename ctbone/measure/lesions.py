@@ -167,6 +167,10 @@ def measure_lesions(seg, options) -> LesionMeasurement:
 
     in_slices = analysable[:, None, None]
     shell &= in_slices
+    # cortical defects only where the bone is a closed tube: a slice whose cortex does not enclose its
+    # marrow, for longer along the bone than the largest opening the envelope bridges, is a bone end
+    # (epiphysis, femoral head and neck, trochanters), not a perforation
+    tube = analysable & _tube_slices(bone, env, max_open_vox=options.max_defect_diameter_mm / spacing[0] + 1.0)
     # woven bone is under-mineralised and may lie below a threshold chosen for cortex (Roudier 2008):
     # outside the modelled surface, bone is whatever reaches a quarter of the way from the surrounding
     # tissue to lamellar bone (never above the bone threshold), attached to the bone
@@ -178,8 +182,8 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     # single scan can tell; woven bone is under-mineralised (Roudier 2008). Dense ones are left out and
     # reported in info: a reference scan (bone_gained_mm3) is needed for sclerotic lesions.
     blastic, dense_outgrowth_mm3 = _drop_dense(blastic, image, bone, dense_level, voxel_mm3)
-    defect_labels, defect_areas = _cortical_defects(bone, shell, marrow, expected, normals, spacing,
-                                                    options.min_defect_area_mm2)
+    defect_labels, defect_areas = _cortical_defects(bone, shell & tube[:, None, None], marrow, expected, env,
+                                                    normals, spacing, options.min_defect_area_mm2)
     # lytic cores keep clear of both modelled surfaces, by at most a quarter of the cortex so that a
     # 4-voxel cortex (180 um at 40 um) still has a core; full-thickness defects are cores by definition
     thickness_mm = float(np.nanmedian(r_out - r_in)) if np.isfinite(r_out - r_in).any() else 0.0
@@ -226,6 +230,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     info = {
         "periosteal_surface_mm2": periosteal_mm2,
         "slices_analysed": int(analysable.sum()),
+        "slices_defect_search": int(tube.sum()),
         "slices_total": int(len(analysable)),
         "dense_outgrowths_excluded_mm3": dense_outgrowth_mm3,
         "lytic_voxel_count_mm3": float(lytic.sum()) * voxel_mm3,
@@ -242,14 +247,27 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     return LesionMeasurement(metrics, rows, masks, info)
 
 
-def _cortical_defects(bone, shell, marrow, expected, normals, spacing, min_area_mm2):
-    """Peters-style full-thickness breaks: (labels, areas_mm2) of the kept defects, labels 1..n."""
+def _cortical_defects(bone, shell, marrow, expected, env, normals, spacing, min_area_mm2):
+    """Peters-style full-thickness breaks: (labels, areas_mm2) of the kept defects, labels 1..n.
+
+    A break must join the marrow to the soft tissue *outside the bone*: the non-bone space beyond the
+    modelled surface that reaches the unbridged exterior within its own slice (as Peters' flood fill
+    from the image corner), with the same one-voxel gap closing. A pocket under a ridge left out of the model (third trochanter)
+    or enclosed by an outgrowth is not the outside.
+    """
     cross = ndimage.generate_binary_structure(3, 1)
-    candidates = shell & ~ndimage.binary_dilation(bone, structure=cross)
+    solid = ndimage.binary_dilation(bone, structure=cross)
+    candidates = shell & ~solid
     labels, n = components(candidates)
     if n == 0:
         return np.zeros(bone.shape, np.int32), []
-    through = touching(labels, n, ~expected) & touching(labels, n, marrow)
+    # per slice (in-plane connectivity only): a pocket sealed in its own slices must not reach the
+    # exterior through slices further along the bone
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    beyond, m = ndimage.label(~expected & ~solid, structure=in_plane)
+    exterior = touching(beyond, m, ~env)[beyond]
+    through = touching(labels, n, exterior) & touching(labels, n, marrow)
     kept = through[labels]
     grown = ndimage.binary_dilation(kept, structure=cross) & shell & ~bone
     labels, n = components(grown)
@@ -308,6 +326,42 @@ def _drop_dense(blastic, image, bone, dense_level, voxel_mm3):
     dense = np.concatenate([[False], np.nan_to_num(medians, nan=-np.inf) >= dense_level])
     dropped = dense[labels]
     return blastic & ~dropped, float(dropped.sum()) * voxel_mm3
+
+
+def _tube_slices(bone: np.ndarray, env: np.ndarray, *, max_open_vox: float) -> np.ndarray:
+    """Slices inside the bone's tube, where cortical defects are searched: (Z,) bool.
+
+    A slice is *closed* when its bone (gaps of one voxel closed, as in the defect search) encloses at
+    least half of the non-bone space of its section. A perforation opens the ring over at most its
+    diameter along the bone (``max_open_vox`` slices, the envelope's bridge); a longer run of open
+    slices is where the bone stops being a tube (epiphysis, femoral head and neck). The tube is every
+    stretch between such long open runs that holds a closed run at least ``max_open_vox`` long or one
+    reaching an end of the stack (the shaft goes on beyond the scan).
+    """
+    nz = bone.shape[0]
+    closed = np.zeros(nz, bool)
+    cross = ndimage.generate_binary_structure(2, 1)
+    for z in range(nz):
+        b = ndimage.binary_dilation(bone[z], structure=cross) & env[z]
+        space = int((env[z] & ~b).sum())
+        if space == 0:
+            continue
+        enclosed = int((ndimage.binary_fill_holes(b) & ~b).sum())
+        closed[z] = enclosed >= 0.5 * space
+    edges = np.flatnonzero(np.diff(closed.astype(np.int8))) + 1
+    runs = [(int(a), int(b), bool(closed[a])) for a, b in zip(np.r_[0, edges], np.r_[edges, nz])]
+    tube = np.zeros(nz, bool)
+    stretch, anchored = [], False
+    for a, b, c in runs + [(nz, nz, False)]:
+        if (not c and b - a > max_open_vox) or a == nz:  # a long open run (or the end) closes a stretch
+            if anchored:
+                for lo, hi in stretch:
+                    tube[lo:hi] = True
+            stretch, anchored = [], False
+            continue
+        stretch.append((a, b))
+        anchored |= c and (b - a >= max_open_vox or a == 0 or b == nz)
+    return tube
 
 
 def _main_sections(env: np.ndarray):
