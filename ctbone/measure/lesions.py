@@ -38,7 +38,7 @@ from ..errors import SegmentationError
 from ..segment.envelope import distance_to
 from ..volume import Volume
 from .lesions_geometry import components, keep_large, max_diameter_mm, surface_area_mm2, surface_normals, touching
-from .lesions_polar import polar_frame, robust_surface_model
+from .lesions_polar import _largest_gap, polar_frame, robust_surface_model
 
 log = logging.getLogger(__name__)
 
@@ -167,10 +167,15 @@ def measure_lesions(seg, options) -> LesionMeasurement:
 
     in_slices = analysable[:, None, None]
     shell &= in_slices
-    # cortical defects only where the bone is a closed tube: a slice whose cortex does not enclose its
-    # marrow, for longer along the bone than the largest opening the envelope bridges, is a bone end
-    # (epiphysis, femoral head and neck, trochanters), not a perforation
-    tube = analysable & _tube_slices(bone, env, max_open_vox=options.max_defect_diameter_mm / spacing[0] + 1.0)
+    # cortical defects only where the bone is a tube: a slice whose cortex is open, for longer along the
+    # bone than the largest opening the envelope bridges, is a bone end (epiphysis, femoral head and
+    # neck), not a perforation
+    cross = ndimage.generate_binary_structure(3, 1)
+    covered = np.isfinite(frame.per_bin(np.ones(r.shape, np.float32), ndimage.binary_dilation(bone, cross) & shell,
+                                        reduce="max"))
+    arc_gap_mm = _largest_gap(covered) * 2 * np.pi * np.nan_to_num(np.nanmedian(r_out, axis=1)) / frame.n_bins
+    tube = analysable & _tube_slices(bone, env, arc_gap_mm, max_opening_mm=options.max_defect_diameter_mm,
+                                     slice_mm=spacing[0])
     # woven bone is under-mineralised and may lie below a threshold chosen for cortex (Roudier 2008):
     # outside the modelled surface, bone is whatever reaches a quarter of the way from the surrounding
     # tissue to lamellar bone (never above the bone threshold), attached to the bone
@@ -328,20 +333,23 @@ def _drop_dense(blastic, image, bone, dense_level, voxel_mm3):
     return blastic & ~dropped, float(dropped.sum()) * voxel_mm3
 
 
-def _tube_slices(bone: np.ndarray, env: np.ndarray, *, max_open_vox: float) -> np.ndarray:
+def _tube_slices(bone: np.ndarray, env: np.ndarray, arc_gap_mm: np.ndarray, *, max_opening_mm: float,
+                 slice_mm: float) -> np.ndarray:
     """Slices inside the bone's tube, where cortical defects are searched: (Z,) bool.
 
     A slice is *closed* when its bone (gaps of one voxel closed, as in the defect search) encloses at
-    least half of the non-bone space of its section. A perforation opens the ring over at most its
-    diameter along the bone (``max_open_vox`` slices, the envelope's bridge); a longer run of open
-    slices is where the bone stops being a tube (epiphysis, femoral head and neck). The tube is every
-    stretch between such long open runs that holds a closed run at least ``max_open_vox`` long or one
+    least half of the non-bone space of its section, or when the widest gap of its cortex around the
+    bone (``arc_gap_mm``) is at most half the largest opening the envelope bridges (``max_opening_mm``,
+    D): a perforation of diameter D leaves a wider gap over 0.87 D of its length only, so a run of open
+    slices longer than D is where the bone stops being a tube (epiphysis, femoral head and neck). The
+    tube is every stretch between such long open runs that holds a closed run at least D long, or one
     reaching an end of the stack (the shaft goes on beyond the scan).
     """
     nz = bone.shape[0]
-    closed = np.zeros(nz, bool)
+    max_open = max_opening_mm / slice_mm + 1.0
+    closed = arc_gap_mm <= 0.5 * max_opening_mm
     cross = ndimage.generate_binary_structure(2, 1)
-    for z in range(nz):
+    for z in np.flatnonzero(~closed):
         b = ndimage.binary_dilation(bone[z], structure=cross) & env[z]
         space = int((env[z] & ~b).sum())
         if space == 0:
@@ -353,14 +361,14 @@ def _tube_slices(bone: np.ndarray, env: np.ndarray, *, max_open_vox: float) -> n
     tube = np.zeros(nz, bool)
     stretch, anchored = [], False
     for a, b, c in runs + [(nz, nz, False)]:
-        if (not c and b - a > max_open_vox) or a == nz:  # a long open run (or the end) closes a stretch
+        if (not c and b - a > max_open) or a == nz:  # a long open run (or the end) closes a stretch
             if anchored:
                 for lo, hi in stretch:
                     tube[lo:hi] = True
             stretch, anchored = [], False
             continue
         stretch.append((a, b))
-        anchored |= c and (b - a >= max_open_vox or a == 0 or b == nz)
+        anchored |= c and (b - a >= max_open or a == 0 or b == nz)
     return tube
 
 
