@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 TOLERANCE_VOX = 1.5
 DENSITY_METRIC = {"HU": "blastic_mean_density_hu", "mgHA/cm3": "blastic_mean_density_mgha_cm3",
                   "raw": "blastic_mean_density_raw", "mask": "blastic_mean_density_raw"}
+# voxels around a lesion over which its partial-volume sums run: the scanner's blur (PSF) must fall
+# inside, so that the sum of gray values is conserved
+PV_REACH_VOX = 2
 # how far (mm) an outgrowth may stand out of the bone threshold's envelope and still be measured
 OUTGROWTH_REACH_MM = 0.3
 # a slice is analysed when its largest bone section holds this fraction of its envelope area
@@ -197,8 +200,14 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     lytic = _grow_back(lytic_core | (defect_labels > 0), shell & ~bone, min_lesion_vox, tol + s, spacing)
 
     lytic_labels, n_lytic = components(lytic)
-    lytic_pv_mm3 = _missing_bone_mm3(image, lytic_labels, n_lytic, bone, shell & bone & (image >= dense_level),
-                                     voxel_mm3)
+    # the loss is measured on gray values (partial-volume sums): each column of the cortex (slice x angle
+    # bin) holds a bone mass; the lesion's columns are compared with their intact neighbours
+    reach = PV_REACH_VOX * s
+    band = in_slices & (r > in_vox - reach) & (r <= out_vox + reach) & ~blastic
+    interior = shell & bone & (r > in_vox + s) & (r <= out_vox - s)
+    lamellar = interior if interior.any() else shell & bone
+    i_bone = float(np.median(density[lamellar])) if lamellar.any() else None
+    lytic_pv_mm3, levels = _missing_bone_mm3(density, lytic_labels, n_lytic, band, blastic, frame, i_bone, voxel_mm3)
 
     rows = []
     offset = np.array([sl.start for sl in crop])
@@ -239,6 +248,8 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         "slices_total": int(len(analysable)),
         "dense_outgrowths_excluded_mm3": dense_outgrowth_mm3,
         "lytic_voxel_count_mm3": float(lytic.sum()) * voxel_mm3,
+        "lytic_bone_level": levels[0],
+        "lytic_fill_level": levels[1],
         "lesion_tolerance_mm": tol,
         "lytic_core_tolerance_mm": core_tol,
         "cortical_thickness_model_mm": thickness_mm,
@@ -389,29 +400,74 @@ def _main_sections(env: np.ndarray):
     return out, analysable
 
 
-def _missing_bone_mm3(image, labels, n, bone, lamellar, voxel_mm3) -> np.ndarray:
-    """Partial-volume bone loss per lytic region (index 1..n), mm³.
+def _missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3):
+    """Partial-volume bone loss per lytic region (index 1..n), mm³, and the levels (I_bone, I_fill).
 
-    Each voxel of a region and of the bone within two voxels of it counts its missing bone fraction
-    (I_bone - I) / (I_bone - I_fill), clipped to [0, 1]; I_bone = median of lamellar bone, I_fill = median
-    of the regions' interiors. A threshold grows bone about half a voxel into every hole (more when it
-    sits below mid-contrast); summing fractions instead of voxels removes that bias (validated in
-    docs/accuracy.md). Falls back to voxel counts when there is no contrast.
+    The cortex is cut into columns (one slice x one angle bin, radially across ``band``: the expected
+    cortex widened by ``PV_REACH_VOX`` voxels on both sides). A column's bone mass is Σ present,
+    present = (I - I_fill) / (I_bone - I_fill) on the *unsmoothed* image, not clipped: the scanner's
+    blur conserves that sum, so it does not depend on the threshold or on how the walls and rims of a
+    hole were segmented. A lesion's columns (those within ``PV_REACH_VOX`` voxels of its region) are
+    compared with the intact columns beside them in the same slice (linear interpolation around the
+    bone between the means of up to three intact columns on each side; columns touching ``avoid``,
+    blastic bone, are not intact references). I_bone = median of the cortex
+    interior, I_fill = median of the regions' interiors (tumour, marrow). Falls back to voxel counts
+    when there is no contrast.
     """
     counts = np.bincount(labels.ravel(), minlength=n + 1)[: n + 1].astype(float) * voxel_mm3
-    if n == 0 or not lamellar.any():
-        return counts
+    if n == 0 or i_bone is None:
+        return counts, (i_bone, None)
     inner = ndimage.binary_erosion(labels > 0)
-    fill_values = image[inner] if inner.any() else image[labels > 0]
-    i_bone, i_fill = float(np.median(image[lamellar])), float(np.median(fill_values))
+    fill_values = raw[inner] if inner.any() else raw[labels > 0]
+    i_fill = float(np.median(fill_values))
     if i_bone - i_fill <= 0:
-        return counts
-    cross = ndimage.generate_binary_structure(3, 1)
-    grown = ndimage.grey_dilation(labels, footprint=cross)
-    grown = np.where(labels > 0, labels, ndimage.grey_dilation(grown, footprint=cross))
-    region = (grown > 0) & (bone | (labels > 0))
-    missing = np.clip((i_bone - image[region]) / (i_bone - i_fill), 0.0, 1.0)
-    return np.bincount(grown[region], weights=missing, minlength=n + 1)[: n + 1] * voxel_mm3
+        return counts, (i_bone, i_fill)
+    cube = np.ones((3, 3, 3), bool)
+    grown = labels.copy()
+    for _ in range(PV_REACH_VOX):
+        grown = np.where(grown > 0, grown, ndimage.grey_dilation(grown, footprint=cube))
+    nz, nb = raw.shape[0], frame.n_bins
+    cell = np.arange(nz, dtype=np.int64)[:, None, None] * nb + frame.bin_index
+    inside = band | (labels > 0)
+    mass = np.bincount(cell[inside], weights=(raw[inside] - i_fill) / (i_bone - i_fill),
+                       minlength=nz * nb).reshape(nz, nb)
+    owner = np.zeros(nz * nb, np.int64)
+    np.maximum.at(owner, cell[grown > 0], grown[grown > 0])
+    owner = owner.reshape(nz, nb)
+    has_band = np.bincount(cell[band], minlength=nz * nb).reshape(nz, nb) > 0
+    has_band &= np.bincount(cell[avoid], minlength=nz * nb).reshape(nz, nb) == 0
+    missing = np.zeros(n + 1)
+    for z in np.flatnonzero((owner > 0).any(axis=1)):
+        expected = _interpolate_around(mass[z], (owner[z] == 0) & has_band[z])
+        if expected is None:
+            continue
+        lesion = owner[z] > 0
+        np.add.at(missing, owner[z][lesion], expected[lesion] - mass[z][lesion])
+    return np.clip(missing, 0.0, None) * voxel_mm3, (i_bone, i_fill)
+
+
+def _interpolate_around(values: np.ndarray, good: np.ndarray, *, side: int = 3):
+    """Circular linear interpolation of ``values`` into the bins where ``good`` is False; each gap
+    between the means of up to ``side`` good bins on either side. None without good bins."""
+    nb = len(values)
+    idx = np.flatnonzero(good)
+    if len(idx) == 0:
+        return None
+    out = values.astype(float).copy()
+    gaps = np.flatnonzero(~good)
+    if len(gaps) == 0:
+        return out
+    # good bins of a tripled circle, so that gaps across the seam interpolate correctly
+    pos = np.concatenate([idx - nb, idx, idx + nb])
+    val = np.tile(values[idx].astype(float), 3)
+    csum = np.r_[0.0, np.cumsum(val)]
+    for g in gaps:
+        k = int(np.searchsorted(pos, g))  # pos[k - 1] < g < pos[k]
+        left = (csum[k] - csum[max(0, k - side)]) / min(side, k)
+        right = (csum[min(len(val), k + side)] - csum[k]) / min(side, len(val) - k)
+        w = (g - pos[k - 1]) / (pos[k] - pos[k - 1])
+        out[g] = (1 - w) * left + w * right
+    return out
 
 
 def _row(seg, part, kind, area, density, offset, spacing, *, volume_mm3=None):
