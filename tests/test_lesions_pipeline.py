@@ -1,12 +1,20 @@
-"""Lesions on the pipeline's own segmentation (ctbone.segment.segment, automatic threshold)."""
+"""Lesions through the DEFAULT pipeline (`ctbone.analyze` / `ctbone.segment.segment` with `AnalysisOptions()`,
+automatic threshold) against the phantoms' exact truth.
+
+Every tolerance below is the error measured by scripts/validate_lesions.py (docs/accuracy.md) or on these
+exact phantoms and seeds, plus a margin; the measured figure is written next to it. Directions matter: a
+breaching cavity's opening and a porous woven cap read high, lytic volume reads low (docs/accuracy.md says
+why); a tolerance is never widened to pass.
+"""
 
 from __future__ import annotations
 
 import pytest
 
+import ctbone
 from ctbone.measure.lesions import measure_lesions
 from ctbone.options import AnalysisOptions
-from ctbone.phantoms import PhantomSpec, intact_twin, make_phantom
+from ctbone.phantoms import PhantomSpec, default_spec, intact_twin, make_phantom
 
 segment = pytest.importorskip("ctbone.segment").segment
 
@@ -21,14 +29,61 @@ def _spec(**kw):
     return PhantomSpec(**{**dict(voxel_mm=0.025, length_mm=1.6, metaphysis_length_mm=0.0, lesions=LESIONS), **kw})
 
 
-def test_defects_and_woven_bone_found_with_automatic_threshold():
-    vol, truth = make_phantom(_spec(), seed=2)
-    res = measure_lesions(segment(vol, AnalysisOptions()), AnalysisOptions())
-    assert res.metrics["cortical_defect_count"] == truth["cortical_defect_count"] == 2
-    # the automatic threshold sits near mid-cortex (~710 HU), above the woven bone (700 HU): the lesion
-    # module's own woven level must still find the cap (at least half of it; docs/accuracy.md has the error)
-    assert res.metrics["blastic_volume_mm3"] > 0.5 * truth["blastic_volume_mm3"]
-    assert res.metrics["blastic_mean_density_hu"] < 1000.0  # under-mineralised, not lamellar
+def _err(got, want):
+    return (got - want) / want
+
+
+def _opening(rows, z_mm):
+    found = [row for row in rows if row["kind"] == "defect" and abs(row["centroid_z_mm"] - z_mm) < 0.1]
+    assert len(found) == 1, f"expected one defect near z = {z_mm} mm, found {len(found)}"
+    return found[0]["area_mm2"]
+
+
+def _true_opening(truth, z_mm):
+    (area,) = [d["area_mm2"] for d in truth["defects"] if abs(d["z_mm"] - z_mm) < 0.1]
+    return area
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_default_pipeline_lesions_vs_truth(seed):
+    vol, truth = make_phantom(_spec(), seed=seed)
+    seg = segment(vol, AnalysisOptions())
+    assert seg.threshold_method == "half-max-between-modes"
+    res = measure_lesions(seg, AnalysisOptions())
+    m = res.metrics
+    assert m["cortical_defect_count"] == truth["cortical_defect_count"] == 2
+    # a perforation's opening at the cortical half-maximum: measured -0.7..+1.3 % (seeds 1-3, 25 um)
+    assert abs(_err(_opening(res.lesions, 0.5), _true_opening(truth, 0.5))) <= 0.08
+    # lytic volume (column bone mass on the unsmoothed image): measured -15.4..-18.2 % here (the cavity
+    # centred on the endosteum reads ~22 % low, the perforation ~8 % low); docs/accuracy.md: -1..-10 %
+    # on the 2 mm mixed phantom
+    assert -0.25 <= _err(m["lytic_volume_mm3"], truth["lytic_volume_mm3"]) <= 0.05
+    # woven cap found although the automatic threshold (~715 HU) is above woven bone (700 HU): the lesion
+    # module's own woven level. It reads high (cortex rim under the cap, pores ~1.6 voxels unresolved):
+    # measured +32.9..+33.6 %
+    assert 0.0 < _err(m["blastic_volume_mm3"], truth["blastic_volume_mm3"]) <= 0.45
+    # under-mineralised, not lamellar (measured 595-598 HU; material 700 HU, lamellar 1400 HU)
+    assert m["blastic_mean_density_hu"] < 0.6 * 1400
+
+
+def test_default_phantom_through_analyze():
+    # ctbone.analyze with every default, on the default phantom (20 um, noise 60 HU, blur 10 um, metaphysis,
+    # vascular canals; two perforations, a breaching cavity and a woven cap)
+    vol, truth = make_phantom(default_spec(), seed=0)
+    res = ctbone.analyze(vol, render=False)
+    m = res.metrics
+    assert m["cortical_defect_count"] == truth["cortical_defect_count"] == 3  # vascular canals are not defects
+    # perforations: measured +8.0 % (r 100 um) and -4.1 % (r 70 um)
+    assert abs(_err(_opening(res.lesions, 3.2), _true_opening(truth, 3.2))) <= 0.15
+    assert abs(_err(_opening(res.lesions, 3.9), _true_opening(truth, 3.9))) <= 0.15
+    # total area includes the breaching cavity's opening, which reads high (its rim thins below a voxel):
+    # measured +23.1 %
+    assert 0.0 <= _err(m["cortical_defect_area_mm2"], truth["cortical_defect_area_mm2"]) <= 0.35
+    # lytic: measured -7.3 %
+    assert abs(_err(m["lytic_volume_mm3"], truth["lytic_volume_mm3"])) <= 0.15
+    # blastic: found (woven 700 HU below the ~716 HU threshold); measured +25.9 %
+    assert 0.0 < _err(m["blastic_volume_mm3"], truth["blastic_volume_mm3"]) <= 0.40
+    assert res.info["lesions"]["slices_defect_search"] > 0
 
 
 def test_no_false_lesions_with_automatic_threshold():
