@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import fields, replace
+from functools import partial
 from pathlib import Path
 
 from .errors import SegmentationError
@@ -107,7 +108,7 @@ def analyze(volume: Volume, reference: Volume | str | Path | None = None, *, opt
         log.info("%s: %.2f s", name, timings[name])
         return out
 
-    seg = timed("segment", segment, volume, opts)
+    seg = timed("segment", partial(segment, mode=getattr(opts, "mode", "long-bone")), volume, opts)
     metrics = dict(timed("morphometry", standard_morphometry, seg))
     lesions = timed("lesions", measure_lesions, seg, opts)
     metrics.update(lesions.metrics)
@@ -120,6 +121,7 @@ def analyze(volume: Volume, reference: Volume | str | Path | None = None, *, opt
         "source": volume.meta.get("source"),
         "series_uid": volume.meta.get("series_uid"),
         "unit": seg.image.unit,
+        "mode": seg.mode,
         "lesions": _json_safe(lesions.info),
     }
 
@@ -129,7 +131,7 @@ def analyze(volume: Volume, reference: Volume | str | Path | None = None, *, opt
         if not isinstance(reference, Volume):
             from .io import read_scan
 
-            reference = timed("read reference", read_scan, reference)
+            reference = timed("read reference", partial(read_scan, allow_nonuniform=opts.allow_nonuniform), reference)
         comparison = timed("reference", compare_to_reference, seg, reference, opts)
         metrics.update(comparison.metrics)
         masks.update(comparison.masks)
