@@ -107,13 +107,7 @@ class Volume:
 
     def bounding_slices(self, mask: np.ndarray, *, margin_vox: int = 0):
         """(z, y, x) slices of the bounding box of ``mask`` grown by ``margin_vox``; None if empty."""
-        nonzero = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
-        if any(len(n) == 0 for n in nonzero):
-            return None
-        return tuple(
-            slice(max(0, n[0] - margin_vox), min(mask.shape[ax], n[-1] + 1 + margin_vox))
-            for ax, n in enumerate(nonzero)
-        )
+        return bounding_box(mask, margin_vox=margin_vox)
 
     # -- interop ------------------------------------------------------------
     def to_sitk(self):
@@ -146,3 +140,15 @@ class Volume:
     def __repr__(self) -> str:
         sp = ", ".join(f"{s:.4g}" for s in self.spacing)
         return f"Volume(shape={self.shape}, spacing_mm=({sp}), unit={self.unit!r}, dtype={self.array.dtype})"
+
+
+def bounding_box(mask: np.ndarray, *, margin_vox: int = 0):
+    """Slices of the bounding box of ``mask``'s nonzero voxels grown by ``margin_vox`` (clipped at the
+    array edge), one per axis; None if the mask is empty."""
+    slices = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if hit.size == 0:
+            return None
+        slices.append(slice(max(0, int(hit[0]) - margin_vox), min(mask.shape[axis], int(hit[-1]) + 1 + margin_vox)))
+    return tuple(slices)

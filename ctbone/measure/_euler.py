@@ -6,6 +6,8 @@ import numpy as np
 from numba import njit, prange
 from scipy import ndimage
 
+from ..volume import bounding_box
+
 # 8 x the Euler contribution of each 2x2x2 configuration (26-connected foreground, 6-connected background),
 # indexed as scikit-image's euler_number indexes them (Lin et al. 2006 via skimage.measure.euler_number)
 _EULER_LUT_26 = np.array([
@@ -35,7 +37,7 @@ def euler_characteristic(mask: np.ndarray) -> int:
     2x2x2 cubes of the foreground's bounding box (no int64 copies of the volume).
     """
     mask = np.asarray(mask, bool)
-    box = _bounding_box(mask)
+    box = bounding_box(mask)
     if box is None:
         return 0
     total = int(_euler_sum(np.ascontiguousarray(mask[box]), _EULER_LUT_26))
@@ -53,7 +55,7 @@ def delta_euler(mask: np.ndarray, voi: np.ndarray | None = None) -> float:
     mask = np.asarray(mask, bool)
     voi = np.ones(mask.shape, bool) if voi is None else np.asarray(voi, bool)
     inside = mask & voi
-    box = _bounding_box(inside)
+    box = bounding_box(inside)
     if box is None:
         return 0.0
     # the boundary shell (VOI voxels with a 6-neighbour outside the VOI or the array) is only needed where the
@@ -72,16 +74,6 @@ def connectivity_density_per_mm3(mask: np.ndarray, *, spacing_mm, voi: np.ndarra
     if tv <= 0:
         return float("nan")
     return (1.0 - delta_euler(mask, voi)) / tv
-
-
-def _bounding_box(mask: np.ndarray):
-    slices = []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if hit.size == 0:
-            return None
-        slices.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(slices)
 
 
 @njit(cache=True, parallel=True)

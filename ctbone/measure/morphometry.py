@@ -9,6 +9,7 @@ import logging
 
 import numpy as np
 
+from ..volume import bounding_box
 from ._euler import connectivity_density_per_mm3
 from ._surface import surface_area_mm2
 from .thickness import local_thickness
@@ -130,7 +131,7 @@ def _bone_surface_mm2(seg, bone: np.ndarray) -> float:
 
     # on the bone's box plus 2 voxels (clipped): the dilated bone plus a layer of `low`, so the field holds
     # the same values as on the whole grid and marching cubes sees the same surface
-    box = _grown_box(bone, 2)
+    box = bounding_box(bone, margin_vox=2)
     near = ndimage.binary_dilation(bone[box], iterations=1)
     low = np.float32(seg.threshold - 1.0)
     field = np.where(near, seg.image.array[box], low)
@@ -138,14 +139,6 @@ def _bone_surface_mm2(seg, bone: np.ndarray) -> float:
     if field.size < bone.size and not (field == low).any():
         field = np.where(ndimage.binary_dilation(bone, iterations=1), seg.image.array, low)  # bone fills the grid
     return surface_area_mm2(field, level=float(seg.threshold), spacing_mm=seg.image.spacing)
-
-
-def _grown_box(mask: np.ndarray, margin: int):
-    slices = []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        slices.append(slice(max(0, int(hit[0]) - margin), min(mask.shape[axis], int(hit[-1]) + 1 + margin)))
-    return tuple(slices)
 
 
 def _as_bool(mask: np.ndarray) -> np.ndarray:

@@ -27,6 +27,8 @@ import logging
 import numpy as np
 from numba import njit, prange
 
+from ..volume import bounding_box
+
 log = logging.getLogger(__name__)
 
 # relative slack of the strict "inside the ball" test: squared distances are float32
@@ -83,25 +85,13 @@ def local_thickness(mask: np.ndarray, *, spacing_mm=(1.0, 1.0, 1.0), outside: st
     if outside not in ("background", "open"):
         raise ValueError(f"outside must be 'background' or 'open', got {outside!r}")
     out = np.zeros(mask.shape, np.float32)
-    box = _bounding_box(mask, margin_vox=1)
+    box = bounding_box(mask, margin_vox=1)
     if box is None:
         return out
     # the structure's bounding box plus one voxel (clipped at the array edge) gives the same distances: a
     # background voxel beyond the box is never nearer than its projection onto the box's margin layer
     out[box] = _local_thickness_dense(np.ascontiguousarray(mask[box]), spacing, outside)
     return out
-
-
-def _bounding_box(mask: np.ndarray, *, margin_vox: int):
-    """Slices of the foreground's bounding box grown by ``margin_vox`` (clipped), or None if empty."""
-    slices = []
-    for axis in range(mask.ndim):
-        others = tuple(a for a in range(mask.ndim) if a != axis)
-        hit = np.flatnonzero(mask.any(axis=others))
-        if hit.size == 0:
-            return None
-        slices.append(slice(max(0, hit[0] - margin_vox), min(mask.shape[axis], hit[-1] + 1 + margin_vox)))
-    return tuple(slices)
 
 
 def _local_thickness_dense(mask: np.ndarray, spacing, outside: str) -> np.ndarray:
@@ -276,6 +266,20 @@ def _row_span(rem, c, step, n):  # pragma: no cover - compiled
     return max(lo, 0), min(hi, n - 1)
 
 
+@njit(cache=True, inline="always")
+def _raise_row_outside(out, z, y, x0, x1, p0, p1, value):  # pragma: no cover - compiled
+    # out[z, y, x0..x1] = max(out, value), except on the parent's span p0..p1 (empty when p0 > p1)
+    if p0 > p1:
+        p0 = x1 + 1
+        p1 = x1
+    for x in range(x0, min(x1, p0 - 1) + 1):
+        if out[z, y, x] < value:
+            out[z, y, x] = value
+    for x in range(max(x0, p1 + 1), x1 + 1):
+        if out[z, y, x] < value:
+            out[z, y, x] = value
+
+
 @njit(cache=True, parallel=True)
 def _paint_balls(out, centres, radii2, parents, parent_r2, spacing):  # pragma: no cover - compiled
     # Each ball paints only what its parent's ball does not cover: the parent precedes it in the order
@@ -331,17 +335,7 @@ def _paint_balls(out, centres, radii2, parents, parent_r2, spacing):  # pragma: 
                         p0, p1 = _row_span(qrem_y, px, spacing[2], nx)
                     else:
                         p0, p1 = 1, 0
-                    if p0 > p1 or p1 < x0 or p0 > x1:
-                        for x in range(x0, x1 + 1):
-                            if out[z, y, x] < value:
-                                out[z, y, x] = value
-                    else:
-                        for x in range(x0, min(x1, p0 - 1) + 1):
-                            if out[z, y, x] < value:
-                                out[z, y, x] = value
-                        for x in range(max(x0, p1 + 1), x1 + 1):
-                            if out[z, y, x] < value:
-                                out[z, y, x] = value
+                    _raise_row_outside(out, z, y, x0, x1, p0, p1, value)
 
 
 @njit(cache=True, parallel=True)
@@ -399,17 +393,7 @@ def _paint_balls_iso(out, centres, k2, parents, parent_k2, values, half):  # pra
                                 continue
                     x0 = max(x0, 0)
                     x1 = min(x1, nx - 1)
-                    if p0 > p1:
-                        for x in range(x0, x1 + 1):
-                            if out[z, y, x] < value:
-                                out[z, y, x] = value
-                    else:
-                        for x in range(x0, min(x1, p0 - 1) + 1):
-                            if out[z, y, x] < value:
-                                out[z, y, x] = value
-                        for x in range(max(x0, p1 + 1), x1 + 1):
-                            if out[z, y, x] < value:
-                                out[z, y, x] = value
+                    _raise_row_outside(out, z, y, x0, x1, p0, p1, value)
 
 
 def _check_mask(mask) -> np.ndarray:

@@ -16,10 +16,18 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import RenderError
+from ..volume import bounding_box
 from .overlay import annotate
 from .scene import Layer, OffscreenScene
 from .surfaces import colour_points, downsample_factor, gray_surface, mask_surface
-from .views import PANEL_VIEWS, VIEWS, bone_frame, camera_for, needed_field, turntable_direction
+from .views import (
+    PANEL_VIEWS,
+    VIEWS,
+    bone_frame,
+    camera_for,
+    needed_field,
+    turntable_direction,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +70,7 @@ def _prepare(masks: Mapping, spacing_zyx):
             missing |= m
     blastic = _as_bool(masks.get("blastic"))
     whole = bone | missing
-    box = _box(whole, margin=2)
+    box = bounding_box(whole, margin_vox=2)
     bone, missing, whole = bone[box], missing[box], whole[box]
     blastic = blastic[box] if blastic is not None else None
     return bone, missing, blastic, whole, box
@@ -78,7 +86,7 @@ def _layers(bone, missing, blastic, spacing_zyx, colours, bone_opacity, *, facto
     if surface is None:  # no gray image, or one that does not match the mask: draw the mask itself
         surface = mask_surface(bone, spacing_zyx, factor=factor)
     patches = []
-    blastic_box = _box(blastic, margin=2) if blastic is not None else None
+    blastic_box = bounding_box(blastic, margin_vox=2) if blastic is not None else None
     if blastic_box is not None:
         # surface points sit between a bone voxel and an air voxel: grow the patch by one voxel to reach them
         grown = np.zeros_like(blastic)
@@ -86,26 +94,13 @@ def _layers(bone, missing, blastic, spacing_zyx, colours, bone_opacity, *, facto
         patches.append((grown, spacing_zyx, colours["blastic"]))
     colour_points(surface, colours["bone"], patches)
     layers.append(Layer(surface, None, bone_opacity))
-    missing_box = _box(missing, margin=2 * factor + 2)
+    missing_box = bounding_box(missing, margin_vox=2 * factor + 2)
     if missing_box is not None:
         # surfaces of the (small) lesions on their own bounding box, then moved into place
         lesion = mask_surface(missing[missing_box], spacing_zyx, factor=1)
         if lesion is not None:
             layers.append(Layer(_shifted(lesion, missing_box, spacing_zyx), colours["lytic"], 1.0, in_front=True))
     return layers
-
-
-def _box(mask, margin: int = 0):
-    """(z, y, x) slices of the bounding box of ``mask`` grown by ``margin`` voxels; None if empty."""
-    if mask is None:
-        return None
-    bounds = []
-    for ax in range(3):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax)))
-        if not len(hit):
-            return None
-        bounds.append(slice(max(0, hit[0] - margin), min(mask.shape[ax], hit[-1] + 1 + margin)))
-    return tuple(bounds)
 
 
 def _shifted(surface, box, spacing_zyx):
@@ -117,6 +112,19 @@ def _shifted(surface, box, spacing_zyx):
         np.asarray(spacing_zyx, dtype=points.dtype)[::-1]
     surface.GetPoints().Modified()
     return surface
+
+
+def _scene_parts(masks: Mapping, spacing_zyx, colours: dict, bone_opacity: float, *, image=None,
+                 threshold: float | None = None, sigma_vox: float = 0.8):
+    """The bone's principal frame and the surfaces to draw (bone from the gray ``image`` when given)."""
+    spacing_zyx = tuple(float(s) for s in spacing_zyx)
+    bone, missing, blastic, whole, box = _prepare(masks, spacing_zyx)
+    gray = None
+    if image is not None and threshold is not None:
+        gray = (np.asarray(getattr(image, "array", image))[box], float(threshold), float(sigma_vox))
+    layers = _layers(bone, missing, blastic, spacing_zyx, colours, bone_opacity,
+                     factor=downsample_factor(bone.shape), gray=gray)
+    return bone_frame(whole, spacing_zyx), layers
 
 
 def snapshot_image(masks: Mapping, spacing_zyx, *, view: str = "oblique", size=(1600, 1200), label: str | None = None,
@@ -156,14 +164,8 @@ def snapshot_image(masks: Mapping, spacing_zyx, *, view: str = "oblique", size=(
     if view != "panel" and view not in VIEWS:
         raise RenderError(f"unknown view {view!r}; choose one of {', '.join(VIEWS)} or 'panel'")
     colours = _colours(colours)
-    spacing_zyx = tuple(float(s) for s in spacing_zyx)
-    bone, missing, blastic, whole, box = _prepare(masks, spacing_zyx)
-    factor = downsample_factor(bone.shape)
-    frame = bone_frame(whole, spacing_zyx)
-    gray = None
-    if image is not None and threshold is not None:
-        gray = (np.asarray(getattr(image, "array", image))[box], float(threshold), float(sigma_vox))
-    layers = _layers(bone, missing, blastic, spacing_zyx, colours, bone_opacity, factor=factor, gray=gray)
+    frame, layers = _scene_parts(masks, spacing_zyx, colours, bone_opacity, image=image, threshold=threshold,
+                                 sigma_vox=sigma_vox)
 
     width, height = (int(v) for v in size)
     views = PANEL_VIEWS if view == "panel" else (view,)
@@ -263,14 +265,9 @@ def render_turntable(result, path, *, frames: int = 36, size=(800, 600), fps: fl
     if suffix not in (".gif", ".mp4"):
         raise RenderError(f"{path}: a turntable is written as .gif or .mp4")
     masks, spacing = result_masks(result)
-    colours = _colours(style.pop("colours", None))
     background = style.pop("background", WHITE)
-    bone, missing, blastic, whole, box = _prepare(masks, spacing)
-    frame = bone_frame(whole, spacing)
-    gray = result_gray(result)
-    gray = (gray["image"][box], gray["threshold"], gray["sigma_vox"]) if gray else None
-    layers = _layers(bone, missing, blastic, spacing, colours, style.pop("bone_opacity", 1.0),
-                     factor=downsample_factor(bone.shape), gray=gray)
+    frame, layers = _scene_parts(masks, spacing, _colours(style.pop("colours", None)), style.pop("bone_opacity", 1.0),
+                                 **result_gray(result))
     angles = np.linspace(0.0, 360.0, int(frames), endpoint=False)
     directions = [turntable_direction(frame, a) for a in angles]
     aspect = size[0] / size[1]
