@@ -108,7 +108,7 @@ def analyze(volume: Volume, reference: Volume | str | Path | None = None, *, opt
         log.info("%s: %.2f s", name, timings[name])
         return out
 
-    seg = timed("segment", partial(segment, mode=getattr(opts, "mode", "long-bone")), volume, opts)
+    seg = timed("segment", partial(segment, mode=opts.mode), volume, opts)
     metrics = dict(timed("morphometry", standard_morphometry, seg))
     lesions = timed("lesions", measure_lesions, seg, opts)
     metrics.update(lesions.metrics)

@@ -34,10 +34,14 @@ def block_mean(mask: np.ndarray, factor: int) -> np.ndarray:
     """Fraction of ``mask`` in each factor³ block, float32 (the grid shrinks by ``factor``)."""
     if factor == 1:
         return mask.astype(np.float32)
-    shape = [s // factor * factor for s in mask.shape]
-    trimmed = mask[: shape[0], : shape[1], : shape[2]].astype(np.float32)
-    blocks = trimmed.reshape(shape[0] // factor, factor, shape[1] // factor, factor, shape[2] // factor, factor)
-    return blocks.mean(axis=(1, 3, 5), dtype=np.float32)
+    return _blocks(mask.astype(np.float32, copy=False), factor).mean(axis=(1, 3, 5), dtype=np.float32)
+
+
+def _blocks(array: np.ndarray, factor: int) -> np.ndarray:
+    """A 6-D view of ``array`` (trimmed to whole blocks) whose axes 1, 3, 5 run inside factor³ blocks."""
+    nz, ny, nx = (s // factor for s in array.shape)
+    trimmed = array[: nz * factor, : ny * factor, : nx * factor]
+    return trimmed.reshape(nz, factor, ny, factor, nx, factor)
 
 
 def mask_surface(mask: np.ndarray, spacing_zyx, *, factor: int = 1, sigma_vox: float = SURFACE_SIGMA_VOX):
@@ -79,10 +83,7 @@ def block_any(mask: np.ndarray, factor: int) -> np.ndarray:
     """True where any voxel of a factor³ block is set (the grid shrinks by ``factor``)."""
     if factor == 1:
         return mask.astype(bool, copy=False)
-    shape = [s // factor * factor for s in mask.shape]
-    trimmed = mask[: shape[0], : shape[1], : shape[2]].astype(bool, copy=False)
-    blocks = trimmed.reshape(shape[0] // factor, factor, shape[1] // factor, factor, shape[2] // factor, factor)
-    return blocks.any(axis=(1, 3, 5))
+    return _blocks(mask.astype(bool, copy=False), factor).any(axis=(1, 3, 5))
 
 
 def gray_surface(image: np.ndarray, mask: np.ndarray, threshold: float, spacing_zyx, *, sigma_vox: float,

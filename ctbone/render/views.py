@@ -93,11 +93,8 @@ def view_direction(view: str, frame: BoneFrame) -> np.ndarray:
         return e2
     if view == "medial":
         return -e2
-    if view == "oblique":
-        around = (e3 + e2) / np.linalg.norm(e3 + e2)
-        up = np.cross(around, e1)
-        angle = np.radians(OBLIQUE_ELEVATION_DEG)
-        return np.cos(angle) * around + np.sin(angle) * up
+    if view == "oblique":  # half-way from anterior towards lateral, raised
+        return turntable_direction(frame, 45.0, OBLIQUE_ELEVATION_DEG)
     raise RenderError(f"unknown view {view!r}; choose one of {', '.join(VIEWS)} or 'panel'")
 
 
