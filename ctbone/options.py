@@ -7,7 +7,7 @@ bones scanned at 5–50 µm (see docs/metrics.md for the reasoning).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True)
