@@ -19,6 +19,9 @@ class AnalysisOptions:
     support_vox: int = 1
     # "auto" or a value in the image unit
     threshold: str | float = "auto"
+    # trabeculae: "local" (each structure cut at its own half maximum, never above `threshold`;
+    # Waarsing et al. 2004) or "global" (the same threshold as the cortex)
+    trabecular_threshold: str = "local"
     # drop bone particles smaller than this
     min_particle_mm3: float = 0.001
     # ROI along z, in mm from the first slice of the scan: (start, end), "metaphyseal" (the standard

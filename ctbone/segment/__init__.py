@@ -18,6 +18,7 @@ from .cleanup import keep_bone_of_interest
 from .compartments import split_compartments
 from .envelope import close_mm, distance_inside, distance_to, fill_slices, periosteal_envelope, periosteal_envelope_array
 from .roi import find_growth_plate_mm, metaphyseal_roi_mm, roi_slices
+from .local_threshold import local_half_max_mask
 from .smooth import gaussian_smooth
 from .threshold import auto_threshold
 
@@ -150,6 +151,7 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     image = raw.with_array(smoothed)
     if mode == "trabecular-cube":
         whole = np.ones(bone.shape, bool)
+        bone = _with_trabeculae(bone, smoothed, whole, threshold, binary, opts, info, source)
         return _result(image, raw, threshold, method, bone, whole, np.zeros_like(whole), whole, None, mode, info)
 
     bone = keep_bone_of_interest(bone, spacing_mm=raw.spacing, min_particle_mm3=opts.min_particle_mm3,
@@ -173,6 +175,8 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     bone_x = bone[ext]
     envelope = periosteal_envelope_array(bone_x, spacing_mm=raw.spacing, bridge_diameter_mm=opts.max_defect_diameter_mm)
     cortex, marrow = split_compartments(bone_x, envelope, spacing_mm=raw.spacing)
+    # after the compartments: they come from the cortical threshold, the trabeculae only add to the marrow
+    bone_x = _with_trabeculae(bone_x, smoothed[ext], marrow, threshold, binary, opts, info, source)
     cut = (slice(zs.start - zlo, zs.stop - zlo), slice(None), slice(None))
     final = (zs, box[1], box[2])
     info["crop_zyx"] = [[int(s.start), int(s.stop)] for s in final]
@@ -183,6 +187,20 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     del image, smoothed
     return _result(image_c, raw_c, threshold, method, bone_x[cut], envelope[cut], cortex[cut],
                    marrow[cut], roi_used, mode, info)
+
+
+def _with_trabeculae(bone, smoothed, region, threshold, binary, opts, info, source) -> np.ndarray:
+    """``bone`` plus the trabeculae found in ``region`` by the local threshold (see local_threshold)."""
+    choice = str(opts.trabecular_threshold).strip().lower()
+    if choice not in ("local", "global"):
+        raise SegmentationError(f"{source}: trabecular threshold {opts.trabecular_threshold!r} is neither 'local' "
+                                "nor 'global'. Potential fix: --trabecular-threshold local.")
+    if binary or choice == "global":
+        info["trabecular_threshold"] = {"method": "binary-input" if binary else "global"}
+        return bone
+    extra, facts = local_half_max_mask(smoothed, region, global_threshold=threshold)
+    info["trabecular_threshold"] = facts
+    return bone | extra
 
 
 def _compact(volume: Volume) -> Volume:

@@ -1,0 +1,92 @@
+"""Trabecular threshold: half-way to each structure's own peak, not to the cortex's.
+
+A global threshold half-way between marrow and *cortical* bone is right for the cortex
+but wrong for trabeculae a few voxels across: blur (scanner and smoothing) lowers their
+peak far below the cortical level, so the global threshold keeps only their cores or
+drops them (a 2.5-voxel rod peaks near 60 % of the contrast and loses about half of its
+voxels). The local adaptive threshold of Waarsing, Day & Weinans (JBMR 2004;19:1640)
+instead compares each voxel with the brightest voxel near it: a voxel is bone when it is
+above the mean of the background level and that local maximum, so each structure is cut
+at its own half maximum, which sits near its true edge.
+
+Guards, so that the local threshold only ever *adds* partial-volume edges of real
+structures:
+
+* ceiling: never above the global threshold (what the global threshold calls bone stays);
+* floor: never below ``background + FLOOR_FRACTION * (global - background)`` nor below
+  ``background + FLOOR_NOISE_SD`` noise standard deviations, so marrow noise (whose local
+  maxima are a few SD up) is never promoted to bone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from ..volume import bounding_box
+
+# the neighbourhood searched for each voxel's peak: edge voxels of a thin structure lie within
+# about its radius plus the blur of its ridge; 2 voxels covers structures up to ~5 voxels across,
+# and thicker ones are already right under the global threshold
+LOCAL_RADIUS_VOX = 2
+FLOOR_FRACTION = 0.3
+FLOOR_NOISE_SD = 6.0
+
+
+def background_level(values: np.ndarray) -> tuple[float, float]:
+    """(mode, noise SD) of a marrow-dominated sample: the histogram peak and the spread below it.
+
+    Only values below the mode estimate the SD (a half-normal), so bone in the sample does not
+    widen it.
+    """
+    values = np.asarray(values, np.float32)
+    lo, hi = (float(v) for v in np.percentile(values, [0.5, 99.5]))
+    if hi <= lo:
+        return lo, 0.0
+    hist, edges = np.histogram(values, bins=256, range=(lo, hi))
+    level = ndimage.gaussian_filter1d(hist.astype(float), 2.0)
+    k = int(np.argmax(level))
+    mode = float((edges[k] + edges[k + 1]) / 2)
+    below = values[values < mode] - mode
+    sd = float(np.sqrt(np.mean(below.astype(np.float64) ** 2))) if below.size else 0.0
+    return mode, sd
+
+
+def local_half_max_mask(image: np.ndarray, region: np.ndarray, *, global_threshold: float,
+                        radius_vox: int = LOCAL_RADIUS_VOX) -> tuple[np.ndarray, dict]:
+    """Bone in ``region`` by the local adaptive half-maximum threshold (see the module docs).
+
+    Parameters
+    ----------
+    image : ndarray, float
+        Smoothed image.
+    region : ndarray, bool
+        Where to apply it (the marrow compartment, or the whole trabecular cube).
+    global_threshold : float
+        The scan's bone threshold (the ceiling), in the image unit.
+    radius_vox : int
+        Half-width of the cubic neighbourhood searched for each voxel's peak.
+
+    Returns
+    -------
+    mask : ndarray, bool
+        ``region & (image > local threshold)``; contains ``region & (image > global_threshold)``.
+    facts : dict
+        ``background``, ``noise_sd``, ``floor`` (image unit), for metrics.json.
+    """
+    region = np.asarray(region, bool)
+    if not region.any():
+        return np.zeros(image.shape, bool), {}
+    background, noise_sd = background_level(image[region])
+    floor = background + max(FLOOR_FRACTION * (global_threshold - background), FLOOR_NOISE_SD * noise_sd)
+    floor = min(floor, global_threshold)
+    mask = np.zeros(image.shape, bool)
+    box = bounding_box(region, margin_vox=radius_vox)
+    sub = np.asarray(image[box], np.float32)
+    peak = ndimage.maximum_filter(sub, size=2 * radius_vox + 1, mode="nearest")
+    local = np.clip((background + peak) / 2, floor, global_threshold)
+    mask[box] = region[box] & (sub > local)
+    facts = {"method": "local-half-max", "background": background, "noise_sd": noise_sd, "floor": float(floor),
+             "radius_vox": int(radius_vox)}
+    return mask, facts
+
