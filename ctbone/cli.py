@@ -131,7 +131,7 @@ def _parse_spacing(text: str | None):
 
 def _analysis_overrides(threshold, calibration, roi_mm, max_defect_diameter_mm, min_defect_area_mm2, min_lesion_mm3,
                         sigma_vox, mirror_reference, no_render, *, mode=None, allow_nonuniform=False,
-                        rod_densities=None) -> dict:
+                        rod_densities=None, trabecular_threshold=None) -> dict:
     for name, value in (("--max-defect-diameter-mm", max_defect_diameter_mm), ("--min-defect-area-mm2", min_defect_area_mm2),
                         ("--min-lesion-mm3", min_lesion_mm3), ("--sigma-vox", sigma_vox)):
         if value is not None and not (0 <= value < float("inf")):
@@ -140,6 +140,7 @@ def _analysis_overrides(threshold, calibration, roi_mm, max_defect_diameter_mm, 
     threshold_value = _parse_threshold(threshold)
     overrides = {
         "threshold": threshold_value,
+        "trabecular_threshold": trabecular_threshold,
         "calibration": _parse_calibration(calibration, rod_densities, allow_nonuniform),
         "roi_mm": roi,
         "max_defect_diameter_mm": max_defect_diameter_mm,
@@ -175,6 +176,10 @@ def analysis_options(func):
                      help="Bone threshold: 'auto' (default; half-way between the bone and soft-tissue peaks of the "
                           "histogram) or a VALUE in the image unit: HU; mg HA/cm3 when --calibration is given or the "
                           "scan carries a vendor density calibration (Scanco); raw gray value otherwise."),
+        click.option("--trabecular-threshold", type=click.Choice(["local", "global"]), default=None,
+                     help="Trabeculae in the marrow: 'local' (default; each is cut at half its own peak, never "
+                          "above --threshold, so thin blurred trabeculae are not lost; Waarsing et al. 2004) or "
+                          "'global' (the bone threshold, as a single-threshold vendor analysis)."),
         click.option("--calibration", metavar="SLOPE,INTERCEPT|PHANTOM_SCAN", default=None,
                      help="Density calibration applied before segmenting: mg HA/cm3 = value * SLOPE + INTERCEPT "
                           "(SLOPE in mg HA/cm3 per HU, or per gray value for raw images; INTERCEPT in mg HA/cm3). "
@@ -299,7 +304,7 @@ ANALYZE_HELP = """Analyse one scan at PATH and write metrics.csv, metrics.json, 
                    "PATH and OUTDIR must be reachable by the workers.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Log each stage and skipped files.")
-def analyze(path, outdir, series, spacing, threshold, calibration, rod_densities, roi_mm, mode, reference,
+def analyze(path, outdir, series, spacing, threshold, trabecular_threshold, calibration, rod_densities, roi_mm, mode, reference,
             mirror_reference, allow_nonuniform, max_defect_diameter_mm, min_defect_area_mm2, min_lesion_mm3,
             sigma_vox, no_render, workers, scheduler, quiet, verbose):
     _configure_logging(verbose, quiet)
@@ -310,7 +315,8 @@ def analyze(path, outdir, series, spacing, threshold, calibration, rod_densities
     _refuse_output_inside_input(outdir, path, reference)
     overrides = _analysis_overrides(threshold, calibration, roi_mm, max_defect_diameter_mm, min_defect_area_mm2,
                                     min_lesion_mm3, sigma_vox, mirror_reference, no_render, mode=mode,
-                                    allow_nonuniform=allow_nonuniform, rod_densities=rod_densities)
+                                    allow_nonuniform=allow_nonuniform, rod_densities=rod_densities,
+                                    trabecular_threshold=trabecular_threshold)
     if scheduler is not None:
         return _analyze_on_cluster(path, outdir, reference, overrides, scheduler, quiet)
     from . import analyze as run_analysis, read_scan
@@ -335,8 +341,12 @@ def _echo_summary(path, outdir, m: dict) -> None:
         value = m.get(name)
         return float("nan") if value is None else value
 
+    if m.get("cortical_defect_count") is None:  # trabecular cube: no cortex, lesions not measured
+        click.echo(f"{path}: BV {number('bv_mm3'):.4g} mm3, BV/TV {number('bv_tv_pct'):.3g} %, "
+                   f"Tb.Th {number('tb_th_mm'):.3g} mm -> {outdir}")
+        return
     click.echo(f"{path}: BV {number('bv_mm3'):.4g} mm3, "
-               f"{m.get('cortical_defect_count', 0)} cortical defect(s), "
+               f"{m['cortical_defect_count']} cortical defect(s), "
                f"lytic {number('lytic_volume_mm3'):.4g} mm3, "
                f"blastic {number('blastic_volume_mm3'):.4g} mm3 -> {outdir}")
 
@@ -375,7 +385,7 @@ def _analyze_on_cluster(path, outdir, reference, overrides, scheduler, quiet) ->
 @click.option("--allow-absolute-paths", is_flag=True, help="Allow manifest paths outside the manifest's folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; only errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Show stages within each scan.")
-def batch(manifest, outdir, threshold, calibration, rod_densities, roi_mm, mode, reference, mirror_reference,
+def batch(manifest, outdir, threshold, trabecular_threshold, calibration, rod_densities, roi_mm, mode, reference, mirror_reference,
           allow_nonuniform, max_defect_diameter_mm, min_defect_area_mm2, min_lesion_mm3, sigma_vox, no_render, workers,
           scheduler, control, force, validate_only, allow_absolute_paths, quiet, verbose):
     """Analyse every scan of a study MANIFEST (CSV: animal_id, group, scan[, limb, timepoint, reference, ...]).
@@ -392,7 +402,8 @@ def batch(manifest, outdir, threshold, calibration, rod_densities, roi_mm, mode,
         raise click.BadParameter("give references per animal in the manifest's 'reference' column", param_hint="--reference")
     overrides = _analysis_overrides(threshold, calibration, roi_mm, max_defect_diameter_mm, min_defect_area_mm2,
                                     min_lesion_mm3, sigma_vox, mirror_reference, no_render, mode=mode,
-                                    allow_nonuniform=allow_nonuniform, rod_densities=rod_densities)
+                                    allow_nonuniform=allow_nonuniform, rod_densities=rod_densities,
+                                    trabecular_threshold=trabecular_threshold)
     options = make_options(**overrides)
     return run_batch(manifest, outdir, options=options, workers=workers, scheduler=scheduler, force=force, quiet=quiet,
                      verbose=verbose, control=control, validate_only=validate_only,

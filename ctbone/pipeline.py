@@ -122,6 +122,7 @@ def analyze(volume: Volume, reference: Volume | str | Path | None = None, *, opt
         "series_uid": volume.meta.get("series_uid"),
         "unit": seg.image.unit,
         "mode": seg.mode,
+        "segmentation": _json_safe(seg.info),
         "lesions": _json_safe(lesions.info),
     }
 

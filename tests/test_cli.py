@@ -371,3 +371,28 @@ def test_analyze_workers_sets_the_kernel_threads(tmp_path, monkeypatch):
     main(["analyze", str(_nonuniform_dicom(tmp_path / "scan")), "-o", str(tmp_path / "out"), "--allow-nonuniform",
           "--workers", "1"])
     assert threads == [1]
+
+
+def test_trabecular_cube_analyze_skips_lesions_cleanly(tmp_path, capsys):
+    # a rod lattice cube: morphometry is measured, lesion metrics are left empty (no cortex), and
+    # nothing warns (pytest turns warnings into errors)
+    import json
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    z, y, x = np.mgrid[:40, :40, :40]
+    rods = ((y % 10 < 3) & (x % 10 < 3)) | ((z % 10 < 3) & (x % 10 < 3)) | ((z % 10 < 3) & (y % 10 < 3))
+    image = sitk.GetImageFromArray(np.where(rods, 1000, 30).astype(np.int16))
+    image.SetSpacing((0.02, 0.02, 0.02))
+    (tmp_path / "in").mkdir()
+    sitk.WriteImage(image, str(tmp_path / "in" / "cube.nii.gz"))
+    out = tmp_path / "out"
+    code = main(["analyze", str(tmp_path / "in" / "cube.nii.gz"), "-o", str(out), "--mode", "trabecular-cube", "--no-render"])
+    assert code == 0
+    doc = json.loads((out / "metrics.json").read_text())
+    metrics = doc["metrics"]
+    assert metrics["cortical_defect_count"] is None and metrics["lytic_volume_mm3"] is None
+    assert 20 < metrics["bv_tv_pct"] < 35 and metrics["tb_th_mm"] > 0
+    assert "BV/TV" in capsys.readouterr().out
+    assert not (out / "masks" / "lytic.nii.gz").exists()

@@ -112,6 +112,8 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     >>> res.metrics["cortical_defect_count"], truth["cortical_defect_count"]
     (1, 1)
     """
+    if getattr(seg, "mode", "long-bone") == "trabecular-cube":
+        return _not_measured(seg, "a trabecular cube has no cortex or periosteal surface")
     bone_full = _mask(seg.bone, "bone")
     env_full = _mask(seg.envelope, "envelope") | bone_full
     if not bone_full.any():
@@ -500,6 +502,14 @@ def _largest(mask):
 
 def _nan_to(table, value):
     return np.where(np.isfinite(table), table, value)
+
+
+def _not_measured(seg, why: str) -> LesionMeasurement:
+    """Lesion metrics as missing (empty in the tables), no lesion masks, and the reason in info."""
+    density_name = DENSITY_METRIC.get(seg.raw_image.unit, "blastic_mean_density_raw")
+    names = ("cortical_defect_count", "cortical_defect_area_mm2", "largest_defect_area_mm2", "cortical_defect_pct",
+             "lytic_volume_mm3", "blastic_volume_mm3", density_name)
+    return LesionMeasurement(metrics={n: None for n in names}, lesions=[], masks={}, info={"not_measured": why})
 
 
 def _mask(volume, name):
