@@ -6,7 +6,7 @@ import pytest
 from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 import ctbone
-from ctbone.errors import GeometryError, ScanReadError, SeriesError
+from ctbone.errors import GeometryError, SeriesError
 from ctbone.io import scan_info, write_dicom_series
 from ctbone.volume import Volume
 
