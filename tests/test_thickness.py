@@ -69,3 +69,22 @@ def test_empty_and_bad_input():
         local_thickness(np.zeros((4, 5), bool), spacing_mm=(1, 1, 1))
     with pytest.raises(ValueError):
         local_thickness(np.zeros((4, 5, 6), bool), spacing_mm=(1, 0, 1))
+
+
+def test_wide_structures_are_measured_coarser_within_2_percent():
+    from ctbone.measure.thickness import mean_local_thickness_mm
+
+    # a marrow-like space: a rod 100 voxels across cut by walls 8 voxels thick (the trabeculae)
+    z, y, x = np.mgrid[:200, :120, :120]
+    space = (y - 60) ** 2 + (x - 60) ** 2 < 50 ** 2
+    space &= (z % 100) >= 8
+    exact, f1 = mean_local_thickness_mm(space, spacing_mm=(0.01,) * 3, min_vox_across=None)
+    coarse, f = mean_local_thickness_mm(space, spacing_mm=(0.01,) * 3, wall_mm=0.08, min_vox_across=20)
+    assert f1 == 1 and f == 2
+    assert coarse == pytest.approx(exact, rel=0.03)
+    # walls thinner than 3 coarse voxels cap the factor
+    assert mean_local_thickness_mm(space, spacing_mm=(0.01,) * 3, wall_mm=0.04, min_vox_across=20)[1] == 1
+    # narrow structures stay at full resolution, identical to local_thickness
+    rod = (y - 60) ** 2 + (x - 60) ** 2 < 5 ** 2
+    value, f = mean_local_thickness_mm(rod, spacing_mm=(0.01,) * 3)
+    assert f == 1 and value == pytest.approx(float(local_thickness(rod, spacing_mm=(0.01,) * 3, outside="open")[rod].mean()))

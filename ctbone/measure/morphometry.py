@@ -12,7 +12,7 @@ import numpy as np
 from ..volume import bounding_box
 from ._euler import connectivity_density_per_mm3
 from ._surface import surface_area_mm2
-from .thickness import local_thickness
+from .thickness import local_thickness, mean_local_thickness_mm
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,9 @@ def standard_morphometry(seg) -> dict:
         out["tb_th_mm"] = _mean_thickness(trab, spacing)
         space = marrow & ~bone
         has_space = bool(space.any())
-        out["tb_sp_mm"] = _mean_thickness(space, spacing) if has_space else NAN
+        # the marrow space can be ~100 voxels across in a fine scan: measured on a coarser grid then
+        # (mean_local_thickness_mm; about +1 %), where painting its balls at full resolution takes minutes
+        out["tb_sp_mm"] = mean_local_thickness_mm(space, spacing_mm=spacing, wall_mm=out["tb_th_mm"])[0] if has_space else NAN
         del space
         out["tb_n_per_mm"] = 1.0 / (out["tb_th_mm"] + out["tb_sp_mm"]) if has_space else NAN
         out["conn_d_per_mm3"] = connectivity_density_per_mm3(trab, spacing_mm=spacing, voi=marrow)
