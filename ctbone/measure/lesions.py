@@ -438,7 +438,8 @@ def _missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3):
     mass = np.bincount(cell[inside], weights=(raw[inside] - i_fill) / (i_bone - i_fill),
                        minlength=nz * nb).reshape(nz, nb)
     owner = np.zeros(nz * nb, np.int64)
-    np.maximum.at(owner, cell[grown > 0], grown[grown > 0])
+    picked = grown > 0
+    np.maximum.at(owner, cell[picked], grown[picked].astype(np.int64))  # same dtypes: ufunc.at's fast path
     owner = owner.reshape(nz, nb)
     has_band = np.bincount(cell[band], minlength=nz * nb).reshape(nz, nb) > 0
     has_band &= np.bincount(cell[avoid], minlength=nz * nb).reshape(nz, nb) == 0

@@ -10,35 +10,69 @@ from scipy.spatial import ConvexHull, QhullError
 _END_CAP_NZ = 0.9
 
 
-def surface_normals(inside: np.ndarray, *, spacing_mm, sigma_vox: float = 1.5) -> np.ndarray:
-    """Unit outward normals (3, Z, Y, X) of a mask's smoothed indicator, in (z, y, x) order."""
-    smooth = ndimage.gaussian_filter(inside.astype(np.float32), sigma=sigma_vox, mode="nearest")
-    grads = np.stack([-g / s for g, s in zip(np.gradient(smooth), spacing_mm)])
-    norm = np.sqrt((grads ** 2).sum(axis=0))
-    return grads / np.maximum(norm, 1e-12)
+class SurfaceNormals:
+    """Unit outward normals of a mask's smoothed indicator, evaluated only where asked.
+
+    The smoothed indicator is kept (one float32 volume); central differences are taken at the
+    requested voxels (one-sided at the array's edges, as ``np.gradient``), so no (3, Z, Y, X)
+    normal field is ever held.
+    """
+
+    def __init__(self, inside: np.ndarray, *, spacing_mm, sigma_vox: float = 1.5):
+        self.smooth = ndimage.gaussian_filter(inside.astype(np.float32), sigma=sigma_vox, mode="nearest")
+        self.spacing = tuple(float(s) for s in spacing_mm)
+
+    def at(self, index: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        """(3, N) unit outward normals, (z, y, x) order, at the voxels ``index`` (as from np.nonzero)."""
+        grads = []
+        for axis, step in enumerate(self.spacing):
+            n = self.smooth.shape[axis]
+            i = np.asarray(index[axis], np.int64)
+            hi, lo = np.minimum(i + 1, n - 1), np.maximum(i - 1, 0)
+            upper, lower = list(index), list(index)
+            upper[axis], lower[axis] = hi, lo
+            diff = self.smooth[tuple(upper)].astype(np.float64) - self.smooth[tuple(lower)]
+            grads.append(-diff / (np.maximum(hi - lo, 1) * step))
+        grads = np.stack(grads)
+        return grads / np.maximum(np.sqrt((grads ** 2).sum(axis=0)), 1e-12)
 
 
-def surface_area_mm2(inside: np.ndarray, patch: np.ndarray, *, spacing_mm, normals: np.ndarray) -> float:
+def surface_normals(inside: np.ndarray, *, spacing_mm, sigma_vox: float = 1.5) -> SurfaceNormals:
+    """Outward normals of ``inside``'s smoothed indicator (see `SurfaceNormals`)."""
+    return SurfaceNormals(inside, spacing_mm=spacing_mm, sigma_vox=sigma_vox)
+
+
+def surface_area_mm2(inside: np.ndarray, patch: np.ndarray, *, spacing_mm, normals: SurfaceNormals) -> float:
     """Area of the boundary of ``inside`` on faces of ``patch`` voxels, mm².
 
     Each face between an inside ``patch`` voxel and an outside voxel counts its face area times
     |n_k| (n = surface normal, k = the face's axis): summed over a surface, Σ|n_k|·|n_k|·A = A, so
-    the staircase over-count of oblique surfaces (up to √3) cancels.
+    the staircase over-count of oblique surfaces (up to √3) cancels. Works on ``patch``'s bounding
+    box plus one voxel (a face's neighbour is always inside it, or beyond the array's edge).
     """
+    from ..volume import bounding_box
+
+    box = bounding_box(inside & patch, margin_vox=1)
+    if box is None:
+        return 0.0
     sz, sy, sx = spacing_mm
     face_area = (sy * sx, sz * sx, sz * sy)
+    inside_b = inside[box]
+    src = inside_b & patch[box]
+    origin = np.array([b.start for b in box])
     total = 0.0
-    src = inside & patch
     for axis in range(3):
         for shift in (1, -1):
-            neighbour_out = ~np.roll(inside, -shift, axis=axis)
+            neighbour_out = ~np.roll(inside_b, -shift, axis=axis)
             edge = [slice(None)] * 3
             edge[axis] = slice(-1, None) if shift == 1 else slice(0, 1)
-            neighbour_out[tuple(edge)] = False  # array border: not a surface of the bone
-            faces = src & neighbour_out
-            if not faces.any():
+            # the box's own edge is the array's edge there (the margin keeps patch voxels off it
+            # elsewhere): beyond the array is not a surface of the bone
+            neighbour_out[tuple(edge)] = False
+            faces = np.nonzero(src & neighbour_out)
+            if faces[0].size == 0:
                 continue
-            n = normals[:, faces]
+            n = normals.at(tuple(f + o for f, o in zip(faces, origin)))
             keep = np.abs(n[0]) < _END_CAP_NZ
             total += face_area[axis] * float(np.abs(n[axis][keep]).sum())
     return total
