@@ -36,7 +36,7 @@ from scipy import ndimage
 
 from ..errors import SegmentationError
 from ..segment.envelope import distance_to
-from ..volume import Volume
+from ..volume import Volume, bounding_box
 from .lesions_geometry import components, keep_large, max_diameter_mm, surface_area_mm2, surface_normals, touching
 from .lesions_polar import _largest_gap, polar_frame, robust_surface_model
 
@@ -304,9 +304,13 @@ def _grow_back(core, allowed, min_voxels, reach_mm, spacing):
     """Cores of at least ``min_voxels``, grown within ``allowed`` by up to ``reach_mm``; then regions of
     at least ``min_voxels`` (growth can leave small fragments beside a core)."""
     kept = keep_large(core, min_voxels=min_voxels)
-    if not kept.any():
+    # the growth stays within reach of the kept cores: the distance is needed on their box only
+    box = bounding_box(kept, margin_vox=int(np.ceil(reach_mm / min(spacing))) + 1)
+    if box is None:
         return kept
-    return keep_large(allowed & (distance_to(kept, spacing) <= reach_mm), min_voxels=min_voxels)
+    grown = np.zeros(kept.shape, bool)
+    grown[box] = allowed[box] & (distance_to(kept[box], spacing) <= reach_mm)
+    return keep_large(grown, min_voxels=min_voxels)
 
 
 def _woven_level(image, bone, env, dense_level, threshold, spacing):
