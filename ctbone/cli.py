@@ -424,10 +424,21 @@ def batch(manifest, outdir, threshold, trabecular_threshold, calibration, rod_de
 @click.option("--threshold", metavar="auto|VALUE", default=None,
               help="Bone threshold: 'auto' (default) or a VALUE in the image unit (HU; mg HA/cm3 when the scan "
                    "carries a vendor density calibration; raw gray value otherwise).")
+@click.option("--turntable", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a turntable animation around the bone's long axis (.gif or .mp4).")
+@click.option("--meshes", "meshes_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write the bone, lytic and blastic surfaces to this folder, in scanner mm (for 3D printing, "
+                   "Blender, ParaView).")
+@click.option("--mesh-format", type=click.Choice(["stl", "ply"]), default="stl", show_default=True,
+              help="File format of --meshes.")
 @allow_nonuniform_option
-def render(path, out_png, view, size, label, series, spacing, threshold, allow_nonuniform):
-    """Render a 3D snapshot of the bone at PATH with lesions coloured."""
-    from .render import render_scan
+def render(path, out_png, view, size, label, series, spacing, threshold, turntable, meshes_dir, mesh_format,
+           allow_nonuniform):
+    """Render a 3D snapshot of the bone at PATH with lesions coloured (red: lytic lesions and cortical
+    defects; blue: blastic bone), and optionally a turntable animation and surface meshes."""
+    from .io import read_scan
+    from .pipeline import analyze
+    from .render import export_meshes, render_snapshot, render_turntable
 
     try:
         width, height = (int(v) for v in size.lower().split("x"))
@@ -435,12 +446,23 @@ def render(path, out_png, view, size, label, series, spacing, threshold, allow_n
         raise click.BadParameter(f"expected WIDTHxHEIGHT, got {size!r}", param_hint="--size") from None
     if width < 1 or height < 1:
         raise click.BadParameter(f"expected positive WIDTHxHEIGHT in pixels, got {size!r}", param_hint="--size")
+    if turntable is not None and turntable.suffix.lower() not in (".gif", ".mp4"):
+        raise click.BadParameter(f"expected a .gif or .mp4 file, got {turntable.name!r}", param_hint="--turntable")
     _configure_logging(False, False)
-    _refuse_output_inside_input(out_png.parent, path)
+    for destination in (out_png.parent, turntable.parent if turntable else None, meshes_dir):
+        if destination is not None:
+            _refuse_output_inside_input(destination, path)
     options = {"threshold": _parse_threshold(threshold)} if threshold else {}
-    render_scan(path, out_png, view=view, size=(width, height), label=label, series=series,
-                spacing=_parse_spacing(spacing), allow_nonuniform=allow_nonuniform, **options)
+    volume = read_scan(path, series, spacing=_parse_spacing(spacing), allow_nonuniform=allow_nonuniform)
+    result = analyze(volume, render=False, **options)
+    render_snapshot(result, out_png, view=view, size=(width, height), label=label)
     click.echo(f"wrote {out_png}")
+    if turntable is not None:
+        render_turntable(result, turntable, label=label)
+        click.echo(f"wrote {turntable}")
+    if meshes_dir is not None:
+        written = export_meshes(result, meshes_dir, fmt=mesh_format)
+        click.echo(f"wrote {len(written)} mesh(es) to {meshes_dir}: {', '.join(sorted(written))}")
 
 
 @cli.command()

@@ -125,6 +125,13 @@ def test_treated_lesions_exceed_control(study_run):
     assert (lost["group_a"], lost["group_b"]) == ("treated", "control") and float(lost["hedges_g"]) > 0
     assert (out / "report.html").stat().st_size > 10_000
     assert (out / "scans" / "T1_R" / "masks" / "bone.nii.gz").is_file()
+    # one lesion label map beside the separate masks: lytic 1, blastic 2, defect 3, on the same voxels
+    import SimpleITK as sitk
+
+    masks = out / "scans" / "T1_R" / "masks"
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(masks / "lesions.nii.gz")))
+    defects = sitk.GetArrayFromImage(sitk.ReadImage(str(masks / "defects.nii.gz")))
+    assert (labels == 3).sum() == (defects > 0).sum() > 0 and (labels == 1).any()
     assert (out / "study.pzfx").is_file() and (out / "plots" / "bone_lost_mm3.svg").is_file()
 
 

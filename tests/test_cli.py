@@ -162,14 +162,37 @@ def test_batch_job_reads_with_allow_nonuniform_only_when_asked(tmp_path):
 
 
 def test_render_allow_nonuniform_is_passed_on(tmp_path, monkeypatch):
-    import ctbone.render
+    import ctbone.io
 
     scan = _nonuniform_dicom(tmp_path / "scan")
     calls = []
-    _record(monkeypatch, ctbone.render, "render_scan", calls)
+    _record(monkeypatch, ctbone.io, "read_scan", calls)
     main(["render", str(scan), "-o", str(tmp_path / "s.png"), "--allow-nonuniform", "--size", "200x100"])
     args, kwargs = calls[0]
-    assert kwargs["allow_nonuniform"] is True and kwargs["size"] == (200, 100)
+    assert kwargs["allow_nonuniform"] is True
+
+
+def test_render_writes_snapshot_turntable_and_meshes(tmp_path, capsys):
+    import imageio.v3 as iio
+    import SimpleITK as sitk
+
+    from ctbone.phantoms import PhantomSpec, make_phantom
+
+    spec = PhantomSpec(voxel_mm=0.04, length_mm=1.6, metaphysis_length_mm=0,
+                       lesions=({"kind": "perforation", "z_mm": 0.8, "radius_mm": 0.15},))
+    vol, _ = make_phantom(spec, seed=0)
+    (tmp_path / "in").mkdir()
+    sitk.WriteImage(vol.to_sitk(), str(tmp_path / "in" / "tibia.nii.gz"))
+    out = tmp_path / "out"
+    code = main(["render", str(tmp_path / "in" / "tibia.nii.gz"), "-o", str(out / "s.png"), "--size", "320x240",
+                 "--turntable", str(out / "turn.gif"), "--meshes", str(out / "meshes")])
+    assert code == 0
+    assert iio.imread(out / "s.png").shape[:2] == (240, 320)
+    assert iio.imread(out / "turn.gif", index=None).shape[0] > 1  # several frames
+    assert (out / "meshes" / "bone.stl").stat().st_size > 10_000 and (out / "meshes" / "lytic.stl").is_file()
+    assert "mesh(es)" in capsys.readouterr().out
+    assert main(["render", str(tmp_path / "in" / "tibia.nii.gz"), "-o", str(out / "s.png"),
+                 "--turntable", str(out / "turn.avi")]) == EXIT_USAGE
 
 
 # --- --roi-mm and --mode -----------------------------------------------------------------------------

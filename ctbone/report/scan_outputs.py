@@ -12,6 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import OutputError
 from ..result import AnalysisResult
 from .safeio import atomic_write_bytes, check_output_dir, csv_text, replace_into, write_csv, write_json
@@ -89,6 +91,22 @@ def _write_snapshot(result: AnalysisResult, path: Path) -> bool:
         Path(tmp).unlink(missing_ok=True)
 
 
+# values of masks/lesions.nii.gz, one label map for 3D Slicer / ITK-SNAP (a defect is also lytic: it wins)
+LESION_LABELS = {"lytic": 1, "blastic": 2, "defects": 3}
+
+
+def lesion_label_map(masks: dict):
+    """One uint8 label map of the lesion masks (`LESION_LABELS`), or None without lesion masks."""
+    present = [name for name in LESION_LABELS if name in masks]
+    if not present:
+        return None
+    first = masks[present[0]]
+    labels = np.zeros(first.shape, np.uint8)
+    for name in present:
+        labels[np.asarray(masks[name].array) > 0] = LESION_LABELS[name]
+    return first.with_array(labels, unit="mask")
+
+
 def write_scan_outputs(result: AnalysisResult, outdir, *, render: bool = True, extra: dict | None = None,
                        inputs=()) -> dict[str, Path]:
     """Write every output file of one analysed scan into ``outdir``.
@@ -137,7 +155,11 @@ def write_scan_outputs(result: AnalysisResult, outdir, *, render: bool = True, e
 
     masks_dir = outdir / "masks"
     masks_dir.mkdir(exist_ok=True)
-    for name, volume in result.masks.items():
+    masks = dict(result.masks)
+    label_map = lesion_label_map(masks)
+    if label_map is not None:
+        masks["lesions"] = label_map
+    for name, volume in masks.items():
         path = masks_dir / f"{name}.nii.gz"
         _write_mask(volume, path)
         written[f"mask_{name}"] = path
