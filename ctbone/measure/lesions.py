@@ -209,7 +209,8 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     interior = shell & bone & (r > in_vox + s) & (r <= out_vox - s)
     lamellar = interior if interior.any() else shell & bone
     i_bone = float(np.median(density[lamellar])) if lamellar.any() else None
-    lytic_pv_mm3, levels = _missing_bone_mm3(density, lytic_labels, n_lytic, band, blastic, frame, i_bone, voxel_mm3)
+    lytic_pv_mm3, levels = _missing_bone_mm3(density, lytic_labels, n_lytic, band, blastic, frame, i_bone, voxel_mm3,
+                                             cortex_model=shell)
 
     rows = []
     offset = np.array([sl.start for sl in crop])
@@ -410,7 +411,7 @@ def _main_sections(env: np.ndarray):
     return out, analysable
 
 
-def _missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3):
+def _missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3, *, cortex_model=None):
     """Partial-volume bone loss per lytic region (index 1..n), mm³, and the levels (I_bone, I_fill).
 
     The cortex is cut into columns (one slice x one angle bin, radially across ``band``: the expected
@@ -420,7 +421,12 @@ def _missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3):
     hole were segmented. A lesion's columns (those within ``PV_REACH_VOX`` voxels of its region) are
     compared with the intact columns beside them in the same slice (linear interpolation around the
     bone between the means of up to three intact columns on each side; columns touching ``avoid``,
-    blastic bone, are not intact references). I_bone = median of the cortex
+    blastic bone, are not intact references). What is interpolated is the mass per voxel of the
+    modelled intact cortex in the column (``cortex_model``), then scaled back by the lesion column's
+    own model volume: an angle bin's share of an elliptic cortex changes around the bone, and a plain
+    interpolation of masses under-reads a lesion where that share peaks. The model volume per column
+    is smoothed around the bone from the intact columns only (`_smooth_around`), because a lesion that
+    breaches the cortex also bends the modelled surfaces over it. I_bone = median of the cortex
     interior, I_fill = median of the regions' interiors (tumour, marrow). Falls back to voxel counts
     when there is no contrast.
     """
@@ -447,14 +453,40 @@ def _missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3):
     owner = owner.reshape(nz, nb)
     has_band = np.bincount(cell[band], minlength=nz * nb).reshape(nz, nb) > 0
     has_band &= np.bincount(cell[avoid], minlength=nz * nb).reshape(nz, nb) == 0
+    model = (np.bincount(cell[cortex_model], minlength=nz * nb).reshape(nz, nb).astype(float)
+             if cortex_model is not None else np.ones((nz, nb)))
     missing = np.zeros(n + 1)
     for z in np.flatnonzero((owner > 0).any(axis=1)):
-        expected = _interpolate_around(mass[z], (owner[z] == 0) & has_band[z])
+        good = (owner[z] == 0) & has_band[z]
+        share = _smooth_around(model[z], good)
+        if share is not None and (share > 0).all():
+            ratio = _interpolate_around(mass[z] / share, good)
+            expected = None if ratio is None else ratio * share
+        else:  # no usable cortex model in this slice: interpolate the masses themselves
+            expected = _interpolate_around(mass[z], good)
         if expected is None:
             continue
         lesion = owner[z] > 0
         np.add.at(missing, owner[z][lesion], expected[lesion] - mass[z][lesion])
     return np.clip(missing, 0.0, None) * voxel_mm3, (i_bone, i_fill)
+
+
+# Fourier order of a column's share of the modelled cortex around the bone (an ellipse-like section
+# needs 2; 3 leaves room for asymmetry without following noise)
+SHARE_ORDER = 3
+
+
+def _smooth_around(values: np.ndarray, good: np.ndarray, *, order: int = SHARE_ORDER):
+    """Least-squares Fourier series (in the bin angle) fitted on the ``good`` bins, evaluated at all
+    bins; None when too few good bins. The lesion's own bins do not shape it: where a lesion distorts
+    the modelled surfaces, the share there comes from the intact cortex around it."""
+    nb = len(values)
+    if good.sum() < 4 * order + 2:
+        return None
+    theta = 2 * np.pi * np.arange(nb) / nb
+    basis = np.column_stack([np.ones(nb)] + [f(k * theta) for k in range(1, order + 1) for f in (np.cos, np.sin)])
+    coef, *_ = np.linalg.lstsq(basis[good], values[good].astype(float), rcond=None)
+    return basis @ coef
 
 
 def _interpolate_around(values: np.ndarray, good: np.ndarray, *, side: int = 3):
