@@ -192,3 +192,19 @@ def test_metaphyseal_roi_and_calibration_through_segment():
     cal = segment(vol, AnalysisOptions(calibration=(0.5, 10.0), min_particle_mm3=0))
     assert cal.image.unit == "mgHA/cm3" and cal.threshold == pytest.approx(0.5 * 500 + 10)
     assert "threshold_mgha_cm3" in standard_morphometry(cal)
+
+
+def test_auto_threshold_skips_a_second_bone_mode():
+    # air, soft tissue, dense trabecular bone (1000) and cortex (1400) as four histogram peaks: the
+    # threshold separates bone from soft tissue (half-way 40..1400), not trabecular from cortical bone
+    from ctbone.segment.threshold import auto_threshold
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(-1000, 30, 300_000), rng.normal(40, 30, 400_000),
+                             rng.normal(1000, 30, 150_000), rng.normal(1400, 30, 150_000)])
+    threshold, method = auto_threshold(values.astype(np.float32))
+    assert method == "half-max-between-modes" and threshold == pytest.approx(720, abs=25)
+    # in vivo: bone peak (900) nearer soft tissue than soft tissue is to air: soft tissue stays the surround
+    values = np.concatenate([rng.normal(-1000, 30, 300_000), rng.normal(40, 30, 400_000),
+                             rng.normal(900, 30, 100_000)])
+    assert auto_threshold(values.astype(np.float32))[0] == pytest.approx(470, abs=25)

@@ -5,7 +5,9 @@ marrow; plain Otsu on everything often splits air from tissue, and Otsu on the t
 and bone alone is pulled around by how much of each the field of view holds.
 `auto_threshold` finds the histogram's modes (peaks of the smoothed log-histogram at
 least a factor 2 above the valleys around them): the brightest is dense bone, the next
-one down is what surrounds bone (soft tissue, marrow, or air for an ex vivo bone). The
+one down is what surrounds bone (soft tissue, marrow, or air for an ex vivo bone), unless it sits
+much nearer the bone peak than the tissue below it: then it is a second bone population (dense
+trabeculae at fine voxels) and the next mode down is taken. The
 threshold is half-way between those two modes (the half-maximum edge criterion of CT
 metrology): unlike Otsu it does not move with how much bone and tissue the field of view
 holds, and air does not weigh in at all. With a single mode (no visible bone peak) it
@@ -66,6 +68,17 @@ def histogram_modes(values: np.ndarray) -> np.ndarray:
     return centres[peaks - 1]
 
 
+def _surround_index(modes: np.ndarray) -> int:
+    """Index of the mode that surrounds bone: the next one down from the brightest, skipping modes that
+    sit closer to the bone peak than half their distance to the next mode below (a second bone
+    population, e.g. dense trabecular or woven bone at fine voxels, not soft tissue or marrow)."""
+    bone = modes[-1]
+    k = len(modes) - 2
+    while k >= 1 and bone - modes[k] < 0.5 * (modes[k] - modes[k - 1]):
+        k -= 1
+    return k
+
+
 def auto_threshold(image: np.ndarray) -> tuple[float, str]:
     """Threshold between bone and what surrounds it, and the name of the method used.
 
@@ -87,7 +100,8 @@ def auto_threshold(image: np.ndarray) -> tuple[float, str]:
         values = values[:: int(np.ceil(values.size / MAX_SAMPLES))]
     modes = histogram_modes(values)
     if len(modes) >= 2:
-        surround, bone = float(modes[-2]), float(modes[-1])
+        bone = float(modes[-1])
+        surround = float(modes[_surround_index(modes)])
         t = (surround + bone) / 2.0
         log.debug("auto threshold: modes %.4g and %.4g, half-way %.4g", surround, bone, t)
         return t, "half-max-between-modes"
