@@ -54,13 +54,13 @@ def test_default_pipeline_lesions_vs_truth(seed):
     assert m["cortical_defect_count"] == truth["cortical_defect_count"] == 2
     # a perforation's opening at the cortical half-maximum: measured -0.7..+1.3 % (seeds 1-3, 25 um)
     assert abs(_err(_opening(res.lesions, 0.5), _true_opening(truth, 0.5))) <= 0.08
-    # lytic volume (column bone mass on the unsmoothed image): measured -8.7..-12.2 % here (seeds 1-3)
+    # lytic volume (column bone mass on the unsmoothed image): measured -8.8..-12.4 % here (seeds 1-3)
     assert -0.18 <= _err(m["lytic_volume_mm3"], truth["lytic_volume_mm3"]) <= 0.05
     # woven cap found although the automatic threshold (~715 HU) is above woven bone (700 HU): the lesion
-    # module's own woven level. It reads high (cortex rim under the cap, pores ~1.6 voxels unresolved):
-    # measured +32.9..+33.6 %
-    assert 0.0 < _err(m["blastic_volume_mm3"], truth["blastic_volume_mm3"]) <= 0.45
-    # under-mineralised, not lamellar (measured 595-598 HU; material 700 HU, lamellar 1400 HU)
+    # module's own woven level. It reads high (pores ~1.6 voxels unresolved): measured +13.1..+13.7 %
+    # (+32.9..+33.6 % while the cortex's own rim under the cap was counted)
+    assert 0.0 < _err(m["blastic_volume_mm3"], truth["blastic_volume_mm3"]) <= 0.22
+    # under-mineralised, not lamellar (measured 543-544 HU; material 700 HU, lamellar 1400 HU)
     assert m["blastic_mean_density_hu"] < 0.6 * 1400
 
 
@@ -77,10 +77,11 @@ def test_default_phantom_through_analyze():
     # total area includes the breaching cavity's opening, which reads high (its rim thins below a voxel):
     # measured +23.1 %
     assert 0.0 <= _err(m["cortical_defect_area_mm2"], truth["cortical_defect_area_mm2"]) <= 0.35
-    # lytic: measured -1.2 %
+    # lytic: measured -1.3 %
     assert abs(_err(m["lytic_volume_mm3"], truth["lytic_volume_mm3"])) <= 0.08
-    # blastic: found (woven 700 HU below the ~716 HU threshold); measured +25.9 %
-    assert 0.0 < _err(m["blastic_volume_mm3"], truth["blastic_volume_mm3"]) <= 0.40
+    # blastic: found (woven 700 HU below the ~716 HU threshold); measured +11.9 % (+25.9 % before the
+    # cortex rim under the cap was left out)
+    assert 0.0 < _err(m["blastic_volume_mm3"], truth["blastic_volume_mm3"]) <= 0.20
     assert res.info["lesions"]["slices_defect_search"] > 0
 
 

@@ -151,9 +151,13 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     r_dense = frame.per_bin(r, env & (image >= dense_level), reduce="max")
     offset_mm = float(np.nanmedian(r_env - r_dense)) if np.isfinite(r_env - r_dense).any() else 0.0
     r_out = robust_surface_model(r_dense + offset_mm, tolerance_mm=tol, exclude="both")
-    # the outermost voxel centre per bin (with neighbour bins) lies ~half a voxel outside the surface:
-    # on intact phantoms r <= model - s/2 matches the true envelope volume to 0.2 % (20 and 30 um)
-    out_vox = frame.lookup(_nan_to(r_out, -1.0)) - 0.5 * s
+    # the model is the outermost envelope voxel centre per bin: the periosteal surface. Voxels with
+    # r <= surface hold the true envelope to -0.4 / -0.8 / -1.1 / -1.3 / -2.1 % at 10 / 20 / 25 / 30 /
+    # 40 um (intact phantoms, noise 60 HU). Bone beyond it is outgrowth (blastic).
+    surface_vox = frame.lookup(_nan_to(r_out, -1.0))
+    # the cortex *shell* where defects are searched and lytic cores found stops half a voxel inside:
+    # partial volume rounds the rims of openings at the surface, which would widen every opening
+    out_vox = surface_vox - 0.5 * s
     expected = r <= out_vox
 
     # endosteal model: the outermost marrow-space voxel per bin; cavities and channels push it out
@@ -185,8 +189,10 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     # outside the modelled surface, bone is whatever reaches a quarter of the way from the surrounding
     # tissue to lamellar bone (never above the bone threshold), attached to the bone
     woven_level = _woven_level(image, bone, env, dense_level, seg.threshold, spacing)
-    outside = in_slices & (r > out_vox) & (bone | (image >= woven_level))
-    blastic = _grow_back(outside & (r > out_vox + tol), outside, min_lesion_vox, tol + s, spacing)
+    # (beyond the surface itself, not the shell: counting from the shell's limit added the cortex's own
+    # half-voxel rim under a cap, +20 % on a 150 um cap at 25 um)
+    outside = in_slices & (r > surface_vox) & (bone | (image >= woven_level))
+    blastic = _grow_back(outside & (r > surface_vox + tol), outside, min_lesion_vox, tol + s, spacing)
     blastic = _attached(blastic, bone & env)
     # an outgrowth as dense as lamellar bone is a normal ridge (third trochanter, tibial crest) as far as a
     # single scan can tell; woven bone is under-mineralised (Roudier 2008). Dense ones are left out and
