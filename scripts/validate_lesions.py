@@ -280,20 +280,21 @@ True lost = cortical + trabecular bone removed by the lytic lesions; true gained
   cortical histogram modes): the unbiased edge of a solid cortex, and the Dice-optimal threshold on these
   phantoms (tests/test_segment.py). It is kept for morphometry. No single global threshold is right for
   every lesion measure (measured on `default_spec()` at 30 / 40 / 50 % of the soft-tissue-to-cortex contrast:
-  BV +9 / +1 / −7 %, Ct.Th 0.200 / 0.195 / 0.183 mm vs 0.180, Tb.BV/TV 3.0 / 1.3 / 0.1 % vs 4.1 %; a lower
-  threshold only *looks* better on total defect area because shrunken perforations cancel an inflated cavity
-  opening, see the per-opening table). So the lesion module measures on gray values where it can, and has its
-  own level for woven bone (a dual threshold in the spirit of Buie 2007):
+  BV +9 / +1 / −7 %, Ct.Th 0.200 / 0.195 / 0.183 mm vs 0.180; a lower threshold only *looks* better on total
+  defect area because shrunken perforations cancel an inflated cavity opening, see the per-opening table).
+  Trabeculae get their own local half-maximum threshold (docs/metrics.md). So the lesion module measures on
+  gray values where it can, and has its own level for woven bone (a dual threshold in the spirit of Buie 2007):
 - **Lytic volume** is a partial-volume measure on the *unsmoothed* image, independent of the threshold: the
   cortex is cut into columns (slice × angle bin, radially from 2 voxels inside the modelled endosteum to 2
   voxels outside the modelled periosteum); each column's bone mass is Σ (I − I_fill)/(I_bone − I_fill)
   (I_bone = median of the cortex interior, I_fill = median inside the lesions), which the scanner's blur
-  conserves; a lesion's columns are compared with the intact columns beside them in the same slice. The plain
-  voxel count of the thresholded region is in `info["lytic_voxel_count_mm3"]`. Perforations come out within
-  a few %; a cavity centred on the endosteum reads 9–14 % low on its own (cavity sizes table; ~22 % for the
-  200 µm cavity at 25 µm in tests/test_lesions_pipeline.py): its shallow rim, where only a little cortex is
-  eaten from the marrow side, is not marked as lesion and serves as an "intact" reference. Not yet solved;
-  widening the lesion's columns made it worse, so the cause is not fully understood.
+  conserves; a lesion's columns are compared with the intact columns beside them in the same slice: what is
+  interpolated across the lesion is the bone mass per voxel of the modelled intact cortex in each column,
+  scaled back by the column's share of the cortex (a Fourier series in the angle fitted on the intact columns),
+  because an angle bin's share of an elliptic cortex changes around the bone. (A flat interpolation of the
+  masses read a cavity 9–14 % low where that share peaks; traced with the intact twin's column masses.) The
+  plain voxel count of the thresholded region is in `info["lytic_voxel_count_mm3"]`. What remains low (cavity
+  sizes table) is a small cavity's shallow rim.
 - **Defect count and area** are measured on the modelled (expected) periosteal surface, with voxel faces weighted
   by the surface normal. Perforations (openings with a full-thickness wall) are measured within a few % at the
   cortical half-maximum (per-opening table). A cavity that *just* breaches the cortex leaves a rim that thins
@@ -311,12 +312,14 @@ True lost = cortical + trabecular bone removed by the lytic lesions; true gained
 - **Blastic volume** counts, outside the modelled surface, whatever reaches a quarter of the way from the
   surrounding tissue to lamellar bone (never above the bone threshold), attached to the bone; outgrowths whose
   median density is lamellar are normal ridges (third trochanter, tibial crest), reported only in
-  `info["dense_outgrowths_excluded_mm3"]`. It reads high, more so at coarse voxels, for two reasons measured
-  here: the cortex's own partial-volume rim under the cap is counted (the cap has no intact cortex edge to
-  compare with in its own columns), and pores smaller than ~2 voxels are not resolved, so the cap's envelope
-  rather than its solid is counted. Without a reference the woven bone's material density is unidentifiable
-  when its pores are unresolved; with a reference, `bone_gained_mm3` is accurate (reference table). Its mean
-  density is biased low by the pores' partial volume, but clearly below lamellar bone.
+  `info["dense_outgrowths_excluded_mm3"]`. It is counted beyond the modelled periosteal surface itself (the
+  cortex shell used for defects stops half a voxel inside it; counting from there added the cortex's own
+  partial-volume rim under a cap, +20–45 %, found by splitting the blastic mask by the phantom's fine labels).
+  It still reads high at coarse voxels: pores smaller than ~2 voxels are not resolved, so the cap's envelope
+  rather than its solid is counted, partly offset by the thin porous margin missed. Without a reference the
+  woven bone's material density is unidentifiable when its pores are unresolved; with a reference,
+  `bone_gained_mm3` is accurate (reference table). Its mean density is biased low by the pores' partial
+  volume, but clearly below lamellar bone.
 - The expected periosteal surface is modelled on the dense bone's outline, per slice, by a Fourier series
   in the angle fitted with lesion outliers excluded; slices where the bone is not one section (femoral
   head and neck, a separate fibula) are not analysed.

@@ -54,8 +54,10 @@ def test_default_pipeline_lesions_vs_truth(seed):
     assert m["cortical_defect_count"] == truth["cortical_defect_count"] == 2
     # a perforation's opening at the cortical half-maximum: measured -0.7..+1.3 % (seeds 1-3, 25 um)
     assert abs(_err(_opening(res.lesions, 0.5), _true_opening(truth, 0.5))) <= 0.08
-    # lytic volume (column bone mass on the unsmoothed image): measured -8.8..-12.4 % here (seeds 1-3)
-    assert -0.18 <= _err(m["lytic_volume_mm3"], truth["lytic_volume_mm3"]) <= 0.05
+    # lytic volume (column bone mass on the unsmoothed image, intact reference from the same angle bin in
+    # the slices above and below): measured -0.6..+0.7 % here (seeds 1-3); -8.8..-12.4 % with the
+    # reference taken from the neighbouring bins of the same slice
+    assert abs(_err(m["lytic_volume_mm3"], truth["lytic_volume_mm3"])) <= 0.05
     # woven cap found although the automatic threshold (~715 HU) is above woven bone (700 HU): the lesion
     # module's own woven level. It reads high (pores ~1.6 voxels unresolved): measured +13.1..+13.7 %
     # (+32.9..+33.6 % while the cortex's own rim under the cap was counted)
@@ -77,19 +79,19 @@ def test_default_phantom_through_analyze():
     # total area includes the breaching cavity's opening, which reads high (its rim thins below a voxel):
     # measured +23.1 %
     assert 0.0 <= _err(m["cortical_defect_area_mm2"], truth["cortical_defect_area_mm2"]) <= 0.35
-    # lytic: measured -1.3 %
-    assert abs(_err(m["lytic_volume_mm3"], truth["lytic_volume_mm3"])) <= 0.08
+    # lytic: measured +0.3 %
+    assert abs(_err(m["lytic_volume_mm3"], truth["lytic_volume_mm3"])) <= 0.05
     # blastic: found (woven 700 HU below the ~716 HU threshold); measured +11.9 % (+25.9 % before the
     # cortex rim under the cap was left out)
     assert 0.0 < _err(m["blastic_volume_mm3"], truth["blastic_volume_mm3"]) <= 0.20
     assert res.info["lesions"]["slices_defect_search"] > 0
 
 
-@pytest.mark.parametrize("radius_mm,low,high", [(0.15, -0.12, 0.03), (0.25, -0.05, 0.05)])
+@pytest.mark.parametrize("radius_mm,low,high", [(0.15, -0.05, 0.05), (0.25, -0.05, 0.05)])
 def test_isolated_cavity_lytic_volume(radius_mm, low, high):
     # a cavity centred on the endosteum of the 180 um cortex, alone, 20 um voxels, noise 60 HU. Measured
-    # -6.7 % (r 150 um, it stops short of the periosteum) and -1.1 % (r 250 um, it breaches it); before the
-    # column reference followed the cortex's share around the bone (noise 0): -12.7 % and -3.8 %
+    # +0.0 % (r 150 um, it stops short of the periosteum) and +0.3 % (r 250 um, it breaches it); with the
+    # reference from the neighbouring bins of the same slice: -12.7 % and -3.8 % (noise 0)
     spec = PhantomSpec(voxel_mm=0.02, length_mm=2.0, metaphysis_length_mm=0.0,
                        lesions=({"kind": "lytic_cavity", "z_mm": 1.0, "angle_deg": 30.0, "radius_mm": radius_mm},))
     vol, truth = make_phantom(spec, seed=0)

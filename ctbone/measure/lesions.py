@@ -425,15 +425,18 @@ def _missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3, *, 
     present = (I - I_fill) / (I_bone - I_fill) on the *unsmoothed* image, not clipped: the scanner's
     blur conserves that sum, so it does not depend on the threshold or on how the walls and rims of a
     hole were segmented. A lesion's columns (those within ``PV_REACH_VOX`` voxels of its region) are
-    compared with the intact columns beside them in the same slice (linear interpolation around the
-    bone between the means of up to three intact columns on each side; columns touching ``avoid``,
-    blastic bone, are not intact references). What is interpolated is the mass per voxel of the
-    modelled intact cortex in the column (``cortex_model``), then scaled back by the lesion column's
-    own model volume: an angle bin's share of an elliptic cortex changes around the bone, and a plain
-    interpolation of masses under-reads a lesion where that share peaks. The model volume per column
-    is smoothed around the bone from the intact columns only (`_smooth_around`), because a lesion that
-    breaches the cortex also bends the modelled surfaces over it. I_bone = median of the cortex
-    interior, I_fill = median of the regions' interiors (tumour, marrow). Falls back to voxel counts
+    compared with intact columns (columns touching ``avoid``, blastic bone, are not intact references):
+    first the *same angle bin* in the intact slices below and above the lesion (linear interpolation
+    along z between the means of up to three slices on each side, `_expected_along_z`): a shaft's bins
+    repeat their voxel pattern from slice to slice, whereas neighbouring bins differ by whole voxels (at
+    40 um a bin holds 1-4 voxels of cortex, and interpolating around the bone was off by up to 20 % per
+    lesion). Where a lesion reaches the end of the analysed slices, the intact columns beside it in the
+    same slice are used: the mass per voxel of modelled cortex is interpolated around the bone (between
+    the means of up to three intact columns on each side) and scaled back by the column's share of the
+    cortex, smoothed around the bone from the intact columns (`_smooth_around`; an angle bin's share of
+    an elliptic cortex changes around the bone, and a lesion that breaches the cortex bends the modelled
+    surfaces over it). I_bone = median of the cortex interior, I_fill = median of the regions'
+    interiors (tumour, marrow). Falls back to voxel counts
     when there is no contrast.
     """
     counts = np.bincount(labels.ravel(), minlength=n + 1)[: n + 1].astype(float) * voxel_mm3
@@ -461,6 +464,7 @@ def _missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3, *, 
     has_band &= np.bincount(cell[avoid], minlength=nz * nb).reshape(nz, nb) == 0
     model = (np.bincount(cell[cortex_model], minlength=nz * nb).reshape(nz, nb).astype(float)
              if cortex_model is not None else np.ones((nz, nb)))
+    along_z = _expected_along_z(mass, (owner == 0) & has_band, owner > 0)
     missing = np.zeros(n + 1)
     for z in np.flatnonzero((owner > 0).any(axis=1)):
         good = (owner[z] == 0) & has_band[z]
@@ -470,11 +474,32 @@ def _missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3, *, 
             expected = None if ratio is None else ratio * share
         else:  # no usable cortex model in this slice: interpolate the masses themselves
             expected = _interpolate_around(mass[z], good)
-        if expected is None:
+        # the same bin in the intact slices above and below first: a straight shaft's bins repeat their
+        # voxel pattern slice after slice, where neighbouring bins differ by whole voxels
+        expected = np.where(np.isfinite(along_z[z]), along_z[z], np.nan if expected is None else expected)
+        if expected is None or not np.isfinite(expected[owner[z] > 0]).all():
             continue
         lesion = owner[z] > 0
         np.add.at(missing, owner[z][lesion], expected[lesion] - mass[z][lesion])
     return np.clip(missing, 0.0, None) * voxel_mm3, (i_bone, i_fill)
+
+
+def _expected_along_z(mass, good, owned, *, side: int = 3):
+    """(Z, B) intact mass interpolated along z, per angle bin, between the means of up to ``side`` good
+    slices below and above each owned run; NaN where the run has no good slice on both sides."""
+    out = np.full(mass.shape, np.nan)
+    for b in np.flatnonzero(owned.any(axis=0)):
+        ok = np.flatnonzero(good[:, b])
+        if ok.size == 0:
+            continue
+        for z in np.flatnonzero(owned[:, b]):
+            k = int(np.searchsorted(ok, z))
+            if k == 0 or k == ok.size:
+                continue
+            lo, hi = ok[max(0, k - side):k], ok[k:k + side]
+            w = (z - ok[k - 1]) / (ok[k] - ok[k - 1])
+            out[z, b] = (1 - w) * mass[lo, b].mean() + w * mass[hi, b].mean()
+    return out
 
 
 # Fourier order of a column's share of the modelled cortex around the bone (an ellipse-like section
