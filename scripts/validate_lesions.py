@@ -288,13 +288,14 @@ True lost = cortical + trabecular bone removed by the lytic lesions; true gained
   cortex is cut into columns (slice × angle bin, radially from 2 voxels inside the modelled endosteum to 2
   voxels outside the modelled periosteum); each column's bone mass is Σ (I − I_fill)/(I_bone − I_fill)
   (I_bone = median of the cortex interior, I_fill = median inside the lesions), which the scanner's blur
-  conserves; a lesion's columns are compared with the intact columns beside them in the same slice: what is
-  interpolated across the lesion is the bone mass per voxel of the modelled intact cortex in each column,
-  scaled back by the column's share of the cortex (a Fourier series in the angle fitted on the intact columns),
-  because an angle bin's share of an elliptic cortex changes around the bone. (A flat interpolation of the
-  masses read a cavity 9–14 % low where that share peaks; traced with the intact twin's column masses.) The
-  plain voxel count of the thresholded region is in `info["lytic_voxel_count_mm3"]`. What remains low (cavity
-  sizes table) is a small cavity's shallow rim.
+  conserves. A lesion's columns are compared with the *same angle bin* in the intact slices below and above
+  it (linear interpolation along z between the means of up to three slices on each side): a shaft's bins
+  repeat their voxel pattern from slice to slice, whereas neighbouring bins of one slice differ by whole
+  voxels (at 40 µm a bin holds 1–4 voxels of cortex). Where a lesion reaches the end of the analysed slices,
+  the intact bins beside it in the same slice are used instead, scaled by each bin's share of the modelled
+  cortex. (The former reference, neighbouring bins of the same slice, read cavities 9–14 % low and single
+  lesions up to ±20 % off at 30–40 µm; traced with the intact twin's column masses.) The plain voxel count
+  of the thresholded region is in `info["lytic_voxel_count_mm3"]`.
 - **Defect count and area** are measured on the modelled (expected) periosteal surface, with voxel faces weighted
   by the surface normal. Perforations (openings with a full-thickness wall) are measured within a few % at the
   cortical half-maximum (per-opening table). A cavity that *just* breaches the cortex leaves a rim that thins
@@ -315,8 +316,9 @@ True lost = cortical + trabecular bone removed by the lytic lesions; true gained
   `info["dense_outgrowths_excluded_mm3"]`. It is counted beyond the modelled periosteal surface itself (the
   cortex shell used for defects stops half a voxel inside it; counting from there added the cortex's own
   partial-volume rim under a cap, +20–45 %, found by splitting the blastic mask by the phantom's fine labels).
-  It still reads high at coarse voxels: pores smaller than ~2 voxels are not resolved, so the cap's envelope
-  rather than its solid is counted, partly offset by the thin porous margin missed. Without a reference the
+  It reads −17..+13 % (tables above): high where pores smaller than ~2 voxels are unresolved (the cap's
+  envelope rather than its solid is counted), low where the cap's thin, porous margins fall below the woven
+  level (the 80 µm outgrowth, 10 µm voxels that resolve the pores). Without a reference the
   woven bone's material density is unidentifiable when its pores are unresolved; with a reference,
   `bone_gained_mm3` is accurate (reference table). Its mean density is biased low by the pores' partial
   volume, but clearly below lamellar bone.
