@@ -8,6 +8,8 @@ happen inside the commands so that `ctbone --help` is instant.
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import sys
 from pathlib import Path
@@ -324,16 +326,44 @@ def analyze(path, outdir, series, spacing, threshold, trabecular_threshold, cali
     from .study.job import check_mode_applied
 
     _set_kernel_threads(workers)
-    volume = read_scan(path, series=series, spacing=spacing_mm, allow_nonuniform=allow_nonuniform)
-    log.info("read %s: %s", path, volume)
-    reference_volume = read_scan(reference, allow_nonuniform=allow_nonuniform) if reference is not None else None
-    result = run_analysis(volume, reference=reference_volume, **overrides)
-    check_mode_applied(result, result.options)
-    written = write_scan_outputs(result, outdir, render=result.options.render,
-                                 inputs=[p for p in (path, reference) if p is not None])
+    # a stage bar on stderr: a 512^3 scan takes a minute or more
+    stages = ["read", "segment", "morphometry", "lesions"] + (["reference"] if reference is not None else []) + ["outputs"]
+    with _stage_bar(stages, quiet) as step:
+        step("read")
+        volume = read_scan(path, series=series, spacing=spacing_mm, allow_nonuniform=allow_nonuniform)
+        log.info("read %s: %s", path, volume)
+        reference_volume = read_scan(reference, allow_nonuniform=allow_nonuniform) if reference is not None else None
+        result = run_analysis(volume, reference=reference_volume, progress=step, **overrides)
+        check_mode_applied(result, result.options)
+        step("outputs")
+        written = write_scan_outputs(result, outdir, render=result.options.render,
+                                     inputs=[p for p in (path, reference) if p is not None])
     if not quiet:
         _echo_summary(path, outdir, result.metrics)
     return written
+
+
+@contextlib.contextmanager
+def _stage_bar(stages: list[str], quiet: bool):
+    """A tqdm bar over the named stages; yields ``step(name)``, called as each stage starts.
+
+    Only on a terminal: piped or logged stderr keeps the one-line error contract."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(stages), file=sys.stderr, disable=quiet or not sys.stderr.isatty(), unit="stage", desc="ctbone analyze", leave=False,
+               bar_format="{desc}: {n_fmt}/{total_fmt} stages {bar} {elapsed} [{postfix}]")
+    seen: list[str] = []
+
+    def step(name: str) -> None:
+        if seen:
+            bar.update(1)
+        seen.append(name)
+        bar.set_postfix_str(name)
+
+    try:
+        yield step
+    finally:
+        bar.close()
 
 
 def _echo_summary(path, outdir, m: dict) -> None:

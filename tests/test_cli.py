@@ -396,7 +396,7 @@ def test_analyze_workers_sets_the_kernel_threads(tmp_path, monkeypatch):
     assert threads == [1]
 
 
-def test_trabecular_cube_analyze_skips_lesions_cleanly(tmp_path, capsys):
+def test_trabecular_cube_analyze_skips_lesions_cleanly(tmp_path, capsys, monkeypatch):
     # a rod lattice cube: morphometry is measured, lesion metrics are left empty (no cortex), and
     # nothing warns (pytest turns warnings into errors)
     import json
@@ -411,11 +411,14 @@ def test_trabecular_cube_analyze_skips_lesions_cleanly(tmp_path, capsys):
     (tmp_path / "in").mkdir()
     sitk.WriteImage(image, str(tmp_path / "in" / "cube.nii.gz"))
     out = tmp_path / "out"
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # as on a terminal: the stage bar shows
     code = main(["analyze", str(tmp_path / "in" / "cube.nii.gz"), "-o", str(out), "--mode", "trabecular-cube", "--no-render"])
     assert code == 0
     doc = json.loads((out / "metrics.json").read_text())
     metrics = doc["metrics"]
     assert metrics["cortical_defect_count"] is None and metrics["lytic_volume_mm3"] is None
     assert 20 < metrics["bv_tv_pct"] < 35 and metrics["tb_th_mm"] > 0
-    assert "BV/TV" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "BV/TV" in captured.out
+    assert "ctbone analyze" in captured.err and "stages" in captured.err  # the stage bar, on stderr
     assert not (out / "masks" / "lytic.nii.gz").exists()
