@@ -217,6 +217,16 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     i_bone = float(np.median(density[lamellar])) if lamellar.any() else None
     lytic_pv_mm3, levels = _missing_bone_mm3(density, lytic_labels, n_lytic, band, blastic, frame, i_bone, voxel_mm3,
                                              cortex_model=shell)
+    # a region whose gray values show less bone missing than min_lesion_mm3 is a dip of the thresholded
+    # surface, not a loss of bone: dropped (lytic_volume_mm3 counts regions >= min_lesion_mm3), unless it
+    # holds a cortical defect
+    keep = lytic_pv_mm3 >= options.min_lesion_mm3
+    keep[np.unique(lytic_labels[defect_labels > 0])] = True
+    keep[0] = False
+    lytic = keep[lytic_labels]
+    lytic_pv_mm3 = np.r_[0.0, lytic_pv_mm3[keep]]
+    lytic_labels = np.cumsum(keep)[lytic_labels] * lytic
+    n_lytic = int(keep.sum())
 
     rows = []
     offset = np.array([sl.start for sl in crop])
