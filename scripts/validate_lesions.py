@@ -328,10 +328,13 @@ True lost = cortical + trabecular bone removed by the lytic lesions; true gained
 - Binary input (0/1 scans) has no density: defects and lytic regions are found from shape alone, but a broad,
   smooth woven cap cannot be told from the bone's own outline (tested in tests/test_lesions.py).
 - On the real healthy mouse femur (`../shared/realdata/mouse_femur`, 50 µm, raw gray), the default pipeline on
-  the whole scan reports 2 cortical defects (it reported 10 before the tube rule), both in the fenestrated thin
-  cortex of the third-trochanter region 1.5–2.3 mm from the proximal end, where the cortex at 50 µm is under 3
-  voxels and its openings cannot be told from perforations by shape; the shaft from 2.5 mm is clean
-  (tests/test_lesions_realdata.py). Restrict the ROI to the shaft or metaphysis studied.
+  the whole scan reports 1 cortical defect (0.03 mm², 1.9 mm from the proximal end, in the fenestrated thin
+  cortex of the third-trochanter region, where the cortex at 50 µm is under 3 voxels and its openings cannot
+  be told from perforations by shape), 0.007 mm³ lytic at 2.6 mm, and 0.25 mm³ "blastic" bone at the femoral
+  head end (0.4 mm) and the third trochanter (2.0 mm): lamellar ridges that partial volume at 50 µm makes
+  look under-mineralised (0.12 mm³ while blastic bone was counted from half a voxel inside the surface, whose
+  dense rim tipped more of them into "lamellar"). With `--roi-mm 2.5:5.1` (the shaft) every lesion metric is
+  0 (tests/test_lesions_realdata.py). Restrict the ROI to the shaft or metaphysis studied.
 - With a reference, lost/gained cancel partial volume (both scans are thresholded alike) and are the most
   accurate measures; the one-voxel tolerance band is recovered by growing the kept clusters back.
 """
