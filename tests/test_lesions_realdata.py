@@ -58,3 +58,13 @@ def test_healthy_femur_whole_scan_default_pipeline():
     assert len(lytic) <= 3
     z0 = float(vol.index_to_physical((0, 0, 0))[2])
     assert all(abs(row["centroid_z_mm"] - z0) < 2.5 for row in defects)
+
+
+def test_healthy_femur_shaft_roi_default_pipeline_is_clean():
+    # what docs/accuracy.md advises: the default pipeline (automatic threshold) restricted to the shaft
+    import ctbone
+
+    vol = ctbone.read_scan(FEMUR)
+    m = ctbone.analyze(vol, render=False, roi_mm=(2.5, 5.1)).metrics
+    assert m["cortical_defect_count"] == 0
+    assert m["lytic_volume_mm3"] == 0.0 and m["blastic_volume_mm3"] == 0.0
