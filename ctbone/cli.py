@@ -350,8 +350,8 @@ def _stage_bar(stages: list[str], quiet: bool):
     Only on a terminal: piped or logged stderr keeps the one-line error contract."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(stages), file=sys.stderr, disable=quiet or not sys.stderr.isatty(), unit="stage", desc="ctbone analyze", leave=False,
-               bar_format="{desc}: {n_fmt}/{total_fmt} stages {bar} {elapsed} [{postfix}]")
+    bar = tqdm(total=len(stages), file=sys.stderr, disable=quiet or not sys.stderr.isatty(), unit="stage",
+               desc="ctbone analyze", leave=False, bar_format="{desc}: {n_fmt}/{total_fmt} stages {bar} {elapsed} [{postfix}]")
     seen: list[str] = []
 
     def step(name: str) -> None:

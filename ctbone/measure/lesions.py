@@ -487,9 +487,7 @@ def _missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3, *, 
         # the same bin in the intact slices above and below first: a straight shaft's bins repeat their
         # voxel pattern slice after slice, where neighbouring bins differ by whole voxels
         expected = np.where(np.isfinite(along_z[z]), along_z[z], np.nan if expected is None else expected)
-        if expected is None or not np.isfinite(expected[owner[z] > 0]).all():
-            continue
-        lesion = owner[z] > 0
+        lesion = (owner[z] > 0) & np.isfinite(expected)
         np.add.at(missing, owner[z][lesion], expected[lesion] - mass[z][lesion])
     return np.clip(missing, 0.0, None) * voxel_mm3, (i_bone, i_fill)
 
