@@ -322,11 +322,11 @@ True lost = cortical + trabecular bone removed by the lytic lesions; true gained
   partial-volume rim under a cap, +20–45 %, found by splitting the blastic mask by the phantom's fine labels).
   It reads −17..+13 % (tables above): high where pores smaller than ~2 voxels are unresolved (the cap's
   envelope rather than its solid is counted), low where the cap's thin, porous margins fall below the woven
-  level (the 80 µm outgrowth, 10 µm voxels that resolve the pores). Denser woven bone reads higher, +29 and
-  +32 % at 950 and 1150 HU (the sizes table): the woven level, a quarter of the way to lamellar bone, is the
-  half maximum of ~700 HU woven bone only, so a denser cap keeps its pores' and margins' partial volume. (Cutting
-  each cap at its own half maximum, from a local maximum filter, fixed the dense caps, +8 / +3 %, but read
-  700 HU caps up to 47 % low at 40 µm and on thin caps, so it was not adopted.) Without a reference the
+  level (the 80 µm outgrowth, 10 µm voxels that resolve the pores). The woven level is a quarter of the way
+  to lamellar bone, the half maximum of ~700 HU woven bone; a denser cap is cut at its own half maximum
+  (half-way to the brightest value within 2 voxels, taken beyond the tolerance band so the cortex's blur does
+  not set it): 950 and 1150 HU caps read +17 / +9 % (the sizes table; +29 / +32 % with the quarter level
+  alone). Without a reference the
   woven bone's material density is unidentifiable when its pores are unresolved; with a reference,
   `bone_gained_mm3` is accurate (reference table). Its mean density is biased low by the pores' partial
   volume, but clearly below lamellar bone.
@@ -338,7 +338,7 @@ True lost = cortical + trabecular bone removed by the lytic lesions; true gained
 - On the real healthy mouse femur (`../shared/realdata/mouse_femur`, 50 µm, raw gray), the default pipeline on
   the whole scan reports 1 cortical defect (0.03 mm², 1.9 mm from the proximal end, in the fenestrated thin
   cortex of the third-trochanter region, where the cortex at 50 µm is under 3 voxels and its openings cannot
-  be told from perforations by shape), 0.007 mm³ lytic at 2.6 mm, and 0.25 mm³ "blastic" bone at the femoral
+  be told from perforations by shape), 0.007 mm³ lytic at 2.6 mm, and 0.19 mm³ "blastic" bone at the femoral
   head end (0.4 mm) and the third trochanter (2.0 mm): lamellar ridges that partial volume at 50 µm makes
   look under-mineralised (0.12 mm³ while blastic bone was counted from half a voxel inside the surface, whose
   dense rim tipped more of them into "lamellar"). With `--roi-mm 2.5:5.1` (the shaft) every lesion metric is

@@ -98,15 +98,15 @@ def test_coarse_voxels_lytic_and_blastic(voxel_mm):
     assert 0.0 < _err(m["blastic_volume_mm3"], truth["blastic_volume_mm3"]) <= 0.25
 
 
-def test_dense_woven_cap_reads_high_as_documented():
-    # docs/accuracy.md: a 950 HU woven cap (the demo study's) reads high, because the woven level is the half
-    # maximum of ~700 HU woven bone only; measured +28.8 % at 20 um. Found, and not taken for a dense ridge.
+def test_dense_woven_cap():
+    # a 950 HU woven cap (the demo study's), cut at its own half maximum: measured +16.8 % at 20 um (+28.8 %
+    # with the quarter level alone, the half maximum of ~700 HU woven bone). Found, not taken for a dense ridge.
     spec = PhantomSpec(voxel_mm=0.02, length_mm=2.0, metaphysis_length_mm=0.0,
                        lesions=({"kind": "blastic", "z_mm": 1.0, "angle_deg": 300.0, "half_length_mm": 0.5,
                                  "hu": 950.0},))
     vol, truth = make_phantom(spec, seed=1)
     m = measure_lesions(segment(vol, AnalysisOptions()), AnalysisOptions()).metrics
-    assert 0.0 < _err(m["blastic_volume_mm3"], truth["blastic_volume_mm3"]) <= 0.40
+    assert 0.0 < _err(m["blastic_volume_mm3"], truth["blastic_volume_mm3"]) <= 0.25
 
 
 @pytest.mark.parametrize("radius_mm,low,high", [(0.15, -0.05, 0.05), (0.25, -0.05, 0.05)])

@@ -186,18 +186,28 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     tube = analysable & _tube_slices(bone, env, arc_gap_mm, max_opening_mm=options.max_defect_diameter_mm,
                                      slice_mm=spacing[0])
     # woven bone is under-mineralised and may lie below a threshold chosen for cortex (Roudier 2008):
-    # outside the modelled surface, bone is whatever reaches a quarter of the way from the surrounding
-    # tissue to lamellar bone (never above the bone threshold), attached to the bone
-    woven_level = _woven_level(image, bone, env, dense_level, seg.threshold, spacing)
-    # (beyond the surface itself, not the shell: counting from the shell's limit added the cortex's own
-    # half-voxel rim under a cap, +20 % on a 150 um cap at 25 um)
-    outside = in_slices & (r > surface_vox) & (bone | (image >= woven_level))
-    blastic = _grow_back(outside & (r > surface_vox + tol), outside, min_lesion_vox, tol + s, spacing)
-    blastic = _attached(blastic, bone & env)
+    # beyond the modelled surface (not the shell's limit: counting from there added the cortex's own
+    # half-voxel rim under a cap, +20 % on a 150 um cap at 25 um), bone is whatever reaches a quarter of the
+    # way from the surrounding tissue to lamellar bone (never above the bone threshold), attached to the bone
+    woven_level, tissue = _woven_level(image, bone, env, dense_level, seg.threshold, spacing)
+    wide = in_slices & (r > surface_vox) & (bone | (image >= woven_level))
     # an outgrowth as dense as lamellar bone is a normal ridge (third trochanter, tibial crest) as far as a
     # single scan can tell; woven bone is under-mineralised (Roudier 2008). Dense ones are left out and
-    # reported in info: a reference scan (bone_gained_mm3) is needed for sclerotic lesions.
-    blastic, dense_outgrowth_mm3 = _drop_dense(blastic, image, bone, dense_level, voxel_mm3)
+    # reported in info: a reference scan (bone_gained_mm3) is needed for sclerotic lesions. Judged on the
+    # outgrowths at the quarter level, whole (the level below can split a ridge into pieces of any density).
+    candidates = _attached(_grow_back(wide & (r > surface_vox + tol), wide, min_lesion_vox, tol + s, spacing),
+                           bone & env)
+    kept, dense_outgrowth_mm3 = _drop_dense(candidates, image, bone, dense_level, voxel_mm3)
+    # a denser cap is then cut at its own half maximum: half-way from the tissue to the brightest value within
+    # 2 voxels (the quarter level is the half maximum of ~700 HU woven bone only; a denser cap would keep its
+    # pores' and margins' partial volume), the peak taken beyond the tolerance band so that the cortex's own
+    # blur does not set the level of the cap's first layers
+    far = np.where(r > surface_vox + tol, image, np.float32(tissue))
+    level = np.clip((tissue + ndimage.maximum_filter(far, size=5, mode="nearest")) / 2, woven_level, seg.threshold)
+    del far
+    outside = wide & (bone | (image >= level))
+    blastic = _grow_back(outside & (r > surface_vox + tol), outside, min_lesion_vox, tol + s, spacing)
+    blastic = _attached(blastic, bone & env) & kept
     defect_labels, defect_areas = _cortical_defects(bone, shell & tube[:, None, None], marrow, expected, env,
                                                     normals, spacing, options.min_defect_area_mm2)
     # lytic cores keep clear of both modelled surfaces, by at most a quarter of the cortex so that a
@@ -331,15 +341,16 @@ def _grow_back(core, allowed, min_voxels, reach_mm, spacing):
 
 
 def _woven_level(image, bone, env, dense_level, threshold, spacing):
-    """Level for woven bone: 1/4 from the tissue around the bone (2-6 voxels out) to lamellar bone."""
+    """(level for woven bone, tissue level): 1/4 from the tissue around the bone (2-6 voxels out) to lamellar
+    bone, never above the bone threshold; the tissue level is the median of that ring."""
     s = float(np.mean(spacing[1:]))
     d = distance_to(env, spacing)
     around = (d > 2 * s) & (d <= 6 * s)
     lamellar = bone & (image >= dense_level)
     if not around.any() or not lamellar.any():
-        return float(threshold)
+        return float(threshold), float(threshold)
     tissue, lamellar_value = float(np.median(image[around])), float(np.median(image[lamellar]))
-    return min(float(threshold), tissue + 0.25 * (lamellar_value - tissue))
+    return min(float(threshold), tissue + 0.25 * (lamellar_value - tissue)), tissue
 
 
 def _attached(mask, bone):
