@@ -320,7 +320,7 @@ True lost = cortical + trabecular bone removed by the lytic lesions; true gained
   `info["dense_outgrowths_excluded_mm3"]`. It is counted beyond the modelled periosteal surface itself (the
   cortex shell used for defects stops half a voxel inside it; counting from there added the cortex's own
   partial-volume rim under a cap, +20–45 %, found by splitting the blastic mask by the phantom's fine labels).
-  It reads −17..+13 % (tables above): high where pores smaller than ~2 voxels are unresolved (the cap's
+  It reads −17..+17 % (tables above): high where pores smaller than ~2 voxels are unresolved (the cap's
   envelope rather than its solid is counted), low where the cap's thin, porous margins fall below the woven
   level (the 80 µm outgrowth, 10 µm voxels that resolve the pores). The woven level is a quarter of the way
   to lamellar bone, the half maximum of ~700 HU woven bone; a denser cap is cut at its own half maximum
