@@ -208,3 +208,20 @@ def test_auto_threshold_skips_a_second_bone_mode():
     values = np.concatenate([rng.normal(-1000, 30, 300_000), rng.normal(40, 30, 400_000),
                              rng.normal(900, 30, 100_000)])
     assert auto_threshold(values.astype(np.float32))[0] == pytest.approx(470, abs=25)
+
+
+@pytest.mark.parametrize("spacing", [(0.01, 0.01, 0.01), (0.02, 0.01, 0.01)])
+def test_near_outside_equals_the_distance_transform(spacing):
+    from ctbone.segment.envelope import distance_inside, near_outside
+
+    rng = np.random.default_rng(2)
+    mask = ndimage_smooth_blobs(rng)
+    for d in (0.015, 0.025, 0.035):
+        expected = mask & (distance_inside(mask, spacing) <= d)
+        assert np.array_equal(near_outside(mask, spacing_mm=spacing, distance_mm=d), expected)
+
+
+def ndimage_smooth_blobs(rng):
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter(rng.random((30, 40, 50)), 2) > 0.5

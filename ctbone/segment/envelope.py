@@ -44,6 +44,16 @@ def distance_inside(mask: np.ndarray, spacing_mm) -> np.ndarray:
                    parallel=edt_threads())
 
 
+def near_outside(mask: np.ndarray, *, spacing_mm, distance_mm: float) -> np.ndarray:
+    """Voxels of ``mask`` within ``distance_mm`` of a voxel outside it (centre to centre; the array's
+    edge is not outside): exactly ``mask & (distance_inside(mask) <= distance_mm)``, by an erosion with
+    the ball of grid offsets, which for a few voxels is several times faster than a distance transform."""
+    half = [int(np.floor(distance_mm / s)) for s in spacing_mm]
+    offsets = np.mgrid[tuple(slice(-h, h + 1) for h in half)]
+    ball = sum((o * s) ** 2 for o, s in zip(offsets, spacing_mm)) <= distance_mm ** 2
+    return mask & ~ndimage.binary_erosion(mask, structure=ball, border_value=1)
+
+
 def close_mm(mask: np.ndarray, *, spacing_mm, radius_mm: float) -> np.ndarray:
     """Binary closing with a Euclidean ball of ``radius_mm`` (inclusive), border-safe."""
     if radius_mm <= 0:

@@ -83,8 +83,10 @@ def local_half_max_mask(image: np.ndarray, region: np.ndarray, *, global_thresho
     mask = np.zeros(image.shape, bool)
     box = bounding_box(region, margin_vox=radius_vox)
     sub = np.asarray(image[box], np.float32)
-    peak = ndimage.maximum_filter(sub, size=2 * radius_vox + 1, mode="nearest")
-    local = np.clip((background + peak) / 2, floor, global_threshold)
+    local = ndimage.maximum_filter(sub, size=2 * radius_vox + 1, mode="nearest")
+    local += np.float32(background)  # in place: (background + peak) / 2, clipped, without temporaries
+    local *= np.float32(0.5)
+    np.clip(local, np.float32(floor), np.float32(global_threshold), out=local)
     mask[box] = region[box] & (sub > local)
     facts = {"method": "local-half-max", "background": background, "noise_sd": noise_sd, "floor": float(floor),
              "radius_vox": int(radius_vox)}
