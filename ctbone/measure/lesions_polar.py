@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit, prange
 from scipy import ndimage
 
 FOURIER_ORDER = 6
@@ -107,15 +108,29 @@ def polar_frame(envelope: np.ndarray, *, spacing_mm) -> PolarFrame:
         cy = (envelope.sum(axis=2) * yy[None, :]).sum(axis=1) / area
         cx = (envelope.sum(axis=1) * xx[None, :]).sum(axis=1) / area
     centres = np.stack([_robust_quadratic(cy, area > 0), _robust_quadratic(cx, area > 0)], axis=1)
-    dy = yy[None, :, None] - centres[:, 0, None, None]
-    dx = xx[None, None, :] - centres[:, 1, None, None]
-    radius = np.sqrt(dy * dy + dx * dx).astype(np.float32)
     # one bin per voxel of arc at the typical outer radius: finer bins would be empty
     r_typ = np.sqrt(area[area > 0].mean() * sy * sx / np.pi) if (area > 0).any() else 1.0
     n_bins = int(np.clip(round(2 * np.pi * r_typ / max(sy, sx)), 48, 720))
-    angle = np.arctan2(dy, dx)
-    bins = np.floor((angle + np.pi) / (2 * np.pi) * n_bins).astype(np.int32) % n_bins
+    radius = np.empty(envelope.shape, np.float32)
+    bins = np.empty(envelope.shape, np.int32)
+    _radius_and_bin(np.ascontiguousarray(centres, np.float64), yy, xx, n_bins, radius, bins)
     return PolarFrame(radius, bins, n_bins, centres, float(max(sy, sx)))
+
+
+@njit(cache=True, parallel=True)
+def _radius_and_bin(centres, yy, xx, n_bins, radius, bins):  # pragma: no cover - compiled
+    # per voxel, in float64 as numpy would: the in-slice distance to the slice centre (stored float32) and the
+    # angle bin; one pass instead of full-volume float64 temporaries
+    nz, ny, nx = radius.shape
+    for z in prange(nz):
+        cy, cx = centres[z, 0], centres[z, 1]
+        for y in range(ny):
+            dy = yy[y] - cy
+            for x in range(nx):
+                dx = xx[x] - cx
+                radius[z, y, x] = np.sqrt(dy * dy + dx * dx)
+                b = np.int64(np.floor((np.arctan2(dy, dx) + np.pi) / (2 * np.pi) * n_bins))
+                bins[z, y, x] = b % n_bins
 
 
 def _robust_quadratic(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
