@@ -202,10 +202,16 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     # 2 voxels (the quarter level is the half maximum of ~700 HU woven bone only; a denser cap would keep its
     # pores' and margins' partial volume), the peak taken beyond the tolerance band so that the cortex's own
     # blur does not set the level of the cap's first layers
-    far = np.where(r > surface_vox + tol, image, np.float32(tissue))
-    level = np.clip((tissue + ndimage.maximum_filter(far, size=5, mode="nearest")) / 2, woven_level, seg.threshold)
-    del far
-    outside = wide & (bone | (image >= level))
+    outside = np.zeros(wide.shape, bool)
+    box = bounding_box(kept, margin_vox=3)  # only the kept outgrowths (and the filter's reach) matter
+    if box is not None:
+        far = np.where(r[box] > surface_vox[box] + tol, image[box], np.float32(tissue))
+        level = ndimage.maximum_filter(far, size=5, mode="nearest")
+        level += np.float32(tissue)
+        level *= np.float32(0.5)
+        np.clip(level, np.float32(woven_level), np.float32(seg.threshold), out=level)
+        outside[box] = wide[box] & (bone[box] | (image[box] >= level))
+        del far, level
     blastic = _grow_back(outside & (r > surface_vox + tol), outside, min_lesion_vox, tol + s, spacing)
     blastic = _attached(blastic, bone & env) & kept
     defect_labels, defect_areas = _cortical_defects(bone, shell & tube[:, None, None], marrow, expected, env,
