@@ -37,7 +37,8 @@ from scipy import ndimage
 from ..errors import SegmentationError
 from ..segment.envelope import distance_to
 from ..volume import Volume, bounding_box
-from .lesions_geometry import components, keep_large, max_diameter_mm, surface_area_mm2, surface_normals, touching
+from .lesions_geometry import (components, keep_large, label_boxes, max_diameter_mm, surface_area_mm2, surface_normals,
+                               touching)
 from .lesions_polar import _largest_gap, polar_frame, robust_surface_model
 
 log = logging.getLogger(__name__)
@@ -244,20 +245,21 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     lytic_labels = np.cumsum(keep)[lytic_labels] * lytic
     n_lytic = int(keep.sum())
 
+    # one row per lesion, each worked on its own box (a full-crop pass per lesion adds up at 512^3)
     rows = []
     offset = np.array([sl.start for sl in crop])
-    for k, area in enumerate(defect_areas, start=1):
-        rows.append(_row(seg, defect_labels == k, "defect", area, density, offset, spacing))
-    for k in range(1, n_lytic + 1):
-        part = lytic_labels == k
-        area = surface_area_mm2(expected, part, spacing_mm=spacing, normals=normals)
-        rows.append(_row(seg, part, "lytic", area, density, offset, spacing, volume_mm3=lytic_pv_mm3[k]))
+    for k, (area, box) in enumerate(zip(defect_areas, label_boxes(defect_labels, len(defect_areas))), start=1):
+        rows.append(_row(seg, defect_labels[box] == k, box, "defect", area, density, offset, spacing))
+    for k, box in enumerate(label_boxes(lytic_labels, n_lytic), start=1):
+        part = lytic_labels[box] == k
+        area = surface_area_mm2(expected[box], part, spacing_mm=spacing, normals=normals, origin=_starts(box))
+        rows.append(_row(seg, part, box, "lytic", area, density, offset, spacing, volume_mm3=lytic_pv_mm3[k]))
     labels, n = components(blastic)
-    for k in range(1, n + 1):
-        part = labels == k
-        foot = expected & ndimage.binary_dilation(part)
-        area = surface_area_mm2(expected, foot, spacing_mm=spacing, normals=normals)
-        rows.append(_row(seg, part, "blastic", area, density, offset, spacing))
+    for k, box in enumerate(label_boxes(labels, n, margin_vox=2), start=1):  # 2: the footprint reaches 1 out
+        part = labels[box] == k
+        foot = expected[box] & ndimage.binary_dilation(part)
+        area = surface_area_mm2(expected[box], foot, spacing_mm=spacing, normals=normals, origin=_starts(box))
+        rows.append(_row(seg, part, box, "blastic", area, density, offset, spacing))
     for i, row in enumerate(rows, start=1):
         row["id"] = i
 
@@ -324,12 +326,12 @@ def _cortical_defects(bone, shell, marrow, expected, env, normals, spacing, min_
     labels, n = components(grown)
     out = np.zeros(bone.shape, np.int32)
     areas = []
-    for k in range(1, n + 1):
-        part = labels == k
-        area = surface_area_mm2(expected, part, spacing_mm=spacing, normals=normals)
+    for k, box in enumerate(label_boxes(labels, n), start=1):
+        part = labels[box] == k
+        area = surface_area_mm2(expected[box], part, spacing_mm=spacing, normals=normals, origin=_starts(box))
         if area >= min_area_mm2:
             areas.append(area)
-            out[part] = len(areas)
+            out[box][part] = len(areas)
     return out, areas
 
 
@@ -569,8 +571,9 @@ def _interpolate_around(values: np.ndarray, good: np.ndarray, *, side: int = 3):
     return out
 
 
-def _row(seg, part, kind, area, density, offset, spacing, *, volume_mm3=None):
-    idx = np.argwhere(part)
+def _row(seg, part, box, kind, area, density, offset, spacing, *, volume_mm3=None):
+    """One lesions.csv row; ``part`` is the lesion's mask on ``box`` of the lesion grid."""
+    idx = np.argwhere(part) + _starts(box)
     centre = seg.bone.index_to_physical(idx.mean(axis=0) + offset)
     return {
         "id": 0, "kind": kind,
@@ -578,8 +581,12 @@ def _row(seg, part, kind, area, density, offset, spacing, *, volume_mm3=None):
         "area_mm2": float(area),
         "max_diameter_mm": max_diameter_mm(idx, spacing_mm=spacing),
         "centroid_x_mm": float(centre[0]), "centroid_y_mm": float(centre[1]), "centroid_z_mm": float(centre[2]),
-        "mean_density": float(density[part].mean()),
+        "mean_density": float(density[box][part].mean()),
     }
+
+
+def _starts(box) -> np.ndarray:
+    return np.array([sl.start for sl in box])
 
 
 def _dense_level(image, bone, threshold):

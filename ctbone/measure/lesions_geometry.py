@@ -42,13 +42,16 @@ def surface_normals(inside: np.ndarray, *, spacing_mm, sigma_vox: float = 1.5) -
     return SurfaceNormals(inside, spacing_mm=spacing_mm, sigma_vox=sigma_vox)
 
 
-def surface_area_mm2(inside: np.ndarray, patch: np.ndarray, *, spacing_mm, normals: SurfaceNormals) -> float:
+def surface_area_mm2(inside: np.ndarray, patch: np.ndarray, *, spacing_mm, normals: SurfaceNormals,
+                     origin=(0, 0, 0)) -> float:
     """Area of the boundary of ``inside`` on faces of ``patch`` voxels, mm².
 
     Each face between an inside ``patch`` voxel and an outside voxel counts its face area times
     |n_k| (n = surface normal, k = the face's axis): summed over a surface, Σ|n_k|·|n_k|·A = A, so
     the staircase over-count of oblique surfaces (up to √3) cancels. Works on ``patch``'s bounding
     box plus one voxel (a face's neighbour is always inside it, or beyond the array's edge).
+    ``inside`` and ``patch`` may be a box of the normals' grid starting at ``origin``, as long as the
+    patch keeps one voxel from the box's edges where these are not the grid's edges (`label_boxes`).
     """
     from ..volume import bounding_box
 
@@ -59,7 +62,7 @@ def surface_area_mm2(inside: np.ndarray, patch: np.ndarray, *, spacing_mm, norma
     face_area = (sy * sx, sz * sx, sz * sy)
     inside_b = inside[box]
     src = inside_b & patch[box]
-    origin = np.array([b.start for b in box])
+    origin = np.array([b.start for b in box]) + np.asarray(origin)
     total = 0.0
     for axis in range(3):
         for shift in (1, -1):
@@ -76,6 +79,18 @@ def surface_area_mm2(inside: np.ndarray, patch: np.ndarray, *, spacing_mm, norma
             keep = np.abs(n[0]) < _END_CAP_NZ
             total += face_area[axis] * float(np.abs(n[axis][keep]).sum())
     return total
+
+
+def label_boxes(labels: np.ndarray, n: int, *, margin_vox: int = 1):
+    """Per label 1..n, its bounding box grown by ``margin_vox`` (clipped at the array's edges), or None."""
+    out = []
+    for sl in ndimage.find_objects(labels, max_label=n):
+        if sl is None:
+            out.append(None)
+            continue
+        out.append(tuple(slice(max(0, s.start - margin_vox), min(size, s.stop + margin_vox))
+                         for s, size in zip(sl, labels.shape)))
+    return out
 
 
 def max_diameter_mm(points_zyx: np.ndarray, *, spacing_mm) -> float:
