@@ -134,8 +134,15 @@ def keep_large(mask: np.ndarray, *, min_voxels: float, connectivity: int = 26) -
 
 def touching(labels: np.ndarray, n: int, region: np.ndarray) -> np.ndarray:
     """Boolean (n + 1,) : label i has a voxel in or face-adjacent to ``region``."""
-    near = ndimage.binary_dilation(region)
+    from ..volume import bounding_box
+
     hit = np.zeros(n + 1, bool)
-    hit[np.unique(labels[near & (labels > 0)])] = True
+    # on the labels' box plus one voxel: a labelled voxel's face neighbours all lie in it
+    box = bounding_box(labels > 0, margin_vox=1)
+    if box is None:
+        return hit
+    lab = labels[box]
+    near = ndimage.binary_dilation(region[box])
+    hit[np.unique(lab[near & (lab > 0)])] = True
     hit[0] = False
     return hit
