@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numba import njit, prange
 from scipy import ndimage
 
 from ..errors import SegmentationError
@@ -471,28 +472,28 @@ def _missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3, *, 
     counts = np.bincount(labels.ravel(), minlength=n + 1)[: n + 1].astype(float) * voxel_mm3
     if n == 0 or i_bone is None:
         return counts, (i_bone, None)
-    inner = ndimage.binary_erosion(labels > 0)
-    fill_values = raw[inner] if inner.any() else raw[labels > 0]
+    # the regions and their reach live on their own box (lesions are small next to the crop)
+    box = bounding_box(labels > 0, margin_vox=PV_REACH_VOX)
+    inner = ndimage.binary_erosion(labels[box] > 0)
+    fill_values = raw[box][inner] if inner.any() else raw[labels > 0]
     i_fill = float(np.median(fill_values))
     if i_bone - i_fill <= 0:
         return counts, (i_bone, i_fill)
     cube = np.ones((3, 3, 3), bool)
-    grown = labels.copy()
+    grown = np.zeros(labels.shape, np.int64)
+    grown_box = labels[box].astype(np.int64)
     for _ in range(PV_REACH_VOX):
-        grown = np.where(grown > 0, grown, ndimage.grey_dilation(grown, footprint=cube))
+        grown_box = np.where(grown_box > 0, grown_box, ndimage.grey_dilation(grown_box, footprint=cube))
+    grown[box] = grown_box
     nz, nb = raw.shape[0], frame.n_bins
-    cell = np.arange(nz, dtype=np.int64)[:, None, None] * nb + frame.bin_index
-    inside = band | (labels > 0)
-    mass = np.bincount(cell[inside], weights=(raw[inside] - i_fill) / (i_bone - i_fill),
-                       minlength=nz * nb).reshape(nz, nb)
-    owner = np.zeros(nz * nb, np.int64)
-    picked = grown > 0
-    np.maximum.at(owner, cell[picked], grown[picked].astype(np.int64))  # same dtypes: ufunc.at's fast path
-    owner = owner.reshape(nz, nb)
-    has_band = np.bincount(cell[band], minlength=nz * nb).reshape(nz, nb) > 0
-    has_band &= np.bincount(cell[avoid], minlength=nz * nb).reshape(nz, nb) == 0
-    model = (np.bincount(cell[cortex_model], minlength=nz * nb).reshape(nz, nb).astype(float)
-             if cortex_model is not None else np.ones((nz, nb)))
+    # per column (slice, bin): bone mass, band / blastic / modelled-cortex voxel counts, owning region
+    mass, n_band, n_avoid, n_model = (np.zeros((nz, nb)) for _ in range(4))
+    owner = np.zeros((nz, nb), np.int64)
+    model_mask = cortex_model if cortex_model is not None else np.zeros(labels.shape, bool)
+    _column_tables(raw, band, labels > 0, avoid, model_mask, grown, frame.bin_index, np.float32(i_fill),
+                   np.float32(i_bone - i_fill), mass, n_band, n_avoid, n_model, owner)
+    has_band = (n_band > 0) & (n_avoid == 0)
+    model = n_model if cortex_model is not None else np.ones((nz, nb))
     along_z = _expected_along_z(mass, (owner == 0) & has_band, owner > 0)
     missing = np.zeros(n + 1)
     for z in np.flatnonzero((owner > 0).any(axis=1)):
@@ -509,6 +510,30 @@ def _missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3, *, 
         lesion = (owner[z] > 0) & np.isfinite(expected)
         np.add.at(missing, owner[z][lesion], expected[lesion] - mass[z][lesion])
     return np.clip(missing, 0.0, None) * voxel_mm3, (i_bone, i_fill)
+
+
+@njit(cache=True, parallel=True)
+def _column_tables(raw, band, region, avoid, model, grown, bin_index, i_fill, contrast, mass, n_band, n_avoid,
+                   n_model, owner):  # pragma: no cover - compiled
+    # one pass over the crop, each slice filling its own rows: the bone mass (I - I_fill) / (I_bone - I_fill)
+    # in float32 as numpy computes it, summed in float64 in raster order, over band | region; the band,
+    # avoid and model voxel counts; the largest grown region label
+    nz, ny, nx = raw.shape
+    for z in prange(nz):
+        for y in range(ny):
+            for x in range(nx):
+                b = bin_index[z, y, x]
+                if band[z, y, x] or region[z, y, x]:
+                    mass[z, b] += np.float64((raw[z, y, x] - i_fill) / contrast)
+                if band[z, y, x]:
+                    n_band[z, b] += 1.0
+                if avoid[z, y, x]:
+                    n_avoid[z, b] += 1.0
+                if model[z, y, x]:
+                    n_model[z, b] += 1.0
+                g = grown[z, y, x]
+                if g > owner[z, b]:
+                    owner[z, b] = g
 
 
 def _expected_along_z(mass, good, owned, *, side: int = 3):
