@@ -187,35 +187,9 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     arc_gap_mm = _largest_gap(covered) * 2 * np.pi * np.nan_to_num(np.nanmedian(r_out, axis=1)) / frame.n_bins
     tube = analysable & _tube_slices(bone, env, arc_gap_mm, max_opening_mm=options.max_defect_diameter_mm,
                                      slice_mm=spacing[0])
-    # woven bone is under-mineralised and may lie below a threshold chosen for cortex (Roudier 2008):
-    # beyond the modelled surface (not the shell's limit: counting from there added the cortex's own
-    # half-voxel rim under a cap, +20 % on a 150 um cap at 25 um), bone is whatever reaches a quarter of the
-    # way from the surrounding tissue to lamellar bone (never above the bone threshold), attached to the bone
-    woven_level, tissue = _woven_level(image, bone, env, dense_level, seg.threshold, spacing)
-    wide = in_slices & (r > surface_vox) & (bone | (image >= woven_level))
-    # an outgrowth as dense as lamellar bone is a normal ridge (third trochanter, tibial crest) as far as a
-    # single scan can tell; woven bone is under-mineralised (Roudier 2008). Dense ones are left out and
-    # reported in info: a reference scan (bone_gained_mm3) is needed for sclerotic lesions. Judged on the
-    # outgrowths at the quarter level, whole (the level below can split a ridge into pieces of any density).
-    candidates = _attached(_grow_back(wide & (r > surface_vox + tol), wide, min_lesion_vox, tol + s, spacing),
-                           bone & env)
-    kept, dense_outgrowth_mm3 = _drop_dense(candidates, image, bone, dense_level, voxel_mm3)
-    # a denser cap is then cut at its own half maximum: half-way from the tissue to the brightest value within
-    # 2 voxels (the quarter level is the half maximum of ~700 HU woven bone only; a denser cap would keep its
-    # pores' and margins' partial volume), the peak taken beyond the tolerance band so that the cortex's own
-    # blur does not set the level of the cap's first layers
-    outside = np.zeros(wide.shape, bool)
-    box = bounding_box(kept, margin_vox=3)  # only the kept outgrowths (and the filter's reach) matter
-    if box is not None:
-        far = np.where(r[box] > surface_vox[box] + tol, image[box], np.float32(tissue))
-        level = ndimage.maximum_filter(far, size=5, mode="nearest")
-        level += np.float32(tissue)
-        level *= np.float32(0.5)
-        np.clip(level, np.float32(woven_level), np.float32(seg.threshold), out=level)
-        outside[box] = wide[box] & (bone[box] | (image[box] >= level))
-        del far, level
-    blastic = _grow_back(outside & (r > surface_vox + tol), outside, min_lesion_vox, tol + s, spacing)
-    blastic = _attached(blastic, bone & env) & kept
+    blastic, dense_outgrowth_mm3, woven_level = _blastic_bone(
+        image, bone, env, r, surface_vox, in_slices, dense_level=dense_level, threshold=seg.threshold, tol=tol,
+        min_voxels=min_lesion_vox, spacing=spacing)
     defect_labels, defect_areas = _cortical_defects(bone, shell & tube[:, None, None], marrow, expected, env,
                                                     normals, spacing, options.min_defect_area_mm2)
     # lytic cores keep clear of both modelled surfaces, by at most a quarter of the cortex so that a
@@ -299,6 +273,41 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     }
     log.debug("lesions: %s", metrics)
     return LesionMeasurement(metrics, rows, masks, info)
+
+
+def _blastic_bone(image, bone, env, r, surface_vox, in_slices, *, dense_level, threshold, tol, min_voxels, spacing):
+    """(blastic mask, dense outgrowths left out mm³, woven level) beyond the modelled periosteal surface."""
+    s = float(np.mean(spacing[1:]))
+    # woven bone is under-mineralised and may lie below a threshold chosen for cortex (Roudier 2008):
+    # beyond the modelled surface (not the shell's limit: counting from there added the cortex's own
+    # half-voxel rim under a cap, +20 % on a 150 um cap at 25 um), bone is whatever reaches a quarter of the
+    # way from the surrounding tissue to lamellar bone (never above the bone threshold), attached to the bone
+    woven_level, tissue = _woven_level(image, bone, env, dense_level, threshold, spacing)
+    wide = in_slices & (r > surface_vox) & (bone | (image >= woven_level))
+    # an outgrowth as dense as lamellar bone is a normal ridge (third trochanter, tibial crest) as far as a
+    # single scan can tell; woven bone is under-mineralised (Roudier 2008). Dense ones are left out and
+    # reported in info: a reference scan (bone_gained_mm3) is needed for sclerotic lesions. Judged on the
+    # outgrowths at the quarter level, whole (the level below can split a ridge into pieces of any density).
+    candidates = _attached(_grow_back(wide & (r > surface_vox + tol), wide, min_voxels, tol + s, spacing),
+                           bone & env)
+    kept, dense_outgrowth_mm3 = _drop_dense(candidates, image, bone, dense_level, float(np.prod(spacing)))
+    # a denser cap is then cut at its own half maximum: half-way from the tissue to the brightest value within
+    # 2 voxels (the quarter level is the half maximum of ~700 HU woven bone only; a denser cap would keep its
+    # pores' and margins' partial volume), the peak taken beyond the tolerance band so that the cortex's own
+    # blur does not set the level of the cap's first layers
+    outside = np.zeros(wide.shape, bool)
+    box = bounding_box(kept, margin_vox=3)  # only the kept outgrowths (and the filter's reach) matter
+    if box is not None:
+        far = np.where(r[box] > surface_vox[box] + tol, image[box], np.float32(tissue))
+        level = ndimage.maximum_filter(far, size=5, mode="nearest")
+        level += np.float32(tissue)
+        level *= np.float32(0.5)
+        np.clip(level, np.float32(woven_level), np.float32(threshold), out=level)
+        outside[box] = wide[box] & (bone[box] | (image[box] >= level))
+        del far, level
+    blastic = _grow_back(outside & (r > surface_vox + tol), outside, min_voxels, tol + s, spacing)
+    blastic = _attached(blastic, bone & env) & kept
+    return blastic, dense_outgrowth_mm3, woven_level
 
 
 def _cortical_defects(bone, shell, marrow, expected, env, normals, spacing, min_area_mm2):
