@@ -40,7 +40,7 @@ from ..volume import Volume, bounding_box
 from .lesions_geometry import (components, keep_large, label_boxes, max_diameter_mm, surface_area_mm2, surface_normals,
                                touching)
 from .lesions_lytic import PV_REACH_VOX, missing_bone_mm3
-from .lesions_polar import _largest_gap, polar_frame, robust_surface_model
+from .lesions_polar import largest_gap, polar_frame, robust_surface_model
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     cross = ndimage.generate_binary_structure(3, 1)
     covered = np.isfinite(frame.per_bin(np.ones(r.shape, np.float32), ndimage.binary_dilation(bone, cross) & shell,
                                         reduce="max"))
-    arc_gap_mm = _largest_gap(covered) * 2 * np.pi * np.nan_to_num(np.nanmedian(r_out, axis=1)) / frame.n_bins
+    arc_gap_mm = largest_gap(covered) * 2 * np.pi * np.nan_to_num(np.nanmedian(r_out, axis=1)) / frame.n_bins
     tube = analysable & _tube_slices(bone, env, arc_gap_mm, max_opening_mm=options.max_defect_diameter_mm,
                                      slice_mm=spacing[0])
     blastic, dense_outgrowth_mm3, woven_level = _blastic_bone(
@@ -219,7 +219,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
 
     # one row per lesion, each worked on its own box (a full-crop pass per lesion adds up at 512^3)
     rows = []
-    offset = np.array([sl.start for sl in crop])
+    offset = _starts(crop)
     for k, (area, box) in enumerate(zip(defect_areas, label_boxes(defect_labels, len(defect_areas))), start=1):
         rows.append(_row(seg, defect_labels[box] == k, box, "defect", area, density, offset, spacing))
     for k, box in enumerate(label_boxes(lytic_labels, n_lytic), start=1):

@@ -6,6 +6,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
+from ..volume import bounding_box
+
 # faces whose normal is this close to the z axis belong to the cut ends of the shaft, not the periosteum
 _END_CAP_NZ = 0.9
 
@@ -53,8 +55,6 @@ def surface_area_mm2(inside: np.ndarray, patch: np.ndarray, *, spacing_mm, norma
     ``inside`` and ``patch`` may be a box of the normals' grid starting at ``origin``, as long as the
     patch keeps one voxel from the box's edges where these are not the grid's edges (`label_boxes`).
     """
-    from ..volume import bounding_box
-
     box = bounding_box(inside & patch, margin_vox=1)
     if box is None:
         return 0.0
@@ -121,8 +121,6 @@ def keep_large(mask: np.ndarray, *, min_voxels: float, connectivity: int = 26) -
     """Components of ``mask`` with at least ``min_voxels`` voxels (cc3d.dust on the mask's bounding box)."""
     import cc3d
 
-    from ..volume import bounding_box
-
     out = np.zeros(mask.shape, bool)
     box = bounding_box(mask)
     if box is None:
@@ -134,8 +132,6 @@ def keep_large(mask: np.ndarray, *, min_voxels: float, connectivity: int = 26) -
 
 def touching(labels: np.ndarray, n: int, region: np.ndarray) -> np.ndarray:
     """Boolean (n + 1,) : label i has a voxel in or face-adjacent to ``region``."""
-    from ..volume import bounding_box
-
     hit = np.zeros(n + 1, bool)
     # on the labels' box plus one voxel: a labelled voxel's face neighbours all lie in it
     box = bounding_box(labels > 0, margin_vox=1)

@@ -66,16 +66,12 @@ def missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3, *, c
     along_z = _expected_along_z(mass, (owner == 0) & has_band, owner > 0)
     missing = np.zeros(n + 1)
     for z in np.flatnonzero((owner > 0).any(axis=1)):
-        good = (owner[z] == 0) & has_band[z]
-        share = _smooth_around(model[z], good)
-        if share is not None and (share > 0).all():
-            ratio = _interpolate_around(mass[z] / share, good)
-            expected = None if ratio is None else ratio * share
-        else:  # no usable cortex model in this slice: interpolate the masses themselves
-            expected = _interpolate_around(mass[z], good)
         # the same bin in the intact slices above and below first: a straight shaft's bins repeat their
         # voxel pattern slice after slice, where neighbouring bins differ by whole voxels
-        expected = np.where(np.isfinite(along_z[z]), along_z[z], np.nan if expected is None else expected)
+        expected = along_z[z]
+        if not np.isfinite(expected[owner[z] > 0]).all():
+            around = _expected_around(mass[z], model[z], (owner[z] == 0) & has_band[z])
+            expected = np.where(np.isfinite(expected), expected, around)
         lesion = (owner[z] > 0) & np.isfinite(expected)
         np.add.at(missing, owner[z][lesion], expected[lesion] - mass[z][lesion])
     return np.clip(missing, 0.0, None) * voxel_mm3, (i_bone, i_fill)
@@ -103,6 +99,19 @@ def _column_tables(raw, band, region, avoid, model, grown, bin_index, i_fill, co
                 g = grown[z, y, x]
                 if g > owner[z, b]:
                     owner[z, b] = g
+
+
+def _expected_around(mass, model, good) -> np.ndarray:
+    """One slice's intact mass per bin from the intact bins beside it: the mass per voxel of modelled cortex
+    interpolated around the bone, times the bin's share of the cortex smoothed from the intact bins (the
+    masses themselves without a usable model); NaN everywhere without intact bins."""
+    share = _smooth_around(model, good)
+    if share is not None and (share > 0).all():
+        ratio = _interpolate_around(mass / share, good)
+        expected = None if ratio is None else ratio * share
+    else:
+        expected = _interpolate_around(mass, good)
+    return np.full(len(mass), np.nan) if expected is None else expected
 
 
 def _expected_along_z(mass, good, owned, *, side: int = 3):

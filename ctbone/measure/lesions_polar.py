@@ -247,7 +247,7 @@ def _weighted_fit(basis: np.ndarray, data: np.ndarray, weight: np.ndarray) -> np
     circle: a Fourier series extrapolated across a wider gap is unbounded.
     """
     p = basis.shape[1]
-    ok = (weight.sum(axis=1) > 2 * p) & (_largest_gap(weight > 0) <= weight.shape[1] / 3)
+    ok = (weight.sum(axis=1) > 2 * p) & (largest_gap(weight > 0) <= weight.shape[1] / 3)
     fit = np.full_like(data, np.nan)
     if ok.any():
         normal = np.einsum("bi,zb,bj->zij", basis, weight[ok], basis)
@@ -257,7 +257,7 @@ def _weighted_fit(basis: np.ndarray, data: np.ndarray, weight: np.ndarray) -> np
     return fit
 
 
-def _largest_gap(valid: np.ndarray) -> np.ndarray:
+def largest_gap(valid: np.ndarray) -> np.ndarray:
     """Longest circular run of False per row (in bins)."""
     nz, nb = valid.shape
     doubled = np.concatenate([valid, valid], axis=1)
