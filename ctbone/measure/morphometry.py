@@ -12,7 +12,7 @@ import numpy as np
 from ..volume import bounding_box
 from ._euler import connectivity_density_per_mm3
 from ._surface import surface_area_mm2
-from .thickness import local_thickness, mean_local_thickness_mm
+from .thickness import mean_local_thickness_mm
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +157,9 @@ def _count_and(a: np.ndarray, b: np.ndarray) -> int:
 
 
 def _mean_thickness(mask: np.ndarray, spacing) -> float:
-    # "open": the ROI's cut ends are not walls (a cortex cut by the ROI is not thinner there)
-    thickness = local_thickness(mask, spacing_mm=spacing, outside="open")
-    return float(thickness[mask].mean())
+    # exact, at full resolution; "open": the ROI's cut ends are not walls (a cortex cut by the ROI is not
+    # thinner there)
+    return mean_local_thickness_mm(mask, spacing_mm=spacing, outside="open", min_vox_across=None)[0]
 
 
 def _pct(part, whole) -> float:
