@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
-from scipy import ndimage
-
+from ..segment.morphology import erode_cross
 from ..volume import bounding_box
 
 # 8 x the Euler contribution of each 2x2x2 configuration (26-connected foreground, 6-connected background),
@@ -62,7 +61,7 @@ def delta_euler(mask: np.ndarray, voi: np.ndarray | None = None) -> float:
     # structure is: erode the VOI on the structure's box plus one voxel, padded with "outside" as the array edge
     grown = tuple(slice(max(0, s.start - 1), min(n, s.stop + 1)) for s, n in zip(box, mask.shape))
     core = tuple(slice(s.start - g.start + 1, s.stop - g.start + 1) for s, g in zip(box, grown))
-    interior = ndimage.binary_erosion(np.pad(voi[grown], 1))[core]
+    interior = erode_cross(np.pad(voi[grown], 1))[core]
     inside = inside[box]
     return euler_characteristic(inside) - 0.5 * euler_characteristic(inside & ~interior)
 

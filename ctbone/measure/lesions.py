@@ -36,6 +36,7 @@ from scipy import ndimage
 
 from ..errors import SegmentationError
 from ..segment.envelope import distance_to
+from ..segment.morphology import dilate_cross
 from ..volume import Volume, bounding_box
 from .lesions_geometry import (components, keep_large, label_boxes, max_diameter_mm, surface_area_mm2, surface_normals,
                                touching)
@@ -178,8 +179,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     # cortical defects only where the bone is a tube: a slice whose cortex is open, for longer along the
     # bone than the largest opening the envelope bridges, is a bone end (epiphysis, femoral head and
     # neck), not a perforation
-    cross = ndimage.generate_binary_structure(3, 1)
-    covered = np.isfinite(frame.per_bin(np.ones(r.shape, np.float32), ndimage.binary_dilation(bone, cross) & shell,
+    covered = np.isfinite(frame.per_bin(np.ones(r.shape, np.float32), dilate_cross(bone) & shell,
                                         reduce="max"))
     arc_gap_mm = largest_gap(covered) * 2 * np.pi * np.nan_to_num(np.nanmedian(r_out, axis=1)) / frame.n_bins
     tube = analysable & _tube_slices(bone, env, arc_gap_mm, max_opening_mm=options.max_defect_diameter_mm,
@@ -229,7 +229,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     labels, n = components(blastic)
     for k, box in enumerate(label_boxes(labels, n, margin_vox=2), start=1):  # 2: the footprint reaches 1 out
         part = labels[box] == k
-        foot = expected[box] & ndimage.binary_dilation(part)
+        foot = expected[box] & dilate_cross(part)
         area = surface_area_mm2(expected[box], foot, spacing_mm=spacing, normals=normals, origin=_starts(box))
         rows.append(_row(seg, part, box, "blastic", area, density, offset, spacing))
     for i, row in enumerate(rows, start=1):
@@ -315,8 +315,7 @@ def _cortical_defects(bone, shell, marrow, expected, env, normals, spacing, min_
     from the image corner), with the same one-voxel gap closing. A pocket under a ridge left out of the model (third trochanter)
     or enclosed by an outgrowth is not the outside.
     """
-    cross = ndimage.generate_binary_structure(3, 1)
-    solid = ndimage.binary_dilation(bone, structure=cross)
+    solid = dilate_cross(bone)
     candidates = shell & ~solid
     labels, n = components(candidates)
     if n == 0:
@@ -329,7 +328,7 @@ def _cortical_defects(bone, shell, marrow, expected, env, normals, spacing, min_
     exterior = touching(beyond, m, ~env)[beyond]
     through = touching(labels, n, exterior) & touching(labels, n, marrow)
     kept = through[labels]
-    grown = ndimage.binary_dilation(kept, structure=cross) & shell & ~bone
+    grown = dilate_cross(kept) & shell & ~bone
     labels, n = components(grown)
     out = np.zeros(bone.shape, np.int32)
     areas = []
@@ -412,9 +411,8 @@ def _tube_slices(bone: np.ndarray, env: np.ndarray, arc_gap_mm: np.ndarray, *, m
     nz = bone.shape[0]
     max_open = max_opening_mm / slice_mm + 1.0
     closed = arc_gap_mm <= 0.5 * max_opening_mm
-    cross = ndimage.generate_binary_structure(2, 1)
     for z in np.flatnonzero(~closed):
-        b = ndimage.binary_dilation(bone[z], structure=cross) & env[z]
+        b = dilate_cross(bone[z]) & env[z]
         space = int((env[z] & ~b).sum())
         if space == 0:
             continue

@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit, prange
 from scipy import ndimage
 
+from ..segment.morphology import erode_cross
 from ..volume import bounding_box
 
 # voxels around a lesion over which its partial-volume sums run: the scanner's blur (PSF) must fall
@@ -43,7 +44,7 @@ def missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3, *, c
         return counts, (i_bone, None)
     # the regions and their reach live on their own box (lesions are small next to the crop)
     box = bounding_box(labels > 0, margin_vox=PV_REACH_VOX)
-    inner = ndimage.binary_erosion(labels[box] > 0)
+    inner = erode_cross(labels[box] > 0)
     fill_values = raw[box][inner] if inner.any() else raw[labels > 0]
     i_fill = float(np.median(fill_values))
     if i_bone - i_fill <= 0:

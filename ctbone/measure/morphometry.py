@@ -129,17 +129,17 @@ def _bone_surface_mm2(seg, bone: np.ndarray) -> float:
     if seg.is_binary_input:
         return surface_area_mm2(bone.astype(np.float32), level=0.5, spacing_mm=seg.image.spacing)
     # the smoothed image at the threshold, limited to the kept bone (despeckled particles stay out)
-    from scipy import ndimage
+    from ..segment.morphology import dilate_cross
 
     # on the bone's box plus 2 voxels (clipped): the dilated bone plus a layer of `low`, so the field holds
     # the same values as on the whole grid and marching cubes sees the same surface
     box = bounding_box(bone, margin_vox=2)
-    near = ndimage.binary_dilation(bone[box], iterations=1)
+    near = dilate_cross(bone[box])
     low = np.float32(seg.threshold - 1.0)
     field = np.where(near, seg.image.array[box], low)
     del near
     if field.size < bone.size and not (field == low).any():
-        field = np.where(ndimage.binary_dilation(bone, iterations=1), seg.image.array, low)  # bone fills the grid
+        field = np.where(dilate_cross(bone), seg.image.array, low)  # bone fills the grid
     return surface_area_mm2(field, level=float(seg.threshold), spacing_mm=seg.image.spacing)
 
 

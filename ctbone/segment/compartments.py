@@ -54,8 +54,8 @@ def split_compartments(bone: np.ndarray, envelope: np.ndarray, *, spacing_mm, tr
     counts[0] = 0
     if counts.size > 1 and counts.max() > 0:
         # the marrow cavity: components of at least a tenth of the largest (a cut shaft may hold several)
-        big = np.flatnonzero(counts >= 0.1 * counts.max())
-        cavity = np.isin(labels, big)
+        big = counts >= 0.1 * counts.max()
+        cavity = big[labels]
     cavity &= ~(bone & near_outside(envelope, spacing_mm=spacing_mm, distance_mm=guard))
     # (a former "depth > guard / 2" here meant to keep the envelope's outermost layer out of the marrow, but a
     # voxel's depth is at least one voxel, so it never removed anything; at a bridged opening that layer

@@ -11,14 +11,10 @@ inside the envelope.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+from numba import njit, prange
 
 from ..volume import Volume
-
-# fills holes within each z slice only: the marrow cavity of a cut shaft is
-# open along z, so a 3D fill would leave it outside the envelope
-_IN_SLICE = np.zeros((3, 3, 3), bool)
-_IN_SLICE[1] = True
+from .morphology import erode_by
 
 
 def edt_threads() -> int:
@@ -51,7 +47,7 @@ def near_outside(mask: np.ndarray, *, spacing_mm, distance_mm: float) -> np.ndar
     half = [int(np.floor(distance_mm / s)) for s in spacing_mm]
     offsets = np.mgrid[tuple(slice(-h, h + 1) for h in half)]
     ball = sum((o * s) ** 2 for o, s in zip(offsets, spacing_mm)) <= distance_mm ** 2
-    return mask & ~ndimage.binary_erosion(mask, structure=ball, border_value=1)
+    return mask & ~erode_by(mask, ball, border_value=True)
 
 
 def close_mm(mask: np.ndarray, *, spacing_mm, radius_mm: float) -> np.ndarray:
@@ -67,8 +63,50 @@ def close_mm(mask: np.ndarray, *, spacing_mm, radius_mm: float) -> np.ndarray:
 
 
 def fill_slices(mask: np.ndarray) -> np.ndarray:
-    """Fill holes within each z slice (2D, 4-connected background)."""
-    return ndimage.binary_fill_holes(mask, structure=_IN_SLICE)
+    """Fill holes within each z slice: background not 8-connected, in its slice, to the slice's edge.
+
+    Within a slice only: the marrow cavity of a cut shaft is open along z, so a 3D fill would leave
+    it outside the envelope.
+
+    Same result as ``ndimage.binary_fill_holes(mask, structure=<3x3 in-slice>)`` (tested), by a compiled
+    flood fill from each slice's edge, in parallel over slices (scipy's iterated dilation took 5 s at 512^3).
+    """
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    return _fill_slices(mask) if mask.size else mask.copy()
+
+
+@njit(cache=True, parallel=True)
+def _fill_slices(mask):
+    nz, ny, nx = mask.shape
+    filled = np.ones(mask.shape, np.bool_)
+    for z in prange(nz):
+        sl = mask[z]
+        out = filled[z]
+        stack = np.empty(ny * nx, np.int64)
+        top = 0
+        # seed: background pixels on the slice's edge
+        for y in range(ny):
+            for x in range(nx):
+                if (y == 0 or x == 0 or y == ny - 1 or x == nx - 1) and not sl[y, x] and out[y, x]:
+                    out[y, x] = False
+                    stack[top] = y * nx + x
+                    top += 1
+        while top > 0:
+            top -= 1
+            y0 = stack[top] // nx
+            x0 = stack[top] - y0 * nx
+            for dy in range(-1, 2):
+                y = y0 + dy
+                if y < 0 or y >= ny:
+                    continue
+                for dx in range(-1, 2):
+                    x = x0 + dx
+                    if x < 0 or x >= nx or sl[y, x] or not out[y, x]:
+                        continue
+                    out[y, x] = False
+                    stack[top] = y * nx + x
+                    top += 1
+    return filled
 
 
 def periosteal_envelope_array(bone: np.ndarray, *, spacing_mm, bridge_diameter_mm: float) -> np.ndarray:
