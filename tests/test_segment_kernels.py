@@ -61,3 +61,23 @@ def test_erode_by_a_ball_equals_scipy(border_value):
         mask = rng.random(tuple(int(n) for n in rng.integers(1, 14, 3))) < 0.8
         assert np.array_equal(erode_by(mask, ball, border_value=border_value),
                               ndimage.binary_erosion(mask, structure=ball, border_value=int(border_value)))
+
+
+def test_local_half_max_equals_the_maximum_filter_formulation():
+    # the definition written with scipy's maximum filter (as first implemented), against the compiled kernel
+    import ctbone.segment.local_threshold as lt
+
+    rng = np.random.default_rng(11)
+    for _ in range(6):
+        shape = tuple(int(n) for n in rng.integers(5, 30, 3))
+        image = (ndimage.gaussian_filter(rng.normal(size=shape) * 400, 1.0)
+                 + rng.normal(size=shape) * 20).astype(np.float32)
+        region = rng.random(shape) < 0.7
+        region[:2] = False
+        threshold = float(np.percentile(image, 90))
+        background, sd = lt.background_level(image[region])
+        floor = min(background + max(lt.FLOOR_FRACTION * (threshold - background), lt.FLOOR_NOISE_SD * sd), threshold)
+        local = ndimage.maximum_filter(image, size=5, mode="nearest") + np.float32(background)
+        local = np.clip(local * np.float32(0.5), np.float32(floor), np.float32(threshold))
+        expected = region & (image > local)
+        assert np.array_equal(lt.local_half_max_mask(image, region, global_threshold=threshold)[0], expected)

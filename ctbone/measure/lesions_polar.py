@@ -250,8 +250,9 @@ def _weighted_fit(basis: np.ndarray, data: np.ndarray, weight: np.ndarray) -> np
     ok = (weight.sum(axis=1) > 2 * p) & (largest_gap(weight > 0) <= weight.shape[1] / 3)
     fit = np.full_like(data, np.nan)
     if ok.any():
-        normal = np.einsum("bi,zb,bj->zij", basis, weight[ok], basis)
-        rhs = np.einsum("bi,zb->zi", basis, weight[ok] * data[ok])
+        # optimize: through BLAS, ~20x faster than einsum's plain loop (sums differ in the 13th digit)
+        normal = np.einsum("bi,zb,bj->zij", basis, weight[ok], basis, optimize=True)
+        rhs = np.einsum("bi,zb->zi", basis, weight[ok] * data[ok], optimize=True)
         coef = np.linalg.solve(normal + 1e-9 * np.eye(p), rhs[..., None])[..., 0]
         fit[ok] = coef @ basis.T
     return fit
