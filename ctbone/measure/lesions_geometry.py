@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
@@ -42,6 +43,46 @@ class SurfaceNormals:
         return grads / np.maximum(np.sqrt((grads ** 2).sum(axis=0)), 1e-12)
 
 
+@njit(cache=True)
+def _open_faces(src, inside, axis, shift):  # pragma: no cover - compiled
+    # (z, y, x) indices, in C order as np.nonzero, of src voxels whose neighbour one step along
+    # ``axis`` (direction ``shift``) lies in the array and outside ``inside``
+    nz, ny, nx = src.shape
+    n = 0
+    for step in range(2):
+        if step == 1:
+            zs = np.empty(n, np.int64)
+            ys = np.empty(n, np.int64)
+            xs = np.empty(n, np.int64)
+            n = 0
+        for z in range(nz):
+            for y in range(ny):
+                for x in range(nx):
+                    if not src[z, y, x]:
+                        continue
+                    a, b, c = z, y, x
+                    if axis == 0:
+                        a += shift
+                        if a < 0 or a >= nz:
+                            continue
+                    elif axis == 1:
+                        b += shift
+                        if b < 0 or b >= ny:
+                            continue
+                    else:
+                        c += shift
+                        if c < 0 or c >= nx:
+                            continue
+                    if inside[a, b, c]:
+                        continue
+                    if step == 1:
+                        zs[n] = z
+                        ys[n] = y
+                        xs[n] = x
+                    n += 1
+    return zs, ys, xs
+
+
 def surface_normals(inside: np.ndarray, *, spacing_mm, sigma_vox: float = 1.5) -> SurfaceNormals:
     """Outward normals of ``inside``'s smoothed indicator (see `SurfaceNormals`)."""
     return SurfaceNormals(inside, spacing_mm=spacing_mm, sigma_vox=sigma_vox)
@@ -67,15 +108,13 @@ def surface_area_mm2(inside: np.ndarray, patch: np.ndarray, *, spacing_mm, norma
     src = inside_b & patch[box]
     origin = np.array([b.start for b in box]) + np.asarray(origin)
     total = 0.0
+    inside_b = np.ascontiguousarray(inside_b, dtype=bool)
+    src = np.ascontiguousarray(src, dtype=bool)
     for axis in range(3):
         for shift in (1, -1):
-            neighbour_out = ~np.roll(inside_b, -shift, axis=axis)
-            edge = [slice(None)] * 3
-            edge[axis] = slice(-1, None) if shift == 1 else slice(0, 1)
             # the box's own edge is the array's edge there (the margin keeps patch voxels off it
             # elsewhere): beyond the array is not a surface of the bone
-            neighbour_out[tuple(edge)] = False
-            faces = np.nonzero(src & neighbour_out)
+            faces = _open_faces(src, inside_b, axis, shift)
             if faces[0].size == 0:
                 continue
             n = normals.at(tuple(f + o for f, o in zip(faces, origin)))

@@ -81,8 +81,9 @@ class PolarFrame:
 
     def lookup(self, table: np.ndarray) -> np.ndarray:
         """Broadcast a (Z, n_bins) map back to voxels (float32: these are volume-sized)."""
-        z = np.arange(table.shape[0])[:, None, None]
-        return table.astype(np.float32)[z, self.bin_index]
+        out = np.empty(self.bin_index.shape, np.float32)
+        _gather_bins(np.ascontiguousarray(table, np.float32), self.bin_index, out)
+        return out
 
 
 def polar_frame(envelope: np.ndarray, *, spacing_mm) -> PolarFrame:
@@ -111,6 +112,16 @@ def polar_frame(envelope: np.ndarray, *, spacing_mm) -> PolarFrame:
     bins = np.empty(envelope.shape, np.int32)
     _radius_and_bin(np.ascontiguousarray(centres, np.float64), yy, xx, n_bins, radius, bins)
     return PolarFrame(radius, bins, n_bins, centres, float(max(sy, sx)))
+
+
+@njit(cache=True, parallel=True)
+def _gather_bins(table, bin_index, out):  # pragma: no cover - compiled
+    # out[z, y, x] = table[z, bin_index[z, y, x]]: numpy's broadcast fancy index, compiled and parallel
+    nz, ny, nx = bin_index.shape
+    for z in prange(nz):
+        for y in range(ny):
+            for x in range(nx):
+                out[z, y, x] = table[z, bin_index[z, y, x]]
 
 
 @njit(cache=True, parallel=True)

@@ -1,0 +1,33 @@
+"""Compiled helpers of the lesion stage equal the numpy formulations they replace."""
+
+import numpy as np
+
+from ctbone.measure.lesions_geometry import _open_faces
+from ctbone.measure.lesions_polar import PolarFrame
+
+
+def test_open_faces_equal_the_rolled_formulation():
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        shape = tuple(int(n) for n in rng.integers(1, 10, 3))
+        inside = rng.random(shape) < 0.6
+        src = inside & (rng.random(shape) < 0.7)
+        for axis in range(3):
+            for shift in (1, -1):
+                neighbour_out = ~np.roll(inside, -shift, axis=axis)
+                edge = [slice(None)] * 3
+                edge[axis] = slice(-1, None) if shift == 1 else slice(0, 1)
+                neighbour_out[tuple(edge)] = False  # beyond the array is not a face
+                expected = np.nonzero(src & neighbour_out)
+                got = _open_faces(src, inside, axis, shift)
+                assert all(np.array_equal(a, b) for a, b in zip(expected, got))
+
+
+def test_lookup_equals_the_fancy_index():
+    rng = np.random.default_rng(1)
+    bins = rng.integers(0, 50, (4, 6, 7)).astype(np.int32)
+    table = rng.normal(size=(4, 50))
+    table[2, 3] = np.nan
+    frame = PolarFrame(np.zeros(bins.shape, np.float32), bins, 50, np.zeros((4, 2)), 0.01)
+    expected = table.astype(np.float32)[np.arange(4)[:, None, None], bins]
+    assert np.array_equal(frame.lookup(table), expected, equal_nan=True)
