@@ -154,21 +154,21 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     # the model is the outermost envelope voxel centre per bin: the periosteal surface. Voxels with
     # r <= surface hold the true envelope to -0.4 / -0.8 / -1.1 / -1.3 / -2.1 % at 10 / 20 / 25 / 30 /
     # 40 um (intact phantoms, noise 60 HU). Bone beyond it is outgrowth (blastic).
-    surface_vox = frame.lookup(_nan_to(r_out, -1.0))
+    surface_t = _nan_to(r_out, -1.0).astype(np.float32)  # (Z, bins) tables, compared through frame.between
     # the cortex *shell* where defects are searched and lytic cores found stops half a voxel inside:
     # partial volume rounds the rims of openings at the surface, which would widen every opening
-    out_vox = surface_vox - 0.5 * s
-    expected = r <= out_vox
+    out_t = surface_t - 0.5 * s
+    expected = frame.between(upper=out_t)
 
     # endosteal model: the outermost marrow-space voxel per bin; cavities and channels push it out
     # from the modelled envelope, not the segmented one: an opening wider than the bridge leaves the
     # segmented envelope open in a few slices; one voxel inside it, so that a perforation cannot
     # join the marrow to the soft tissue hugging the bone
-    marrow_space = _largest(~bone & (r <= out_vox - s))
+    marrow_space = _largest(~bone & frame.between(upper=out_t - s))
     r_mar = frame.per_bin(r, marrow_space, reduce="max")
     r_in = robust_surface_model(r_mar, tolerance_mm=tol, exclude="both", lower_start=True)
-    in_vox = frame.lookup(_nan_to(r_in, np.inf)) + 0.5 * s
-    shell = expected & (r > in_vox)
+    in_t = _nan_to(r_in, np.inf).astype(np.float32) + 0.5 * s
+    shell = expected & frame.between(lower=in_t)
     marrow = expected & ~shell
 
     normals = surface_normals(expected, spacing_mm=spacing)
@@ -185,7 +185,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     tube = analysable & _tube_slices(bone, env, arc_gap_mm, max_opening_mm=options.max_defect_diameter_mm,
                                      slice_mm=spacing[0])
     blastic, dense_outgrowth_mm3, woven_level = _blastic_bone(
-        image, bone, env, r, surface_vox, in_slices, dense_level=dense_level, threshold=seg.threshold, tol=tol,
+        image, bone, env, frame, surface_t, in_slices, dense_level=dense_level, threshold=seg.threshold, tol=tol,
         min_voxels=min_lesion_vox, spacing=spacing)
     defect_labels, defect_areas = _cortical_defects(bone, shell & tube[:, None, None], marrow, expected, env,
                                                     normals, spacing, options.min_defect_area_mm2)
@@ -193,15 +193,15 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     # 4-voxel cortex (180 um at 40 um) still has a core; full-thickness defects are cores by definition
     thickness_mm = float(np.nanmedian(r_out - r_in)) if np.isfinite(r_out - r_in).any() else 0.0
     core_tol = min(tol, 0.25 * thickness_mm)
-    lytic_core = shell & ~bone & (r > in_vox + core_tol) & (r <= out_vox - core_tol)
+    lytic_core = shell & ~bone & frame.between(in_t + core_tol, out_t - core_tol)
     lytic = _grow_back(lytic_core | (defect_labels > 0), shell & ~bone, min_lesion_vox, tol + s, spacing)
 
     lytic_labels, n_lytic = components(lytic)
     # the loss is measured on gray values (partial-volume sums): each column of the cortex (slice x angle
     # bin) holds a bone mass; the lesion's columns are compared with their intact neighbours
     reach = PV_REACH_VOX * s
-    band = in_slices & (r > in_vox - reach) & (r <= out_vox + reach) & ~blastic
-    interior = shell & bone & (r > in_vox + s) & (r <= out_vox - s)
+    band = in_slices & frame.between(in_t - reach, out_t + reach) & ~blastic
+    interior = shell & bone & frame.between(in_t + s, out_t - s)
     lamellar = interior if interior.any() else shell & bone
     i_bone = float(np.median(density[lamellar])) if lamellar.any() else None
     lytic_pv_mm3, levels = missing_bone_mm3(density, lytic_labels, n_lytic, band, blastic, frame, i_bone, voxel_mm3,
@@ -272,7 +272,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     return LesionMeasurement(metrics, rows, masks, info)
 
 
-def _blastic_bone(image, bone, env, r, surface_vox, in_slices, *, dense_level, threshold, tol, min_voxels, spacing):
+def _blastic_bone(image, bone, env, frame, surface_t, in_slices, *, dense_level, threshold, tol, min_voxels, spacing):
     """(blastic mask, dense outgrowths left out mm³, woven level) beyond the modelled periosteal surface."""
     s = float(np.mean(spacing[1:]))
     # woven bone is under-mineralised and may lie below a threshold chosen for cortex (Roudier 2008):
@@ -280,12 +280,13 @@ def _blastic_bone(image, bone, env, r, surface_vox, in_slices, *, dense_level, t
     # half-voxel rim under a cap, +20 % on a 150 um cap at 25 um), bone is whatever reaches a quarter of the
     # way from the surrounding tissue to lamellar bone (never above the bone threshold), attached to the bone
     woven_level, tissue = _woven_level(image, bone, env, dense_level, threshold, spacing)
-    wide = in_slices & (r > surface_vox) & (bone | (image >= woven_level))
+    wide = in_slices & frame.between(lower=surface_t) & (bone | (image >= woven_level))
+    beyond_tol = frame.between(lower=surface_t + tol)
     # an outgrowth as dense as lamellar bone is a normal ridge (third trochanter, tibial crest) as far as a
     # single scan can tell; woven bone is under-mineralised (Roudier 2008). Dense ones are left out and
     # reported in info: a reference scan (bone_gained_mm3) is needed for sclerotic lesions. Judged on the
     # outgrowths at the quarter level, whole (the level below can split a ridge into pieces of any density).
-    candidates = _attached(_grow_back(wide & (r > surface_vox + tol), wide, min_voxels, tol + s, spacing),
+    candidates = _attached(_grow_back(wide & beyond_tol, wide, min_voxels, tol + s, spacing),
                            bone & env)
     kept, dense_outgrowth_mm3 = _drop_dense(candidates, image, bone, dense_level, float(np.prod(spacing)))
     # a denser cap is then cut at its own half maximum: half-way from the tissue to the brightest value within
@@ -295,14 +296,14 @@ def _blastic_bone(image, bone, env, r, surface_vox, in_slices, *, dense_level, t
     outside = np.zeros(wide.shape, bool)
     box = bounding_box(kept, margin_vox=3)  # only the kept outgrowths (and the filter's reach) matter
     if box is not None:
-        far = np.where(r[box] > surface_vox[box] + tol, image[box], np.float32(tissue))
+        far = np.where(beyond_tol[box], image[box], np.float32(tissue))
         level = ndimage.maximum_filter(far, size=5, mode="nearest")
         level += np.float32(tissue)
         level *= np.float32(0.5)
         np.clip(level, np.float32(woven_level), np.float32(threshold), out=level)
         outside[box] = wide[box] & (bone[box] | (image[box] >= level))
         del far, level
-    blastic = _grow_back(outside & (r > surface_vox + tol), outside, min_voxels, tol + s, spacing)
+    blastic = _grow_back(outside & beyond_tol, outside, min_voxels, tol + s, spacing)
     blastic = _attached(blastic, bone & env) & kept
     return blastic, dense_outgrowth_mm3, woven_level
 

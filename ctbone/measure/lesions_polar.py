@@ -79,6 +79,20 @@ class PolarFrame:
         out[~np.isfinite(out)] = np.nan
         return out
 
+    def between(self, lower: np.ndarray | None = None, upper: np.ndarray | None = None) -> np.ndarray:
+        """Voxels with ``lower[z, bin] < radius <= upper[z, bin]`` ((Z, n_bins) float tables; None: no bound).
+
+        The same comparisons as against ``lookup`` volumes, without building them: shifts such as
+        ``table - 0.5 * s`` are applied to the float32 tables with the same float32 arithmetic, so the
+        values compared are identical, and no volume-sized float array is allocated.
+        """
+        nz = self.bin_index.shape[0]
+        lo = np.full((nz, self.n_bins), -np.inf, np.float32) if lower is None else _bin_table(lower)
+        hi = np.full((nz, self.n_bins), np.inf, np.float32) if upper is None else _bin_table(upper)
+        out = np.empty(self.bin_index.shape, np.bool_)
+        _between_bins(self.radius_mm, self.bin_index, lo, hi, out)
+        return out
+
     def lookup(self, table: np.ndarray) -> np.ndarray:
         """Broadcast a (Z, n_bins) map back to voxels (float32: these are volume-sized)."""
         out = np.empty(self.bin_index.shape, np.float32)
@@ -112,6 +126,25 @@ def polar_frame(envelope: np.ndarray, *, spacing_mm) -> PolarFrame:
     bins = np.empty(envelope.shape, np.int32)
     _radius_and_bin(np.ascontiguousarray(centres, np.float64), yy, xx, n_bins, radius, bins)
     return PolarFrame(radius, bins, n_bins, centres, float(max(sy, sx)))
+
+
+def _bin_table(table: np.ndarray) -> np.ndarray:
+    # compared as they are (float32 radius against a float64 table promotes, as numpy does): no cast here
+    table = np.asarray(table)
+    if table.dtype not in (np.float32, np.float64):
+        raise TypeError(f"between() needs float tables, got {table.dtype}")
+    return np.ascontiguousarray(table)
+
+
+@njit(cache=True, parallel=True)
+def _between_bins(radius, bin_index, lo, hi, out):  # pragma: no cover - compiled
+    nz, ny, nx = bin_index.shape
+    for z in prange(nz):
+        for y in range(ny):
+            for x in range(nx):
+                b = bin_index[z, y, x]
+                v = radius[z, y, x]
+                out[z, y, x] = v > lo[z, b] and v <= hi[z, b]
 
 
 @njit(cache=True, parallel=True)
