@@ -214,7 +214,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     keep[0] = False
     lytic = keep[lytic_labels]
     lytic_pv_mm3 = np.r_[0.0, lytic_pv_mm3[keep]]
-    lytic_labels = np.cumsum(keep)[lytic_labels] * lytic
+    lytic_labels = np.cumsum(keep).astype(np.int32)[lytic_labels] * lytic  # int32: cumsum alone gives int64
     n_lytic = int(keep.sum())
 
     # one row per lesion, each worked on its own box (a full-crop pass per lesion adds up at 512^3)
@@ -234,6 +234,10 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         rows.append(_row(seg, part, box, "blastic", area, density, offset, spacing))
     for i, row in enumerate(rows, start=1):
         row["id"] = i
+    # the crop-sized working arrays go before the full-size output masks are made (the stage's memory peak)
+    n_bins = frame.n_bins
+    del normals, frame, r, expected, shell, marrow, marrow_space, lytic_core, band, interior, lamellar, labels
+    del lytic_labels, env, image
 
     areas = [float(a) for a in defect_areas]
     metrics = {
@@ -262,7 +266,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         "lesion_tolerance_mm": tol,
         "lytic_core_tolerance_mm": core_tol,
         "cortical_thickness_model_mm": thickness_mm,
-        "angle_bins": frame.n_bins,
+        "angle_bins": n_bins,
         "dense_bone_level": dense_level,
         "woven_bone_level": woven_level,
         "dense_outline_offset_mm": offset_mm,

@@ -39,19 +39,27 @@ def missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3, *, c
     interiors (tumour, marrow). Falls back to voxel counts
     when there is no contrast.
     """
-    counts = np.bincount(labels.ravel(), minlength=n + 1)[: n + 1].astype(float) * voxel_mm3
+    # the regions and their reach live on their own box (lesions are small next to the crop); counting
+    # there also spares bincount's int64 copy of the whole crop
+    box = bounding_box(labels > 0, margin_vox=PV_REACH_VOX)
+    counts = np.zeros(n + 1)
+    if box is not None:
+        counts = np.bincount(labels[box].ravel(), minlength=n + 1)[: n + 1].astype(float)
+        counts[0] += labels.size - labels[box].size
+    else:
+        counts[0] = labels.size
+    counts *= voxel_mm3
     if n == 0 or i_bone is None:
         return counts, (i_bone, None)
-    # the regions and their reach live on their own box (lesions are small next to the crop)
-    box = bounding_box(labels > 0, margin_vox=PV_REACH_VOX)
     inner = erode_cross(labels[box] > 0)
     fill_values = raw[box][inner] if inner.any() else raw[labels > 0]
     i_fill = float(np.median(fill_values))
     if i_bone - i_fill <= 0:
         return counts, (i_bone, i_fill)
     cube = np.ones((3, 3, 3), bool)
-    grown = np.zeros(labels.shape, np.int64)
-    grown_box = labels[box].astype(np.int64)
+    # int32: region numbers are small, and this array is crop-sized (int64 doubled the stage's peak here)
+    grown = np.zeros(labels.shape, np.int32)
+    grown_box = labels[box].astype(np.int32)
     for _ in range(PV_REACH_VOX):
         grown_box = np.where(grown_box > 0, grown_box, ndimage.grey_dilation(grown_box, footprint=cube))
     grown[box] = grown_box
