@@ -313,3 +313,20 @@ def test_real_femur_is_framed_alike_on_both_sides(realdata):
         extents.append((cols[-1] - cols[0], rows[-1] - rows[0]))
     (w0, h0), (w1, h1) = extents
     assert abs(w0 - w1) <= 0.02 * w0 and abs(h0 - h1) <= 0.02 * h0
+
+
+def test_gray_surface_shows_bone_kept_below_the_threshold():
+    # a faint rod (peak below the bone threshold, as a trabecula kept by the local threshold) next to a
+    # bright slab: both are in the mask, so the surface must reach the rod too
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    from ctbone.render.surfaces import gray_surface
+
+    image = np.zeros((20, 30, 30), np.float32)
+    image[:, 2:8, :] = 1000.0  # the slab
+    image[:, 20:22, 14:16] = 300.0  # the rod, under a threshold of 500
+    mask = image > 0
+    surface = gray_surface(image, mask, 500.0, (0.01, 0.01, 0.01), sigma_vox=0.8)
+    y_mm = vtk_to_numpy(surface.GetPoints().GetData())[:, 1]
+    assert np.any((y_mm > 0.18) & (y_mm < 0.24))  # points around the rod (y = 0.20-0.21 mm)
+    assert not np.any((y_mm > 0.10) & (y_mm < 0.17))  # and none in the marrow between
