@@ -81,3 +81,13 @@ def test_local_half_max_equals_the_maximum_filter_formulation():
         local = np.clip(local * np.float32(0.5), np.float32(floor), np.float32(threshold))
         expected = region & (image > local)
         assert np.array_equal(lt.local_half_max_mask(image, region, global_threshold=threshold)[0], expected)
+
+
+def test_label_counts_equal_bincount_and_refuse_a_short_n():
+    from ctbone.segment.labels import label_counts
+
+    labels = np.random.default_rng(4).integers(0, 9, (5, 6, 7)).astype(np.uint32)
+    assert np.array_equal(label_counts(labels), np.bincount(labels.ravel()))
+    assert np.array_equal(label_counts(labels, 12), np.bincount(labels.ravel(), minlength=13))
+    with pytest.raises(ValueError):
+        label_counts(labels, 3)

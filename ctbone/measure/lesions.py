@@ -36,6 +36,7 @@ from scipy import ndimage
 
 from ..errors import SegmentationError
 from ..segment.envelope import distance_to
+from ..segment.labels import label_counts
 from ..segment.morphology import dilate_cross
 from ..volume import Volume, bounding_box
 from .lesions_geometry import (components, keep_large, label_boxes, max_diameter_mm, surface_area_mm2, surface_normals,
@@ -484,7 +485,7 @@ def _largest(mask):
     labels, n = components(mask, connectivity=6)
     if n == 0:
         return mask
-    sizes = np.bincount(labels.ravel())
+    sizes = label_counts(labels, n)
     sizes[0] = 0
     return labels == int(sizes.argmax())
 

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 
 from .envelope import distance_to
+from .labels import label_counts
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,8 @@ def keep_bone_of_interest(bone: np.ndarray, *, spacing_mm, min_particle_mm3: flo
     """
     import cc3d
 
-    labels = cc3d.connected_components(np.ascontiguousarray(bone, dtype=np.uint8), connectivity=26)
-    counts = np.bincount(labels.ravel())
+    labels, n = cc3d.connected_components(np.ascontiguousarray(bone, dtype=np.uint8), connectivity=26, return_N=True)
+    counts = label_counts(labels, n)
     if counts.size <= 1:
         return np.zeros(bone.shape, bool)
     counts[0] = 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .envelope import close_mm, near_outside
+from .labels import label_counts
 
 
 def split_compartments(bone: np.ndarray, envelope: np.ndarray, *, spacing_mm, trabecular_radius_mm: float | None = None,
@@ -49,8 +50,8 @@ def split_compartments(bone: np.ndarray, envelope: np.ndarray, *, spacing_mm, tr
     pad = int(np.ceil(r / spacing_mm[0])) + 1
     padded = np.pad(space, ((pad, pad), (0, 0), (0, 0)), mode="edge")
     cavity = close_mm(padded, spacing_mm=spacing_mm, radius_mm=r)[pad:-pad] & envelope
-    labels = cc3d.connected_components(np.ascontiguousarray(cavity, dtype=np.uint8), connectivity=6)
-    counts = np.bincount(labels.ravel())
+    labels, n = cc3d.connected_components(np.ascontiguousarray(cavity, dtype=np.uint8), connectivity=6, return_N=True)
+    counts = label_counts(labels, n)
     counts[0] = 0
     if counts.size > 1 and counts.max() > 0:
         # the marrow cavity: components of at least a tenth of the largest (a cut shaft may hold several)
