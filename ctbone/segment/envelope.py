@@ -76,7 +76,7 @@ def fill_slices(mask: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, parallel=True)
-def _fill_slices(mask):
+def _fill_slices(mask):  # pragma: no cover - compiled
     nz, ny, nx = mask.shape
     filled = np.ones(mask.shape, np.bool_)
     for z in prange(nz):

@@ -49,7 +49,7 @@ def gaussian_filter_nearest(array: np.ndarray, sigma_vox: float, *, radius_vox: 
 
 
 @njit(cache=True, parallel=True)
-def _correlate_axis(src, dst, half, axis):
+def _correlate_axis(src, dst, half, axis):  # pragma: no cover - compiled
     # scipy's symmetric correlation: centre * w0, then (left + right) * w_k from the outermost k inwards,
     # in float64; edges repeat the end value ("nearest"). Whole rows at a time, so the loops vectorise.
     nz, ny, nx = src.shape
