@@ -102,15 +102,17 @@ def gray_surface(image: np.ndarray, mask: np.ndarray, threshold: float, spacing_
     # bone the segmentation kept although its gray value is not above this threshold: trabeculae cut at their
     # own half maximum by the local threshold (judged before the re-smoothing, which also lowers edge voxels of
     # bone above the threshold, and lifting those would roughen the surface)
-    faint = block_mean(np.asarray(mask, bool) & (image <= threshold), factor) >= 0.5
+    faint = np.asarray(mask, bool) & (image <= threshold)
+    faint = block_mean(faint, factor) >= 0.5 if faint.any() else None
     field = block_mean(image, factor) if factor > 1 else image.astype(np.float32, copy=True)
     sigma = max(0.5, sigma_vox / factor) if factor > 1 else sigma_vox
     field = ndimage.gaussian_filter(field, sigma, truncate=3.0, output=np.float32)
     near = ndimage.binary_dilation(block_any(mask, factor), iterations=2 if factor == 1 else 1)
     low = float(threshold) - max(1.0, abs(float(threshold)))
     # ... is lifted above it, so pictures and meshes show every structure the metrics count
-    faint &= field <= threshold
-    field[faint] = np.float32(float(threshold) + 0.5 * max(1.0, abs(float(threshold))))
+    if faint is not None:
+        faint &= field <= threshold
+        field[faint] = np.float32(float(threshold) + 0.5 * max(1.0, abs(float(threshold))))
     field[~near] = low
     return field_surface(field, spacing_zyx, float(threshold), factor=factor, sigma_vox=0.0, pad_value=low)
 
