@@ -330,3 +330,20 @@ def test_gray_surface_shows_bone_kept_below_the_threshold():
     y_mm = vtk_to_numpy(surface.GetPoints().GetData())[:, 1]
     assert np.any((y_mm > 0.18) & (y_mm < 0.24))  # points around the rod (y = 0.20-0.21 mm)
     assert not np.any((y_mm > 0.10) & (y_mm < 0.17))  # and none in the marrow between
+
+
+def test_grabbing_without_a_second_render_gives_the_same_pixels(lesioned, monkeypatch):
+    # the scene grabs the frame it has just rendered (ShouldRerenderOff); re-rendering first must not change it
+    import vtkmodules.vtkRenderingCore as rendering_core
+
+    once = snapshot_image(lesioned, (VOXEL,) * 3, view="oblique", size=(400, 300))
+
+    original = rendering_core.vtkWindowToImageFilter
+
+    class Rerendering(original):
+        def ShouldRerenderOff(self):  # noqa: N802 - VTK's name
+            self.ShouldRerenderOn()
+
+    monkeypatch.setattr(rendering_core, "vtkWindowToImageFilter", Rerendering)
+    twice = snapshot_image(lesioned, (VOXEL,) * 3, view="oblique", size=(400, 300))
+    assert np.array_equal(once, twice)
