@@ -23,23 +23,15 @@ def test_open_faces_equal_the_rolled_formulation():
                 assert all(np.array_equal(a, b) for a, b in zip(expected, got))
 
 
-def test_lookup_equals_the_fancy_index():
-    rng = np.random.default_rng(1)
-    bins = rng.integers(0, 50, (4, 6, 7)).astype(np.int32)
-    table = rng.normal(size=(4, 50))
-    table[2, 3] = np.nan
-    frame = PolarFrame(np.zeros(bins.shape, np.float32), bins, 50, np.zeros((4, 2)), 0.01)
-    expected = table.astype(np.float32)[np.arange(4)[:, None, None], bins]
-    assert np.array_equal(frame.lookup(table), expected, equal_nan=True)
-
-
-def test_between_equals_comparisons_with_lookup_volumes():
+def test_between_equals_comparisons_with_the_broadcast_tables():
     rng = np.random.default_rng(2)
     bins = rng.integers(0, 40, (5, 8, 9)).astype(np.int32)
     radius = rng.uniform(0, 1, bins.shape).astype(np.float32)
     frame = PolarFrame(radius, bins, 40, np.zeros((5, 2)), 0.01)
     lower = rng.uniform(0, 0.5, (5, 40)).astype(np.float32) + 0.013  # float32 arithmetic, as on the volumes
     upper = rng.uniform(0.5, 1, (5, 40)).astype(np.float32) - 0.021
-    assert np.array_equal(frame.between(lower, upper), (radius > frame.lookup(lower)) & (radius <= frame.lookup(upper)))
-    assert np.array_equal(frame.between(upper=upper), radius <= frame.lookup(upper))
-    assert np.array_equal(frame.between(lower=lower), radius > frame.lookup(lower))
+    z = np.arange(5)[:, None, None]
+    lower_v, upper_v = lower[z, bins], upper[z, bins]  # the tables broadcast to the voxels
+    assert np.array_equal(frame.between(lower, upper), (radius > lower_v) & (radius <= upper_v))
+    assert np.array_equal(frame.between(upper=upper), radius <= upper_v)
+    assert np.array_equal(frame.between(lower=lower), radius > lower_v)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+
 from ..segment.morphology import erode_cross
 from ..volume import bounding_box
 

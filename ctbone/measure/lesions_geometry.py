@@ -104,12 +104,10 @@ def surface_area_mm2(inside: np.ndarray, patch: np.ndarray, *, spacing_mm, norma
         return 0.0
     sz, sy, sx = spacing_mm
     face_area = (sy * sx, sz * sx, sz * sy)
-    inside_b = inside[box]
-    src = inside_b & patch[box]
+    inside_b = np.ascontiguousarray(inside[box], dtype=bool)
+    src = inside_b & patch[box]  # a new, contiguous array
     origin = np.array([b.start for b in box]) + np.asarray(origin)
     total = 0.0
-    inside_b = np.ascontiguousarray(inside_b, dtype=bool)
-    src = np.ascontiguousarray(src, dtype=bool)
     for axis in range(3):
         for shift in (1, -1):
             # the box's own edge is the array's edge there (the margin keeps patch voxels off it

@@ -44,8 +44,9 @@ def missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3, *, c
     box = bounding_box(labels > 0, margin_vox=PV_REACH_VOX)
     counts = np.zeros(n + 1)
     if box is not None:
-        counts = np.bincount(labels[box].ravel(), minlength=n + 1)[: n + 1].astype(float)
-        counts[0] += labels.size - labels[box].size
+        in_box = labels[box]
+        counts = np.bincount(in_box.ravel(), minlength=n + 1)[: n + 1].astype(float)
+        counts[0] += labels.size - in_box.size
     else:
         counts[0] = labels.size
     counts *= voxel_mm3

@@ -82,21 +82,15 @@ class PolarFrame:
     def between(self, lower: np.ndarray | None = None, upper: np.ndarray | None = None) -> np.ndarray:
         """Voxels with ``lower[z, bin] < radius <= upper[z, bin]`` ((Z, n_bins) float tables; None: no bound).
 
-        The same comparisons as against ``lookup`` volumes, without building them: shifts such as
-        ``table - 0.5 * s`` are applied to the float32 tables with the same float32 arithmetic, so the
-        values compared are identical, and no volume-sized float array is allocated.
+        The same comparisons as against the tables broadcast to the voxels (``table[z, bin_index]``),
+        without building those volumes: shifts such as ``table - 0.5 * s`` are applied to the float32
+        tables with the same float32 arithmetic, so the values compared are identical.
         """
         nz = self.bin_index.shape[0]
         lo = np.full((nz, self.n_bins), -np.inf, np.float32) if lower is None else _bin_table(lower)
         hi = np.full((nz, self.n_bins), np.inf, np.float32) if upper is None else _bin_table(upper)
         out = np.empty(self.bin_index.shape, np.bool_)
         _between_bins(self.radius_mm, self.bin_index, lo, hi, out)
-        return out
-
-    def lookup(self, table: np.ndarray) -> np.ndarray:
-        """Broadcast a (Z, n_bins) map back to voxels (float32: these are volume-sized)."""
-        out = np.empty(self.bin_index.shape, np.float32)
-        _gather_bins(np.ascontiguousarray(table, np.float32), self.bin_index, out)
         return out
 
 
@@ -145,16 +139,6 @@ def _between_bins(radius, bin_index, lo, hi, out):  # pragma: no cover - compile
                 b = bin_index[z, y, x]
                 v = radius[z, y, x]
                 out[z, y, x] = v > lo[z, b] and v <= hi[z, b]
-
-
-@njit(cache=True, parallel=True)
-def _gather_bins(table, bin_index, out):  # pragma: no cover - compiled
-    # out[z, y, x] = table[z, bin_index[z, y, x]]: numpy's broadcast fancy index, compiled and parallel
-    nz, ny, nx = bin_index.shape
-    for z in prange(nz):
-        for y in range(ny):
-            for x in range(nx):
-                out[z, y, x] = table[z, bin_index[z, y, x]]
 
 
 @njit(cache=True, parallel=True)
