@@ -109,8 +109,9 @@ def analyze(volume: Volume, reference: Volume | str | Path | None = None, *, opt
         return out
 
     seg = timed("segment", partial(segment, mode=opts.mode), volume, opts)
-    metrics = dict(timed("morphometry", standard_morphometry, seg))
+    # lesions first: Ct.Po keeps them out of the cortex's pores
     lesions = timed("lesions", measure_lesions, seg, opts)
+    metrics = dict(timed("morphometry", standard_morphometry, seg, lesions))
     metrics.update(lesions.metrics)
 
     masks = {name: getattr(seg, name) for name in ("bone", "envelope", "cortex", "marrow", "trabecular")}

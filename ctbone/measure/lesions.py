@@ -78,12 +78,16 @@ class LesionMeasurement:
         Provenance: the periosteal surface area (mm², denominator of cortical_defect_pct), tolerances,
         angle bins, dense-bone level, modelled cortical thickness, the plain voxel-count lytic volume,
         dense outgrowths left out of blastic, slices analysed.
+    outgrowth_region : Volume or None
+        uint8 mask: beyond the modelled periosteal surface (and its tolerance) in the columns (slice x
+        angle bin) that hold blastic bone. Not cortex: Ct.Po leaves it out (`ctbone.measure.porosity`).
     """
 
     metrics: dict[str, Any]
     lesions: list[dict[str, Any]]
     masks: dict[str, Volume]
     info: dict[str, Any] = field(default_factory=dict)
+    outgrowth_region: Volume | None = None
 
 
 def measure_lesions(seg, options) -> LesionMeasurement:
@@ -197,6 +201,15 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     lytic_core = shell & ~bone & frame.between(in_t + core_tol, out_t - core_tol)
     lytic = _grow_back(lytic_core | (defect_labels > 0), shell & ~bone, min_lesion_vox, tol + s, spacing)
 
+    # where the woven bone grows: its spaces are not the cortex's pores (Ct.Po leaves this region out).
+    # The columns holding blastic bone, widened by the tolerance (the cap's thin margins), from the
+    # modelled surface less the tolerance (the partial volume of the cap's spaces on the cortex)
+    has_blastic = np.isfinite(frame.per_bin(r, blastic, reduce="max"))
+    arc_mm = 2 * np.pi * float(np.nanmedian(r_out)) / frame.n_bins if np.isfinite(r_out).any() else s
+    reach = (2 * int(np.ceil(tol / spacing[0])) + 1, 2 * int(np.ceil(tol / max(arc_mm, 1e-9))) + 1)
+    has_blastic = ndimage.maximum_filter(has_blastic, size=reach, mode=("nearest", "wrap"))
+    outgrowth = in_slices & frame.between(lower=np.where(has_blastic, surface_t - np.float32(tol), np.float32(np.inf)))
+
     lytic_labels, n_lytic = components(lytic)
     # the loss is measured on gray values (partial-volume sums): each column of the cortex (slice x angle
     # bin) holds a bone mass; the lesion's columns are compared with their intact neighbours
@@ -255,6 +268,9 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         full = np.zeros(bone_full.shape, np.uint8)
         full[crop] = mask
         masks[name] = seg.bone.with_array(full, unit="mask")
+    outgrowth_full = np.zeros(bone_full.shape, np.uint8)
+    outgrowth_full[crop] = outgrowth
+    del outgrowth
     info = {
         "periosteal_surface_mm2": periosteal_mm2,
         "slices_analysed": int(analysable.sum()),
@@ -274,7 +290,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         "density_source": "raw_image" if density_src is not seg.image else "image",
     }
     log.debug("lesions: %s", metrics)
-    return LesionMeasurement(metrics, rows, masks, info)
+    return LesionMeasurement(metrics, rows, masks, info, outgrowth_region=seg.bone.with_array(outgrowth_full, unit="mask"))
 
 
 def _blastic_bone(image, bone, env, frame, surface_t, in_slices, *, dense_level, threshold, tol, min_voxels, spacing):

@@ -12,6 +12,7 @@ import numpy as np
 from ..volume import bounding_box
 from ._euler import connectivity_density_per_mm3
 from ._surface import surface_area_mm2
+from .porosity import cortical_porosity_pct
 from .thickness import mean_local_thickness_mm
 
 log = logging.getLogger(__name__)
@@ -21,12 +22,15 @@ _THRESHOLD_NAME = {"HU": "threshold_hu", "mgHA/cm3": "threshold_mgha_cm3", "raw"
 NAN = float("nan")
 
 
-def standard_morphometry(seg) -> dict:
+def standard_morphometry(seg, lesions=None) -> dict:
     """ASBMR standard morphometry over the ROI.
 
     Parameters
     ----------
     seg : ctbone.segment.Segmentation
+    lesions : ctbone.measure.lesions.LesionMeasurement, optional
+        Keeps lesions out of Ct.Po (`ctbone.measure.porosity`): lytic regions and defects are not
+        pores, the region of blastic outgrowths is not cortex. `ctbone.analyze` passes them.
 
     Returns
     -------
@@ -95,8 +99,8 @@ def standard_morphometry(seg) -> dict:
         out["tt_ar_mm2"] = float(tv / length_mm)
         out["ma_ar_mm2"] = float(np.count_nonzero(marrow) * v / length_mm)
         out["ct_ar_tt_ar_pct"] = _pct(out["ct_ar_mm2"], out["tt_ar_mm2"])
-        n_cortex = np.count_nonzero(cortex)
-        out["ct_po_pct"] = _pct(n_cortex - ct_bone, n_cortex)
+        out["ct_po_pct"] = cortical_porosity_pct(cortex, bone, envelope, spacing_mm=spacing,
+                                                 **_lesion_exclusions(lesions))
     else:
         out.update(ct_th_mm=NAN, ct_ar_mm2=NAN, tt_ar_mm2=float(tv / length_mm) if tv > 0 else NAN,
                    ma_ar_mm2=NAN, ct_ar_tt_ar_pct=NAN, ct_po_pct=NAN)
@@ -121,6 +125,19 @@ def trabecular_cube_morphometry(volume, *, options=None) -> dict:
     from ..segment import segment
 
     return standard_morphometry(segment(volume, options, mode="trabecular-cube"))
+
+
+def _lesion_exclusions(lesions) -> dict:
+    if lesions is None:
+        return {}
+    masks = lesions.masks
+    lesion = None
+    for name in ("lytic", "defects"):
+        if name in masks:
+            part = _as_bool(masks[name].array)
+            lesion = part if lesion is None else lesion | part
+    outgrowth = lesions.outgrowth_region
+    return {"lesion": lesion, "outgrowth": _as_bool(outgrowth.array) if outgrowth is not None else None}
 
 
 def _bone_surface_mm2(seg, bone: np.ndarray) -> float:

@@ -23,7 +23,7 @@ METRIC_DEFINITIONS = {
     "tb_th_mm": "trabecular thickness: mean local thickness (Hildebrand & Rüegsegger 1997)",
     "tb_sp_mm": "trabecular separation: mean local thickness of the marrow space",
     "ct_th_mm": "cortical thickness: mean local thickness of the cortex",
-    "ct_po_pct": "cortical porosity: pores / cortical compartment × 100",
+    "ct_po_pct": "cortical porosity: pores / cortical compartment × 100 (canals under ~4 voxels across are not resolved)",
     "cortical_defect_count": "openings through the whole cortex, each at least the minimum defect area on the "
                              "periosteal surface",
     "cortical_defect_area_mm2": "total area of the cortical openings on the bridged periosteal surface",

@@ -62,6 +62,17 @@ def close_mm(mask: np.ndarray, *, spacing_mm, radius_mm: float) -> np.ndarray:
     return closed[tuple(slice(p, -p) for p in pad)]
 
 
+def open_mm(mask: np.ndarray, *, spacing_mm, radius_mm: float) -> np.ndarray:
+    """Binary opening with a Euclidean ball of ``radius_mm`` (inclusive): the union of the balls that fit
+    in ``mask``. The array's edge is not outside (the shaft goes on beyond the first and last slices)."""
+    if radius_mm <= 0:
+        return mask.astype(bool, copy=True)
+    core = distance_inside(mask, spacing_mm) > radius_mm
+    if not core.any():
+        return np.zeros(mask.shape, bool)
+    return (distance_to(core, spacing_mm) <= radius_mm) & mask
+
+
 def fill_slices(mask: np.ndarray) -> np.ndarray:
     """Fill holes within each z slice: background not 8-connected, in its slice, to the slice's edge.
 
