@@ -91,3 +91,42 @@ def test_label_counts_equal_bincount_and_refuse_a_short_n():
     assert np.array_equal(label_counts(labels, 12), np.bincount(labels.ravel(), minlength=13))
     with pytest.raises(ValueError):
         label_counts(labels, 3)
+
+
+def _channels_whole_array(cavity, envelope, spacing_mm, radius_mm, surface_mm):
+    """The canal rule on the whole array at once: the reference for the slab-wise `through_cortex_channels`."""
+    from ctbone.segment.envelope import near_outside, open_mm
+
+    wide = open_mm(cavity, spacing_mm=spacing_mm, radius_mm=radius_mm)
+    narrow = cavity & ~wide
+    surface = near_outside(envelope, spacing_mm=spacing_mm, distance_mm=surface_mm)
+    labels, n = ndimage.label(narrow, structure=np.ones((3, 3, 3)))
+    keep = np.zeros(n + 1, bool)
+    keep[np.unique(labels[surface & narrow])] = True
+    keep[np.unique(labels[dilate_cross(dilate_cross(wide & surface)) & narrow])] = False
+    keep[0] = False
+    return keep[labels]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_canals_found_slab_by_slab_equal_the_whole_array(seed):
+    from ctbone.segment.compartments import through_cortex_channels
+
+    # a tube 2 mm long at 10 um: canals of random width (some wider than the 70 um limit) in separate slabs,
+    # two running 0.18 mm along z through the cortex (so their slabs must grow), noise spikes of the cavity
+    rng = np.random.default_rng(seed)
+    spacing = (0.01, 0.01, 0.01)
+    zz, yy, xx = np.meshgrid(np.arange(200) * 0.01, *(np.arange(-26, 27) * 0.01,) * 2, indexing="ij")
+    rr = np.hypot(yy, xx)
+    envelope = rr <= 0.24
+    cavity = rr <= 0.15
+    for z0, slope in ((0.3, 0.0), (0.9, 2.0), (1.5, -2.0), (1.8, 0.0)):  # slope: mm along z per mm outwards
+        angle, radius = rng.uniform(0, 2 * np.pi), rng.uniform(0.01, 0.06)
+        along = xx * np.cos(angle) + yy * np.sin(angle)
+        across = -xx * np.sin(angle) + yy * np.cos(angle)
+        cavity |= envelope & (along > 0) & (np.hypot(across, zz - z0 - slope * along) <= radius)
+    cavity |= (rr > 0.14) & (rr < 0.17) & (rng.random(rr.shape) < 0.05)  # endosteal roughness
+    expected = _channels_whole_array(cavity, envelope, spacing, 0.035, 0.015)
+    found = through_cortex_channels(cavity, envelope, spacing_mm=spacing, radius_mm=0.035, surface_mm=0.015)
+    assert expected.any()
+    assert np.array_equal(found, expected)
