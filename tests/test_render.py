@@ -347,3 +347,21 @@ def test_grabbing_without_a_second_render_gives_the_same_pixels(lesioned, monkey
     monkeypatch.setattr(rendering_core, "vtkWindowToImageFilter", Rerendering)
     twice = snapshot_image(lesioned, (VOXEL,) * 3, view="oblique", size=(400, 300))
     assert np.array_equal(once, twice)
+
+
+@pytest.mark.parametrize("factor", [2, 3])
+def test_block_reductions_equal_the_6d_reshape_definition(factor):
+    from ctbone.render.surfaces import block_any, block_mean
+
+    rng = np.random.default_rng(factor)
+    mask = rng.random((23, 17, 31)) < 0.3
+    gray = rng.normal(500, 300, mask.shape).astype(np.float32)
+    n = [s // factor for s in mask.shape]
+
+    def blocks(a):
+        return a[: n[0] * factor, : n[1] * factor, : n[2] * factor].reshape(n[0], factor, n[1], factor, n[2], factor)
+
+    assert np.array_equal(block_mean(mask, factor), blocks(mask.astype(np.float32)).mean(axis=(1, 3, 5), dtype=np.float32))
+    assert np.array_equal(block_any(mask, factor), blocks(mask).any(axis=(1, 3, 5)))
+    # gray values: summed in another order, equal to float32 rounding
+    np.testing.assert_allclose(block_mean(gray, factor), blocks(gray).mean(axis=(1, 3, 5)), rtol=1e-5, atol=1e-3)

@@ -31,17 +31,31 @@ def downsample_factor(shape, max_voxels: int = MAX_RENDER_VOXELS) -> int:
 
 
 def block_mean(mask: np.ndarray, factor: int) -> np.ndarray:
-    """Fraction of ``mask`` in each factor³ block, float32 (the grid shrinks by ``factor``)."""
+    """Mean of ``mask`` (or a gray image) in each factor³ block, float32 (the grid shrinks by ``factor``)."""
     if factor == 1:
         return mask.astype(np.float32)
-    return _blocks(mask.astype(np.float32, copy=False), factor).mean(axis=(1, 3, 5), dtype=np.float32)
+    if mask.dtype == bool:  # counts are exact in any order: sum them as integers
+        total = _fold_blocks(mask.view(np.uint8), factor, np.add, np.uint16)
+    else:
+        total = _fold_blocks(mask, factor, np.add, np.float32)
+    return (total / np.float32(factor ** 3)).astype(np.float32, copy=False)
 
 
-def _blocks(array: np.ndarray, factor: int) -> np.ndarray:
-    """A 6-D view of ``array`` (trimmed to whole blocks) whose axes 1, 3, 5 run inside factor³ blocks."""
+def _fold_blocks(array: np.ndarray, factor: int, op, dtype) -> np.ndarray:
+    """``op`` over each factor³ block (trimmed to whole blocks), one axis at a time on strided views: several
+    times faster than numpy's reduction over the axes of a 6-D reshape (1 s -> 0.2 s on 162 M voxels)."""
     nz, ny, nx = (s // factor for s in array.shape)
-    trimmed = array[: nz * factor, : ny * factor, : nx * factor]
-    return trimmed.reshape(nz, factor, ny, factor, nx, factor)
+    out = array[: nz * factor, : ny * factor, : nx * factor]
+    for axis in range(3):
+        def part(k, a=out, axis=axis):
+            index = [slice(None)] * 3
+            index[axis] = slice(k, None, factor)
+            return a[tuple(index)]
+        folded = part(0).astype(dtype, copy=True)
+        for k in range(1, factor):
+            op(folded, part(k), out=folded)
+        out = folded
+    return out
 
 
 def mask_surface(mask: np.ndarray, spacing_zyx, *, factor: int = 1, sigma_vox: float = SURFACE_SIGMA_VOX):
@@ -83,7 +97,7 @@ def block_any(mask: np.ndarray, factor: int) -> np.ndarray:
     """True where any voxel of a factor³ block is set (the grid shrinks by ``factor``)."""
     if factor == 1:
         return mask.astype(bool, copy=False)
-    return _blocks(mask.astype(bool, copy=False), factor).any(axis=(1, 3, 5))
+    return _fold_blocks(mask.astype(bool, copy=False), factor, np.logical_or, bool)
 
 
 def gray_surface(image: np.ndarray, mask: np.ndarray, threshold: float, spacing_zyx, *, sigma_vox: float,
