@@ -152,3 +152,23 @@ def bounding_box(mask: np.ndarray, *, margin_vox: int = 0):
             return None
         slices.append(slice(max(0, int(hit[0]) - margin_vox), min(mask.shape[axis], int(hit[-1]) + 1 + margin_vox)))
     return tuple(slices)
+
+
+def fold_blocks(array: np.ndarray, factor: int, op, dtype) -> np.ndarray:
+    """``op`` (a ufunc: np.add, np.logical_or, ...) over each factor³ block of a 3-D array (trimmed to whole
+    blocks), accumulated in ``dtype``, one axis at a time on strided views: several times faster than numpy's
+    reduction over the axes of a 6-D reshape (2 s -> 0.1-0.4 s on 162 M voxels)."""
+    nz, ny, nx = (s // factor for s in array.shape)
+    out = array[: nz * factor, : ny * factor, : nx * factor]
+    for axis in range(3):
+        folded = _every(out, axis, 0, factor).astype(dtype, copy=True)
+        for k in range(1, factor):
+            op(folded, _every(out, axis, k, factor), out=folded)
+        out = folded
+    return out
+
+
+def _every(array: np.ndarray, axis: int, start: int, step: int) -> np.ndarray:
+    index = [slice(None)] * array.ndim
+    index[axis] = slice(start, None, step)
+    return array[tuple(index)]

@@ -27,7 +27,7 @@ import logging
 import numpy as np
 from numba import njit, prange
 
-from ..volume import bounding_box
+from ..volume import bounding_box, fold_blocks
 
 log = logging.getLogger(__name__)
 
@@ -455,9 +455,8 @@ def mean_local_thickness_mm(mask: np.ndarray, *, spacing_mm, outside: str = "ope
 
     f = factor
     padded = np.pad(mask, [(0, (-n) % f) for n in mask.shape]).view(np.uint8)
-    z, y, x = padded.shape
     # fine voxels of the structure in each f³ block: the block is in the coarse structure when at least half
-    counts = padded.reshape(z // f, f, y // f, f, x // f, f).sum(axis=(1, 3, 5), dtype=np.int32)
+    counts = fold_blocks(padded, f, np.add, np.int32)
     del padded
     coarse = 2 * counts >= f ** 3
     thickness = local_thickness(coarse, spacing_mm=tuple(s * f for s in spacing), outside=outside)

@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import RenderError
+from ..volume import fold_blocks
 
 # the signed distance of a mask is blurred this much (voxels) before its zero level is taken:
 # enough to smooth the voxel staircase, little enough to keep a 3-voxel cortex closed
@@ -35,27 +36,10 @@ def block_mean(mask: np.ndarray, factor: int) -> np.ndarray:
     if factor == 1:
         return mask.astype(np.float32)
     if mask.dtype == bool:  # counts are exact in any order: sum them as integers
-        total = _fold_blocks(mask.view(np.uint8), factor, np.add, np.uint16)
+        total = fold_blocks(mask.view(np.uint8), factor, np.add, np.uint16)
     else:
-        total = _fold_blocks(mask, factor, np.add, np.float32)
+        total = fold_blocks(mask, factor, np.add, np.float32)
     return (total / np.float32(factor ** 3)).astype(np.float32, copy=False)
-
-
-def _fold_blocks(array: np.ndarray, factor: int, op, dtype) -> np.ndarray:
-    """``op`` over each factor³ block (trimmed to whole blocks), one axis at a time on strided views: several
-    times faster than numpy's reduction over the axes of a 6-D reshape (1 s -> 0.2 s on 162 M voxels)."""
-    nz, ny, nx = (s // factor for s in array.shape)
-    out = array[: nz * factor, : ny * factor, : nx * factor]
-    for axis in range(3):
-        def part(k, a=out, axis=axis):
-            index = [slice(None)] * 3
-            index[axis] = slice(k, None, factor)
-            return a[tuple(index)]
-        folded = part(0).astype(dtype, copy=True)
-        for k in range(1, factor):
-            op(folded, part(k), out=folded)
-        out = folded
-    return out
 
 
 def mask_surface(mask: np.ndarray, spacing_zyx, *, factor: int = 1, sigma_vox: float = SURFACE_SIGMA_VOX):
@@ -97,7 +81,7 @@ def block_any(mask: np.ndarray, factor: int) -> np.ndarray:
     """True where any voxel of a factor³ block is set (the grid shrinks by ``factor``)."""
     if factor == 1:
         return mask.astype(bool, copy=False)
-    return _fold_blocks(mask.astype(bool, copy=False), factor, np.logical_or, bool)
+    return fold_blocks(mask.astype(bool, copy=False), factor, np.logical_or, bool)
 
 
 def gray_surface(image: np.ndarray, mask: np.ndarray, threshold: float, spacing_zyx, *, sigma_vox: float,
