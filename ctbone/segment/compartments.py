@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .envelope import close_mm, near_outside, open_mm
 from ..volume import bounding_box
+from .envelope import close_mm, near_outside, open_mm
 from .labels import label_counts
 from .morphology import dilate_cross
-
 
 # vascular canals of mouse cortex are 10-30 um across (a few are wider): channels narrower than twice this
 # radius, from the cavity through the cortex, are canals. Fixed in mm, not in voxels: at coarse voxels
