@@ -339,8 +339,7 @@ def _cortical_defects(bone, shell, marrow, expected, env, normals, spacing, min_
     """
     solid = dilate_cross(bone)
     candidates = shell & ~solid
-    labels, n = components(candidates)
-    if n == 0:
+    if not candidates.any():
         return np.zeros(bone.shape, np.int32), []
     # per slice (in-plane connectivity only): a pocket sealed in its own slices must not reach the
     # exterior through slices further along the bone
@@ -348,6 +347,8 @@ def _cortical_defects(bone, shell, marrow, expected, env, normals, spacing, min_
     in_plane[1] = ndimage.generate_binary_structure(2, 1)
     beyond, m = ndimage.label(~expected & ~solid, structure=in_plane)
     exterior = touching(beyond, m, ~env)[beyond]
+    del beyond, solid  # one crop-sized label image at a time
+    labels, n = components(candidates)
     through = touching(labels, n, exterior) & touching(labels, n, marrow)
     kept = through[labels]
     grown = dilate_cross(kept) & shell & ~bone
