@@ -79,8 +79,9 @@ class LesionMeasurement:
         angle bins, dense-bone level, modelled cortical thickness, the plain voxel-count lytic volume,
         dense outgrowths left out of blastic, slices analysed.
     outgrowth_region : Volume or None
-        uint8 mask: beyond the modelled periosteal surface (and its tolerance) in the columns (slice x
-        angle bin) that hold blastic bone. Not cortex: Ct.Po leaves it out (`ctbone.measure.porosity`).
+        uint8 mask: outward from the modelled periosteal surface less its tolerance, in the columns
+        (slice x angle bin) that hold blastic bone, widened by the tolerance. Where woven bone grows, not
+        cortex: Ct.Po leaves it out (`ctbone.measure.porosity`).
     """
 
     metrics: dict[str, Any]
