@@ -172,6 +172,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     # join the marrow to the soft tissue hugging the bone
     marrow_space = _largest(~bone & frame.between(upper=out_t - s))
     r_mar = frame.per_bin(r, marrow_space, reduce="max")
+    del marrow_space  # working arrays go as soon as they are used: the lesion stage holds the analysis' peak
     r_in = robust_surface_model(r_mar, tolerance_mm=tol, exclude="both", lower_start=True)
     in_t = _nan_to(r_in, np.inf).astype(np.float32) + 0.5 * s
     shell = expected & frame.between(lower=in_t)
@@ -201,6 +202,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     core_tol = min(tol, 0.25 * thickness_mm)
     lytic_core = shell & ~bone & frame.between(in_t + core_tol, out_t - core_tol)
     lytic = _grow_back(lytic_core | (defect_labels > 0), shell & ~bone, min_lesion_vox, tol + s, spacing)
+    del lytic_core
 
     # where the woven bone grows: its spaces are not the cortex's pores (Ct.Po leaves this region out).
     # The columns holding blastic bone, widened by the tolerance (the cap's thin margins), from the
@@ -221,6 +223,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     i_bone = float(np.median(density[lamellar])) if lamellar.any() else None
     lytic_pv_mm3, levels = missing_bone_mm3(density, lytic_labels, n_lytic, band, blastic, frame, i_bone, voxel_mm3,
                                              cortex_model=shell)
+    del band, interior, lamellar
     # a region whose gray values show less bone missing than min_lesion_mm3 is a dip of the thresholded
     # surface, not a loss of bone: dropped (lytic_volume_mm3 counts regions >= min_lesion_mm3), unless it
     # holds a cortical defect
@@ -229,8 +232,9 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     keep[0] = False
     lytic = keep[lytic_labels]
     lytic_pv_mm3 = np.r_[0.0, lytic_pv_mm3[keep]]
-    lytic_labels = np.cumsum(keep).astype(np.int32)[lytic_labels] * lytic  # int32: cumsum alone gives int64
     n_lytic = int(keep.sum())
+    # a small integer type: cumsum alone gives int64, 8 bytes a voxel
+    lytic_labels = np.cumsum(keep).astype(np.uint16 if n_lytic < 2 ** 16 else np.int32)[lytic_labels] * lytic
 
     # one row per lesion, each worked on its own box (a full-crop pass per lesion adds up at 512^3)
     rows = []
@@ -251,7 +255,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         row["id"] = i
     # the crop-sized working arrays go before the full-size output masks are made (the stage's memory peak)
     n_bins = frame.n_bins
-    del normals, frame, r, expected, shell, marrow, marrow_space, lytic_core, band, interior, lamellar, labels
+    del normals, frame, r, expected, shell, marrow, labels
     del lytic_labels, env, image
 
     areas = [float(a) for a in defect_areas]
@@ -341,7 +345,7 @@ def _cortical_defects(bone, shell, marrow, expected, env, normals, spacing, min_
     solid = dilate_cross(bone)
     candidates = shell & ~solid
     if not candidates.any():
-        return np.zeros(bone.shape, np.int32), []
+        return np.zeros(bone.shape, np.uint16), []
     # per slice (in-plane connectivity only): a pocket sealed in its own slices must not reach the
     # exterior through slices further along the bone
     in_plane = np.zeros((3, 3, 3), bool)
@@ -354,7 +358,7 @@ def _cortical_defects(bone, shell, marrow, expected, env, normals, spacing, min_
     kept = through[labels]
     grown = dilate_cross(kept) & shell & ~bone
     labels, n = components(grown)
-    out = np.zeros(bone.shape, np.int32)
+    out = np.zeros(bone.shape, np.uint16 if n < 2 ** 16 else np.int32)  # few defects: 2 bytes a voxel suffice
     areas = []
     for k, box in enumerate(label_boxes(labels, n), start=1):
         part = labels[box] == k

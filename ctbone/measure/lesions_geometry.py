@@ -16,31 +16,46 @@ _END_CAP_NZ = 0.9
 
 
 class SurfaceNormals:
-    """Unit outward normals of a mask's smoothed indicator, evaluated only where asked.
+    """Unit outward normals of a mask's smoothed indicator, at the mask's boundary voxels.
 
-    The smoothed indicator is kept (one float32 volume); central differences are taken at the
-    requested voxels (one-sided at the array's edges, as ``np.gradient``), so no (3, Z, Y, X)
-    normal field is ever held.
+    The boundary voxels are those with a face neighbour outside the mask (within the array): the
+    only voxels `surface_area_mm2` asks about. Their normals are central differences of the smoothed
+    indicator (one-sided at the array's edges, as ``np.gradient``), taken once; the smoothed volume is
+    then dropped, and only the normals are kept, looked up by flat index (a few MB, not a volume).
     """
 
     def __init__(self, inside: np.ndarray, *, spacing_mm, sigma_vox: float = 1.5):
-        # scipy's gaussian_filter(mode="nearest"), bit for bit, compiled
-        self.smooth = gaussian_filter_nearest(inside.astype(np.float32), sigma_vox)
+        inside = np.asarray(inside, bool)
         self.spacing = tuple(float(s) for s in spacing_mm)
+        self.shape = inside.shape
+        # scipy's gaussian_filter(mode="nearest"), bit for bit, compiled
+        smooth = gaussian_filter_nearest(inside.astype(np.float32), sigma_vox)
+        index = np.nonzero(inside & dilate_cross(~inside))
+        self._flat = np.ravel_multi_index(index, self.shape)  # ascending: np.nonzero runs in C order
+        self._normals = _gradient_normals(smooth, index, self.spacing)
 
     def at(self, index: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-        """(3, N) unit outward normals, (z, y, x) order, at the voxels ``index`` (as from np.nonzero)."""
-        grads = []
-        for axis, step in enumerate(self.spacing):
-            n = self.smooth.shape[axis]
-            i = np.asarray(index[axis], np.int64)
-            hi, lo = np.minimum(i + 1, n - 1), np.maximum(i - 1, 0)
-            upper, lower = list(index), list(index)
-            upper[axis], lower[axis] = hi, lo
-            diff = self.smooth[tuple(upper)].astype(np.float64) - self.smooth[tuple(lower)]
-            grads.append(-diff / (np.maximum(hi - lo, 1) * step))
-        grads = np.stack(grads)
-        return grads / np.maximum(np.sqrt((grads ** 2).sum(axis=0)), 1e-12)
+        """(3, N) unit outward normals, (z, y, x) order, at boundary voxels ``index`` (as from np.nonzero)."""
+        flat = np.ravel_multi_index(tuple(np.asarray(i, np.int64) for i in index), self.shape)
+        pos = np.minimum(np.searchsorted(self._flat, flat), max(len(self._flat) - 1, 0))
+        if len(flat) and (len(self._flat) == 0 or not np.array_equal(self._flat[pos], flat)):
+            raise ValueError("surface normals asked at voxels off the mask's boundary")
+        return self._normals[:, pos]
+
+
+def _gradient_normals(smooth: np.ndarray, index, spacing) -> np.ndarray:
+    """(3, N) unit outward normals of ``smooth`` at ``index`` by central differences (one-sided at the edges)."""
+    grads = []
+    for axis, step in enumerate(spacing):
+        n = smooth.shape[axis]
+        i = np.asarray(index[axis], np.int64)
+        hi, lo = np.minimum(i + 1, n - 1), np.maximum(i - 1, 0)
+        upper, lower = list(index), list(index)
+        upper[axis], lower[axis] = hi, lo
+        diff = smooth[tuple(upper)].astype(np.float64) - smooth[tuple(lower)]
+        grads.append(-diff / (np.maximum(hi - lo, 1) * step))
+    grads = np.stack(grads)
+    return grads / np.maximum(np.sqrt((grads ** 2).sum(axis=0)), 1e-12)
 
 
 @njit(cache=True)

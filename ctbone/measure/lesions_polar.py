@@ -39,7 +39,7 @@ class PolarFrame:
     ----------
     radius_mm : (Z, Y, X) float32 ndarray
         In-slice distance to the slice centre, mm.
-    bin_index : (Z, Y, X) int32 ndarray
+    bin_index : (Z, Y, X) int16 ndarray
         Angle bin of each voxel, 0 .. n_bins - 1.
     n_bins : int
     centres_yx_mm : (Z, 2) ndarray
@@ -117,7 +117,7 @@ def polar_frame(envelope: np.ndarray, *, spacing_mm) -> PolarFrame:
     r_typ = np.sqrt(area[area > 0].mean() * sy * sx / np.pi) if (area > 0).any() else 1.0
     n_bins = int(np.clip(round(2 * np.pi * r_typ / max(sy, sx)), 48, 720))
     radius = np.empty(envelope.shape, np.float32)
-    bins = np.empty(envelope.shape, np.int32)
+    bins = np.empty(envelope.shape, np.int16)  # at most 720 bins: 2 bytes a voxel
     _radius_and_bin(np.ascontiguousarray(centres, np.float64), yy, xx, n_bins, radius, bins)
     return PolarFrame(radius, bins, n_bins, centres, float(max(sy, sx)))
 
