@@ -57,3 +57,22 @@ def test_surface_normals_kept_at_the_boundary_equal_the_gradient_of_the_smoothed
     inner = np.nonzero(mask & ~boundary)
     with pytest.raises(ValueError):
         normals.at(tuple(i[:1] for i in inner))
+
+
+def test_grow_in_slices_equals_in_slice_labels_holding_a_seed():
+    from scipy import ndimage
+
+    from ctbone.measure.lesions_geometry import grow_in_slices
+
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    rng = np.random.default_rng(5)
+    for _ in range(8):
+        shape = tuple(int(n) for n in rng.integers(1, 30, 3))
+        allowed = rng.random(shape) < rng.uniform(0.3, 0.7)
+        seeds = rng.random(shape) < 0.02
+        labels, n = ndimage.label(allowed, structure=in_plane)
+        hit = np.zeros(n + 1, bool)
+        hit[labels[seeds & allowed]] = True
+        hit[0] = False
+        assert np.array_equal(grow_in_slices(seeds, allowed), hit[labels])

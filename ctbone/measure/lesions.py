@@ -39,8 +39,8 @@ from ..segment.envelope import distance_to
 from ..segment.labels import label_counts
 from ..segment.morphology import dilate_cross
 from ..volume import Volume, bounding_box
-from .lesions_geometry import (components, keep_large, label_boxes, max_diameter_mm, surface_area_mm2, surface_normals,
-                               touching)
+from .lesions_geometry import (components, grow_in_slices, keep_large, label_boxes, max_diameter_mm, surface_area_mm2,
+                               surface_normals, touching)
 from .lesions_lytic import PV_REACH_VOX, missing_bone_mm3
 from .lesions_polar import largest_gap, polar_frame, robust_surface_model
 
@@ -347,12 +347,11 @@ def _cortical_defects(bone, shell, marrow, expected, env, normals, spacing, min_
     if not candidates.any():
         return np.zeros(bone.shape, np.uint16), []
     # per slice (in-plane connectivity only): a pocket sealed in its own slices must not reach the
-    # exterior through slices further along the bone
-    in_plane = np.zeros((3, 3, 3), bool)
-    in_plane[1] = ndimage.generate_binary_structure(2, 1)
-    beyond, m = ndimage.label(~expected & ~solid, structure=in_plane)
-    exterior = touching(beyond, m, ~env)[beyond]
-    del beyond, solid  # one crop-sized label image at a time
+    # exterior through slices further along the bone. The in-slice parts of that space in or face-adjacent
+    # to the unbridged outside, grown without a label volume (the stage's memory peak was here)
+    beyond = ~expected & ~solid
+    exterior = grow_in_slices(beyond & dilate_cross(~env), beyond)
+    del beyond, solid
     labels, n = components(candidates)
     through = touching(labels, n, exterior) & touching(labels, n, marrow)
     kept = through[labels]
