@@ -59,10 +59,10 @@ def test_surface_normals_kept_at_the_boundary_equal_the_gradient_of_the_smoothed
         normals.at(tuple(i[:1] for i in inner))
 
 
-def test_grow_in_slices_equals_in_slice_labels_holding_a_seed():
+def test_flood_in_slices_equals_in_slice_labels_holding_a_seed():
     from scipy import ndimage
 
-    from ctbone.measure.lesions_geometry import grow_in_slices
+    from ctbone.segment.flood import flood_in_slices
 
     in_plane = np.zeros((3, 3, 3), bool)
     in_plane[1] = ndimage.generate_binary_structure(2, 1)
@@ -75,4 +75,4 @@ def test_grow_in_slices_equals_in_slice_labels_holding_a_seed():
         hit = np.zeros(n + 1, bool)
         hit[labels[seeds & allowed]] = True
         hit[0] = False
-        assert np.array_equal(grow_in_slices(seeds, allowed), hit[labels])
+        assert np.array_equal(flood_in_slices(allowed, seeds, connectivity=4), hit[labels])

@@ -36,11 +36,12 @@ from scipy import ndimage
 
 from ..errors import SegmentationError
 from ..segment.envelope import distance_to
+from ..segment.flood import flood_in_slices
 from ..segment.labels import label_counts
 from ..segment.morphology import dilate_cross
 from ..volume import Volume, bounding_box
-from .lesions_geometry import (components, grow_in_slices, keep_large, label_boxes, max_diameter_mm, surface_area_mm2,
-                               surface_normals, touching)
+from .lesions_geometry import (components, keep_large, label_boxes, max_diameter_mm, surface_area_mm2, surface_normals,
+                               touching)
 from .lesions_lytic import PV_REACH_VOX, missing_bone_mm3
 from .lesions_polar import largest_gap, polar_frame, robust_surface_model
 
@@ -268,13 +269,14 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         "blastic_volume_mm3": float(blastic.sum()) * voxel_mm3,
         DENSITY_METRIC[density_src.unit]: float(density[blastic].mean()) if blastic.any() else None,
     }
-    masks = {}
-    for name, mask in (("defects", defect_labels > 0), ("lytic", lytic), ("blastic", blastic)):
+    def on_scan_grid(mask):
         full = np.zeros(bone_full.shape, np.uint8)
         full[crop] = mask
-        masks[name] = seg.bone.with_array(full, unit="mask")
-    outgrowth_full = np.zeros(bone_full.shape, np.uint8)
-    outgrowth_full[crop] = outgrowth
+        return seg.bone.with_array(full, unit="mask")
+
+    masks = {name: on_scan_grid(mask)
+             for name, mask in (("defects", defect_labels > 0), ("lytic", lytic), ("blastic", blastic))}
+    outgrowth_region = on_scan_grid(outgrowth)
     del outgrowth
     info = {
         "periosteal_surface_mm2": periosteal_mm2,
@@ -295,7 +297,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         "density_source": "raw_image" if density_src is not seg.image else "image",
     }
     log.debug("lesions: %s", metrics)
-    return LesionMeasurement(metrics, rows, masks, info, outgrowth_region=seg.bone.with_array(outgrowth_full, unit="mask"))
+    return LesionMeasurement(metrics, rows, masks, info, outgrowth_region=outgrowth_region)
 
 
 def _blastic_bone(image, bone, env, frame, surface_t, in_slices, *, dense_level, threshold, tol, min_voxels, spacing):
@@ -350,7 +352,7 @@ def _cortical_defects(bone, shell, marrow, expected, env, normals, spacing, min_
     # exterior through slices further along the bone. The in-slice parts of that space in or face-adjacent
     # to the unbridged outside, grown without a label volume (the stage's memory peak was here)
     beyond = ~expected & ~solid
-    exterior = grow_in_slices(beyond & dilate_cross(~env), beyond)
+    exterior = flood_in_slices(beyond, beyond & dilate_cross(~env), connectivity=4)
     del beyond, solid
     labels, n = components(candidates)
     through = touching(labels, n, exterior) & touching(labels, n, marrow)

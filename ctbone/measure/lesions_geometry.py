@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
@@ -182,43 +182,6 @@ def keep_large(mask: np.ndarray, *, min_voxels: float, connectivity: int = 26) -
         return out
     part = np.ascontiguousarray(mask[box], dtype=bool).view(np.uint8)
     out[box] = cc3d.dust(part, threshold=int(np.ceil(min_voxels)), connectivity=connectivity, binary_image=True) > 0
-    return out
-
-
-def grow_in_slices(seeds: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-    """Voxels of ``allowed`` joined to a voxel of ``seeds & allowed`` within their z slice (4-connected):
-    the in-slice components of ``allowed`` that hold a seed. Same as labelling ``allowed`` slice by slice and
-    keeping the labels with a seed (tested), without a label volume, by a compiled flood fill per slice."""
-    allowed = np.ascontiguousarray(allowed, dtype=bool)
-    seeds = np.ascontiguousarray(seeds & allowed)
-    return _grow_in_slices(seeds, allowed)
-
-
-@njit(cache=True, parallel=True)
-def _grow_in_slices(seeds, allowed):  # pragma: no cover - compiled
-    nz, ny, nx = allowed.shape
-    out = np.zeros(allowed.shape, np.bool_)
-    for z in prange(nz):
-        a, o, s = allowed[z], out[z], seeds[z]
-        stack = np.empty(ny * nx, np.int64)
-        top = 0
-        for y in range(ny):
-            for x in range(nx):
-                if s[y, x]:
-                    o[y, x] = True
-                    stack[top] = y * nx + x
-                    top += 1
-        while top > 0:
-            top -= 1
-            y0 = stack[top] // nx
-            x0 = stack[top] - y0 * nx
-            for k in range(4):
-                y = y0 + (k == 0) - (k == 1)
-                x = x0 + (k == 2) - (k == 3)
-                if 0 <= y < ny and 0 <= x < nx and a[y, x] and not o[y, x]:
-                    o[y, x] = True
-                    stack[top] = y * nx + x
-                    top += 1
     return out
 
 
