@@ -111,6 +111,7 @@ def _channels_whole_array(cavity, envelope, spacing_mm, radius_mm, surface_mm):
 @pytest.mark.parametrize("seed", range(3))
 def test_canals_found_slab_by_slab_equal_the_whole_array(seed):
     from ctbone.segment.compartments import through_cortex_channels
+    from ctbone.segment.envelope import near_outside
 
     # a tube 2 mm long at 10 um: canals of random width (some wider than the 70 um limit) in separate slabs,
     # two running 0.18 mm along z through the cortex (so their slabs must grow), noise spikes of the cavity
@@ -127,6 +128,7 @@ def test_canals_found_slab_by_slab_equal_the_whole_array(seed):
         cavity |= envelope & (along > 0) & (np.hypot(across, zz - z0 - slope * along) <= radius)
     cavity |= (rr > 0.14) & (rr < 0.17) & (rng.random(rr.shape) < 0.05)  # endosteal roughness
     expected = _channels_whole_array(cavity, envelope, spacing, 0.035, 0.015)
-    found = through_cortex_channels(cavity, envelope, spacing_mm=spacing, radius_mm=0.035, surface_mm=0.015)
+    surface = near_outside(envelope, spacing_mm=spacing, distance_mm=0.015)
+    found = through_cortex_channels(cavity, surface, spacing_mm=spacing, radius_mm=0.035)
     assert expected.any()
     assert np.array_equal(found, expected)

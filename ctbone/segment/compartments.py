@@ -66,9 +66,9 @@ def split_compartments(bone: np.ndarray, envelope: np.ndarray, *, spacing_mm, tr
         # the marrow cavity: components of at least a tenth of the largest (a cut shaft may hold several)
         big = counts >= 0.1 * counts.max()
         cavity = big[labels]
-    cavity &= ~(bone & near_outside(envelope, spacing_mm=spacing_mm, distance_mm=guard))
-    cavity &= ~through_cortex_channels(cavity, envelope, spacing_mm=spacing_mm, radius_mm=CANAL_RADIUS_MM,
-                                       surface_mm=guard)
+    surface = near_outside(envelope, spacing_mm=spacing_mm, distance_mm=guard)
+    cavity &= ~(bone & surface)
+    cavity &= ~through_cortex_channels(cavity, surface, spacing_mm=spacing_mm, radius_mm=CANAL_RADIUS_MM)
     # (a former "depth > guard / 2" here meant to keep the envelope's outermost layer out of the marrow, but a
     # voxel's depth is at least one voxel, so it never removed anything; at a bridged opening that layer
     # can be marrow. Left as it was: changing it moves Ct.Po and the marrow at defects, to be validated.)
@@ -76,18 +76,16 @@ def split_compartments(bone: np.ndarray, envelope: np.ndarray, *, spacing_mm, tr
     return cortex, cavity
 
 
-def through_cortex_channels(cavity: np.ndarray, envelope: np.ndarray, *, spacing_mm, radius_mm: float,
-                            surface_mm: float) -> np.ndarray:
-    """Narrow parts of ``cavity`` that reach the envelope's surface: canals through the cortex.
+def through_cortex_channels(cavity: np.ndarray, surface: np.ndarray, *, spacing_mm, radius_mm: float) -> np.ndarray:
+    """Narrow parts of ``cavity`` that reach the envelope's surface layer ``surface``: canals through the cortex.
 
     What an opening with a ball of ``radius_mm`` removes from the cavity is its narrow parts: canals, and
-    slivers in the corners of the endosteal surface. The parts (26-connected) with a voxel within
-    ``surface_mm`` of the outside of ``envelope`` run through the cortex to the periosteum; the
+    slivers in the corners of the endosteal surface. The parts (26-connected) with a voxel in ``surface``
+    (the envelope's voxels near its outside, `near_outside`) run through the cortex to the periosteum; the
     slivers do not reach it and stay marrow. Openings wider than ``2 * radius_mm`` (perforations)
     stay with the cavity: they are lesions, measured by the lesion stage.
     """
     out = np.zeros(cavity.shape, bool)
-    surface = near_outside(envelope, spacing_mm=spacing_mm, distance_mm=surface_mm)
     seed_z = np.flatnonzero((cavity & surface).any(axis=(1, 2)))  # a channel holds cavity at the surface
     if seed_z.size == 0:
         return out
