@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import DecoderMissingError, GeometryError, ScanReadError, SeriesError
 from ..volume import Volume
 from .discover import dicom_candidates
+from .formats import _is_binary
 
 log = logging.getLogger(__name__)
 
@@ -387,7 +388,16 @@ def _check_sizes(s: Series, path: Path) -> None:
     h = s.first
     if s.n_voxels > MAX_VOXELS or h.rows <= 0 or h.cols <= 0:
         raise ScanReadError(f"{h.path}: header claims {s.n_slices} x {h.rows} x {h.cols} voxels, which is not a "
-                            f"plausible scan; refusing to allocate it.")
+                            f"plausible scan to hold in memory; refusing to allocate it. Potential fix: if the scan "
+                            f"is that large, analyse it slab by slab (ctbone analyze --low-memory).")
+    _check_file_sizes(s)
+
+
+def _check_file_sizes(s: Series) -> None:
+    """Refuse uncompressed files shorter than their header's pixel data (truncated copies)."""
+    h = s.first
+    if h.rows <= 0 or h.cols <= 0:
+        raise ScanReadError(f"{h.path}: header claims {h.rows} x {h.cols} pixels per slice; the file is corrupt.")
     uncompressed = h.transfer_syntax in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "")
     if uncompressed:
         for x in s.headers:
@@ -415,6 +425,31 @@ def _attach_frame_data(s: Series) -> None:
             for i in range(h.frames)]
 
 
+def _frames(header: SliceHeader) -> np.ndarray:
+    """The stored pixels of one file as (frames, rows, cols), checked against its header."""
+    pixels = _native_pixels(header)
+    if pixels is None:
+        _, pixels = _decode(header.path, header.transfer_syntax)
+    if pixels.size != header.frames * header.rows * header.cols:
+        raise ScanReadError(f"{header.path}: decoded {pixels.shape} pixels, expected {header.frames} frame(s) of "
+                            f"{header.rows}x{header.cols}; the file is corrupt.")
+    return pixels.reshape(header.frames, header.rows, header.cols)
+
+
+def _rescale_into(out: np.ndarray, pixels: np.ndarray, slope: float, intercept: float) -> None:
+    """``out[...] = pixels * slope + intercept``: cast to float32, then rescale in float32 (a float64
+    detour is 40x slower). The in-memory and the slab-by-slab readers share it, so their values are equal."""
+    out[...] = pixels
+    if slope != 1.0:
+        out *= np.float32(slope)
+    if intercept != 0.0:
+        out += np.float32(intercept)
+
+
+def _frame_rescale(header: SliceHeader) -> list:
+    return header.extra.get("frame_rescale") or [(header.slope, header.intercept)] * header.frames
+
+
 def read_series(s: Series, path: Path, *, allow_nonuniform: bool = False) -> Volume:
     """Decode a chosen series into one float32 (z, y, x) Volume with per-slice rescale."""
     _check_sizes(s, path)
@@ -428,21 +463,11 @@ def read_series(s: Series, path: Path, *, allow_nonuniform: bool = False) -> Vol
     slopes, intercepts = np.ones(len(out)), np.zeros(len(out))
 
     def fill(header: SliceHeader) -> None:
-        pixels = _native_pixels(header)
-        if pixels is None:
-            _, pixels = _decode(header.path, header.transfer_syntax)
-        if pixels.size != header.frames * header.rows * header.cols:
-            raise ScanReadError(f"{header.path}: decoded {pixels.shape} pixels, expected {header.frames} frame(s) of "
-                                f"{header.rows}x{header.cols}; the file is corrupt.")
-        pixels = pixels.reshape(header.frames, header.rows, header.cols)
-        rescale = header.extra.get("frame_rescale") or [(header.slope, header.intercept)] * header.frames
+        pixels = _frames(header)
+        rescale = _frame_rescale(header)
         for z, frame in slot[header.path]:
             slope, intercept = rescale[frame]
-            out[z] = pixels[frame]  # cast to float32, then rescale in float32 (a float64 detour is 40x slower)
-            if slope != 1.0:
-                out[z] *= np.float32(slope)
-            if intercept != 0.0:
-                out[z] += np.float32(intercept)
+            _rescale_into(out[z], pixels[frame], slope, intercept)
             slopes[z], intercepts[z] = slope, intercept
 
     # file reading and numpy copies release the GIL: two threads keep both cores busy
@@ -456,7 +481,7 @@ def read_series(s: Series, path: Path, *, allow_nonuniform: bool = False) -> Vol
     if not geometry.uniform:
         out, spacing_z = _resample_uniform(out, geometry.positions @ geometry.direction[:, 2])
         log.warning("%s: non-uniform slice spacing resampled to %.4g mm", path, spacing_z)
-    meta = _meta(s, path, slopes, intercepts, out)
+    meta = _meta(s, path, slopes, intercepts, out, is_binary=_is_binary(out))
     return Volume(out, spacing=(spacing_z, h.pixel_spacing[0], h.pixel_spacing[1]), origin=tuple(origin),
                   direction=geometry.direction, unit=meta.pop("unit"), meta=meta)
 
@@ -474,19 +499,19 @@ def _resample_uniform(array: np.ndarray, along: np.ndarray):
     return out, step
 
 
-def _meta(s: Series, path: Path, slopes, intercepts, array) -> dict:
-    from .formats import _is_binary
+def _meta(s: Series, path: Path, slopes, intercepts, unit_sample, *, is_binary: bool) -> dict:
+    """The series' provenance; ``unit_sample`` holds (at least) the slices `hu_sample_slices` names."""
     from .units import decide_unit
 
     h = s.first
     unit, reason = decide_unit(modality=h.modality, rescale_type=h.rescale_type, manufacturer=h.manufacturer,
-                               intercepts=intercepts, array=array, extra=h.extra)
+                               intercepts=intercepts, array=unit_sample, extra=h.extra)
     return {
         "source": str(path), "format": "dicom", "vendor": h.manufacturer, "series_uid": h.series_uid,
         "series_key": s.key, "series_number": h.series_number, "series_description": h.description,
         "modality": h.modality, "patient_name": h.patient_name, "files": len(s.headers),
         "transfer_syntax": h.transfer_syntax, "enhanced_multiframe": h.enhanced,
-        "is_binary": _is_binary(array),  # a segmented (two-value) export: thresholding is trivial
+        "is_binary": is_binary,  # a segmented (two-value) export: thresholding is trivial
         "rescale": {"slope_min": float(slopes.min()), "slope_max": float(slopes.max()),
                     "intercept_min": float(intercepts.min()), "intercept_max": float(intercepts.max()),
                     "varies_per_slice": bool(np.ptp(slopes) > 0 or np.ptp(intercepts) > 0),

@@ -124,6 +124,10 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     opts = options or AnalysisOptions()
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not isinstance(volume, Volume):  # a ScanSlabs: a scan read slab by slab
+        from .streamed import segment_slabs
+
+        return segment_slabs(volume, opts, mode=mode)
     source = volume.meta.get("source", "the scan")
     info: dict[str, Any] = {}
 
@@ -135,17 +139,14 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     else:
         smoothed = gaussian_smooth(raw.array, sigma_vox=opts.sigma_vox, support_vox=opts.support_vox)
         if isinstance(opts.threshold, str):
-            if opts.threshold.strip().lower() != "auto":
-                raise SegmentationError(f"{source}: threshold {opts.threshold!r} is neither 'auto' nor a number. "
-                                        "Potential fix: --threshold auto or --threshold 450.")
+            _check_threshold_word(opts.threshold, source)
             # the histogram of the unsmoothed image: its modes are sharper (smoothing blends the classes)
             threshold, method = auto_threshold(raw.array)
         else:
             threshold, method = float(opts.threshold), "fixed"
     bone = smoothed > threshold
     if not bone.any():
-        raise SegmentationError(f"{source}: no bone above threshold {threshold:.4g} {raw.unit}. Potential fix: lower "
-                                f"--threshold (image range {float(raw.array.min()):.4g} to {float(raw.array.max()):.4g}).")
+        raise _no_bone_error(source, threshold, raw.unit, float(raw.array.min()), float(raw.array.max()))
     log.info("threshold %.4g %s (%s)", threshold, raw.unit, method)
 
     image = raw.with_array(smoothed)
@@ -153,9 +154,47 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
         whole = np.ones(bone.shape, bool)
         bone = _with_trabeculae(bone, smoothed, whole, threshold, binary, opts, info, source)
         return _result(image, raw, threshold, method, bone, whole, np.zeros_like(whole), whole, None, mode, info)
+    del smoothed
+    # the scan's own array is not copied into the result; anything made here is (see _long_bone)
+    share_raw = raw.array is volume.array
+    work = _Work(raw=raw, image=image, bone=bone)
+    del raw, image, bone
+    return _long_bone(work, threshold, method, binary, opts, info, source, share_raw=share_raw)
 
-    bone = keep_bone_of_interest(bone, spacing_mm=raw.spacing, min_particle_mm3=opts.min_particle_mm3,
+
+def _check_threshold_word(word: str, source: str) -> None:
+    if word.strip().lower() != "auto":
+        raise SegmentationError(f"{source}: threshold {word!r} is neither 'auto' nor a number. "
+                                "Potential fix: --threshold auto or --threshold 450.")
+
+
+def _no_bone_error(source, threshold, unit, lo, hi) -> SegmentationError:
+    return SegmentationError(f"{source}: no bone above threshold {threshold:.4g} {unit}. Potential fix: lower "
+                             f"--threshold (image range {lo:.4g} to {hi:.4g}).")
+
+
+@dataclass
+class _Work:
+    """The calibrated image, its smoothed twin and the thresholded bone, handed to `_long_bone`, which
+    drops them as soon as it has cropped them (the caller keeps no other reference)."""
+
+    raw: Volume
+    image: Volume
+    bone: np.ndarray
+
+
+def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, share_raw=False,
+               offset_yx=(0, 0)) -> Segmentation:
+    """Despeckle, ROI, crop, envelope, compartments and trabeculae of a long bone.
+
+    ``work`` may be a block of the scan cut out in y and x (all its slices) that holds the bone of
+    interest with margin; ``offset_yx`` is where that block starts, so ``info["crop_zyx"]`` stays in
+    the scan's indices.
+    """
+    raw = work.raw
+    bone = keep_bone_of_interest(work.bone, spacing_mm=raw.spacing, min_particle_mm3=opts.min_particle_mm3,
                                  near_mm=opts.max_defect_diameter_mm)
+    work.bone = None
     # ROI along z, with masks computed on a slightly longer range so the envelope is right at its ends
     roi = opts.roi_mm
     nz, sz = raw.shape[0], raw.spacing[0]
@@ -176,17 +215,17 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     envelope = periosteal_envelope_array(bone_x, spacing_mm=raw.spacing, bridge_diameter_mm=opts.max_defect_diameter_mm)
     cortex, marrow = split_compartments(bone_x, envelope, spacing_mm=raw.spacing)
     # after the compartments: they come from the cortical threshold, the trabeculae only add to the marrow
-    bone_x = _with_trabeculae(bone_x, smoothed[ext], marrow, threshold, binary, opts, info, source)
+    bone_x = _with_trabeculae(bone_x, work.image.array[ext], marrow, threshold, binary, opts, info, source)
     cut = (slice(zs.start - zlo, zs.stop - zlo), slice(None), slice(None))
     final = (zs, box[1], box[2])
-    info["crop_zyx"] = [[int(s.start), int(s.stop)] for s in final]
+    info["crop_zyx"] = [[int(s.start) + o, int(s.stop) + o] for s, o in zip(final, (0, *offset_yx))]
     roi_used = (zs.start * sz, (zs.stop - 1) * sz) if roi is not None else None
     # compact copies: a view would keep the whole smoothed (or calibrated) scan alive with the result
-    image_c = _compact(image.crop(final))
-    raw_c = raw.crop(final) if raw.array is volume.array else _compact(raw.crop(final))
-    del image, smoothed
+    image_c = _compact(work.image.crop(final))
+    raw_c = raw.crop(final) if share_raw else _compact(raw.crop(final))
+    work.image = work.raw = raw = None
     return _result(image_c, raw_c, threshold, method, bone_x[cut], envelope[cut], cortex[cut],
-                   marrow[cut], roi_used, mode, info)
+                   marrow[cut], roi_used, "long-bone", info)
 
 
 def _with_trabeculae(bone, smoothed, region, threshold, binary, opts, info, source) -> np.ndarray:

@@ -96,8 +96,17 @@ def auto_threshold(image: np.ndarray) -> tuple[float, str]:
     """
     values = np.asarray(image, np.float32).ravel()
     values = values[np.isfinite(values)]
-    if values.size > MAX_SAMPLES:  # a regular subsample: the histogram does not need every voxel
-        values = values[:: int(np.ceil(values.size / MAX_SAMPLES))]
+    return threshold_of_sample(values[::sample_stride(values.size)])
+
+
+def sample_stride(n_values: int) -> int:
+    """Step of the regular subsample `auto_threshold` takes of ``n_values`` values (the histogram does
+    not need every voxel); a slab-by-slab reader takes every this-many-th voxel of the flat scan."""
+    return int(np.ceil(n_values / MAX_SAMPLES)) if n_values > MAX_SAMPLES else 1
+
+
+def threshold_of_sample(values: np.ndarray) -> tuple[float, str]:
+    """`auto_threshold` of the (finite, subsampled) values it keeps of an image."""
     modes = histogram_modes(values)
     if len(modes) >= 2:
         bone = float(modes[-1])

@@ -1,0 +1,193 @@
+"""Scans read slab by slab, for scans larger than memory.
+
+A `ScanSlabs` knows a scan's geometry and provenance without holding its voxels; ``read(z0, z1, ys, xs)``
+returns the float32 values of one block, equal to the same block of `read_scan`'s array. `ArraySlabs`
+wraps anything that slices like a numpy array (``np.memmap``, zarr, h5py, dask); `DicomSlabs` reads a
+DICOM series file by file. The segmentation's slab path (`ctbone.segment.streamed`) uses them.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ScanReadError
+from ..volume import Volume
+
+log = logging.getLogger(__name__)
+
+_READ_THREADS = 2
+# what the in-memory path holds per voxel of the scan before it crops to the bone: the float32 scan,
+# its smoothed twin and the smoothing's scratch copy, the bone mask and its particle labels
+IN_MEMORY_BYTES_PER_VOXEL = 16
+# a folder whose files total less than this fraction of the memory available is read in memory at once
+# (uncompressed DICOM holds 2 bytes per voxel: 8x the files' size is the in-memory path's need)
+_FILE_BYTES_FACTOR = IN_MEMORY_BYTES_PER_VOXEL // 2
+
+
+class ScanSlabs:
+    """A scan's geometry, unit and provenance, and its voxels one block at a time.
+
+    Attributes
+    ----------
+    shape : (int, int, int)
+        (z, y, x) voxels.
+    spacing, origin, direction, unit, meta
+        As on `ctbone.Volume`.
+    """
+
+    def __init__(self, shape, *, spacing, origin=(0.0, 0.0, 0.0), direction=None, unit="raw", meta=None):
+        self.shape = tuple(int(n) for n in shape)
+        # a one-voxel Volume validates and normalises the geometry the same way a full one would
+        probe = Volume(np.zeros((1, 1, 1), np.float32), spacing=spacing, origin=origin,
+                       direction=np.eye(3) if direction is None else direction, unit=unit, meta=dict(meta or {}))
+        self.spacing, self.origin, self.direction = probe.spacing, probe.origin, probe.direction
+        self.unit, self.meta = probe.unit, probe.meta
+        self._probe = probe
+
+    @property
+    def n_voxels(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def read(self, z0: int, z1: int, ys: slice = slice(None), xs: slice = slice(None)) -> np.ndarray:
+        """float32 values of slices ``z0:z1``, rows ``ys``, columns ``xs``."""
+        raise NotImplementedError
+
+    def volume(self, array: np.ndarray, *, y0: int = 0, x0: int = 0, unit: str | None = None,
+               meta: dict | None = None) -> Volume:
+        """A `Volume` holding ``array`` as the block of this scan that starts at slice 0, row y0, column x0."""
+        origin = self._probe.index_to_physical((0, y0, x0))
+        return Volume(array, spacing=self.spacing, origin=tuple(origin), direction=self.direction,
+                      unit=unit or self.unit, meta=dict(self.meta if meta is None else meta))
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(shape={self.shape}, spacing={tuple(round(s, 6) for s in self.spacing)} mm, "
+                f"unit={self.unit!r}, source={self.meta.get('source')!r})")
+
+
+class ArraySlabs(ScanSlabs):
+    """`ScanSlabs` over any (z, y, x) array-like that slices like numpy (``np.memmap``, zarr, h5py, dask).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stack = np.memmap("scan.raw", dtype="<i2", mode="r", shape=(2000, 2000, 2000))  # doctest: +SKIP
+    >>> scan = ArraySlabs(stack, spacing=(0.01, 0.01, 0.01), unit="HU")               # doctest: +SKIP
+    """
+
+    def __init__(self, array, *, spacing, origin=(0.0, 0.0, 0.0), direction=None, unit="raw", meta=None):
+        if len(array.shape) != 3:
+            raise ValueError(f"ArraySlabs needs a 3D (z, y, x) array, got shape {array.shape}")
+        super().__init__(array.shape, spacing=spacing, origin=origin, direction=direction, unit=unit,
+                         meta={"source": "array", **(meta or {})})
+        self._array = array
+
+    def read(self, z0, z1, ys=slice(None), xs=slice(None)):
+        return np.asarray(self._array[z0:z1, ys, xs], dtype=np.float32)
+
+
+class DicomSlabs(ScanSlabs):
+    """A DICOM series of single-frame files with uniform slice spacing, decoded slice by slice.
+
+    Values equal `read_scan`'s: the same decoding and the same float32 rescale (`dicom._rescale_into`).
+    """
+
+    def __init__(self, geometry, *, shape, spacing):
+        super().__init__(shape, spacing=spacing, origin=tuple(geometry.positions[0]), direction=geometry.direction)
+        self._order = geometry.order  # (header, frame) of each slice, in z order
+
+    def read(self, z0, z1, ys=slice(None), xs=slice(None)):
+        from .dicom import _frame_rescale, _frames, _rescale_into
+
+        rows = range(self.shape[1])[ys]
+        cols = range(self.shape[2])[xs]
+        out = np.empty((z1 - z0, len(rows), len(cols)), np.float32)
+
+        def fill(z: int) -> None:
+            header, frame = self._order[z]
+            slope, intercept = _frame_rescale(header)[frame]
+            _rescale_into(out[z - z0], _frames(header)[frame][ys, xs], slope, intercept)
+
+        with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
+            for _ in pool.map(fill, range(z0, z1)):
+                pass
+        return out
+
+
+def open_dicom_slabs(path: Path, series=None) -> DicomSlabs:
+    """The chosen DICOM series under ``path`` as a `DicomSlabs` (headers only; pixels on demand).
+
+    Raises
+    ------
+    ScanReadError
+        As `read_scan` does, and for what slab reading does not cover: multi-frame files and
+        non-uniform slice spacing (both need the whole series at once).
+    """
+    from .dicom import _check_file_sizes, _meta, choose_series, group_series, scan_headers, slice_geometry
+    from .units import hu_sample_slices
+
+    path = Path(path)
+    headers, skipped = scan_headers(path)
+    if not headers:
+        raise ScanReadError(f"{path}: no DICOM image files found ({len(skipped)} file(s) skipped). "
+                            f"Potential fix: point to the folder of the scan's DICOM export.")
+    chosen = choose_series(group_series(headers), series, path)
+    if chosen.first.modality and chosen.first.modality not in ("CT", "OT"):
+        log.warning("%s: modality %s is not CT; values may not be HU", path, chosen.first.modality)
+    if any(h.frames > 1 for h in chosen.headers):
+        raise ScanReadError(f"{path}: multi-frame DICOM files cannot be read slab by slab. Potential fix: read the "
+                            f"scan in memory (drop --low-memory), or export one file per slice.")
+    _check_file_sizes(chosen)
+    geometry = slice_geometry(chosen, path)
+    h = chosen.first
+    shape = (len(geometry.order), h.rows, h.cols)
+    spacing = (geometry.spacing_z, h.pixel_spacing[0], h.pixel_spacing[1])
+    slopes = np.array([x.slope for x, _ in geometry.order], float)
+    intercepts = np.array([x.intercept for x, _ in geometry.order], float)
+    scan = DicomSlabs(geometry, shape=shape, spacing=spacing)
+    # the unit is decided on the same slices the in-memory reader looks at
+    sample = np.concatenate([scan.read(z, z + 1) for z in hu_sample_slices(shape[0])])
+    # is_binary needs every voxel: the slab segmentation's first pass sets it
+    meta = _meta(chosen, path, slopes, intercepts, sample, is_binary=False)
+    scan.unit = meta.pop("unit")
+    scan.meta = {**meta, "skipped": len(skipped), "read": "slab by slab"}
+    return scan
+
+
+def available_memory_bytes() -> int | None:
+    """Memory available to a new allocation now (Linux ``MemAvailable``), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def would_not_fit(path: Path, series=None) -> bool:
+    """True when reading the DICOM series under ``path`` in memory would need more than the memory available.
+
+    Cheap for ordinary scans: the folder's file sizes decide first; headers are read only when the
+    files alone are large.
+    """
+    from .dicom import choose_series, group_series, scan_headers
+
+    available = available_memory_bytes()
+    if available is None:
+        return False
+    total = sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+    if total * _FILE_BYTES_FACTOR <= available:
+        return False
+    headers, _ = scan_headers(Path(path))
+    if not headers:
+        return False
+    try:
+        chosen = choose_series(group_series(headers), series, Path(path))
+    except ScanReadError:
+        return False
+    return chosen.n_voxels * IN_MEMORY_BYTES_PER_VOXEL > available
