@@ -28,6 +28,13 @@ def read_scan(path, series=None, **kwargs):
     return _read_scan(path, series=series, **kwargs)
 
 
+def open_scan(path, series=None, **kwargs):
+    """A scan to analyse: a `Volume` in memory, or slab by slab when it would not fit; see `ctbone.io.open_scan`."""
+    from .io import open_scan as _open_scan
+
+    return _open_scan(path, series=series, **kwargs)
+
+
 def analyze(volume, reference=None, **options):
     """Segment and measure one scan; see `ctbone.pipeline.analyze`."""
     from .pipeline import analyze as _analyze
@@ -49,6 +56,7 @@ __all__ = [
     "Volume",
     "__version__",
     "analyze",
+    "open_scan",
     "read_scan",
     "render_snapshot",
 ]

@@ -133,7 +133,7 @@ def _parse_spacing(text: str | None):
 
 def _analysis_overrides(threshold, calibration, roi_mm, max_defect_diameter_mm, min_defect_area_mm2, min_lesion_mm3,
                         sigma_vox, mirror_reference, no_render, *, mode=None, allow_nonuniform=False,
-                        rod_densities=None, trabecular_threshold=None) -> dict:
+                        rod_densities=None, trabecular_threshold=None, low_memory=False) -> dict:
     for name, value in (("--max-defect-diameter-mm", max_defect_diameter_mm), ("--min-defect-area-mm2", min_defect_area_mm2),
                         ("--min-lesion-mm3", min_lesion_mm3), ("--sigma-vox", sigma_vox)):
         if value is not None and not (0 <= value < float("inf")):
@@ -153,6 +153,7 @@ def _analysis_overrides(threshold, calibration, roi_mm, max_defect_diameter_mm, 
         "render": False if no_render else None,
         "mode": mode,
         "allow_nonuniform": True if allow_nonuniform else None,
+        "memory": "slabs" if low_memory else None,
     }
     return {k: v for k, v in overrides.items() if v is not None}
 
@@ -169,6 +170,11 @@ ALLOW_NONUNIFORM_HELP = ("Resample a DICOM series whose slice spacing varies ont
 
 def allow_nonuniform_option(func):
     return click.option("--allow-nonuniform", is_flag=True, help=ALLOW_NONUNIFORM_HELP)(func)
+
+
+LOW_MEMORY_HELP = ("Read a DICOM series slab by slab and hold only the bone's rows and columns in memory, for scans "
+                   "larger than memory (a 2000^3 scan in a few GB). Same results, slower. Default: only when the "
+                   "scan would not fit in the memory available.")
 
 
 def analysis_options(func):
@@ -203,6 +209,7 @@ def analysis_options(func):
                      help="Contralateral or baseline scan of the same animal: adds bone_lost/gained_mm3 and _pct."),
         click.option("--mirror-reference", is_flag=True, help="The reference is the other limb: mirror it before registering."),
         allow_nonuniform_option,
+        click.option("--low-memory", is_flag=True, help=LOW_MEMORY_HELP),
         click.option("--max-defect-diameter-mm", type=float, default=None,
                      help=f"Widest cortical opening the periosteal envelope bridges, in mm "
                           f"(default {_default('max_defect_diameter_mm')} mm)."),
@@ -307,7 +314,7 @@ ANALYZE_HELP = """Analyse one scan at PATH and write metrics.csv, metrics.json, 
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Log each stage and skipped files.")
 def analyze(path, outdir, series, spacing, threshold, trabecular_threshold, calibration, rod_densities, roi_mm, mode, reference,
-            mirror_reference, allow_nonuniform, max_defect_diameter_mm, min_defect_area_mm2, min_lesion_mm3,
+            mirror_reference, allow_nonuniform, low_memory, max_defect_diameter_mm, min_defect_area_mm2, min_lesion_mm3,
             sigma_vox, no_render, workers, scheduler, quiet, verbose):
     _configure_logging(verbose, quiet)
     spacing_mm = _parse_spacing(spacing)
@@ -318,10 +325,10 @@ def analyze(path, outdir, series, spacing, threshold, trabecular_threshold, cali
     overrides = _analysis_overrides(threshold, calibration, roi_mm, max_defect_diameter_mm, min_defect_area_mm2,
                                     min_lesion_mm3, sigma_vox, mirror_reference, no_render, mode=mode,
                                     allow_nonuniform=allow_nonuniform, rod_densities=rod_densities,
-                                    trabecular_threshold=trabecular_threshold)
+                                    trabecular_threshold=trabecular_threshold, low_memory=low_memory)
     if scheduler is not None:
         return _analyze_on_cluster(path, outdir, reference, overrides, scheduler, quiet)
-    from . import analyze as run_analysis, read_scan
+    from . import analyze as run_analysis, open_scan, read_scan
     from .report.scan_outputs import write_scan_outputs
     from .study.job import check_mode_applied
 
@@ -330,7 +337,9 @@ def analyze(path, outdir, series, spacing, threshold, trabecular_threshold, cali
     stages = ["read", "segment", "morphometry", "lesions"] + (["reference"] if reference is not None else []) + ["outputs"]
     with _stage_bar(stages, quiet) as step:
         step("read")
-        volume = read_scan(path, series=series, spacing=spacing_mm, allow_nonuniform=allow_nonuniform)
+        # slab by slab when the scan would not fit in memory (or --low-memory): same results
+        volume = open_scan(path, series=series, spacing=spacing_mm, allow_nonuniform=allow_nonuniform,
+                           memory=overrides.get("memory", "auto"))
         log.info("read %s: %s", path, volume)
         reference_volume = read_scan(reference, allow_nonuniform=allow_nonuniform) if reference is not None else None
         result = run_analysis(volume, reference=reference_volume, progress=step, **overrides)
@@ -416,7 +425,7 @@ def _analyze_on_cluster(path, outdir, reference, overrides, scheduler, quiet) ->
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; only errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Show stages within each scan.")
 def batch(manifest, outdir, threshold, trabecular_threshold, calibration, rod_densities, roi_mm, mode, reference, mirror_reference,
-          allow_nonuniform, max_defect_diameter_mm, min_defect_area_mm2, min_lesion_mm3, sigma_vox, no_render, workers,
+          allow_nonuniform, low_memory, max_defect_diameter_mm, min_defect_area_mm2, min_lesion_mm3, sigma_vox, no_render, workers,
           scheduler, control, force, validate_only, allow_absolute_paths, quiet, verbose):
     """Analyse every scan of a study MANIFEST (CSV: animal_id, group, scan[, limb, timepoint, reference, ...]).
 
@@ -433,7 +442,7 @@ def batch(manifest, outdir, threshold, trabecular_threshold, calibration, rod_de
     overrides = _analysis_overrides(threshold, calibration, roi_mm, max_defect_diameter_mm, min_defect_area_mm2,
                                     min_lesion_mm3, sigma_vox, mirror_reference, no_render, mode=mode,
                                     allow_nonuniform=allow_nonuniform, rod_densities=rod_densities,
-                                    trabecular_threshold=trabecular_threshold)
+                                    trabecular_threshold=trabecular_threshold, low_memory=low_memory)
     options = make_options(**overrides)
     return run_batch(manifest, outdir, options=options, workers=workers, scheduler=scheduler, force=force, quiet=quiet,
                      verbose=verbose, control=control, validate_only=validate_only,
@@ -466,7 +475,7 @@ def render(path, out_png, view, size, label, series, spacing, threshold, turntab
            allow_nonuniform):
     """Render a 3D snapshot of the bone at PATH with lesions coloured (red: lytic lesions and cortical
     defects; blue: blastic bone), and optionally a turntable animation and surface meshes."""
-    from .io import read_scan
+    from .io import open_scan
     from .pipeline import analyze
     from .render import export_meshes, render_snapshot, render_turntable
 
@@ -483,7 +492,7 @@ def render(path, out_png, view, size, label, series, spacing, threshold, turntab
         if destination is not None:
             _refuse_output_inside_input(destination, path)
     options = {"threshold": _parse_threshold(threshold)} if threshold else {}
-    volume = read_scan(path, series, spacing=_parse_spacing(spacing), allow_nonuniform=allow_nonuniform)
+    volume = open_scan(path, series, spacing=_parse_spacing(spacing), allow_nonuniform=allow_nonuniform)
     result = analyze(volume, render=False, **options)
     render_snapshot(result, out_png, view=view, size=(width, height), label=label)
     click.echo(f"wrote {out_png}")

@@ -43,6 +43,9 @@ class AnalysisOptions:
     # reading: resample a DICOM series with non-uniform slice spacing onto its median spacing
     # instead of refusing it (used where a scan is read from a path: batch rows, references)
     allow_nonuniform: bool = False
+    # reading: "auto" (slab by slab only when the scan would not fit in memory), "slabs" (always, for a DICOM
+    # series) or "load" (always in memory); the results are the same (ctbone.io.open_scan)
+    memory: str = "auto"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -144,3 +144,32 @@ def test_slab_reading_refuses_what_it_cannot_do(dicom_folder, phantom_with_parti
         segment_slabs(open_scan(dicom_folder, memory="slabs"), AnalysisOptions(), mode="trabecular-cube")
     with pytest.raises(ValueError, match="memory must be"):
         open_scan(dicom_folder, memory="disk")
+
+
+def test_open_scan_goes_slab_by_slab_when_the_scan_would_not_fit(dicom_folder, monkeypatch):
+    import ctbone.io.slabs as slabs
+
+    files = sum(p.stat().st_size for p in dicom_folder.iterdir())
+    # room for the files but not for the in-memory path's 16 bytes per voxel
+    monkeypatch.setattr(slabs, "available_memory_bytes", lambda: 3 * files)
+    assert isinstance(open_scan(dicom_folder), DicomSlabs)
+    monkeypatch.setattr(slabs, "available_memory_bytes", lambda: 100 * files)
+    assert not isinstance(open_scan(dicom_folder), DicomSlabs)
+
+
+def test_cli_low_memory_writes_the_same_metrics(dicom_folder, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from ctbone.cli import cli
+
+    runner = CliRunner()
+    for name, extra in (("slabs", ["--low-memory"]), ("memory", [])):
+        out = runner.invoke(cli, ["analyze", str(dicom_folder), "-o", str(tmp_path / name), "--no-render", "-q", *extra])
+        assert out.exit_code == 0, out.output
+    slab_run = json.loads((tmp_path / "slabs" / "metrics.json").read_text())
+    memory_run = json.loads((tmp_path / "memory" / "metrics.json").read_text())
+    assert slab_run["metrics"] == memory_run["metrics"]
+    assert slab_run["options"]["memory"] == "slabs"
+    assert (tmp_path / "slabs" / "masks").is_dir() and not list(dicom_folder.glob("*.nii*"))

@@ -94,7 +94,7 @@ def write_dicom_series(volume: Volume, folder, *, series_uid: str | None = None,
                        study_uid: str | None = None, modality: str = "CT", dtype: str = "int16",
                        rescale_slope: float = 1.0, rescale_intercept: float = 0.0, shuffle_seed: int | None = None,
                        file_names: str = "instance", transfer_syntax=None, manufacturer: str = "ctbone",
-                       multiframe: bool = False) -> list[Path]:
+                       multiframe: bool = False, first_index: int = 0) -> list[Path]:
     """Write ``volume`` as a DICOM CT series into ``folder``.
 
     Parameters
@@ -118,6 +118,9 @@ def write_dicom_series(volume: Volume, folder, *, series_uid: str | None = None,
         Explicit VR Little Endian are encoded by pydicom's encoders.
     multiframe : bool
         One Enhanced CT file with per-frame functional groups instead of one file per slice.
+    first_index : int
+        Index of ``volume``'s first slice in the whole series (instance numbers and file names start
+        there): a series too large for memory is written one slab at a time with the same UIDs.
 
     Returns
     -------
@@ -143,7 +146,9 @@ def write_dicom_series(volume: Volume, folder, *, series_uid: str | None = None,
     if multiframe:
         return [_write_enhanced(volume, stored, folder, transfer_syntax, rng, file_names, common)]
 
-    paths = [folder / name for name in _names(volume.shape[0], file_names, rng)]
+    if first_index and (multiframe or file_names != "instance"):
+        raise ValueError("first_index needs one file per slice named by instance number")
+    paths = [folder / name for name in _names(first_index + volume.shape[0], file_names, rng)[first_index:]]
     order = rng.permutation(volume.shape[0]) if shuffle_seed is not None else range(volume.shape[0])
     for z in order:
         sop_uid = generate_uid()
@@ -153,7 +158,7 @@ def write_dicom_series(volume: Volume, folder, *, series_uid: str | None = None,
         ds.SOPInstanceUID = sop_uid
         _common(ds, volume, **common)
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.InstanceNumber = int(z) + 1
+        ds.InstanceNumber = first_index + int(z) + 1
         ds.ImagePositionPatient = [f"{v:.8g}" for v in volume.index_to_physical((z, 0, 0))]
         ds.ImageOrientationPatient = _orientation(volume)
         ds.PixelSpacing = _pixel_spacing(volume)

@@ -49,18 +49,22 @@ def run_job(job: Job) -> dict:
     t0 = time.perf_counter()
     read = job.read_fn
     analyze = job.analyze_fn
+    read_reference = read
     if read is None or analyze is None:
         import ctbone
 
-        read = read or ctbone.read_scan
+        # the scan slab by slab when it would not fit in memory; a reference is registered to the scan
+        # as a whole, so it is always read in memory
+        read, read_reference = (read, read) if read is not None else (ctbone.open_scan, ctbone.read_scan)
         analyze = analyze or ctbone.analyze
     try:
         _clean_partial(job.outdir)
         # reading options travel in the analysis options (one frozen object per row); passed only when set,
         # so replacement readers with the plain read_scan(path) signature keep working
         read_kwargs = {"allow_nonuniform": True} if getattr(job.options, "allow_nonuniform", False) else {}
-        volume = read(job.scan, **read_kwargs)
-        reference = read(job.reference, **read_kwargs) if job.reference is not None else None
+        memory = getattr(job.options, "memory", "auto")
+        volume = read(job.scan, **read_kwargs, **({"memory": memory} if memory != "auto" else {}))
+        reference = read_reference(job.reference, **read_kwargs) if job.reference is not None else None
         kwargs = {"progress": lambda stage: log.info("%s: %s", job.name, stage)} if job.verbose else {}
         result = analyze(volume, reference=reference, options=job.options, **kwargs)
         check_mode_applied(result, job.options)
