@@ -225,3 +225,20 @@ def ndimage_smooth_blobs(rng):
     from scipy import ndimage
 
     return ndimage.gaussian_filter(rng.random((30, 40, 50)), 2) > 0.5
+
+
+def test_auto_threshold_subsample_visits_every_column(monkeypatch):
+    # the subsample's step must not be a multiple of the row length: a step of 100 on 100-voxel rows would
+    # see one column only (x = 0: air and soft tissue), and the bone peak would vanish from the histogram
+    import ctbone.segment.threshold as threshold
+
+    monkeypatch.setattr(threshold, "MAX_SAMPLES", 1000)
+    rng = np.random.default_rng(0)
+    image = np.full((10, 100, 100), -1000.0, np.float32)
+    image[:, 20:80, 20:80] = 40.0        # soft tissue
+    image[:, 35:65, 40:60] = 1400.0      # bone, away from the first columns
+    image += rng.normal(0, 30, image.shape).astype(np.float32)
+    step = threshold.sample_stride(image.size, row_length=100)
+    assert step >= 100 and np.gcd(step, 100) <= 2
+    t, method = threshold.auto_threshold(image)
+    assert method == "half-max-between-modes" and 500 < t < 900

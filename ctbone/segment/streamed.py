@@ -139,7 +139,7 @@ def _slabs(nz: int, slab: int, what: str):
 def _first_pass(scan, calibrate, slab, source):
     """Calibrated min and max, binary or not, and `auto_threshold`'s subsample of the whole scan."""
     nz, ny, nx = scan.shape
-    stride = sample_stride(scan.n_voxels)
+    stride = sample_stride(scan.n_voxels, row_length=nx)
     lo, hi = np.inf, -np.inf
     levels: set = set()  # the distinct values seen, while there are at most two
     binary = True

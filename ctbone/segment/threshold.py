@@ -18,6 +18,7 @@ of the threshold with the best Dice against the truth.
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 from scipy import ndimage, signal
@@ -30,6 +31,8 @@ MIN_PEAK_PROMINENCE = np.log(2.0)
 # histogram smoothing, in bins, before peak finding
 PEAK_SMOOTH_BINS = 2.0
 MAX_SAMPLES = 4_000_000
+# the subsample visits at least every MAX_COLUMN_GAP-th column of the image (see sample_stride)
+MAX_COLUMN_GAP = 2
 
 
 def otsu(values: np.ndarray, *, bins: int = 512) -> float:
@@ -94,15 +97,26 @@ def auto_threshold(image: np.ndarray) -> tuple[float, str]:
     method : str
         "half-max-between-modes" or "otsu" (fallback, one mode only).
     """
-    values = np.asarray(image, np.float32).ravel()
+    image = np.asarray(image, np.float32)
+    values = image.ravel()
     values = values[np.isfinite(values)]
-    return threshold_of_sample(values[::sample_stride(values.size)])
+    return threshold_of_sample(values[::sample_stride(values.size, row_length=image.shape[-1])])
 
 
-def sample_stride(n_values: int) -> int:
+def sample_stride(n_values: int, *, row_length: int = 1) -> int:
     """Step of the regular subsample `auto_threshold` takes of ``n_values`` values (the histogram does
-    not need every voxel); a slab-by-slab reader takes every this-many-th voxel of the flat scan."""
-    return int(np.ceil(n_values / MAX_SAMPLES)) if n_values > MAX_SAMPLES else 1
+    not need every voxel); a slab-by-slab reader takes every this-many-th voxel of the flat scan.
+
+    The step shares at most a factor 2 with the image's row length, so the subsample visits at least every
+    other column, evenly: a step of 2000 on 2000-voxel rows would sample one column of the scan and could
+    miss the bone entirely (2000^3 scans: the step is 2001).
+    """
+    if n_values <= MAX_SAMPLES:
+        return 1
+    step = int(np.ceil(n_values / MAX_SAMPLES))
+    while math.gcd(step, int(row_length)) > MAX_COLUMN_GAP:
+        step += 1
+    return step
 
 
 def threshold_of_sample(values: np.ndarray) -> tuple[float, str]:
