@@ -237,7 +237,7 @@ Errors are (measured − true) / true.
 ## Default pipeline: error vs truth per sweep point
 ### Voxel size
 {MIXED_HEADER}
-""" + "\n".join(sections["voxel"]) + f"""
+""" + "\n".join(sections["voxel"]) + """
 
 ### Each opening on its own (voxel size sweep; measured / true area mm²)
 | voxel µm | perforation r 100 µm | breaching cavity r 200 µm | perforation r 150 µm |

@@ -106,6 +106,10 @@ def test_binary_input_read_by_slabs(phantom_with_particles):
 def test_particles_joined_across_slab_faces_match_whole_volume_labels(slab_slices):
     rng = np.random.default_rng(3)
     mask = rng.random((23, 19, 17)) < 0.3  # near the percolation threshold: particles cross many faces
+    # and apart from them, empty slices and particles in a corner of the field (slabs without bone,
+    # labels on a part of the slice)
+    mask = np.pad(mask, ((0, 12), (0, 15), (0, 9)))
+    mask[27:33, 25:31, 3:8] = rng.random((6, 6, 5)) < 0.4
     whole = cc3d.connected_components(mask, connectivity=26)
     stats = cc3d.statistics(whole)
     expected = sorted((int(c), tuple(s.start for s in b), tuple(s.stop for s in b))
@@ -173,3 +177,29 @@ def test_cli_low_memory_writes_the_same_metrics(dicom_folder, tmp_path):
     assert slab_run["metrics"] == memory_run["metrics"]
     assert slab_run["options"]["memory"] == "slabs"
     assert (tmp_path / "slabs" / "masks").is_dir() and not list(dicom_folder.glob("*.nii*"))
+
+
+def test_batch_row_passes_the_memory_choice_to_its_reader(tmp_path):
+    from ctbone.study.job import Job, run_job
+
+    seen = []
+
+    def read(path, **kwargs):
+        seen.append(kwargs)
+        raise ScanReadError(f"{path}: stop here")
+
+    for memory, expected in (("slabs", {"memory": "slabs"}), ("auto", {})):
+        job = Job(name="a", scan=tmp_path, reference=None, options=AnalysisOptions(memory=memory),
+                  outdir=tmp_path / "out", render=False, read_fn=read, analyze_fn=lambda *a, **k: None)
+        outcome = run_job(job)
+        assert outcome["status"] == "error" and "stop here" in outcome["error"]
+        assert seen[-1] == expected
+
+
+def test_real_femur_by_slabs_equals_in_memory(realdata):
+    # a real scan (noise, a real marrow and cortex, a third trochanter) through the slab path, one slice per slab
+    femur = read_scan(realdata / "mouse_femur" / "mouse_femur2.mhd")
+    for overrides in ({}, {"roi_mm": (2.5, 5.1)}):
+        opts = AnalysisOptions(**overrides)
+        slab_voxels = femur.shape[1] * femur.shape[2]
+        _same_segmentation(segment(femur, opts), segment_slabs(_as_slabs(femur), opts, slab_voxels=slab_voxels))
