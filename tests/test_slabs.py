@@ -203,3 +203,18 @@ def test_real_femur_by_slabs_equals_in_memory(realdata):
         opts = AnalysisOptions(**overrides)
         slab_voxels = femur.shape[1] * femur.shape[2]
         _same_segmentation(segment(femur, opts), segment_slabs(_as_slabs(femur), opts, slab_voxels=slab_voxels))
+
+
+def test_tiff_stack_by_slabs_equals_in_memory(phantom_with_particles, tmp_path):
+    import tifffile
+
+    from ctbone.io.slabs import TiffSlabs
+
+    stack = np.rint(phantom_with_particles.array).astype(np.int16)
+    for z, page in enumerate(stack):
+        tifffile.imwrite(tmp_path / f"rec_{z:04d}.tif", page)
+    memory = read_scan(tmp_path, spacing=0.03)
+    slabs = open_scan(tmp_path, spacing=0.03, memory="slabs")
+    assert isinstance(slabs, TiffSlabs) and slabs.unit == memory.unit and slabs.meta["format"] == "tiff"
+    assert np.array_equal(slabs.read(0, slabs.shape[0]), memory.array)
+    _same_segmentation(segment(memory, AnalysisOptions()), segment_slabs(slabs, AnalysisOptions(), slab_voxels=10 * 64 * 81))

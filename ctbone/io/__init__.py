@@ -70,8 +70,8 @@ def open_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     path, series, spacing, allow_nonuniform
         As for `read_scan`.
     memory : {"auto", "load", "slabs"}
-        "load": always `read_scan`. "slabs": a DICOM series read slab by slab
-        (`ctbone.io.slabs.DicomSlabs`), for scans larger than memory. "auto": slab by slab only when
+        "load": always `read_scan`. "slabs": a DICOM series or a folder of TIFFs read slab by slab
+        (`ctbone.io.slabs.DicomSlabs`, `TiffSlabs`), for scans larger than memory. "auto": slab by slab only when
         the in-memory path would not fit in the memory available now (about
         `IN_MEMORY_BYTES_PER_VOXEL` bytes per voxel of the scan) and the series allows it.
 
@@ -80,19 +80,16 @@ def open_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     Volume or ScanSlabs
         Either is accepted by `ctbone.analyze`, with equal results.
     """
-    from .slabs import open_dicom_slabs, would_not_fit
+    from .slabs import open_slabs, would_not_fit
 
     if memory not in MEMORY_CHOICES:
         raise ValueError(f"memory must be one of {MEMORY_CHOICES}, got {memory!r}")
     path = Path(path)
     if memory == "slabs":
-        if path.is_file() or not path.exists():
-            raise ScanReadError(f"{path}: only a folder holding a DICOM series can be read slab by slab. "
-                                f"Potential fix: drop --low-memory, or export the scan as a DICOM series.")
-        return open_dicom_slabs(path, series)
+        return open_slabs(path, series, spacing=spacing)
     if memory == "auto" and path.is_dir() and would_not_fit(path, series):
         try:
-            return open_dicom_slabs(path, series)
+            return open_slabs(path, series, spacing=spacing)
         except ScanReadError:  # e.g. multi-frame files: the in-memory reader says what is wrong, or reads it
             pass
     return read_scan(path, series, spacing=spacing, allow_nonuniform=allow_nonuniform)

@@ -47,11 +47,18 @@ def _finish(array: np.ndarray, path: Path, spacing, origin, direction, fmt: str,
         bad = int((~np.isfinite(array)).sum())
         raise ScanReadError(f"{path}: {bad} voxel(s) are NaN or infinite. Potential fix: replace them (e.g. with the "
                             f"background value) before analysis.")
-    hu = looks_like_hu(array)
+    unit, meta = file_unit_and_meta(array, path, fmt, extra, is_binary=_is_binary(array))
+    return Volume(array, spacing=spacing, origin=origin, direction=direction, unit=unit, meta=meta)
+
+
+def file_unit_and_meta(unit_sample: np.ndarray, path: Path, fmt: str, extra: dict | None, *, is_binary: bool):
+    """(unit, meta) of a scan file without DICOM's tags; ``unit_sample`` holds (at least) the slices
+    `hu_sample_slices` names."""
+    hu = looks_like_hu(unit_sample)
     meta = {"source": str(path), "format": fmt, "vendor": "", "series_uid": "", "modality": "",
-            "is_binary": _is_binary(array),
+            "is_binary": is_binary,
             "unit_reason": "air near -1000" if hu else "no calibration information in the file", **(extra or {})}
-    return Volume(array, spacing=spacing, origin=origin, direction=direction, unit="HU" if hu else "raw", meta=meta)
+    return ("HU" if hu else "raw"), meta
 
 
 def _nifti_nonfinite_count(path: Path) -> int:
@@ -139,21 +146,46 @@ def _spacing3(spacing, path: Path):
     return values
 
 
+def tiff_files(path: Path) -> list[Path]:
+    """The TIFF files of a stack: the folder's TIFFs in natural name order, or the one (multi-page) file."""
+    folder = path if path.is_dir() else path.parent
+    return sorted((p for p in folder.iterdir() if has_suffix(p, TIFF_SUFFIXES)), key=_natural_key) \
+        if path.is_dir() else [path]
+
+
+def tiff_spacing(path: Path, spacing=None) -> tuple[tuple[float, float, float], str]:
+    """(voxel size (z, y, x) mm, where it came from) of a TIFF stack: ``spacing``, else a Bruker *_rec.log."""
+    spacing3 = _spacing3(spacing, path)
+    if spacing3 is not None:
+        return spacing3, "--spacing"
+    pixel = rec_log_pixel_size_mm(path if path.is_dir() else path.parent)
+    if pixel is None:
+        raise GeometryError(f"{path}: TIFF files carry no voxel size. Potential fix: pass --spacing MM "
+                            f"(e.g. --spacing 0.0105), or keep the scanner's *_rec.log beside the stack.")
+    return (pixel,) * 3, "rec.log"
+
+
+def read_tiff_page(file: Path, shape=None) -> np.ndarray:
+    """The first page of one TIFF file of a stack, checked against the stack's page ``shape``."""
+    import tifffile
+
+    try:
+        page = tifffile.imread(file, key=0)
+    except Exception as exc:  # noqa: BLE001 - tifffile raises many kinds on corrupt files
+        raise ScanReadError(f"{file}: cannot read TIFF ({type(exc).__name__}: {exc})") from exc
+    if shape is not None and page.shape != tuple(shape):
+        raise ScanReadError(f"{file}: image size {page.shape} differs from the stack's {tuple(shape)}.")
+    if page.ndim != 2:
+        raise ScanReadError(f"{file}: TIFF page of shape {page.shape}; ctbone needs gray 2D pages.")
+    return page
+
+
 def read_tiff(path: Path, spacing=None) -> Volume:
     """A TIFF stack: a folder of single-page TIFFs (natural name order) or one multi-page TIFF."""
     import tifffile
 
-    folder = path if path.is_dir() else path.parent
-    files = sorted((p for p in folder.iterdir() if has_suffix(p, TIFF_SUFFIXES)), key=_natural_key) \
-        if path.is_dir() else [path]
-    spacing3 = _spacing3(spacing, path)
-    source = "--spacing"
-    if spacing3 is None:
-        pixel = rec_log_pixel_size_mm(folder)
-        if pixel is None:
-            raise GeometryError(f"{path}: TIFF files carry no voxel size. Potential fix: pass --spacing MM "
-                                f"(e.g. --spacing 0.0105), or keep the scanner's *_rec.log beside the stack.")
-        spacing3, source = (pixel,) * 3, "rec.log"
+    files = tiff_files(path)
+    spacing3, source = tiff_spacing(path, spacing)
     try:
         first = tifffile.imread(files[0], key=0)
         if len(files) == 1:
@@ -166,10 +198,7 @@ def read_tiff(path: Path, spacing=None) -> Volume:
         else:
             array = np.empty((len(files),) + first.shape, np.float32)
             for i, file in enumerate(files):
-                page = tifffile.imread(file, key=0)
-                if page.shape != first.shape:
-                    raise ScanReadError(f"{file}: image size {page.shape} differs from {first.shape} of {files[0].name}.")
-                array[i] = page
+                array[i] = read_tiff_page(file, first.shape)
     except ScanReadError:
         raise
     except Exception as exc:  # noqa: BLE001 - tifffile raises many kinds on corrupt files

@@ -3,7 +3,7 @@
 A `ScanSlabs` knows a scan's geometry and provenance without holding its voxels; ``read(z0, z1, ys, xs)``
 returns the float32 values of one block, equal to the same block of `read_scan`'s array. `ArraySlabs`
 wraps anything that slices like a numpy array (``np.memmap``, zarr, h5py, dask); `DicomSlabs` reads a
-DICOM series file by file. The segmentation's slab path (`ctbone.segment.streamed`) uses them.
+DICOM series file by file, `TiffSlabs` a folder of one TIFF per slice. The segmentation's slab path (`ctbone.segment.streamed`) uses them.
 """
 
 from __future__ import annotations
@@ -117,6 +117,52 @@ class DicomSlabs(ScanSlabs):
         return out
 
 
+class TiffSlabs(ScanSlabs):
+    """A folder of single-page TIFFs (a Bruker SkyScan / NRecon reconstruction), read page by page.
+
+    Values equal `read_scan`'s (the same pages, cast to float32)."""
+
+    def __init__(self, files, *, shape, spacing):
+        super().__init__(shape, spacing=spacing)
+        self._files = files
+
+    def read(self, z0, z1, ys=slice(None), xs=slice(None)):
+        from .formats import read_tiff_page
+
+        rows = range(self.shape[1])[ys]
+        cols = range(self.shape[2])[xs]
+        out = np.empty((z1 - z0, len(rows), len(cols)), np.float32)
+
+        def fill(z: int) -> None:
+            out[z - z0] = read_tiff_page(self._files[z], self.shape[1:])[ys, xs]
+
+        with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
+            for _ in pool.map(fill, range(z0, z1)):
+                pass
+        return out
+
+
+def open_tiff_slabs(path: Path, spacing=None) -> TiffSlabs:
+    """A folder of single-page TIFFs as a `TiffSlabs` (voxel size from ``spacing`` or a *_rec.log)."""
+    from .formats import file_unit_and_meta, read_tiff_page, tiff_files, tiff_spacing
+    from .units import hu_sample_slices
+
+    path = Path(path)
+    files = tiff_files(path)
+    if len(files) < 2:
+        raise ScanReadError(f"{path}: a single (multi-page) TIFF file cannot be read slab by slab. Potential fix: "
+                            f"drop --low-memory, or export one TIFF per slice.")
+    spacing3, source = tiff_spacing(path, spacing)
+    first = read_tiff_page(files[0])
+    scan = TiffSlabs(files, shape=(len(files),) + first.shape, spacing=spacing3)
+    sample = np.concatenate([scan.read(z, z + 1) for z in hu_sample_slices(len(files))])
+    # is_binary needs every voxel: the slab segmentation's first pass sets it
+    scan.unit, meta = file_unit_and_meta(sample, path, "tiff", {"spacing_source": source, "files": len(files)},
+                                         is_binary=False)
+    scan.meta = {**meta, "read": "slab by slab"}
+    return scan
+
+
 def open_dicom_slabs(path: Path, series=None) -> DicomSlabs:
     """The chosen DICOM series under ``path`` as a `DicomSlabs` (headers only; pixels on demand).
 
@@ -157,6 +203,26 @@ def open_dicom_slabs(path: Path, series=None) -> DicomSlabs:
     return scan
 
 
+def is_tiff_stack(path: Path) -> bool:
+    """A folder of TIFF files and no DICOM (.dcm) files, as `read_scan` decides it."""
+    from .formats import TIFF_SUFFIXES, has_suffix
+
+    path = Path(path)
+    return path.is_dir() and any(has_suffix(p, TIFF_SUFFIXES) for p in path.iterdir()) \
+        and not any(p.suffix.lower() == ".dcm" for p in path.iterdir())
+
+
+def open_slabs(path: Path, series=None, *, spacing=None) -> ScanSlabs:
+    """A folder holding a DICOM series or a TIFF stack, read slab by slab."""
+    path = Path(path)
+    if path.is_file() or not path.exists():
+        raise ScanReadError(f"{path}: only a folder holding a DICOM series or a TIFF stack (one file per slice) can "
+                            f"be read slab by slab. Potential fix: drop --low-memory, or export the scan slice by slice.")
+    if is_tiff_stack(path):
+        return open_tiff_slabs(path, spacing)
+    return open_dicom_slabs(path, series)
+
+
 def available_memory_bytes() -> int | None:
     """Memory available to a new allocation now (Linux ``MemAvailable``), or None where unknown."""
     try:
@@ -176,6 +242,7 @@ def would_not_fit(path: Path, series=None) -> bool:
     files alone are large.
     """
     from .dicom import choose_series, group_series, scan_headers
+    from .formats import read_tiff_page, tiff_files
 
     available = available_memory_bytes()
     if available is None:
@@ -183,6 +250,9 @@ def would_not_fit(path: Path, series=None) -> bool:
     total = sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
     if total * _FILE_BYTES_FACTOR <= available:
         return False
+    if is_tiff_stack(path):
+        files = tiff_files(Path(path))
+        return len(files) * read_tiff_page(files[0]).size * IN_MEMORY_BYTES_PER_VOXEL > available
     headers, _ = scan_headers(Path(path))
     if not headers:
         return False
