@@ -12,3 +12,17 @@ def realdata() -> Path:
     if not REALDATA.is_dir():
         pytest.skip("../shared/realdata is not beside this checkout")
     return REALDATA
+
+
+@pytest.fixture(autouse=True)
+def _restore_ctbone_logger():
+    """The CLI configures the "ctbone" logger for a process (level, handler, no propagation); a command run
+    in-process by one test must not hide another test's log records from caplog."""
+    import logging
+
+    logger = logging.getLogger("ctbone")
+    handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate

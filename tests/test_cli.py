@@ -166,7 +166,7 @@ def test_render_allow_nonuniform_is_passed_on(tmp_path, monkeypatch):
 
     scan = _nonuniform_dicom(tmp_path / "scan")
     calls = []
-    _record(monkeypatch, ctbone.io, "read_scan", calls)
+    _record(monkeypatch, ctbone.io, "open_scan", calls)
     main(["render", str(scan), "-o", str(tmp_path / "s.png"), "--allow-nonuniform", "--size", "200x100"])
     args, kwargs = calls[0]
     assert kwargs["allow_nonuniform"] is True

@@ -205,7 +205,7 @@ def test_real_femur_by_slabs_equals_in_memory(realdata):
         _same_segmentation(segment(femur, opts), segment_slabs(_as_slabs(femur), opts, slab_voxels=slab_voxels))
 
 
-def test_tiff_stack_by_slabs_equals_in_memory(phantom_with_particles, tmp_path):
+def test_tiff_stack_by_slabs_equals_in_memory(phantom_with_particles, tmp_path, monkeypatch):
     import tifffile
 
     from ctbone.io.slabs import TiffSlabs
@@ -218,3 +218,7 @@ def test_tiff_stack_by_slabs_equals_in_memory(phantom_with_particles, tmp_path):
     assert isinstance(slabs, TiffSlabs) and slabs.unit == memory.unit and slabs.meta["format"] == "tiff"
     assert np.array_equal(slabs.read(0, slabs.shape[0]), memory.array)
     _same_segmentation(segment(memory, AnalysisOptions()), segment_slabs(slabs, AnalysisOptions(), slab_voxels=10 * 64 * 81))
+    import ctbone.io.slabs as slabs_module
+
+    monkeypatch.setattr(slabs_module, "available_memory_bytes", lambda: 4 * stack.nbytes)  # 8 bytes per voxel
+    assert isinstance(open_scan(tmp_path, spacing=0.03), TiffSlabs)

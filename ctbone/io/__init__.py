@@ -80,18 +80,15 @@ def open_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     Volume or ScanSlabs
         Either is accepted by `ctbone.analyze`, with equal results.
     """
-    from .slabs import open_slabs, would_not_fit
+    from .slabs import open_auto, open_slabs
 
     if memory not in MEMORY_CHOICES:
         raise ValueError(f"memory must be one of {MEMORY_CHOICES}, got {memory!r}")
     path = Path(path)
     if memory == "slabs":
         return open_slabs(path, series, spacing=spacing)
-    if memory == "auto" and path.is_dir() and would_not_fit(path, series):
-        try:
-            return open_slabs(path, series, spacing=spacing)
-        except ScanReadError:  # e.g. multi-frame files: the in-memory reader says what is wrong, or reads it
-            pass
+    if memory == "auto" and path.is_dir() and any(path.iterdir()):
+        return open_auto(path, series, spacing=spacing, allow_nonuniform=allow_nonuniform)
     return read_scan(path, series, spacing=spacing, allow_nonuniform=allow_nonuniform)
 
 

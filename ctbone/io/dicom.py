@@ -520,8 +520,8 @@ def _meta(s: Series, path: Path, slopes, intercepts, unit_sample, *, is_binary: 
     }
 
 
-def read_dicom(path: Path, series=None, *, allow_nonuniform: bool = False) -> Volume:
-    """Read the chosen (default: largest 3D) DICOM series under ``path`` (a folder or a file)."""
+def find_series(path: Path, series=None) -> tuple[Series, int]:
+    """(the chosen (default: largest 3D) series under ``path``, the number of files skipped); headers only."""
     headers, skipped = scan_headers(path)
     if not headers:
         reasons = "; ".join(sorted({r for _, r in skipped}))[:300]
@@ -530,6 +530,14 @@ def read_dicom(path: Path, series=None, *, allow_nonuniform: bool = False) -> Vo
     chosen = choose_series(group_series(headers), series, path)
     if chosen.first.modality and chosen.first.modality not in ("CT", "OT"):
         log.warning("%s: modality %s is not CT; values may not be HU", path, chosen.first.modality)
+    return chosen, len(skipped)
+
+
+def read_dicom(path: Path, series=None, *, allow_nonuniform: bool = False, found=None) -> Volume:
+    """Read the chosen (default: largest 3D) DICOM series under ``path`` (a folder or a file).
+
+    ``found``: `find_series`'s answer when the caller already has it (its headers are not read again)."""
+    chosen, skipped = found or find_series(path, series)
     volume = read_series(chosen, path, allow_nonuniform=allow_nonuniform)
-    volume.meta["skipped"] = len(skipped)
+    volume.meta["skipped"] = skipped
     return volume

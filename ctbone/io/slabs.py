@@ -23,9 +23,6 @@ _READ_THREADS = 2
 # what the in-memory path holds per voxel of the scan before it crops to the bone: the float32 scan,
 # its smoothed twin and the smoothing's scratch copy, the bone mask and its particle labels
 IN_MEMORY_BYTES_PER_VOXEL = 16
-# a folder whose files total less than this fraction of the memory available is read in memory at once
-# (uncompressed DICOM holds 2 bytes per voxel: 8x the files' size is the in-memory path's need)
-_FILE_BYTES_FACTOR = IN_MEMORY_BYTES_PER_VOXEL // 2
 
 
 class ScanSlabs:
@@ -163,8 +160,10 @@ def open_tiff_slabs(path: Path, spacing=None) -> TiffSlabs:
     return scan
 
 
-def open_dicom_slabs(path: Path, series=None) -> DicomSlabs:
+def open_dicom_slabs(path: Path, series=None, *, found=None) -> DicomSlabs:
     """The chosen DICOM series under ``path`` as a `DicomSlabs` (headers only; pixels on demand).
+
+    ``found``: `dicom.find_series`'s answer when the caller already has it.
 
     Raises
     ------
@@ -172,17 +171,11 @@ def open_dicom_slabs(path: Path, series=None) -> DicomSlabs:
         As `read_scan` does, and for what slab reading does not cover: multi-frame files and
         non-uniform slice spacing (both need the whole series at once).
     """
-    from .dicom import _check_file_sizes, _meta, choose_series, group_series, scan_headers, slice_geometry
+    from .dicom import _check_file_sizes, _meta, find_series, slice_geometry
     from .units import hu_sample_slices
 
     path = Path(path)
-    headers, skipped = scan_headers(path)
-    if not headers:
-        raise ScanReadError(f"{path}: no DICOM image files found ({len(skipped)} file(s) skipped). "
-                            f"Potential fix: point to the folder of the scan's DICOM export.")
-    chosen = choose_series(group_series(headers), series, path)
-    if chosen.first.modality and chosen.first.modality not in ("CT", "OT"):
-        log.warning("%s: modality %s is not CT; values may not be HU", path, chosen.first.modality)
+    chosen, skipped = found or find_series(path, series)
     if any(h.frames > 1 for h in chosen.headers):
         raise ScanReadError(f"{path}: multi-frame DICOM files cannot be read slab by slab. Potential fix: read the "
                             f"scan in memory (drop --low-memory), or export one file per slice.")
@@ -199,7 +192,7 @@ def open_dicom_slabs(path: Path, series=None) -> DicomSlabs:
     # is_binary needs every voxel: the slab segmentation's first pass sets it
     meta = _meta(chosen, path, slopes, intercepts, sample, is_binary=False)
     scan.unit = meta.pop("unit")
-    scan.meta = {**meta, "skipped": len(skipped), "read": "slab by slab"}
+    scan.meta = {**meta, "skipped": skipped, "read": "slab by slab"}
     return scan
 
 
@@ -235,29 +228,31 @@ def available_memory_bytes() -> int | None:
     return None
 
 
-def would_not_fit(path: Path, series=None) -> bool:
-    """True when reading the DICOM series under ``path`` in memory would need more than the memory available.
+def fits_in_memory(n_voxels: int) -> bool:
+    """Whether the in-memory path's ~`IN_MEMORY_BYTES_PER_VOXEL` bytes per voxel fit in the memory available
+    now (True where that is unknown)."""
+    available = available_memory_bytes()
+    return available is None or n_voxels * IN_MEMORY_BYTES_PER_VOXEL <= available
 
-    Cheap for ordinary scans: the folder's file sizes decide first; headers are read only when the
-    files alone are large.
-    """
-    from .dicom import choose_series, group_series, scan_headers
+
+def open_auto(path: Path, series=None, *, spacing=None, allow_nonuniform: bool = False):
+    """`open_scan(memory="auto")` for a folder: a DICOM series' or TIFF stack's voxels are counted from
+    headers (DICOM headers are read once, for either path), then read in memory if they fit, else slab by
+    slab where the scan allows it (single-frame files, uniform spacing)."""
+    from . import read_scan
+    from .dicom import find_series, read_dicom
     from .formats import read_tiff_page, tiff_files
 
-    available = available_memory_bytes()
-    if available is None:
-        return False
-    total = sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-    if total * _FILE_BYTES_FACTOR <= available:
-        return False
+    path = Path(path)
     if is_tiff_stack(path):
-        files = tiff_files(Path(path))
-        return len(files) * read_tiff_page(files[0]).size * IN_MEMORY_BYTES_PER_VOXEL > available
-    headers, _ = scan_headers(Path(path))
-    if not headers:
-        return False
-    try:
-        chosen = choose_series(group_series(headers), series, Path(path))
-    except ScanReadError:
-        return False
-    return chosen.n_voxels * IN_MEMORY_BYTES_PER_VOXEL > available
+        files = tiff_files(path)
+        if len(files) > 1 and not fits_in_memory(len(files) * read_tiff_page(files[0]).size):
+            return open_tiff_slabs(path, spacing)
+        return read_scan(path, spacing=spacing)
+    found = find_series(path, series)
+    if not fits_in_memory(found[0].n_voxels):
+        try:
+            return open_dicom_slabs(path, series, found=found)
+        except ScanReadError:  # multi-frame or non-uniform: the in-memory reader reads it, or says what is wrong
+            pass
+    return read_dicom(path, series, allow_nonuniform=allow_nonuniform, found=found)
