@@ -222,3 +222,20 @@ def test_tiff_stack_by_slabs_equals_in_memory(phantom_with_particles, tmp_path, 
 
     monkeypatch.setattr(slabs_module, "available_memory_bytes", lambda: 4 * stack.nbytes)  # 8 bytes per voxel
     assert isinstance(open_scan(tmp_path, spacing=0.03), TiffSlabs)
+
+
+def test_info_tells_how_the_scan_would_be_read(dicom_folder, phantom_with_particles, tmp_path, monkeypatch):
+    import tifffile
+
+    import ctbone.io.slabs as slabs_module
+    from ctbone.io import format_scan_info, scan_info
+
+    assert scan_info(dicom_folder)["reading"]["mode"] == "in memory"
+    monkeypatch.setattr(slabs_module, "available_memory_bytes", lambda: 1_000_000)
+    info = scan_info(dicom_folder)
+    assert info["reading"]["mode"] == "slab by slab" and info["reading"]["available_gb"] == 0.0
+    assert "reading: slab by slab" in format_scan_info(info)
+    for z, page in enumerate(np.rint(phantom_with_particles.array).astype(np.int16)):
+        tifffile.imwrite(tmp_path / f"rec_{z:04d}.tif", page)
+    info = scan_info(tmp_path, spacing=0.03)  # described from its first page, not read whole
+    assert info["reading"]["mode"] == "slab by slab" and info["geometry"]["shape_zyx"] == [67, 64, 81]

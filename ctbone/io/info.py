@@ -59,10 +59,37 @@ def _dicom_info(path: Path, series, allow_nonuniform: bool = False) -> dict:
                                    intercepts=np.array(intercepts), array=sample[None], extra=h.extra)
     except ScanReadError as exc:
         unit, reason = "unknown", str(exc)
+    if info.get("geometry"):
+        slab_capable = info["problem"] is None and "nonuniform" not in info and all(x.frames == 1 for x in chosen.headers)
+        info["reading"] = _reading_plan(int(np.prod(info["geometry"]["shape_zyx"])), slab_capable)
     info.update({"unit": unit, "unit_reason": reason, "vendor": h.manufacturer, "modality": h.modality,
                  "series_uid": h.series_uid, "series_description": h.description,
                  "scanco": {k: v for k, v in h.extra.items() if k.startswith("scanco")} or None})
     return info
+
+
+def _reading_plan(n_voxels: int, slab_capable: bool) -> dict:
+    """How `open_scan` would read a scan of ``n_voxels``: in memory, or slab by slab (and why)."""
+    from .slabs import IN_MEMORY_BYTES_PER_VOXEL, available_memory_bytes, fits_in_memory
+
+    available = available_memory_bytes()
+    by_slabs = slab_capable and not fits_in_memory(n_voxels)
+    return {"mode": "slab by slab" if by_slabs else "in memory",
+            "in_memory_need_gb": round(n_voxels * IN_MEMORY_BYTES_PER_VOXEL / 1e9, 2),
+            "available_gb": round(available / 1e9, 2) if available is not None else None,
+            "slabs_possible": slab_capable}
+
+
+def _tiff_stack_info(path: Path, spacing) -> dict:
+    """A folder of TIFFs described from its first page and the slices the unit test needs (no full read)."""
+    from .slabs import open_tiff_slabs
+
+    scan = open_tiff_slabs(path, spacing)
+    return {"path": str(path), "format": "tiff", "series": [], "skipped": [], "chosen": str(path), "problem": None,
+            "unit": scan.unit, "unit_reason": scan.meta.get("unit_reason"),
+            "geometry": {"shape_zyx": list(scan.shape), "spacing_zyx_mm": list(scan.spacing),
+                         "origin_xyz_mm": list(scan.origin), "direction": scan.direction.round(6).tolist()},
+            "reading": _reading_plan(scan.n_voxels, True)}
 
 
 def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False) -> dict:
@@ -80,6 +107,13 @@ def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     is_volume_file = path.is_file() and has_suffix(path, SITK_SUFFIXES + TIFF_SUFFIXES)
     is_tiff_dir = path.is_dir() and any(has_suffix(p, TIFF_SUFFIXES) for p in path.iterdir()) \
         and not any(p.suffix.lower() == ".dcm" for p in path.iterdir())
+    if is_tiff_dir and len([p for p in path.iterdir() if has_suffix(p, TIFF_SUFFIXES)]) > 1:
+        from .formats import read_tiff_page, tiff_files
+        from .slabs import fits_in_memory
+
+        files = tiff_files(path)
+        if not fits_in_memory(len(files) * read_tiff_page(files[0]).size):  # describe it without reading it all
+            return _tiff_stack_info(path, spacing)
     if is_volume_file or is_tiff_dir:
         from . import read_scan
 
@@ -89,7 +123,8 @@ def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False
                 "geometry": {"shape_zyx": list(volume.shape), "spacing_zyx_mm": list(volume.spacing),
                              "origin_xyz_mm": list(volume.origin), "direction": volume.direction.round(6).tolist()},
                 "value_range": [float(volume.array.min()), float(volume.array.max())],
-                "is_binary": volume.meta.get("is_binary")}
+                "is_binary": volume.meta.get("is_binary"),
+                "reading": _reading_plan(int(np.prod(volume.shape)), is_tiff_dir and volume.meta.get("files", 1) > 1)}
     if path.is_dir() and not any(path.iterdir()):
         raise ScanReadError(f"{path}: folder is empty. Potential fix: point to the folder of the scan's files.")
     return _dicom_info(path, series, allow_nonuniform)
@@ -123,6 +158,12 @@ def format_scan_info(info: dict, *, verbose: bool = False) -> str:
                      f"{' (varies per slice)' if r['varies_per_slice'] else ''}")
     if info.get("vendor"):
         lines.append(f"vendor: {info['vendor']}")
+    if info.get("reading"):
+        r = info["reading"]
+        room = f"{r['available_gb']:g} GB available" if r["available_gb"] is not None else "memory available unknown"
+        how = ("slab by slab: only the bone's rows and columns are held in memory" if r["mode"] == "slab by slab"
+               else "in memory" + ("" if r["slabs_possible"] else " (slab by slab not possible for this scan)"))
+        lines.append(f"reading: {how} (the in-memory path needs ~{r['in_memory_need_gb']:g} GB; {room})")
     if info.get("skipped"):
         lines.append(f"skipped {len(info['skipped'])} file(s)" + ("" if verbose else " (--verbose lists them)"))
         if verbose:
