@@ -172,7 +172,8 @@ def allow_nonuniform_option(func):
     return click.option("--allow-nonuniform", is_flag=True, help=ALLOW_NONUNIFORM_HELP)(func)
 
 
-LOW_MEMORY_HELP = ("Read a DICOM series or a TIFF stack slab by slab and hold only the bone's rows and columns in memory, for scans "
+LOW_MEMORY_HELP = ("Read a DICOM series, a TIFF stack or a MetaImage (.mhd) slab by slab and hold only the bone's rows and "
+                   "columns in memory, for scans "
                    "larger than memory (a 2000^3 scan in a few GB). Same results, slower. Default: only when the "
                    "scan would not fit in the memory available.")
 

@@ -142,7 +142,7 @@ def test_slab_reading_refuses_what_it_cannot_do(dicom_folder, phantom_with_parti
     import SimpleITK as sitk
 
     sitk.WriteImage(phantom_with_particles.to_sitk(), str(nifti))
-    with pytest.raises(ScanReadError, match="DICOM series"):
+    with pytest.raises(ScanReadError, match="DICOM series or a TIFF stack"):
         open_scan(nifti, memory="slabs")
     with pytest.raises(SegmentationError, match="in memory"):
         segment_slabs(open_scan(dicom_folder, memory="slabs"), AnalysisOptions(), mode="trabecular-cube")
@@ -197,12 +197,35 @@ def test_batch_row_passes_the_memory_choice_to_its_reader(tmp_path):
 
 
 def test_real_femur_by_slabs_equals_in_memory(realdata):
-    # a real scan (noise, a real marrow and cortex, a third trochanter) through the slab path, one slice per slab
-    femur = read_scan(realdata / "mouse_femur" / "mouse_femur2.mhd")
+    # a real scan (noise, a real marrow and cortex, a third trochanter) through the slab path, one slice per
+    # slab, its MetaImage memory-mapped
+    path = realdata / "mouse_femur" / "mouse_femur2.mhd"
+    femur, mapped = read_scan(path), open_scan(path, memory="slabs")
+    assert np.array_equal(mapped.read(0, femur.shape[0]), femur.array) and mapped.unit == femur.unit
     for overrides in ({}, {"roi_mm": (2.5, 5.1)}):
         opts = AnalysisOptions(**overrides)
         slab_voxels = femur.shape[1] * femur.shape[2]
-        _same_segmentation(segment(femur, opts), segment_slabs(_as_slabs(femur), opts, slab_voxels=slab_voxels))
+        _same_segmentation(segment(femur, opts), segment_slabs(mapped, opts, slab_voxels=slab_voxels))
+
+
+def test_metaimage_by_slabs_equals_in_memory(phantom_with_particles, tmp_path, monkeypatch):
+    import SimpleITK as sitk
+
+    import ctbone.io.slabs as slabs_module
+
+    image = sitk.Cast(phantom_with_particles.to_sitk(), sitk.sitkInt16)
+    sitk.WriteImage(image, str(tmp_path / "scan.mhd"))
+    sitk.WriteImage(image, str(tmp_path / "packed.mhd"), useCompression=True)
+    memory = read_scan(tmp_path / "scan.mhd")
+    mapped = open_scan(tmp_path / "scan.mhd", memory="slabs")
+    assert np.array_equal(mapped.read(0, memory.shape[0]), memory.array)
+    assert np.allclose(mapped.origin, memory.origin) and np.allclose(mapped.direction, memory.direction)
+    _same_segmentation(segment(memory, AnalysisOptions()), segment_slabs(mapped, AnalysisOptions(), slab_voxels=8 * 64 * 81))
+    with pytest.raises(ScanReadError, match="compressed"):
+        open_scan(tmp_path / "packed.mhd", memory="slabs")
+    monkeypatch.setattr(slabs_module, "available_memory_bytes", lambda: 1_000_000)
+    assert isinstance(open_scan(tmp_path / "scan.mhd"), ArraySlabs)
+    assert not isinstance(open_scan(tmp_path / "packed.mhd"), ArraySlabs)  # read in memory: it cannot be mapped
 
 
 def test_tiff_stack_by_slabs_equals_in_memory(phantom_with_particles, tmp_path, monkeypatch):

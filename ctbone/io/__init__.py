@@ -70,8 +70,8 @@ def open_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     path, series, spacing, allow_nonuniform
         As for `read_scan`.
     memory : {"auto", "load", "slabs"}
-        "load": always `read_scan`. "slabs": a DICOM series or a folder of TIFFs read slab by slab
-        (`ctbone.io.slabs.DicomSlabs`, `TiffSlabs`), for scans larger than memory. "auto": slab by slab only when
+        "load": always `read_scan`. "slabs": a DICOM series, a folder of TIFFs or a MetaImage (.mhd with an
+        uncompressed raw file) read slab by slab (`ctbone.io.slabs`), for scans larger than memory. "auto": slab by slab only when
         the in-memory path would not fit in the memory available now (about
         `IN_MEMORY_BYTES_PER_VOXEL` bytes per voxel of the scan) and the series allows it.
 
@@ -80,7 +80,7 @@ def open_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     Volume or ScanSlabs
         Either is accepted by `ctbone.analyze`, with equal results.
     """
-    from .slabs import open_auto, open_slabs
+    from .slabs import fits_in_memory, mhd_voxels, open_auto, open_mhd_slabs, open_slabs
 
     if memory not in MEMORY_CHOICES:
         raise ValueError(f"memory must be one of {MEMORY_CHOICES}, got {memory!r}")
@@ -89,6 +89,11 @@ def open_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
         return open_slabs(path, series, spacing=spacing)
     if memory == "auto" and path.is_dir() and any(path.iterdir()):
         return open_auto(path, series, spacing=spacing, allow_nonuniform=allow_nonuniform)
+    if memory == "auto" and path.is_file() and path.name.lower().endswith(".mhd") and not fits_in_memory(mhd_voxels(path)):
+        try:
+            return open_mhd_slabs(path)
+        except ScanReadError:  # e.g. compressed: the in-memory reader reads it, or says what is wrong
+            pass
     return read_scan(path, series, spacing=spacing, allow_nonuniform=allow_nonuniform)
 
 

@@ -2,8 +2,8 @@
 
 A `ScanSlabs` knows a scan's geometry and provenance without holding its voxels; ``read(z0, z1, ys, xs)``
 returns the float32 values of one block, equal to the same block of `read_scan`'s array. `ArraySlabs`
-wraps anything that slices like a numpy array (``np.memmap``, zarr, h5py, dask); `DicomSlabs` reads a
-DICOM series file by file, `TiffSlabs` a folder of one TIFF per slice. The segmentation's slab path (`ctbone.segment.streamed`) uses them.
+wraps anything that slices like a numpy array (``np.memmap``, zarr, h5py, dask; `open_mhd_slabs` maps a
+MetaImage's raw file); `DicomSlabs` reads a DICOM series file by file, `TiffSlabs` a folder of one TIFF per slice. The segmentation's slab path (`ctbone.segment.streamed`) uses them.
 """
 
 from __future__ import annotations
@@ -196,6 +196,80 @@ def open_dicom_slabs(path: Path, series=None, *, found=None) -> DicomSlabs:
     return scan
 
 
+_MET_TYPES = {"MET_UCHAR": "u1", "MET_CHAR": "i1", "MET_USHORT": "u2", "MET_SHORT": "i2", "MET_UINT": "u4",
+              "MET_INT": "i4", "MET_ULONG_LONG": "u8", "MET_LONG_LONG": "i8", "MET_FLOAT": "f4", "MET_DOUBLE": "f8"}
+
+
+def _mhd_header(path: Path) -> dict:
+    fields = {}
+    for line in path.read_text(errors="replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def mhd_voxels(path: Path) -> int:
+    """Voxel count of a MetaImage header (0 when it does not say)."""
+    try:
+        return int(np.prod([int(v) for v in _mhd_header(path).get("DimSize", "0").split()], dtype=np.int64))
+    except ValueError:
+        return 0
+
+
+def open_mhd_slabs(path: Path) -> ArraySlabs:
+    """A MetaImage (.mhd + uncompressed raw data file) memory-mapped, read slab by slab.
+
+    Geometry comes from SimpleITK's reading of the header, as in `read_scan`; the values are the raw
+    file's, cast to float32 (equal to `read_scan`'s)."""
+    import SimpleITK as sitk
+
+    from .formats import file_unit_and_meta
+    from .units import hu_sample_slices
+
+    path = Path(path)
+    header = _mhd_header(path)
+    dims = [int(v) for v in header.get("DimSize", "").split()] if header.get("DimSize") else []
+    kind = _MET_TYPES.get(header.get("ElementType", ""))
+    data_name = header.get("ElementDataFile", "")
+    problem = None
+    if len(dims) != 3 or int(header.get("NDims", "3")) != 3:
+        problem = f"DimSize {dims} is not 3D"
+    elif header.get("CompressedData", "False").lower() == "true":
+        problem = "its data are compressed"
+    elif int(header.get("ElementNumberOfChannels", "1")) != 1:
+        problem = "its pixels have several channels"
+    elif kind is None:
+        problem = f"ElementType {header.get('ElementType')!r} is not a plain number type"
+    elif data_name in ("", "LOCAL", "LIST") or " " in data_name or "%" in data_name:
+        problem = f"ElementDataFile {data_name!r} is not one separate raw file"
+    if problem:
+        raise ScanReadError(f"{path}: this MetaImage cannot be read slab by slab: {problem}. Potential fix: drop "
+                            f"--low-memory, or save it as one uncompressed .raw file beside the .mhd.")
+    msb = (header.get("BinaryDataByteOrderMSB") or header.get("ElementByteOrderMSB") or "False").lower() == "true"
+    dtype = np.dtype(kind).newbyteorder(">" if msb else "<")
+    data = path.parent / data_name
+    shape = tuple(dims[::-1])
+    n_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = data.stat().st_size if data.is_file() else -1
+    offset = int(header.get("HeaderSize", "0"))
+    offset = size - n_bytes if offset == -1 else offset
+    if size < offset + n_bytes or offset < 0:
+        raise ScanReadError(f"{data}: the header claims {n_bytes} bytes of data but the file has "
+                            f"{max(size, 0)} bytes: missing, truncated or corrupt.")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    array = np.memmap(data, dtype=dtype, mode="r", offset=offset, shape=shape)
+    scan = ArraySlabs(array, spacing=tuple(reader.GetSpacing())[::-1], origin=tuple(reader.GetOrigin()),
+                      direction=np.array(reader.GetDirection()).reshape(3, 3))
+    sample = np.concatenate([scan.read(z, z + 1) for z in hu_sample_slices(shape[0])])
+    # is_binary needs every voxel: the slab segmentation's first pass sets it
+    scan.unit, meta = file_unit_and_meta(sample, path, "sitk", None, is_binary=False)
+    scan.meta = {**meta, "read": "slab by slab"}
+    return scan
+
+
 def is_tiff_stack(path: Path) -> bool:
     """A folder of TIFF files and no DICOM (.dcm) files, as `read_scan` decides it."""
     from .formats import TIFF_SUFFIXES, has_suffix
@@ -206,11 +280,14 @@ def is_tiff_stack(path: Path) -> bool:
 
 
 def open_slabs(path: Path, series=None, *, spacing=None) -> ScanSlabs:
-    """A folder holding a DICOM series or a TIFF stack, read slab by slab."""
+    """A folder holding a DICOM series or a TIFF stack, or a MetaImage (.mhd), read slab by slab."""
     path = Path(path)
+    if path.is_file() and path.name.lower().endswith(".mhd"):
+        return open_mhd_slabs(path)
     if path.is_file() or not path.exists():
-        raise ScanReadError(f"{path}: only a folder holding a DICOM series or a TIFF stack (one file per slice) can "
-                            f"be read slab by slab. Potential fix: drop --low-memory, or export the scan slice by slice.")
+        raise ScanReadError(f"{path}: only a folder holding a DICOM series or a TIFF stack (one file per slice), or a "
+                            f"MetaImage (.mhd), can be read slab by slab. Potential fix: drop --low-memory, or export "
+                            f"the scan slice by slice.")
     if is_tiff_stack(path):
         return open_tiff_slabs(path, spacing)
     return open_dicom_slabs(path, series)
