@@ -262,3 +262,26 @@ def test_info_tells_how_the_scan_would_be_read(dicom_folder, phantom_with_partic
         tifffile.imwrite(tmp_path / f"rec_{z:04d}.tif", page)
     info = scan_info(tmp_path, spacing=0.03)  # described from its first page, not read whole
     assert info["reading"]["mode"] == "slab by slab" and info["geometry"]["shape_zyx"] == [67, 64, 81]
+
+
+@pytest.mark.parametrize("slab_slices", [1, 4])
+def test_particles_keep_voxels_only_smoothing_lifts_above_the_threshold(slab_slices):
+    from ctbone.segment.smooth import gaussian_smooth
+
+    def smooth(block):
+        return gaussian_smooth(block, sigma_vox=0.8, support_vox=1)
+
+    image = np.zeros((12, 40, 40), np.float32)
+    image[3:9, 5:15, 10:14] = 100
+    image[3:9, 5:15, 8:10] = 45    # below the threshold, lifted above it by the bright bone beside it (along x)
+    image[3:9, 25:35, 25:30] = 100
+    image[1:3, 25:35, 25:30] = 45  # the same along z, in a second region of the slice
+    above = smooth(image) > 50
+    assert (above & (image < 50)).any()
+    whole = cc3d.connected_components(above, connectivity=26)
+    stats = cc3d.statistics(whole)
+    expected = sorted((int(c), tuple(s.start for s in b), tuple(s.stop for s in b))
+                      for c, b in zip(stats["voxel_counts"][1:], stats["bounding_boxes"][1:]))
+    found = _particles(ArraySlabs(image, spacing=(1, 1, 1)), lambda b: b, smooth, 50.0, 1, slab_slices)
+    got = sorted((int(c), tuple(lo), tuple(hi)) for c, lo, hi in zip(found["count"], found["lo"], found["hi"]))
+    assert got == expected

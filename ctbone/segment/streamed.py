@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # voxels per slab: ~256 MB of float32 (the smoothing holds two more of the same size)
 SLAB_VOXELS = 64_000_000
+# a slab whose voxels above the threshold fall in more separate regions than this is smoothed in one box
+MAX_REGIONS = 64
 
 
 def segment_slabs(scan, options: AnalysisOptions | None = None, *, mode: str = "long-bone",
@@ -174,16 +176,23 @@ def _particles(scan, calibrate, smooth, threshold, halo, slab) -> dict:
     for z0, z1 in _slabs(nz, slab, "ctbone: bone particles"):
         r0, r1 = max(0, z0 - halo), min(nz, z1 + halo)
         raw = calibrate(scan.read(r0, r1))
-        reach = _reach_above(raw, threshold, halo)
-        if reach is None:
+        regions = _reach_above(raw, threshold, halo)
+        if not regions:
             below = None
             continue
-        (ya, yb), (xa, xb) = reach
-        ry, rx = slice(max(0, ya - halo), min(ny, yb + halo)), slice(max(0, xa - halo), min(nx, xb + halo))
-        smoothed = smooth(raw[:, ry, rx])[z0 - r0:z1 - r0, ya - ry.start:yb - ry.start, xa - rx.start:xb - rx.start]
+        ya, yb = min(r[0].start for r in regions), max(r[0].stop for r in regions)
+        xa, xb = min(r[1].start for r in regions), max(r[1].stop for r in regions)
+        bone = np.zeros((z1 - z0, yb - ya, xb - xa), bool)
+        for ys, xs in regions:  # each smoothed with a halo of rows and columns around it: exact values
+            ry = slice(max(0, ys.start - halo), min(ny, ys.stop + halo))
+            rx = slice(max(0, xs.start - halo), min(nx, xs.stop + halo))
+            smoothed = smooth(raw[:, ry, rx])[z0 - r0:z1 - r0, ys.start - ry.start:ys.stop - ry.start,
+                                               xs.start - rx.start:xs.stop - rx.start]
+            bone[:, ys.start - ya:ys.stop - ya, xs.start - xa:xs.stop - xa] |= smoothed > threshold
+            del smoothed
         del raw
-        labels, n = cc3d.connected_components(smoothed > threshold, connectivity=26, return_N=True)
-        del smoothed
+        labels, n = cc3d.connected_components(bone, connectivity=26, return_N=True)
+        del bone
         if n:
             stats = cc3d.statistics(labels)
             counts.append(np.asarray(stats["voxel_counts"][1:], np.int64))
@@ -215,18 +224,27 @@ def _particles(scan, calibrate, smooth, threshold, halo, slab) -> dict:
     return {"count": count, "lo": lo, "hi": hi, "first": first}
 
 
-def _reach_above(raw: np.ndarray, threshold: float, halo: int):
-    """Rows and columns ((y0, y1), (x0, x1)) outside which no voxel of the slab can be above ``threshold``
-    once smoothed, or None. Smoothing is a weighted mean with positive weights, so a voxel ends above the
-    threshold only within ``halo`` voxels of a voxel at or above it (less a guard far larger than float
-    rounding); only that box need be smoothed and labelled, which in a wide field of air is a few percent."""
-    near = raw >= threshold - 1e-4 * max(1.0, abs(threshold))
-    rows, cols = np.flatnonzero(near.any(axis=(0, 2))), np.flatnonzero(near.any(axis=(0, 1)))
-    if rows.size == 0:
-        return None
-    ny, nx = raw.shape[1:]
-    return ((max(0, rows[0] - halo), min(ny, rows[-1] + 1 + halo)),
-            (max(0, cols[0] - halo), min(nx, cols[-1] + 1 + halo)))
+def _reach_above(raw: np.ndarray, threshold: float, halo: int) -> list:
+    """(rows, columns) boxes of the slab outside which no voxel can be above ``threshold`` once smoothed.
+
+    Smoothing is a weighted mean with positive weights, so a voxel ends above the threshold only within
+    ``halo`` voxels of a voxel at or above it (less a guard far larger than float rounding): only those
+    boxes need be smoothed. One box per separate region of the slab's projection (the bone, a far rod,
+    the other limb), so a wide field of air between them is skipped; one box around everything when the
+    regions are many (noise)."""
+    from scipy import ndimage
+
+    near = (raw >= threshold - 1e-4 * max(1.0, abs(threshold))).any(axis=0)
+    if not near.any():
+        return []
+    if halo:
+        near = ndimage.binary_dilation(near, np.ones((2 * halo + 1,) * 2, bool))
+    labels, n = ndimage.label(near, np.ones((3, 3), bool))
+    boxes = ndimage.find_objects(labels)
+    if n > MAX_REGIONS:
+        rows, cols = np.flatnonzero(near.any(axis=1)), np.flatnonzero(near.any(axis=0))
+        return [(slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))]
+    return boxes
 
 
 def _numbered(labels: np.ndarray, offset: int) -> np.ndarray:
