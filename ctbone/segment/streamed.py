@@ -11,6 +11,8 @@ on a scan that fits (tested): every step before the crop is reproduced exactly �
 2. **Second pass**: smoothing (slabs overlap by the kernel's half-width, so every smoothed value is the
    whole-scan value), the threshold, and 26-connected particles labelled per slab and joined across
    slab faces (a union of labels that touch across the face); each particle's size and bounding box.
+   Only the boxes within the kernel's reach of voxels at or above the threshold are smoothed: smoothing
+   is a positive weighted mean, so nothing else can end above it.
 3. **The block**: the largest particle and every particle big enough and whose bounding box lies within
    ``max_defect_diameter_mm`` of the largest's — a superset of the particles the despeckle keeps — give
    the rows and columns to read, with the crop margin. The despeckle then runs again on the block;
