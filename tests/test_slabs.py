@@ -285,3 +285,14 @@ def test_particles_keep_voxels_only_smoothing_lifts_above_the_threshold(slab_sli
     found = _particles(ArraySlabs(image, spacing=(1, 1, 1)), lambda b: b, smooth, 50.0, 1, slab_slices)
     got = sorted((int(c), tuple(lo), tuple(hi)) for c, lo, hi in zip(found["count"], found["lo"], found["hi"]))
     assert got == expected
+
+
+def test_no_bone_error_is_the_in_memory_one(phantom_with_particles):
+    vol = phantom_with_particles
+    opts = AnalysisOptions(threshold=5000.0)  # fixed: the slab path skips its first pass until it needs the range
+    with pytest.raises(SegmentationError) as in_memory:
+        segment(vol, opts)
+    with pytest.raises(SegmentationError) as by_slabs:
+        segment_slabs(_as_slabs(vol), opts, slab_voxels=5 * 64 * 81)
+    assert str(by_slabs.value).split(": ", 1)[1] == str(in_memory.value).split(": ", 1)[1]
+    assert "image range" in str(by_slabs.value)

@@ -7,7 +7,8 @@ into memory; from there on the in-memory code runs unchanged. The results equal 
 on a scan that fits (tested): every step before the crop is reproduced exactly —
 
 1. **First pass**: the calibrated range, whether the image is binary, and the automatic threshold from
-   the same regular subsample of the flat scan that `auto_threshold` takes.
+   the same regular subsample of the flat scan that `auto_threshold` takes. Skipped with a fixed
+   threshold when a few slices already show a gray image.
 2. **Second pass**: smoothing (slabs overlap by the kernel's half-width, so every smoothed value is the
    whole-scan value), the threshold, and 26-connected particles labelled per slab and joined across
    slab faces (a union of labels that touch across the face); each particle's size and bounding box.
@@ -76,7 +77,11 @@ def segment_slabs(scan, options: AnalysisOptions | None = None, *, mode: str = "
     unit = calibrated.unit
     nz, ny, nx = scan.shape
     slab = max(1, min(nz, slab_voxels // (ny * nx)))
-    lo, hi, binary, sample = _first_pass(scan, calibrate, slab, source)
+    if isinstance(opts.threshold, str) or not _surely_gray(scan, calibrate):
+        lo, hi, binary, sample = _first_pass(scan, calibrate, slab, source)
+    else:  # a fixed threshold on a gray image: the first pass has nothing to find (range only for an error)
+        lo = hi = sample = None
+        binary = False
     scan.meta["is_binary"] = calibrated.meta["is_binary"] = binary
     if binary:
         threshold, method, halo = (lo + hi) / 2, "binary-input", 0
@@ -96,6 +101,8 @@ def segment_slabs(scan, options: AnalysisOptions | None = None, *, mode: str = "
 
     particles = _particles(scan, calibrate, smooth, threshold, halo, slab)
     if particles["count"].size == 0:
+        if lo is None:
+            lo, hi, _, _ = _first_pass(scan, calibrate, slab, source)
         raise _no_bone_error(source, threshold, unit, lo, hi)
     log.info("threshold %.4g %s (%s)", threshold, unit, method)
     ys, xs = _rows_and_columns(particles, scan.spacing, scan.shape, opts)
@@ -138,6 +145,17 @@ def _slabs(nz: int, slab: int, what: str):
     starts = range(0, nz, slab)
     for z0 in tqdm(starts, desc=what, unit="slab", leave=False, disable=None):
         yield z0, min(nz, z0 + slab)
+
+
+def _surely_gray(scan, calibrate) -> bool:
+    """True when the slices `looks_like_hu` samples already hold more than two values (not a binary image)."""
+    from ..io.units import hu_sample_slices
+
+    for z in hu_sample_slices(scan.shape[0]):
+        values = calibrate(scan.read(z, z + 1)).ravel()
+        if np.any((values != values.min()) & (values != values.max())):
+            return True
+    return False
 
 
 def _first_pass(scan, calibrate, slab, source):
