@@ -13,7 +13,7 @@ RSS; and, as the yardstick, one plain pass reading every file's bytes. Finally i
 columns of the same files that hold the bone (all 2000 slices), analyses them in memory with the
 threshold the big run chose, and checks that every metric is equal.
 
-Usage:  python scripts/bench_large.py [--size 2000] [--memory auto|slabs|load] [--keep]
+Usage:  python scripts/bench_large.py [--size 2000] [--memory auto|slabs|load] [--threshold auto|HU] [--keep]
 (``--size 400 --memory slabs`` is a quick check: 1800 x 400 x 400, read slab by slab.)
 Needs ~17 GB of free disk under .bench-cache/ (deleted afterwards unless --keep).
 """
@@ -79,7 +79,7 @@ def build(size: int) -> tuple[Path, dict]:
     return folder, placement
 
 
-def measure(folder: Path, memory: str) -> dict:
+def measure(folder: Path, memory: str, threshold: str) -> dict:
     """Run in a child process: open_scan + analyze, stage times and peak RSS."""
     from bench import PeakRSS
 
@@ -98,7 +98,7 @@ def measure(folder: Path, memory: str) -> dict:
     scan = ctbone.open_scan(folder, memory=memory)
     open_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    result = ctbone.analyze(scan, render=False)
+    result = ctbone.analyze(scan, render=False, threshold=threshold if threshold == "auto" else float(threshold))
     analyze_s = time.perf_counter() - t0
     return {
         "shape": list(scan.shape), "slab_by_slab": isinstance(scan, DicomSlabs), "file_bytes": n_bytes,
@@ -115,13 +115,15 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the big series in .bench-cache/")
     parser.add_argument("--memory", default="auto", choices=("auto", "load", "slabs"),
                         help="how ctbone.open_scan reads the big scan (default: its own choice)")
+    parser.add_argument("--threshold", default="auto", help="'auto' (default) or a fixed value in HU")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(Path(args.child), args.memory), default=float))
+        print(json.dumps(measure(Path(args.child), args.memory, args.threshold), default=float))
         return
     folder, placement = build(args.size)
-    out = subprocess.run([sys.executable, __file__, "--child", str(folder), "--memory", args.memory],
+    out = subprocess.run([sys.executable, __file__, "--child", str(folder), "--memory", args.memory,
+                          "--threshold", args.threshold],
                          capture_output=True, text=True)
     if out.returncode:
         sys.exit(out.stderr[-3000:])

@@ -296,3 +296,13 @@ def test_no_bone_error_is_the_in_memory_one(phantom_with_particles):
         segment_slabs(_as_slabs(vol), opts, slab_voxels=5 * 64 * 81)
     assert str(by_slabs.value).split(": ", 1)[1] == str(in_memory.value).split(": ", 1)[1]
     assert "image range" in str(by_slabs.value)
+
+
+def test_info_describes_a_large_metaimage_from_its_header(realdata, monkeypatch):
+    import ctbone.io.slabs as slabs_module
+    from ctbone.io import scan_info
+
+    monkeypatch.setattr(slabs_module, "available_memory_bytes", lambda: 1_000_000)
+    info = scan_info(realdata / "mouse_femur" / "mouse_femur2.mhd")
+    assert info["reading"]["mode"] == "slab by slab" and info["geometry"]["shape_zyx"] == [103, 49, 63]
+    assert "value_range" not in info  # not read whole

@@ -80,12 +80,14 @@ def _reading_plan(n_voxels: int, slab_capable: bool) -> dict:
             "slabs_possible": slab_capable}
 
 
-def _tiff_stack_info(path: Path, spacing) -> dict:
-    """A folder of TIFFs described from its first page and the slices the unit test needs (no full read)."""
-    from .slabs import open_tiff_slabs
+def _slabs_info(path: Path, spacing) -> dict:
+    """A TIFF stack or a MetaImage too large for memory, described from its header or first page and the
+    slices the unit test needs (no full read)."""
+    from .slabs import open_slabs
 
-    scan = open_tiff_slabs(path, spacing)
-    return {"path": str(path), "format": "tiff", "series": [], "skipped": [], "chosen": str(path), "problem": None,
+    scan = open_slabs(path, spacing=spacing)
+    return {"path": str(path), "format": scan.meta.get("format"), "series": [], "skipped": [], "chosen": str(path),
+            "problem": None,
             "unit": scan.unit, "unit_reason": scan.meta.get("unit_reason"),
             "geometry": {"shape_zyx": list(scan.shape), "spacing_zyx_mm": list(scan.spacing),
                          "origin_xyz_mm": list(scan.origin), "direction": scan.direction.round(6).tolist()},
@@ -113,7 +115,15 @@ def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False
 
         files = tiff_files(path)
         if not fits_in_memory(len(files) * read_tiff_page(files[0]).size):  # describe it without reading it all
-            return _tiff_stack_info(path, spacing)
+            return _slabs_info(path, spacing)
+    if path.is_file() and path.name.lower().endswith(".mhd"):
+        from .slabs import fits_in_memory, mhd_voxels
+
+        if not fits_in_memory(mhd_voxels(path)):
+            try:
+                return _slabs_info(path, spacing)
+            except ScanReadError:  # compressed: described by reading it, as below
+                pass
     if is_volume_file or is_tiff_dir:
         from . import read_scan
 
