@@ -1,9 +1,15 @@
 """Scans read slab by slab, for scans larger than memory.
 
 A `ScanSlabs` knows a scan's geometry and provenance without holding its voxels; ``read(z0, z1, ys, xs)``
-returns the float32 values of one block, equal to the same block of `read_scan`'s array. `ArraySlabs`
-wraps anything that slices like a numpy array (``np.memmap``, zarr, h5py, dask; `open_mhd_slabs` maps a
-MetaImage's raw file); `DicomSlabs` reads a DICOM series file by file, `TiffSlabs` a folder of one TIFF per slice. The segmentation's slab path (`ctbone.segment.streamed`) uses them.
+returns the float32 values of one block, equal to the same block of `read_scan`'s array.
+
+* `ArraySlabs` wraps anything that slices like a numpy array (``np.memmap``, zarr, h5py, dask);
+  `open_mhd_slabs` maps a MetaImage's raw file with it.
+* `DicomSlabs` reads a DICOM series file by file, `TiffSlabs` a folder of one TIFF per slice.
+* `open_auto` decides between reading in memory and slab by slab from the voxel count and the memory
+  available.
+
+The segmentation's slab path (`ctbone.segment.streamed`) uses them.
 """
 
 from __future__ import annotations
