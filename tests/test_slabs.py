@@ -306,3 +306,33 @@ def test_info_describes_a_large_metaimage_from_its_header(realdata, monkeypatch)
     info = scan_info(realdata / "mouse_femur" / "mouse_femur2.mhd")
     assert info["reading"]["mode"] == "slab by slab" and info["geometry"]["shape_zyx"] == [103, 49, 63]
     assert "value_range" not in info  # not read whole
+
+
+def test_local_batch_workers_each_count_on_their_share_of_memory(dicom_folder, monkeypatch):
+    import ctbone.io.slabs as slabs_module
+
+    files = sum(p.stat().st_size for p in dicom_folder.iterdir())
+    monkeypatch.setattr(slabs_module, "available_memory_bytes", lambda: 12 * files)  # ~24 bytes per voxel
+    assert not isinstance(open_scan(dicom_folder), DicomSlabs)
+    assert isinstance(open_scan(dicom_folder, memory_share=0.5), DicomSlabs)  # two workers: 12 bytes each
+
+
+def test_batch_gives_each_local_worker_its_share(tmp_path, monkeypatch):
+    from test_batch_fakes import write_fake_scan
+
+    from ctbone.study import runner
+
+    seen = []
+
+    def fake_processes(jobs, workers):
+        seen.extend(job.memory_share for job in jobs)
+        return [{"name": job.name, "status": "error", "error": "stop", "seconds": 0.0} for job in jobs]
+
+    lines = ["animal_id,group,scan"]
+    for i in range(3):
+        write_fake_scan(tmp_path / "scans" / f"A{i}", float(i))
+        lines.append(f"A{i},{'ab'[i % 2]},scans/A{i}")
+    (tmp_path / "manifest.csv").write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(runner, "run_processes", fake_processes)
+    runner.run_batch(tmp_path / "manifest.csv", tmp_path / "out", workers=2, render=False, quiet=True)
+    assert seen == [0.5, 0.5, 0.5]

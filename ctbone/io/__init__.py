@@ -62,7 +62,8 @@ def read_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
 MEMORY_CHOICES = ("auto", "load", "slabs")
 
 
-def open_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False, memory: str = "auto"):
+def open_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False, memory: str = "auto",
+              memory_share: float = 1.0):
     """A scan to analyse: a `Volume` read into memory, or a `ScanSlabs` read slab by slab.
 
     Parameters
@@ -74,6 +75,8 @@ def open_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
         uncompressed raw file) read slab by slab (`ctbone.io.slabs`), for scans larger than memory. "auto": slab by slab only when
         the in-memory path would not fit in the memory available now (about
         `IN_MEMORY_BYTES_PER_VOXEL` bytes per voxel of the scan) and the series allows it.
+    memory_share : float
+        The fraction of the available memory "auto" may count on (1 / the scans read at once).
 
     Returns
     -------
@@ -88,8 +91,9 @@ def open_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     if memory == "slabs":
         return open_slabs(path, series, spacing=spacing)
     if memory == "auto" and path.is_dir() and any(path.iterdir()):
-        return open_auto(path, series, spacing=spacing, allow_nonuniform=allow_nonuniform)
-    if memory == "auto" and path.is_file() and path.name.lower().endswith(".mhd") and not fits_in_memory(mhd_voxels(path)):
+        return open_auto(path, series, spacing=spacing, allow_nonuniform=allow_nonuniform, share=memory_share)
+    if memory == "auto" and path.is_file() and path.name.lower().endswith(".mhd") \
+            and not fits_in_memory(mhd_voxels(path), share=memory_share):
         try:
             return open_mhd_slabs(path)
         except ScanReadError:  # e.g. compressed: the in-memory reader reads it, or says what is wrong

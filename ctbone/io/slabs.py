@@ -311,14 +311,14 @@ def available_memory_bytes() -> int | None:
     return None
 
 
-def fits_in_memory(n_voxels: int) -> bool:
-    """Whether the in-memory path's ~`IN_MEMORY_BYTES_PER_VOXEL` bytes per voxel fit in the memory available
-    now (True where that is unknown)."""
+def fits_in_memory(n_voxels: int, *, share: float = 1.0) -> bool:
+    """Whether the in-memory path's ~`IN_MEMORY_BYTES_PER_VOXEL` bytes per voxel fit in ``share`` of the
+    memory available now (True where that is unknown)."""
     available = available_memory_bytes()
-    return available is None or n_voxels * IN_MEMORY_BYTES_PER_VOXEL <= available
+    return available is None or n_voxels * IN_MEMORY_BYTES_PER_VOXEL <= share * available
 
 
-def open_auto(path: Path, series=None, *, spacing=None, allow_nonuniform: bool = False):
+def open_auto(path: Path, series=None, *, spacing=None, allow_nonuniform: bool = False, share: float = 1.0):
     """`open_scan(memory="auto")` for a folder: a DICOM series' or TIFF stack's voxels are counted from
     headers (DICOM headers are read once, for either path), then read in memory if they fit, else slab by
     slab where the scan allows it (single-frame files, uniform spacing)."""
@@ -329,11 +329,11 @@ def open_auto(path: Path, series=None, *, spacing=None, allow_nonuniform: bool =
     path = Path(path)
     if is_tiff_stack(path):
         files = tiff_files(path)
-        if len(files) > 1 and not fits_in_memory(len(files) * read_tiff_page(files[0]).size):
+        if len(files) > 1 and not fits_in_memory(len(files) * read_tiff_page(files[0]).size, share=share):
             return open_tiff_slabs(path, spacing)
         return read_scan(path, spacing=spacing)
     found = find_series(path, series)
-    if not fits_in_memory(found[0].n_voxels):
+    if not fits_in_memory(found[0].n_voxels, share=share):
         try:
             return open_dicom_slabs(path, series, found=found)
         except ScanReadError:  # multi-frame or non-uniform: the in-memory reader reads it, or says what is wrong

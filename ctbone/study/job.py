@@ -32,6 +32,8 @@ class Job:
     analyze_fn: object = None
     read_fn: object = None
     verbose: bool = False
+    # the fraction of the machine's available memory this job may count on (1 / local workers)
+    memory_share: float = 1.0
 
 
 def one_line(exc: BaseException) -> str:
@@ -62,8 +64,13 @@ def run_job(job: Job) -> dict:
         # reading options travel in the analysis options (one frozen object per row); passed only when set,
         # so replacement readers with the plain read_scan(path) signature keep working
         read_kwargs = {"allow_nonuniform": True} if getattr(job.options, "allow_nonuniform", False) else {}
+        scan_kwargs = dict(read_kwargs)
         memory = getattr(job.options, "memory", "auto")
-        volume = read(job.scan, **read_kwargs, **({"memory": memory} if memory != "auto" else {}))
+        if memory != "auto":
+            scan_kwargs["memory"] = memory
+        elif job.memory_share < 1.0 and job.read_fn is None:  # ctbone.open_scan decides on its share
+            scan_kwargs["memory_share"] = job.memory_share
+        volume = read(job.scan, **scan_kwargs)
         reference = read_reference(job.reference, **read_kwargs) if job.reference is not None else None
         kwargs = {"progress": lambda stage: log.info("%s: %s", job.name, stage)} if job.verbose else {}
         result = analyze(volume, reference=reference, options=job.options, **kwargs)

@@ -182,8 +182,12 @@ def _run(manifest, outdir, *, options, workers, scheduler, force, quiet, verbose
             skipped += 1
         else:
             extra = {"animal_id": row.animal_id, "group": row.group, "limb": row.limb, "timepoint": row.timepoint}
+            # local worker processes share this machine's memory: each decides in-memory or slab reading on
+            # its share of it (a cluster's workers each have their own machine)
+            share = 1.0 / min(workers, len(manifest.rows)) if scheduler is None and workers > 1 else 1.0
             jobs.append(Job(name=row.name, scan=row.scan, reference=row.reference, options=row_opts, outdir=scan_dir,
-                            render=render, extra=extra, analyze_fn=analyze_fn, read_fn=read_fn, verbose=verbose))
+                            render=render, extra=extra, analyze_fn=analyze_fn, read_fn=read_fn, verbose=verbose,
+                            memory_share=share))
         run["rows"][row.name] = entry
     if skipped:
         log.info("%d scan(s) unchanged since the last run: skipped (use --force to recompute)", skipped)
