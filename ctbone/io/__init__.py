@@ -43,16 +43,14 @@ def read_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
         naming the file and the problem.
     """
     from .dicom import read_dicom
-    from .formats import SITK_SUFFIXES, TIFF_SUFFIXES, has_suffix, read_sitk, read_tiff
+    from .formats import SITK_SUFFIXES, TIFF_SUFFIXES, has_suffix, is_tiff_stack, read_sitk, read_tiff
 
     path = Path(path)
     if not path.exists():
         raise ScanReadError(f"{path}: no such file or folder.")
     if path.is_file() and has_suffix(path, SITK_SUFFIXES):
         return read_sitk(path)
-    if (path.is_file() and has_suffix(path, TIFF_SUFFIXES)) or (
-            path.is_dir() and any(has_suffix(p, TIFF_SUFFIXES) for p in path.iterdir())
-            and not any(p.suffix.lower() == ".dcm" for p in path.iterdir())):
+    if (path.is_file() and has_suffix(path, TIFF_SUFFIXES)) or is_tiff_stack(path):
         return read_tiff(path, spacing=spacing)
     if path.is_dir() and not any(path.iterdir()):
         raise ScanReadError(f"{path}: folder is empty. Potential fix: point to the folder of the scan's files.")
@@ -83,21 +81,20 @@ def open_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     Volume or ScanSlabs
         Either is accepted by `ctbone.analyze`, with equal results.
     """
-    from .slabs import fits_in_memory, mhd_voxels, open_auto, open_mhd_slabs, open_slabs
+    from .formats import is_tiff_stack
+    from .slabs import open_dicom_auto, open_slabs, slabs_if_too_big
 
     if memory not in MEMORY_CHOICES:
         raise ValueError(f"memory must be one of {MEMORY_CHOICES}, got {memory!r}")
     path = Path(path)
     if memory == "slabs":
         return open_slabs(path, series, spacing=spacing)
-    if memory == "auto" and path.is_dir() and any(path.iterdir()):
-        return open_auto(path, series, spacing=spacing, allow_nonuniform=allow_nonuniform, share=memory_share)
-    if memory == "auto" and path.is_file() and path.name.lower().endswith(".mhd") \
-            and not fits_in_memory(mhd_voxels(path), share=memory_share):
-        try:
-            return open_mhd_slabs(path)
-        except ScanReadError:  # e.g. compressed: the in-memory reader reads it, or says what is wrong
-            pass
+    if memory == "auto":
+        scan = slabs_if_too_big(path, spacing=spacing, share=memory_share)
+        if scan is not None:
+            return scan
+        if path.is_dir() and any(path.iterdir()) and not is_tiff_stack(path):
+            return open_dicom_auto(path, series, allow_nonuniform=allow_nonuniform, share=memory_share)
     return read_scan(path, series, spacing=spacing, allow_nonuniform=allow_nonuniform)
 
 

@@ -146,6 +146,13 @@ def _spacing3(spacing, path: Path):
     return values
 
 
+def is_tiff_stack(path: Path) -> bool:
+    """A folder of TIFF files and no DICOM (.dcm) files: read as a TIFF stack."""
+    path = Path(path)
+    return path.is_dir() and any(has_suffix(p, TIFF_SUFFIXES) for p in path.iterdir()) \
+        and not any(p.suffix.lower() == ".dcm" for p in path.iterdir())
+
+
 def tiff_files(path: Path) -> list[Path]:
     """The TIFF files of a stack: the folder's TIFFs in natural name order, or the one (multi-page) file."""
     folder = path if path.is_dir() else path.parent

@@ -80,12 +80,9 @@ def _reading_plan(n_voxels: int, slab_capable: bool) -> dict:
             "slabs_possible": slab_capable}
 
 
-def _slabs_info(path: Path, spacing) -> dict:
-    """A TIFF stack or a MetaImage too large for memory, described from its header or first page and the
-    slices the unit test needs (no full read)."""
-    from .slabs import open_slabs
-
-    scan = open_slabs(path, spacing=spacing)
+def _slabs_info(path: Path, scan) -> dict:
+    """A TIFF stack or a MetaImage too large for memory, described from its `ScanSlabs` (its header or first
+    page and the slices the unit test needs; no full read)."""
     return {"path": str(path), "format": scan.meta.get("format"), "series": [], "skipped": [], "chosen": str(path),
             "problem": None,
             "unit": scan.unit, "unit_reason": scan.meta.get("unit_reason"),
@@ -101,29 +98,17 @@ def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     other formats are read. With ``allow_nonuniform`` a DICOM series with non-uniform slice spacing is
     described as `read_scan` would resample it (``"nonuniform"`` lists the gaps) instead of as a problem.
     """
-    from .formats import SITK_SUFFIXES, TIFF_SUFFIXES, has_suffix
+    from .formats import SITK_SUFFIXES, TIFF_SUFFIXES, has_suffix, is_tiff_stack
+    from .slabs import slabs_if_too_big
 
     path = Path(path)
     if not path.exists():
         raise ScanReadError(f"{path}: no such file or folder.")
     is_volume_file = path.is_file() and has_suffix(path, SITK_SUFFIXES + TIFF_SUFFIXES)
-    is_tiff_dir = path.is_dir() and any(has_suffix(p, TIFF_SUFFIXES) for p in path.iterdir()) \
-        and not any(p.suffix.lower() == ".dcm" for p in path.iterdir())
-    if is_tiff_dir and len([p for p in path.iterdir() if has_suffix(p, TIFF_SUFFIXES)]) > 1:
-        from .formats import read_tiff_page, tiff_files
-        from .slabs import fits_in_memory
-
-        files = tiff_files(path)
-        if not fits_in_memory(len(files) * read_tiff_page(files[0]).size):  # describe it without reading it all
-            return _slabs_info(path, spacing)
-    if path.is_file() and path.name.lower().endswith(".mhd"):
-        from .slabs import fits_in_memory, mhd_voxels
-
-        if not fits_in_memory(mhd_voxels(path)):
-            try:
-                return _slabs_info(path, spacing)
-            except ScanReadError:  # compressed: described by reading it, as below
-                pass
+    is_tiff_dir = is_tiff_stack(path)
+    big = slabs_if_too_big(path, spacing=spacing)  # described without reading it all
+    if big is not None:
+        return _slabs_info(path, big)
     if is_volume_file or is_tiff_dir:
         from . import read_scan
 

@@ -6,8 +6,8 @@ returns the float32 values of one block, equal to the same block of `read_scan`'
 * `ArraySlabs` wraps anything that slices like a numpy array (``np.memmap``, zarr, h5py, dask);
   `open_mhd_slabs` maps a MetaImage's raw file with it.
 * `DicomSlabs` reads a DICOM series file by file, `TiffSlabs` a folder of one TIFF per slice.
-* `open_auto` decides between reading in memory and slab by slab from the voxel count and the memory
-  available.
+* `slabs_if_too_big` and `open_dicom_auto` decide between reading in memory and slab by slab from the
+  voxel count and the memory available.
 
 The segmentation's slab path (`ctbone.segment.streamed`) uses them.
 """
@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import ScanReadError
 from ..volume import Volume
+from .formats import is_tiff_stack
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,21 @@ class ScanSlabs:
     def read(self, z0: int, z1: int, ys: slice = slice(None), xs: slice = slice(None)) -> np.ndarray:
         """float32 values of slices ``z0:z1``, rows ``ys``, columns ``xs``."""
         raise NotImplementedError
+
+    def _read_slices(self, z0, z1, ys, xs, fill_slice) -> np.ndarray:
+        """A float32 block filled slice by slice by ``fill_slice(z, out_slice)``, two files at a time (file
+        reading and numpy copies release the GIL)."""
+        out = np.empty((z1 - z0, len(range(self.shape[1])[ys]), len(range(self.shape[2])[xs])), np.float32)
+        with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
+            for _ in pool.map(lambda z: fill_slice(z, out[z - z0]), range(z0, z1)):
+                pass
+        return out
+
+    def unit_sample(self) -> np.ndarray:
+        """The slices `looks_like_hu` decides the unit on (`hu_sample_slices`), as the in-memory readers do."""
+        from .units import hu_sample_slices
+
+        return np.concatenate([self.read(z, z + 1) for z in hu_sample_slices(self.shape[0])])
 
     def volume(self, array: np.ndarray, *, y0: int = 0, x0: int = 0, unit: str | None = None,
                meta: dict | None = None) -> Volume:
@@ -105,19 +121,12 @@ class DicomSlabs(ScanSlabs):
     def read(self, z0, z1, ys=slice(None), xs=slice(None)):
         from .dicom import _frame_rescale, _frames, _rescale_into
 
-        rows = range(self.shape[1])[ys]
-        cols = range(self.shape[2])[xs]
-        out = np.empty((z1 - z0, len(rows), len(cols)), np.float32)
-
-        def fill(z: int) -> None:
+        def fill(z: int, out: np.ndarray) -> None:
             header, frame = self._order[z]
             slope, intercept = _frame_rescale(header)[frame]
-            _rescale_into(out[z - z0], _frames(header)[frame][ys, xs], slope, intercept)
+            _rescale_into(out, _frames(header)[frame][ys, xs], slope, intercept)
 
-        with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
-            for _ in pool.map(fill, range(z0, z1)):
-                pass
-        return out
+        return self._read_slices(z0, z1, ys, xs, fill)
 
 
 class TiffSlabs(ScanSlabs):
@@ -132,23 +141,15 @@ class TiffSlabs(ScanSlabs):
     def read(self, z0, z1, ys=slice(None), xs=slice(None)):
         from .formats import read_tiff_page
 
-        rows = range(self.shape[1])[ys]
-        cols = range(self.shape[2])[xs]
-        out = np.empty((z1 - z0, len(rows), len(cols)), np.float32)
+        def fill(z: int, out: np.ndarray) -> None:
+            out[...] = read_tiff_page(self._files[z], self.shape[1:])[ys, xs]
 
-        def fill(z: int) -> None:
-            out[z - z0] = read_tiff_page(self._files[z], self.shape[1:])[ys, xs]
-
-        with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
-            for _ in pool.map(fill, range(z0, z1)):
-                pass
-        return out
+        return self._read_slices(z0, z1, ys, xs, fill)
 
 
 def open_tiff_slabs(path: Path, spacing=None) -> TiffSlabs:
     """A folder of single-page TIFFs as a `TiffSlabs` (voxel size from ``spacing`` or a *_rec.log)."""
     from .formats import file_unit_and_meta, read_tiff_page, tiff_files, tiff_spacing
-    from .units import hu_sample_slices
 
     path = Path(path)
     files = tiff_files(path)
@@ -158,10 +159,9 @@ def open_tiff_slabs(path: Path, spacing=None) -> TiffSlabs:
     spacing3, source = tiff_spacing(path, spacing)
     first = read_tiff_page(files[0])
     scan = TiffSlabs(files, shape=(len(files),) + first.shape, spacing=spacing3)
-    sample = np.concatenate([scan.read(z, z + 1) for z in hu_sample_slices(len(files))])
     # is_binary needs every voxel: the slab segmentation's first pass sets it
-    scan.unit, meta = file_unit_and_meta(sample, path, "tiff", {"spacing_source": source, "files": len(files)},
-                                         is_binary=False)
+    scan.unit, meta = file_unit_and_meta(scan.unit_sample(), path, "tiff",
+                                         {"spacing_source": source, "files": len(files)}, is_binary=False)
     scan.meta = {**meta, "read": "slab by slab"}
     return scan
 
@@ -178,7 +178,6 @@ def open_dicom_slabs(path: Path, series=None, *, found=None) -> DicomSlabs:
         non-uniform slice spacing (both need the whole series at once).
     """
     from .dicom import _check_file_sizes, _meta, find_series, slice_geometry
-    from .units import hu_sample_slices
 
     path = Path(path)
     chosen, skipped = found or find_series(path, series)
@@ -193,10 +192,8 @@ def open_dicom_slabs(path: Path, series=None, *, found=None) -> DicomSlabs:
     slopes = np.array([x.slope for x, _ in geometry.order], float)
     intercepts = np.array([x.intercept for x, _ in geometry.order], float)
     scan = DicomSlabs(geometry, shape=shape, spacing=spacing)
-    # the unit is decided on the same slices the in-memory reader looks at
-    sample = np.concatenate([scan.read(z, z + 1) for z in hu_sample_slices(shape[0])])
     # is_binary needs every voxel: the slab segmentation's first pass sets it
-    meta = _meta(chosen, path, slopes, intercepts, sample, is_binary=False)
+    meta = _meta(chosen, path, slopes, intercepts, scan.unit_sample(), is_binary=False)
     scan.unit = meta.pop("unit")
     scan.meta = {**meta, "skipped": skipped, "read": "slab by slab"}
     return scan
@@ -231,7 +228,6 @@ def open_mhd_slabs(path: Path) -> ArraySlabs:
     import SimpleITK as sitk
 
     from .formats import file_unit_and_meta
-    from .units import hu_sample_slices
 
     path = Path(path)
     header = _mhd_header(path)
@@ -269,26 +265,16 @@ def open_mhd_slabs(path: Path) -> ArraySlabs:
     array = np.memmap(data, dtype=dtype, mode="r", offset=offset, shape=shape)
     scan = ArraySlabs(array, spacing=tuple(reader.GetSpacing())[::-1], origin=tuple(reader.GetOrigin()),
                       direction=np.array(reader.GetDirection()).reshape(3, 3))
-    sample = np.concatenate([scan.read(z, z + 1) for z in hu_sample_slices(shape[0])])
     # is_binary needs every voxel: the slab segmentation's first pass sets it
-    scan.unit, meta = file_unit_and_meta(sample, path, "sitk", None, is_binary=False)
+    scan.unit, meta = file_unit_and_meta(scan.unit_sample(), path, "sitk", None, is_binary=False)
     scan.meta = {**meta, "read": "slab by slab"}
     return scan
-
-
-def is_tiff_stack(path: Path) -> bool:
-    """A folder of TIFF files and no DICOM (.dcm) files, as `read_scan` decides it."""
-    from .formats import TIFF_SUFFIXES, has_suffix
-
-    path = Path(path)
-    return path.is_dir() and any(has_suffix(p, TIFF_SUFFIXES) for p in path.iterdir()) \
-        and not any(p.suffix.lower() == ".dcm" for p in path.iterdir())
 
 
 def open_slabs(path: Path, series=None, *, spacing=None) -> ScanSlabs:
     """A folder holding a DICOM series or a TIFF stack, or a MetaImage (.mhd), read slab by slab."""
     path = Path(path)
-    if path.is_file() and path.name.lower().endswith(".mhd"):
+    if is_mhd(path):
         return open_mhd_slabs(path)
     if path.is_file() or not path.exists():
         raise ScanReadError(f"{path}: only a folder holding a DICOM series or a TIFF stack (one file per slice), or a "
@@ -297,6 +283,29 @@ def open_slabs(path: Path, series=None, *, spacing=None) -> ScanSlabs:
     if is_tiff_stack(path):
         return open_tiff_slabs(path, spacing)
     return open_dicom_slabs(path, series)
+
+
+def is_mhd(path: Path) -> bool:
+    return Path(path).is_file() and Path(path).name.lower().endswith(".mhd")
+
+
+def slabs_if_too_big(path: Path, *, spacing=None, share: float = 1.0) -> ScanSlabs | None:
+    """A TIFF stack (one file per slice) or a MetaImage that would not fit in ``share`` of the memory available,
+    as its `ScanSlabs`; None for anything else (it is read in memory). Only a header or a first page is read.
+    DICOM series are decided in `open_dicom_auto`, which reads their headers once for either path."""
+    from .formats import read_tiff_page, tiff_files
+
+    path = Path(path)
+    if is_tiff_stack(path):
+        files = tiff_files(path)
+        if len(files) > 1 and not fits_in_memory(len(files) * read_tiff_page(files[0]).size, share=share):
+            return open_tiff_slabs(path, spacing)
+    elif is_mhd(path) and not fits_in_memory(mhd_voxels(path), share=share):
+        try:
+            return open_mhd_slabs(path)
+        except ScanReadError:  # e.g. compressed: the in-memory reader reads it, or says what is wrong
+            return None
+    return None
 
 
 def available_memory_bytes() -> int | None:
@@ -318,20 +327,12 @@ def fits_in_memory(n_voxels: int, *, share: float = 1.0) -> bool:
     return available is None or n_voxels * IN_MEMORY_BYTES_PER_VOXEL <= share * available
 
 
-def open_auto(path: Path, series=None, *, spacing=None, allow_nonuniform: bool = False, share: float = 1.0):
-    """`open_scan(memory="auto")` for a folder: a DICOM series' or TIFF stack's voxels are counted from
-    headers (DICOM headers are read once, for either path), then read in memory if they fit, else slab by
-    slab where the scan allows it (single-frame files, uniform spacing)."""
-    from . import read_scan
+def open_dicom_auto(path: Path, series=None, *, allow_nonuniform: bool = False, share: float = 1.0):
+    """`open_scan(memory="auto")` for a DICOM folder: the chosen series' voxels are counted from its headers
+    (read once, for either path), then it is read in memory if they fit in ``share`` of the memory available,
+    else slab by slab where the series allows it (single-frame files, uniform spacing)."""
     from .dicom import find_series, read_dicom
-    from .formats import read_tiff_page, tiff_files
 
-    path = Path(path)
-    if is_tiff_stack(path):
-        files = tiff_files(path)
-        if len(files) > 1 and not fits_in_memory(len(files) * read_tiff_page(files[0]).size, share=share):
-            return open_tiff_slabs(path, spacing)
-        return read_scan(path, spacing=spacing)
     found = find_series(path, series)
     if not fits_in_memory(found[0].n_voxels, share=share):
         try:
