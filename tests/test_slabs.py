@@ -37,6 +37,17 @@ def dicom_folder(phantom_with_particles, tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="module")
+def tiff_folder(phantom_with_particles, tmp_path_factory):
+    """The phantom as one int16 TIFF per slice (as Bruker NRecon writes a reconstruction)."""
+    import tifffile
+
+    folder = tmp_path_factory.mktemp("tiffs")
+    for z, page in enumerate(np.rint(phantom_with_particles.array).astype(np.int16)):
+        tifffile.imwrite(folder / f"rec_{z:04d}.tif", page)
+    return folder
+
+
 def _as_slabs(vol):
     return ArraySlabs(vol.array, spacing=vol.spacing, origin=vol.origin, direction=vol.direction, unit=vol.unit,
                       meta=vol.meta)
@@ -228,28 +239,22 @@ def test_metaimage_by_slabs_equals_in_memory(phantom_with_particles, tmp_path, m
     assert not isinstance(open_scan(tmp_path / "packed.mhd"), ArraySlabs)  # read in memory: it cannot be mapped
 
 
-def test_tiff_stack_by_slabs_equals_in_memory(phantom_with_particles, tmp_path, monkeypatch):
-    import tifffile
-
+def test_tiff_stack_by_slabs_equals_in_memory(tiff_folder, monkeypatch):
     from ctbone.io.slabs import TiffSlabs
 
-    stack = np.rint(phantom_with_particles.array).astype(np.int16)
-    for z, page in enumerate(stack):
-        tifffile.imwrite(tmp_path / f"rec_{z:04d}.tif", page)
-    memory = read_scan(tmp_path, spacing=0.03)
-    slabs = open_scan(tmp_path, spacing=0.03, memory="slabs")
+    memory = read_scan(tiff_folder, spacing=0.03)
+    slabs = open_scan(tiff_folder, spacing=0.03, memory="slabs")
     assert isinstance(slabs, TiffSlabs) and slabs.unit == memory.unit and slabs.meta["format"] == "tiff"
     assert np.array_equal(slabs.read(0, slabs.shape[0]), memory.array)
     _same_segmentation(segment(memory, AnalysisOptions()), segment_slabs(slabs, AnalysisOptions(), slab_voxels=10 * 64 * 81))
     import ctbone.io.slabs as slabs_module
 
-    monkeypatch.setattr(slabs_module, "available_memory_bytes", lambda: 4 * stack.nbytes)  # 8 bytes per voxel
-    assert isinstance(open_scan(tmp_path, spacing=0.03), TiffSlabs)
+    int16_bytes = 2 * int(np.prod(memory.shape))
+    monkeypatch.setattr(slabs_module, "available_memory_bytes", lambda: 4 * int16_bytes)  # 8 bytes per voxel
+    assert isinstance(open_scan(tiff_folder, spacing=0.03), TiffSlabs)
 
 
-def test_info_tells_how_the_scan_would_be_read(dicom_folder, phantom_with_particles, tmp_path, monkeypatch):
-    import tifffile
-
+def test_info_tells_how_the_scan_would_be_read(dicom_folder, tiff_folder, monkeypatch):
     import ctbone.io.slabs as slabs_module
     from ctbone.io import format_scan_info, scan_info
 
@@ -258,9 +263,7 @@ def test_info_tells_how_the_scan_would_be_read(dicom_folder, phantom_with_partic
     info = scan_info(dicom_folder)
     assert info["reading"]["mode"] == "slab by slab" and info["reading"]["available_gb"] == 0.0
     assert "reading: slab by slab" in format_scan_info(info)
-    for z, page in enumerate(np.rint(phantom_with_particles.array).astype(np.int16)):
-        tifffile.imwrite(tmp_path / f"rec_{z:04d}.tif", page)
-    info = scan_info(tmp_path, spacing=0.03)  # described from its first page, not read whole
+    info = scan_info(tiff_folder, spacing=0.03)  # described from its first page, not read whole
     assert info["reading"]["mode"] == "slab by slab" and info["geometry"]["shape_zyx"] == [67, 64, 81]
 
 

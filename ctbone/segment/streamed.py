@@ -34,6 +34,7 @@ import numpy as np
 
 from ..errors import SegmentationError
 from ..options import AnalysisOptions
+from ..volume import bounding_box
 from .smooth import gaussian_smooth
 from .threshold import sample_stride, threshold_of_sample
 
@@ -194,8 +195,8 @@ def _particles(scan, calibrate, smooth, threshold, halo, slab) -> dict:
     n_labels = 0
     below = None  # the previous slab's last slice of labels, in global label numbers (None: no bone there)
     for z0, z1 in _slabs(nz, slab, "ctbone: bone particles"):
-        r0, r1 = max(0, z0 - halo), min(nz, z1 + halo)
-        raw = calibrate(scan.read(r0, r1))
+        rz = _widened(slice(z0, z1), halo, nz)
+        raw = calibrate(scan.read(rz.start, rz.stop))
         regions = _reach_above(raw, threshold, halo)
         if not regions:
             below = None
@@ -204,10 +205,8 @@ def _particles(scan, calibrate, smooth, threshold, halo, slab) -> dict:
         xa, xb = min(r[1].start for r in regions), max(r[1].stop for r in regions)
         bone = np.zeros((z1 - z0, yb - ya, xb - xa), bool)
         for ys, xs in regions:  # each smoothed with a halo of rows and columns around it: exact values
-            ry = slice(max(0, ys.start - halo), min(ny, ys.stop + halo))
-            rx = slice(max(0, xs.start - halo), min(nx, xs.stop + halo))
-            smoothed = smooth(raw[:, ry, rx])[z0 - r0:z1 - r0, ys.start - ry.start:ys.stop - ry.start,
-                                               xs.start - rx.start:xs.stop - rx.start]
+            ry, rx = _widened(ys, halo, ny), _widened(xs, halo, nx)
+            smoothed = smooth(raw[:, ry, rx])[_within(slice(z0, z1), rz), _within(ys, ry), _within(xs, rx)]
             bone[:, ys.start - ya:ys.stop - ya, xs.start - xa:xs.stop - xa] |= smoothed > threshold
             del smoothed
         del raw
@@ -260,11 +259,17 @@ def _reach_above(raw: np.ndarray, threshold: float, halo: int) -> list:
     if halo:
         near = ndimage.binary_dilation(near, np.ones((2 * halo + 1,) * 2, bool))
     labels, n = ndimage.label(near, np.ones((3, 3), bool))
-    boxes = ndimage.find_objects(labels)
-    if n > MAX_REGIONS:
-        rows, cols = np.flatnonzero(near.any(axis=1)), np.flatnonzero(near.any(axis=0))
-        return [(slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))]
-    return boxes
+    return [bounding_box(near)] if n > MAX_REGIONS else ndimage.find_objects(labels)
+
+
+def _widened(sl: slice, by: int, n: int) -> slice:
+    """``sl`` grown by ``by`` at both ends, clipped to 0..n."""
+    return slice(max(0, sl.start - by), min(n, sl.stop + by))
+
+
+def _within(inner: slice, outer: slice) -> slice:
+    """``inner`` in the coordinates of an array cut at ``outer``."""
+    return slice(inner.start - outer.start, inner.stop - outer.start)
 
 
 def _numbered(labels: np.ndarray, offset: int) -> np.ndarray:
@@ -301,21 +306,19 @@ def _rows_and_columns(particles, spacing_mm, shape, opts) -> tuple[slice, slice]
     big = count * float(np.prod(spacing_mm)) >= opts.min_particle_mm3
     kept = big & (gap_mm <= opts.max_defect_diameter_mm)
     kept[largest] = True
-    ys = slice(max(0, int(lo[kept, 1].min()) - CROP_MARGIN_VOX), min(shape[1], int(hi[kept, 1].max()) + CROP_MARGIN_VOX))
-    xs = slice(max(0, int(lo[kept, 2].min()) - CROP_MARGIN_VOX), min(shape[2], int(hi[kept, 2].max()) + CROP_MARGIN_VOX))
-    return ys, xs
+    return tuple(_widened(slice(int(lo[kept, a].min()), int(hi[kept, a].max())), CROP_MARGIN_VOX, shape[a])
+                 for a in (1, 2))
 
 
 def _read_block(scan, calibrate, smooth, calibrated, halo, ys, xs, slab):
     """The calibrated and smoothed images of all slices × rows ``ys`` × columns ``xs``; smoothed with
     ``halo`` extra rows and columns around them, so every value equals the whole scan's."""
     nz, ny, nx = scan.shape
-    hy = slice(max(0, ys.start - halo), min(ny, ys.stop + halo))
-    hx = slice(max(0, xs.start - halo), min(nx, xs.stop + halo))
+    hy, hx = _widened(ys, halo, ny), _widened(xs, halo, nx)
     block = np.empty((nz, hy.stop - hy.start, hx.stop - hx.start), np.float32)
     for z0, z1 in _slabs(nz, max(slab, slab * ny * nx // block[0].size), "ctbone: bone block"):
         block[z0:z1] = calibrate(scan.read(z0, z1, hy, hx))
-    inner = (slice(None), slice(ys.start - hy.start, ys.stop - hy.start), slice(xs.start - hx.start, xs.stop - hx.start))
+    inner = (slice(None), _within(ys, hy), _within(xs, hx))
     smoothed = np.ascontiguousarray(smooth(block)[inner])
     raw = np.ascontiguousarray(block[inner])
     del block

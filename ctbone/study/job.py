@@ -49,16 +49,13 @@ def run_job(job: Job) -> dict:
     from ..report.scan_outputs import write_scan_outputs
 
     t0 = time.perf_counter()
-    read = job.read_fn
-    analyze = job.analyze_fn
-    read_reference = read
-    if read is None or analyze is None:
-        import ctbone
+    import ctbone
 
-        # the scan slab by slab when it would not fit in memory; a reference is registered to the scan
-        # as a whole, so it is always read in memory
-        read, read_reference = (read, read) if read is not None else (ctbone.open_scan, ctbone.read_scan)
-        analyze = analyze or ctbone.analyze
+    # the scan slab by slab when it would not fit in memory; a reference is registered to the scan
+    # as a whole, so it is always read in memory
+    read = job.read_fn or ctbone.open_scan
+    read_reference = job.read_fn or ctbone.read_scan
+    analyze = job.analyze_fn or ctbone.analyze
     try:
         _clean_partial(job.outdir)
         # reading options travel in the analysis options (one frozen object per row); passed only when set,

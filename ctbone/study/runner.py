@@ -163,6 +163,9 @@ def _run(manifest, outdir, *, options, workers, scheduler, force, quiet, verbose
     run = {"ctbone_version": version, "manifest": str(manifest.path), "parameters": parameters,
            "control": control, "workers": workers, "scheduler": str(scheduler) if scheduler else None,
            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": {}}
+    # local worker processes share this machine's memory: each decides in-memory or slab reading on
+    # its share of it (a cluster's workers each have their own machine)
+    share = 1.0 / min(workers, len(manifest.rows)) if scheduler is None and workers > 1 else 1.0
     jobs, skipped = [], 0
     for row in manifest.rows:
         row_opts = _row_options(options, row)
@@ -182,9 +185,6 @@ def _run(manifest, outdir, *, options, workers, scheduler, force, quiet, verbose
             skipped += 1
         else:
             extra = {"animal_id": row.animal_id, "group": row.group, "limb": row.limb, "timepoint": row.timepoint}
-            # local worker processes share this machine's memory: each decides in-memory or slab reading on
-            # its share of it (a cluster's workers each have their own machine)
-            share = 1.0 / min(workers, len(manifest.rows)) if scheduler is None and workers > 1 else 1.0
             jobs.append(Job(name=row.name, scan=row.scan, reference=row.reference, options=row_opts, outdir=scan_dir,
                             render=render, extra=extra, analyze_fn=analyze_fn, read_fn=read_fn, verbose=verbose,
                             memory_share=share))
