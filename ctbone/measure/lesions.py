@@ -35,6 +35,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import SegmentationError
+from ..segment.ball import within_mm
 from ..segment.envelope import distance_to
 from ..segment.flood import flood_in_slices
 from ..segment.labels import label_counts
@@ -379,7 +380,7 @@ def _grow_back(core, allowed, min_voxels, reach_mm, spacing):
     if box is None:
         return kept
     grown = np.zeros(kept.shape, bool)
-    grown[box] = allowed[box] & (distance_to(kept[box], spacing) <= reach_mm)
+    grown[box] = allowed[box] & within_mm(kept[box], spacing_mm=spacing, radius_mm=reach_mm)
     return keep_large(grown, min_voxels=min_voxels)
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import RegistrationError
-from ..segment.envelope import distance_to
+from ..segment.ball import within_mm
 from ..volume import Volume
 from .lesions_geometry import keep_large
 
@@ -228,8 +228,8 @@ def _resample(moving, fixed, transform):
 
 def _changed(present: np.ndarray, other: np.ndarray, tol_mm: float, min_voxels: float, spacing) -> np.ndarray:
     """``present`` voxels absent from ``other`` beyond ``tol_mm``, in regions ≥ ``min_voxels``, grown back."""
-    core = present & (distance_to(other, spacing) > tol_mm) if other.any() else present.copy()
+    core = present & ~within_mm(other, spacing_mm=spacing, radius_mm=tol_mm)
     kept = keep_large(core, min_voxels=min_voxels)
     if not kept.any():
         return kept
-    return present & ~other & (distance_to(kept, spacing) <= tol_mm + float(np.mean(spacing)))
+    return present & ~other & within_mm(kept, spacing_mm=spacing, radius_mm=tol_mm + float(np.mean(spacing)))

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from .envelope import distance_to
+from .ball import within_mm
 from .labels import label_counts
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def keep_bone_of_interest(bone: np.ndarray, *, spacing_mm, min_particle_mm3: flo
     keep[largest] = True
     candidates = big[(big != largest) & (big != 0)]
     if candidates.size:
-        near = distance_to(labels == largest, spacing_mm) <= near_mm
+        near = within_mm(labels == largest, spacing_mm=spacing_mm, radius_mm=near_mm)
         touching = np.unique(labels[near])
         keep[np.intersect1d(candidates, touching)] = True
     log.debug("despeckle: %d particles, kept %d", counts.size - 1, int(keep.sum()))

@@ -2,8 +2,8 @@
 
 A morphological closing with a ball of radius ``bridge_diameter_mm / 2``
 (Osteolytica principle: the closing radius must be at least half the widest
-hole to bridge), computed with exact Euclidean distance transforms so the
-ball is round in mm on anisotropic grids, then a slice-wise hole fill across
+hole to bridge), computed with exact Euclidean ball dilations (`ball.within_mm`)
+so the ball is round in mm on anisotropic grids, then a slice-wise hole fill across
 the long axis (z) so the marrow cavity, open at the cut ends of the shaft, is
 inside the envelope.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..volume import Volume
+from .ball import within_mm
 from .flood import flood_in_slices
 from .morphology import erode_by
 
@@ -56,9 +57,9 @@ def close_mm(mask: np.ndarray, *, spacing_mm, radius_mm: float) -> np.ndarray:
         return mask.astype(bool, copy=True)
     pad = [int(np.ceil(radius_mm / s)) + 1 for s in spacing_mm]
     padded = np.pad(mask.astype(bool), [(p, p) for p in pad])
-    dilated = distance_to(padded, spacing_mm) <= radius_mm
-    closed = distance_inside(dilated, spacing_mm) > radius_mm
-    closed |= padded  # closing is extensive; guards against rounding at the ball's rim
+    dilated = within_mm(padded, spacing_mm=spacing_mm, radius_mm=radius_mm)
+    # the erosion: what is not within the radius of the space the dilation left
+    closed = ~within_mm(~dilated, spacing_mm=spacing_mm, radius_mm=radius_mm)
     return closed[tuple(slice(p, -p) for p in pad)]
 
 
@@ -67,10 +68,8 @@ def open_mm(mask: np.ndarray, *, spacing_mm, radius_mm: float) -> np.ndarray:
     in ``mask``. The array's edge is not outside (the shaft goes on beyond the first and last slices)."""
     if radius_mm <= 0:
         return mask.astype(bool, copy=True)
-    core = distance_inside(mask, spacing_mm) > radius_mm
-    if not core.any():
-        return np.zeros(mask.shape, bool)
-    return (distance_to(core, spacing_mm) <= radius_mm) & mask
+    core = ~within_mm(~np.asarray(mask, bool), spacing_mm=spacing_mm, radius_mm=radius_mm)
+    return within_mm(core, spacing_mm=spacing_mm, radius_mm=radius_mm) & mask
 
 
 def fill_slices(mask: np.ndarray) -> np.ndarray:

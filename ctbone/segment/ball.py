@@ -1,0 +1,143 @@
+"""Dilation by a Euclidean ball: every voxel within a distance in mm of a mask.
+
+The closings and openings of the envelope and the compartments, and the "within reach" tests of
+despeckle and the lesion stage, only ask whether a voxel is within a radius of a mask, never how far
+it is. `within_mm` answers that with the separable squared-distance transform of Felzenszwalb and
+Huttenlocher (lower envelope of parabolas, one axis at a time), in voxel units, with every value
+above the radius dropped as soon as it appears: a line with no voxel in reach is skipped whole, and
+no float distance volume is built. On the 512^3 bench scan it is about twice as fast as a full
+distance transform by the `edt` package thresholded afterwards, with the same voxels
+(scripts/bench_ball.py, tests/test_ball.py).
+
+On an isotropic grid the squared distances are whole numbers of voxel², held exactly, so a voxel at
+exactly the radius is in (the radius is inclusive); on anisotropic grids they carry float32
+rounding, and the radius is inclusive to a relative 1e-6.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+# a voxel at the radius up to this relative slack is within it: float noise in spacing or radius
+# (0.3 / 0.01 is not exactly 30) must not move a whole shell of tied voxels in or out
+RADIUS_RTOL = 1e-6
+# spacings equal to this relative tolerance are the same (DICOM spacing strings often differ in the 17th digit)
+ISOTROPIC_RTOL = 1e-9
+
+
+def within_mm(mask: np.ndarray, *, spacing_mm, radius_mm: float) -> np.ndarray:
+    """Voxels whose centre is within ``radius_mm`` (inclusive) of the centre of a ``True`` voxel of ``mask``.
+
+    Equal to ``distance_to(mask) <= radius_mm``. The array's edge is not a wall: only ``mask`` counts.
+
+    Parameters
+    ----------
+    mask : (Z, Y, X) bool ndarray
+    spacing_mm : tuple of 3 float, keyword-only
+        Voxel size along (z, y, x), mm.
+    radius_mm : float, keyword-only
+
+    Returns
+    -------
+    (Z, Y, X) bool ndarray
+    """
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    if mask.ndim != 3:
+        raise ValueError(f"within_mm needs a 3-D mask, got {mask.ndim}-D")
+    if radius_mm < 0 or mask.size == 0 or not mask.any():
+        return np.zeros(mask.shape, bool)
+    unit = float(min(spacing_mm))
+    weights = [(float(s) / unit) ** 2 for s in spacing_mm]
+    weights = [1.0 if abs(w - 1.0) <= ISOTROPIC_RTOL else w for w in weights]
+    limit = (float(radius_mm) / unit) ** 2 * (1.0 + RADIUS_RTOL)
+    return _within(mask, weights[0], weights[1], weights[2], limit)
+
+
+@njit(cache=True, inline="always")
+def _lower_envelope(f, n, weight, far, sites, bounds, out):  # pragma: no cover - compiled
+    """out[q] = min over p of f[p] + weight (q - p)² for the sites with f[p] < far; ``far`` where none."""
+    k = -1
+    for q in range(n):
+        fq = f[q]
+        if fq >= far:
+            continue
+        s = -np.inf
+        while k >= 0:
+            p = sites[k]
+            s = ((fq + weight * q * q) - (f[p] + weight * p * p)) / (2.0 * weight * (q - p))
+            if s > bounds[k]:
+                break
+            k -= 1
+        k += 1
+        sites[k] = q
+        bounds[k] = s if k > 0 else -np.inf
+        bounds[k + 1] = np.inf
+    if k < 0:
+        out[:n] = far
+        return
+    j = 0
+    for q in range(n):
+        while bounds[j + 1] < q:
+            j += 1
+        p = sites[j]
+        d = f[p] + weight * (q - p) * (q - p)
+        out[q] = d if d < far else far
+
+
+@njit(cache=True, parallel=True)
+def _within(mask, wz, wy, wx, limit):  # pragma: no cover - compiled
+    nz, ny, nx = mask.shape
+    far = np.float32(limit + 1.0)  # any value above the limit: it can only grow in later passes
+    g = np.empty((nz, ny, nx), np.float32)
+    n = max(nx, ny)
+    for z in prange(nz):
+        line = np.empty(n, np.float64)
+        found = np.empty(n, np.float64)
+        sites = np.empty(n + 1, np.int64)
+        bounds = np.empty(n + 2, np.float64)
+        # along x: the nearest mask voxel in the row, two sweeps
+        for y in range(ny):
+            last = -1
+            for x in range(nx):
+                if mask[z, y, x]:
+                    last = x
+                line[x] = np.inf if last < 0 else x - last
+            last = -1
+            for x in range(nx - 1, -1, -1):
+                if mask[z, y, x]:
+                    last = x
+                d = line[x] if last < 0 else min(line[x], float(last - x))
+                d2 = wx * d * d
+                g[z, y, x] = d2 if d2 < far else far
+        # along y, in the same slice
+        for x in range(nx):
+            reach = False
+            for y in range(ny):
+                line[y] = g[z, y, x]
+                reach |= line[y] < far
+            if reach:
+                _lower_envelope(line, ny, wy, far, sites, bounds, found)
+                for y in range(ny):
+                    g[z, y, x] = found[y]
+    out = np.zeros((nz, ny, nx), np.bool_)
+    for y in prange(ny):
+        # along z: the (z, x) plane of one y gathered once, so the columns are read from cache
+        plane = np.empty((nz, nx), np.float64)
+        line = np.empty(nz, np.float64)
+        found = np.empty(nz, np.float64)
+        sites = np.empty(nz + 1, np.int64)
+        bounds = np.empty(nz + 2, np.float64)
+        for z in range(nz):
+            for x in range(nx):
+                plane[z, x] = g[z, y, x]
+        for x in range(nx):
+            reach = False
+            for z in range(nz):
+                line[z] = plane[z, x]
+                reach |= line[z] < far
+            if reach:
+                _lower_envelope(line, nz, wz, far, sites, bounds, found)
+                for z in range(nz):
+                    out[z, y, x] = found[z] <= limit
+    return out

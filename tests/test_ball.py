@@ -1,0 +1,70 @@
+"""within_mm (dilation by a Euclidean ball) against its definition and against the edt package."""
+
+import numpy as np
+import pytest
+
+from ctbone.segment.ball import within_mm
+from ctbone.segment.envelope import close_mm, distance_to, open_mm
+
+
+def _brute_within(mask, spacing, radius):
+    """The definition: some True voxel centre at squared distance <= radius² (1 + 1e-6)."""
+    if not mask.any():
+        return np.zeros(mask.shape, bool)
+    sites = np.argwhere(mask) * np.asarray(spacing)
+    grid = np.indices(mask.shape).reshape(3, -1).T * np.asarray(spacing)
+    d2 = ((grid[:, None, :] - sites[None]) ** 2).sum(-1).min(axis=1)
+    return (d2 <= radius * radius * (1 + 1e-6)).reshape(mask.shape)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_within_equals_the_definition(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(12):
+        shape = tuple(int(n) for n in rng.integers(1, 13, 3))
+        mask = rng.random(shape) < rng.choice([0.002, 0.03, 0.3])
+        spacing = (0.01, 0.01, 0.01) if seed % 2 else tuple(float(s) for s in rng.choice([0.5, 0.7, 1.0, 1.5], 3))
+        radius = float(rng.choice([0.0, 0.01, 0.03, 0.05, 0.7, 1.0, 2.2, 3.0]))
+        assert np.array_equal(within_mm(mask, spacing_mm=spacing, radius_mm=radius),
+                              _brute_within(mask, spacing, radius))
+
+
+def test_a_voxel_at_exactly_the_radius_is_within():
+    mask = np.zeros((1, 1, 61), bool)
+    mask[0, 0, 0] = True
+    # 0.3 / 0.01 is 29.999999999999996 in floats; the voxel 30 steps away is still at the radius
+    got = within_mm(mask, spacing_mm=(0.01, 0.01, 0.01), radius_mm=0.3)
+    assert got[0, 0, :31].all() and not got[0, 0, 31:].any()
+    # a DICOM spacing that differs in the 17th digit is still isotropic
+    assert np.array_equal(within_mm(mask, spacing_mm=(0.0042499999999999994, 0.00425, 0.00425), radius_mm=30 * 0.00425),
+                          got)
+
+
+def test_within_equals_thresholded_edt_on_a_large_random_mask():
+    rng = np.random.default_rng(3)
+    mask = rng.random((40, 70, 90)) < 0.001
+    for spacing, radius in [((0.01, 0.01, 0.01), 0.123), ((0.02, 0.01, 0.015), 0.087)]:
+        # radii with no voxel near a tie, so edt's float32 rounding cannot differ
+        assert np.array_equal(within_mm(mask, spacing_mm=spacing, radius_mm=radius),
+                              distance_to(mask, spacing) <= radius)
+
+
+def test_empty_mask_and_zero_radius():
+    mask = np.zeros((3, 4, 5), bool)
+    assert not within_mm(mask, spacing_mm=(1, 1, 1), radius_mm=5).any()
+    mask[1, 2, 3] = True
+    assert np.array_equal(within_mm(mask, spacing_mm=(1, 1, 1), radius_mm=0), mask)
+
+
+def test_closing_bridges_a_gap_and_opening_removes_a_thin_bar():
+    # two slabs 4 voxels apart: a ball of radius 3 bridges the gap, one of radius 1 does not
+    mask = np.zeros((5, 20, 20), bool)
+    mask[:, :, :8] = mask[:, :, 12:] = True
+    assert close_mm(mask, spacing_mm=(1, 1, 1), radius_mm=3)[2, 10, 10]
+    assert not close_mm(mask, spacing_mm=(1, 1, 1), radius_mm=1)[2, 10, 10]
+    # a bar 2 voxels thick on a block: an opening with radius 2 keeps the block, drops the bar
+    solid = np.zeros((12, 12, 30), bool)
+    solid[1:11, 1:11, 1:11] = True
+    solid[5:7, 5:7, 11:29] = True
+    opened = open_mm(solid, spacing_mm=(1, 1, 1), radius_mm=2)
+    assert opened[5, 5, 5] and not opened[5, 5, 20]
