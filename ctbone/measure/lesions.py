@@ -35,7 +35,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import SegmentationError
-from ..segment.ball import within_mm
+from ..segment.distance import within_mm
 from ..segment.envelope import distance_to
 from ..segment.flood import flood_in_slices
 from ..segment.labels import label_counts

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import RegistrationError
-from ..segment.ball import within_mm
+from ..segment.distance import within_mm
 from ..volume import Volume
 from .lesions_geometry import keep_large
 

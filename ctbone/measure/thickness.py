@@ -8,8 +8,8 @@ the local thickness of a voxel is ``2 D(c)`` maximised over every ball that
 contains it. A plate of ``n`` voxels thus measures ``n`` voxels when ``n`` is
 even and ``n + 1`` when it is odd; a ball of radius ``r`` measures about ``2 r``.
 
-Speed without approximation: the squared distance transform comes from the
-``edt`` package; a voxel ``p`` paints nothing if the *grid points* of its ball
+Speed without approximation: the squared distance transform is ctbone's own
+(`segment.distance`: it skips the lines of background around a thin structure); a voxel ``p`` paints nothing if the *grid points* of its ball
 all lie in the ball of a neighbour ``q = p + e``. That test is exact on the grid
 and far stronger than the continuous one (``D(q) >= D(p) + |e|``, which almost
 never holds on curved shapes): a table gives, for any radius, the largest squared
@@ -145,13 +145,15 @@ def _half_widths(max_k2: int) -> np.ndarray:
 
 
 def squared_distance(mask: np.ndarray, *, spacing_mm, outside: str = "background") -> np.ndarray:
-    """Squared distance (mm²) of every foreground voxel centre to the nearest background voxel centre."""
-    import edt
+    """Squared distance (mm²) of every foreground voxel centre to the nearest background voxel centre
+    (0 on the background; ``inf`` everywhere if there is none and ``outside`` is "open")."""
+    from ..segment.distance import squared_distance_mm2
 
-    from ..segment.envelope import edt_threads
-
-    return edt.edtsq(np.ascontiguousarray(mask, dtype=bool), anisotropy=tuple(spacing_mm),
-                     black_border=outside == "background", parallel=edt_threads())
+    background = ~np.asarray(mask, dtype=bool)
+    if outside == "background":  # the array's edge is a wall: a layer of background around it
+        padded = np.pad(background, 1, constant_values=True)
+        return np.ascontiguousarray(squared_distance_mm2(padded, spacing_mm=spacing_mm)[1:-1, 1:-1, 1:-1])
+    return squared_distance_mm2(background, spacing_mm=spacing_mm)
 
 
 def distance_ridge(dist2: np.ndarray, *, spacing_mm) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from .ball import within_mm
+from .distance import within_mm
 from .labels import label_counts
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 A morphological closing with a ball of radius ``bridge_diameter_mm / 2``
 (Osteolytica principle: the closing radius must be at least half the widest
-hole to bridge), computed with exact Euclidean ball dilations (`ball.within_mm`)
+hole to bridge), computed with exact Euclidean ball dilations (`distance.within_mm`)
 so the ball is round in mm on anisotropic grids, then a slice-wise hole fill across
 the long axis (z) so the marrow cavity, open at the cut ends of the shaft, is
 inside the envelope.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..volume import Volume
-from .ball import within_mm
+from .distance import within_mm
 from .flood import flood_in_slices
 from .morphology import erode_by
 

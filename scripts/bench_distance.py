@@ -7,9 +7,9 @@ ball, 70 voxels) and the compartments' (0.035 mm, 8 voxels) both ways, and check
 voxels:
 
 * "edt": the full float32 distance transform of the `edt` package, thresholded (ctbone before 2026-12-02);
-* "within_mm": ctbone.segment.ball, values above the radius dropped as they appear.
+* "within_mm": ctbone.segment.distance, values above the radius dropped as they appear.
 
-Usage:  python scripts/bench_ball.py [--size 512|256]
+Usage:  python scripts/bench_distance.py [--size 512|256]
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main():
     import ctbone
     from bench import phantom_folder
     from ctbone.segment import segment
-    from ctbone.segment.ball import within_mm
+    from ctbone.segment.distance import within_mm
     from ctbone.segment.envelope import close_mm, edt_threads
 
     seg = segment(ctbone.read_scan(phantom_folder(args.size)))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ctbone.segment.ball import within_mm
+from ctbone.segment.distance import within_mm
 from ctbone.segment.envelope import close_mm, distance_to, open_mm
 
 
