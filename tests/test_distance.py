@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from ctbone.segment.distance import within_mm
+from ctbone.measure.thickness import squared_distance
+from ctbone.segment.distance import ring_mm, within_mm
 from ctbone.segment.envelope import close_mm, distance_to, open_mm
 
 
@@ -68,3 +69,28 @@ def test_closing_bridges_a_gap_and_opening_removes_a_thin_bar():
     solid[5:7, 5:7, 11:29] = True
     opened = open_mm(solid, spacing_mm=(1, 1, 1), radius_mm=2)
     assert opened[5, 5, 5] and not opened[5, 5, 20]
+
+
+def test_ring_is_the_difference_of_two_dilations():
+    rng = np.random.default_rng(5)
+    mask = rng.random((15, 20, 25)) < 0.01
+    for spacing in [(0.01, 0.01, 0.01), (0.02, 0.01, 0.015)]:
+        ring = ring_mm(mask, spacing_mm=spacing, inner_mm=0.02, outer_mm=0.06)
+        expected = (within_mm(mask, spacing_mm=spacing, radius_mm=0.06)
+                    & ~within_mm(mask, spacing_mm=spacing, radius_mm=0.02))
+        assert ring.any() and np.array_equal(ring, expected)
+
+
+@pytest.mark.parametrize("outside", ["background", "open"])
+def test_thickness_squared_distance_equals_edt(outside):
+    import edt
+
+    rng = np.random.default_rng(7)
+    for spacing in [(0.01, 0.01, 0.01), (0.5, 0.7, 1.0)]:
+        for fraction in (0.5, 0.97, 1.0):
+            mask = rng.random((9, 14, 17)) < fraction
+            expected = edt.edtsq(mask, anisotropy=spacing, black_border=outside == "background")
+            got = squared_distance(mask, spacing_mm=spacing, outside=outside)
+            assert np.array_equal(np.isfinite(got), np.isfinite(expected))
+            finite = np.isfinite(expected)
+            assert np.allclose(got[finite], expected[finite], rtol=1e-6, atol=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from numba import njit, prange
 
 
 def surface_area_mm2(field: np.ndarray, *, level: float, spacing_mm) -> float:
@@ -12,7 +13,7 @@ def surface_area_mm2(field: np.ndarray, *, level: float, spacing_mm) -> float:
     interpolated value crosses the threshold (partial-volume aware); for a 0/1 mask at level
     0.5 it is the classic marching-cubes surface (a 3x3x3 cube gives 42.7 voxel faces, not 54).
     """
-    from skimage.measure import marching_cubes, mesh_surface_area
+    from skimage.measure import marching_cubes
 
     field = np.asarray(field, np.float32)
     if not (field > level).any():
@@ -20,4 +21,24 @@ def surface_area_mm2(field: np.ndarray, *, level: float, spacing_mm) -> float:
     low = np.float32(min(float(field.min()), level) - 1.0)
     padded = np.pad(field, 1, constant_values=low)  # closes surfaces cut by the array edge
     verts, faces, _, _ = marching_cubes(padded, level=level, spacing=tuple(float(s) for s in spacing_mm))
-    return float(mesh_surface_area(verts, faces))
+    return float(_mesh_area(verts, faces))
+
+
+@njit(cache=True, parallel=True)
+def _mesh_area(verts, faces):  # pragma: no cover - compiled
+    """Sum of the triangles' areas, in float64 (skimage's mesh_surface_area sums float32 cross products through
+    two (n, 3) temporaries: 1.7 s for the 512^3 bone's 20 M triangles; this takes ~0.1 s)."""
+    total = 0.0
+    for i in prange(faces.shape[0]):
+        a, b, c = faces[i, 0], faces[i, 1], faces[i, 2]
+        ux = np.float64(verts[b, 0]) - verts[a, 0]
+        uy = np.float64(verts[b, 1]) - verts[a, 1]
+        uz = np.float64(verts[b, 2]) - verts[a, 2]
+        vx = np.float64(verts[c, 0]) - verts[a, 0]
+        vy = np.float64(verts[c, 1]) - verts[a, 1]
+        vz = np.float64(verts[c, 2]) - verts[a, 2]
+        cx = uy * vz - uz * vy
+        cy = uz * vx - ux * vz
+        cz = ux * vy - uy * vx
+        total += 0.5 * np.sqrt(cx * cx + cy * cy + cz * cz)
+    return total

@@ -35,8 +35,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import SegmentationError
-from ..segment.distance import within_mm
-from ..segment.envelope import distance_to
+from ..segment.distance import ring_mm, within_mm
 from ..segment.flood import flood_in_slices
 from ..segment.labels import label_counts
 from ..segment.morphology import dilate_cross
@@ -388,8 +387,7 @@ def _woven_level(image, bone, env, dense_level, threshold, spacing):
     """(level for woven bone, tissue level): 1/4 from the tissue around the bone (2-6 voxels out) to lamellar
     bone, never above the bone threshold; the tissue level is the median of that ring."""
     s = float(np.mean(spacing[1:]))
-    d = distance_to(env, spacing)
-    around = (d > 2 * s) & (d <= 6 * s)
+    around = ring_mm(env, spacing_mm=spacing, inner_mm=2 * s, outer_mm=6 * s)
     lamellar = bone & (image >= dense_level)
     if not around.any() or not lamellar.any():
         return float(threshold), float(threshold)

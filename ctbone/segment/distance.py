@@ -47,12 +47,21 @@ def within_mm(mask: np.ndarray, *, spacing_mm, radius_mm: float) -> np.ndarray:
     -------
     (Z, Y, X) bool ndarray
     """
+    return ring_mm(mask, spacing_mm=spacing_mm, inner_mm=-1.0, outer_mm=radius_mm)
+
+
+def ring_mm(mask: np.ndarray, *, spacing_mm, inner_mm: float, outer_mm: float) -> np.ndarray:
+    """Voxels within ``outer_mm`` of ``mask`` but not within ``inner_mm`` (both as `within_mm`: inclusive),
+    in one transform. A negative ``inner_mm`` keeps the mask itself."""
     mask = _as_sites(mask)
-    if radius_mm < 0 or mask.size == 0 or not mask.any():
+    if outer_mm < 0 or mask.size == 0 or not mask.any():
         return np.zeros(mask.shape, bool)
     unit, weights = _unit_and_weights(spacing_mm)
-    limit = (float(radius_mm) / unit) ** 2 * (1.0 + RADIUS_RTOL)
-    return _squared_vox(mask, weights[0], weights[1], weights[2], limit) <= limit
+    outer, inner = ((float(r) / unit) ** 2 * (1.0 + RADIUS_RTOL) for r in (outer_mm, inner_mm))
+    dist2 = _squared_vox(mask, weights[0], weights[1], weights[2], outer)
+    if inner_mm < 0:
+        return dist2 <= outer
+    return (dist2 <= outer) & (dist2 > inner)
 
 
 def squared_distance_mm2(sites: np.ndarray, *, spacing_mm) -> np.ndarray:
