@@ -85,7 +85,8 @@ def is_binary_image(volume: Volume) -> bool:
     lo, hi = a.min(), a.max()
     if lo == hi:
         return False
-    return bool(np.all((a == lo) | (a == hi)))
+    # slice by slice: a gray scan shows a third value in its first slice, so this stops there
+    return all(bool(np.all((a[z] == lo) | (a[z] == hi))) for z in range(a.shape[0]))
 
 
 def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str = "long-bone") -> Segmentation:
