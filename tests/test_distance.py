@@ -94,3 +94,11 @@ def test_thickness_squared_distance_equals_edt(outside):
             assert np.array_equal(np.isfinite(got), np.isfinite(expected))
             finite = np.isfinite(expected)
             assert np.allclose(got[finite], expected[finite], rtol=1e-6, atol=0)
+
+
+def test_yx_box_gives_the_same_voxels_as_the_whole_array():
+    rng = np.random.default_rng(11)
+    mask = rng.random((12, 30, 26)) < 0.01
+    whole = within_mm(mask, spacing_mm=(0.02, 0.01, 0.01), radius_mm=0.05)
+    box = (slice(5, 22), slice(3, 20))
+    assert np.array_equal(within_mm(mask, spacing_mm=(0.02, 0.01, 0.01), radius_mm=0.05, yx_box=box), whole[:, 5:22, 3:20])

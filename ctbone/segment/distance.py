@@ -31,7 +31,7 @@ RADIUS_RTOL = 1e-6
 ISOTROPIC_RTOL = 1e-9
 
 
-def within_mm(mask: np.ndarray, *, spacing_mm, radius_mm: float) -> np.ndarray:
+def within_mm(mask: np.ndarray, *, spacing_mm, radius_mm: float, yx_box=None) -> np.ndarray:
     """Voxels whose centre is within ``radius_mm`` (inclusive) of the centre of a ``True`` voxel of ``mask``.
 
     Equal to ``distance_to(mask) <= radius_mm``. The array's edge is not a wall: only ``mask`` counts.
@@ -42,23 +42,29 @@ def within_mm(mask: np.ndarray, *, spacing_mm, radius_mm: float) -> np.ndarray:
     spacing_mm : tuple of 3 float, keyword-only
         Voxel size along (z, y, x), mm.
     radius_mm : float, keyword-only
+    yx_box : (slice, slice), optional, keyword-only
+        Rows and columns where the answer is wanted: the result is ``within_mm(mask)[:, ys, xs]``, and the
+        transform's last two passes run there only (the rest of ``mask`` still counts).
 
     Returns
     -------
     (Z, Y, X) bool ndarray
     """
-    return ring_mm(mask, spacing_mm=spacing_mm, inner_mm=-1.0, outer_mm=radius_mm)
+    return ring_mm(mask, spacing_mm=spacing_mm, inner_mm=-1.0, outer_mm=radius_mm, yx_box=yx_box)
 
 
-def ring_mm(mask: np.ndarray, *, spacing_mm, inner_mm: float, outer_mm: float) -> np.ndarray:
+def ring_mm(mask: np.ndarray, *, spacing_mm, inner_mm: float, outer_mm: float, yx_box=None) -> np.ndarray:
     """Voxels within ``outer_mm`` of ``mask`` but not within ``inner_mm`` (both as `within_mm`: inclusive),
-    in one transform. A negative ``inner_mm`` keeps the mask itself."""
+    in one transform. A negative ``inner_mm`` keeps the mask itself. ``yx_box`` as in `within_mm`."""
     mask = _as_sites(mask)
+    ys, xs = yx_box if yx_box is not None else (slice(None), slice(None))
+    y0, y1, _ = ys.indices(mask.shape[1])
+    x0, x1, _ = xs.indices(mask.shape[2])
     if outer_mm < 0 or mask.size == 0 or not mask.any():
-        return np.zeros(mask.shape, bool)
+        return np.zeros((mask.shape[0], max(0, y1 - y0), max(0, x1 - x0)), bool)
     unit, weights = _unit_and_weights(spacing_mm)
     outer, inner = ((float(r) / unit) ** 2 * (1.0 + RADIUS_RTOL) for r in (outer_mm, inner_mm))
-    dist2 = _squared_vox(mask, weights[0], weights[1], weights[2], outer)
+    dist2 = _squared_vox(mask, weights[0], weights[1], weights[2], outer, y0, y1, x0, x1)[:, y0:y1, x0:x1]
     if inner_mm < 0:
         return dist2 <= outer
     return (dist2 <= outer) & (dist2 > inner)
@@ -74,7 +80,7 @@ def squared_distance_mm2(sites: np.ndarray, *, spacing_mm) -> np.ndarray:
     unit, weights = _unit_and_weights(spacing_mm)
     if sites.size == 0:
         return np.zeros(sites.shape, np.float32)
-    dist2 = _squared_vox(sites, weights[0], weights[1], weights[2], np.inf)
+    dist2 = _squared_vox(sites, weights[0], weights[1], weights[2], np.inf, 0, sites.shape[1], 0, sites.shape[2])
     # voxel² to mm²; isotropic grids: whole numbers times unit², as exact as float32 holds them
     np.multiply(dist2, np.float32(unit * unit), out=dist2)
     return dist2
@@ -142,9 +148,10 @@ def _transform_line(line, n, weight, far, sites, bounds, found):  # pragma: no c
 
 
 @njit(cache=True, parallel=True)
-def _squared_vox(mask, wz, wy, wx, limit):  # pragma: no cover - compiled
+def _squared_vox(mask, wz, wy, wx, limit, y0, y1, x0, x1):  # pragma: no cover - compiled
     """Squared distance in voxel units (axis weights wz, wy, wx) to the nearest True voxel; values above
-    ``limit`` come out as one value above it (inf when the limit is inf)."""
+    ``limit`` come out as one value above it (inf when the limit is inf). Valid in [:, y0:y1, x0:x1] only:
+    the passes along y and z run there (the pass along y needs all rows, but only those columns)."""
     nz, ny, nx = mask.shape
     far = np.float32(limit + 1.0)  # any value above the limit: it can only grow in later passes
     g = np.empty((nz, ny, nx), np.float32)
@@ -169,13 +176,13 @@ def _squared_vox(mask, wz, wy, wx, limit):  # pragma: no cover - compiled
                 d2 = wx * d * d
                 g[z, y, x] = d2 if d2 < far else far
         # along y, in the same slice
-        for x in range(nx):
+        for x in range(x0, x1):
             for y in range(ny):
                 line[y] = g[z, y, x]
             if _transform_line(line, ny, wy, far, sites, bounds, found):
                 for y in range(ny):
                     g[z, y, x] = found[y]
-    for y in prange(ny):
+    for y in prange(y0, y1):
         # along z: the (z, x) plane of one y gathered once, so the columns are read from cache
         plane = np.empty((nz, nx), np.float64)
         line = np.empty(nz, np.float64)
@@ -183,9 +190,9 @@ def _squared_vox(mask, wz, wy, wx, limit):  # pragma: no cover - compiled
         sites = np.empty(nz + 1, np.int64)
         bounds = np.empty(nz + 2, np.float64)
         for z in range(nz):
-            for x in range(nx):
+            for x in range(x0, x1):
                 plane[z, x] = g[z, y, x]
-        for x in range(nx):
+        for x in range(x0, x1):
             for z in range(nz):
                 line[z] = plane[z, x]
             if _transform_line(line, nz, wz, far, sites, bounds, found):

@@ -58,9 +58,11 @@ def close_mm(mask: np.ndarray, *, spacing_mm, radius_mm: float) -> np.ndarray:
     pad = [int(np.ceil(radius_mm / s)) + 1 for s in spacing_mm]
     padded = np.pad(mask.astype(bool), [(p, p) for p in pad])
     dilated = within_mm(padded, spacing_mm=spacing_mm, radius_mm=radius_mm)
-    # the erosion: what is not within the radius of the space the dilation left
-    closed = ~within_mm(~dilated, spacing_mm=spacing_mm, radius_mm=radius_mm)
-    return closed[tuple(slice(p, -p) for p in pad)]
+    # the erosion: what is not within the radius of the space the dilation left; wanted in the
+    # unpadded rows and columns only (the padding's slices drop out after)
+    inner = tuple(slice(p, -p) for p in pad)
+    closed = ~within_mm(~dilated, spacing_mm=spacing_mm, radius_mm=radius_mm, yx_box=inner[1:])
+    return closed[inner[0]]
 
 
 def open_mm(mask: np.ndarray, *, spacing_mm, radius_mm: float) -> np.ndarray:
