@@ -80,7 +80,7 @@ def test_surface_convention_small_cube():
 
 
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.6, 0.5, 0.5)])
-def test_distance_volume_and_surface(spacing):
+def test_ball_volume_and_surface(spacing):
     # ANALYTIC #12 spirit: ball r = 12 mm; voxel BV within 2 % (r/voxel >= 20). Marching cubes on a 0/1 mask
     # follows the voxel staircase and OVERestimates a sphere's area by several % (BoneJ allows 5 % at r = 64):
     # we require 0 to +10 % at r = 12-24 voxels

@@ -45,7 +45,7 @@ def test_plate_parity_convention(n, dz):
 
 
 @pytest.mark.parametrize("spacing", [1.0, 0.01])
-def test_distance_diameter(spacing):
+def test_ball_diameter(spacing):
     # ANALYTIC #16: ball r = 20 voxels in a 50^3 grid -> mean thickness 40 voxels (ORMIR: places=1); we allow 0.2 %
     z, y, x = np.mgrid[-25:25, -25:25, -25:25]
     ball = x ** 2 + y ** 2 + z ** 2 <= 400
