@@ -101,4 +101,5 @@ def test_yx_box_gives_the_same_voxels_as_the_whole_array():
     mask = rng.random((12, 30, 26)) < 0.01
     whole = within_mm(mask, spacing_mm=(0.02, 0.01, 0.01), radius_mm=0.05)
     box = (slice(5, 22), slice(3, 20))
-    assert np.array_equal(within_mm(mask, spacing_mm=(0.02, 0.01, 0.01), radius_mm=0.05, yx_box=box), whole[:, 5:22, 3:20])
+    got = within_mm(mask, spacing_mm=(0.02, 0.01, 0.01), radius_mm=0.05, yx_box=box)
+    assert np.array_equal(got, whole[:, 5:22, 3:20])

@@ -9,8 +9,9 @@ contains it. A plate of ``n`` voxels thus measures ``n`` voxels when ``n`` is
 even and ``n + 1`` when it is odd; a ball of radius ``r`` measures about ``2 r``.
 
 Speed without approximation: the squared distance transform is ctbone's own
-(`segment.distance`: it skips the lines of background around a thin structure); a voxel ``p`` paints nothing if the *grid points* of its ball
-all lie in the ball of a neighbour ``q = p + e``. That test is exact on the grid
+(`segment.distance`: it skips the lines of background around a thin structure);
+a voxel ``p`` paints nothing if the *grid points* of its ball all lie in the ball
+of a neighbour ``q = p + e``. That test is exact on the grid
 and far stronger than the continuous one (``D(q) >= D(p) + |e|``, which almost
 never holds on curved shapes): a table gives, for any radius, the largest squared
 distance from ``p + e`` (``e`` one of the 26 neighbour steps) to a grid point of ``p``'s ball, built once per call from
