@@ -76,3 +76,19 @@ def test_flood_in_slices_equals_in_slice_labels_holding_a_seed():
         hit[labels[seeds & allowed]] = True
         hit[0] = False
         assert np.array_equal(flood_in_slices(allowed, seeds, connectivity=4), hit[labels])
+
+
+@pytest.mark.parametrize("connectivity", [6, 26])
+def test_components_on_the_box_equal_whole_array_labels(connectivity):
+    import cc3d
+
+    from ctbone.measure.lesions_geometry import components
+
+    rng = np.random.default_rng(connectivity)
+    mask = np.zeros((20, 30, 40), bool)
+    mask[4:15, 6:25, 9:33] = rng.random((11, 19, 24)) < 0.3
+    labels, n = components(mask, connectivity=connectivity)
+    expected, n_expected = cc3d.connected_components(mask.astype(np.uint8), connectivity=connectivity, return_N=True)
+    assert n == n_expected > 1 and np.array_equal(labels, expected)
+    empty, n_empty = components(np.zeros((3, 4, 5), bool))
+    assert n_empty == 0 and not empty.any() and empty.shape == (3, 4, 5)

@@ -165,10 +165,20 @@ def max_diameter_mm(points_zyx: np.ndarray, *, spacing_mm) -> float:
 
 
 def components(mask: np.ndarray, *, connectivity: int = 26):
-    """(labels, n) of a boolean mask (cc3d, 26- or 6-connected)."""
+    """(labels, n) of a boolean mask (cc3d, 26- or 6-connected).
+
+    Labelled on the mask's bounding box: the labels are those of the whole array (cc3d numbers components
+    in raster order of their first voxel, which a box keeps), and a small lesion mask costs its box only.
+    """
     import cc3d
 
-    labels, n = cc3d.connected_components(mask.astype(np.uint8), connectivity=connectivity, return_N=True)
+    box = bounding_box(mask)
+    if box is None:
+        return np.zeros(mask.shape, np.uint16), 0
+    part = np.ascontiguousarray(mask[box], dtype=bool).view(np.uint8)
+    labels_box, n = cc3d.connected_components(part, connectivity=connectivity, return_N=True)
+    labels = np.zeros(mask.shape, labels_box.dtype)
+    labels[box] = labels_box
     return labels, int(n)
 
 
