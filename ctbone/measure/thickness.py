@@ -379,7 +379,24 @@ def _paint_balls_iso(out, centres, k2, parents, parent_k2, values, half):  # pra
                 if qrem_z > 0 and np.sqrt(np.float64(rem_z - 1)) + d_yx + 1e-9 < np.sqrt(np.float64(qrem_z)):
                     continue
                 hy = half[rem_z]
-                for y in range(max(0, cy - hy), min(ny - 1, cy + hy) + 1):
+                ya = max(0, cy - hy)
+                yb = min(ny - 1, cy + hy)
+                if qrem_z > 0:
+                    # rows the parent surely covers, left out without a look: the row is covered when
+                    # half[qrem_y] >= half[rem_y] + |px - cx|, which holds when qrem_y - rem_y >= need
+                    # (half is monotone; and (h + 1)² <= rem_y + 2h for h = half[rem_y] <= hy). With
+                    # dy = py - cy, qrem_y - rem_y = qrem_z - rem_z - dy² + 2 dy (y - cy): linear in y,
+                    # so the surely covered rows are a half-line of the plane
+                    need = 0 if px == cx else 2 * hy + 1
+                    c = need - (qrem_z - rem_z) + (py - cy) * (py - cy)
+                    if py == cy:
+                        if c <= 0:
+                            continue
+                    elif py > cy:
+                        yb = min(yb, cy - ((-c) // 2) - 1)  # covered from cy + ceil(c / 2) on
+                    else:
+                        ya = max(ya, cy + (-c) // 2 + 1)  # covered up to cy + floor(-c / 2)
+                for y in range(ya, yb + 1):
                     rem_y = rem_z - (y - cy) * (y - cy)
                     hx = half[rem_y]
                     x0 = cx - hx
