@@ -34,7 +34,8 @@ ISOTROPIC_RTOL = 1e-9
 def within_mm(mask: np.ndarray, *, spacing_mm, radius_mm: float, yx_box=None) -> np.ndarray:
     """Voxels whose centre is within ``radius_mm`` (inclusive) of the centre of a ``True`` voxel of ``mask``.
 
-    Equal to ``distance_to(mask) <= radius_mm``. The array's edge is not a wall: only ``mask`` counts.
+    The voxels of ``distance_to(mask) <= radius_mm``, with a voxel at exactly the radius counted in (see the
+    module notes). The array's edge is not a wall: only ``mask`` counts.
 
     Parameters
     ----------
