@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from .errors import CtboneError, ManifestError, OutputError
+from .memory import retain_freed_memory
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -565,6 +566,7 @@ def main(argv=None) -> int:
 
 def _run(argv) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    retain_freed_memory()  # this process is ctbone's: working arrays reuse freed pages (ctbone.memory)
     debug = "--debug" in args
     try:
         status = cli.main(args=args, prog_name="ctbone", standalone_mode=False)

@@ -81,6 +81,16 @@ class PeakRSS:
         return self.peak / 2**20
 
 
+def _trim_heap():
+    """Give the heap's free pages back to the system (glibc), so RSS is the memory in use."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def best_of(fn, repeat=3):
     times = []
     out = None
@@ -91,7 +101,7 @@ def best_of(fn, repeat=3):
     return min(times), out
 
 
-def run_one(name: str, render: bool, with_localthickness: bool) -> dict:
+def run_one(name: str, render: bool, with_localthickness: bool, retain: bool = True) -> dict:
     import SimpleITK as sitk
 
     import ctbone
@@ -108,7 +118,12 @@ def run_one(name: str, render: bool, with_localthickness: bool) -> dict:
     row["sitk_read_s"], image = best_of(sitk_read, 2)
     row["int16_mb"] = image.GetNumberOfPixels() * 2 / 2**20
     del image
+    if retain:  # as the ctbone command and the batch workers do (ctbone.memory); SimpleITK read as it comes
+        from ctbone.memory import retain_freed_memory
 
+        retain_freed_memory()
+
+    _trim_heap()
     rss.reset()
     baseline = rss.peak_mb
     row["read_s"], volume = best_of(lambda: ctbone.read_scan(folder), 2)
@@ -119,6 +134,7 @@ def run_one(name: str, render: bool, with_localthickness: bool) -> dict:
     def progress(stage):
         stages.setdefault(stage, rss.peak_mb)
 
+    _trim_heap()  # peaks count from the memory in use, not the read's freed memory the heap kept
     rss.reset()
     t0 = time.perf_counter()
     result = ctbone.analyze(volume, render=False, progress=progress)
@@ -187,17 +203,20 @@ def main():
     parser.add_argument("--sizes", default="256,512,long")
     parser.add_argument("--render", action="store_true")
     parser.add_argument("--localthickness", action="store_true", help="also time the localthickness package (slow)")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc as it is (the ctbone command keeps freed memory: ctbone.memory)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.render, args.localthickness)))
+        print(json.dumps(run_one(args.one, args.render, args.localthickness, not args.default_malloc)))
         return
     CACHE.mkdir(exist_ok=True)
     rows = []
     for name in args.sizes.split(","):
         phantom_folder(name)
         cmd = [sys.executable, __file__, "--one", name] + (["--render"] if args.render else []) + \
-              (["--localthickness"] if args.localthickness else [])
+              (["--localthickness"] if args.localthickness else []) + \
+              (["--default-malloc"] if args.default_malloc else [])
         out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
         if out.returncode != 0:
             print(f"# {name}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
