@@ -19,8 +19,9 @@ import numpy as np
 from .job import Job, one_line, run_job
 
 log = logging.getLogger(__name__)
-# peak memory of one scan ≈ this many times its size on disk (float32 image, smoothed copy, masks, EDT)
-MEMORY_FACTOR = 6.0
+# peak memory of one job ≈ this many times its float32 image (image, smoothed copy, masks, distances, and the
+# freed pages the worker keeps for reuse, ctbone.memory): `ctbone analyze` peaked at 6.9x on the 512^3 bench scan
+MEMORY_FACTOR = 7.0
 # dask retries a refused connection until this timeout
 CONNECT_TIMEOUT_S = 20
 # leave this fraction of the available RAM to the system and the parent process
