@@ -41,6 +41,19 @@ def test_a_voxel_at_exactly_the_radius_is_within():
                           got)
 
 
+@pytest.mark.parametrize("radius_vox", [30.0, 255.5, 256.0, 300.0])
+def test_radius_on_both_sides_of_the_two_byte_limit(radius_vox):
+    # isotropic radii below 256 voxels hold their squared distances in 2 bytes; from 256 on, in float32
+    rng = np.random.default_rng(int(radius_vox))
+    mask = rng.random((2, 3, 700)) < 0.004
+    mask[0, 0, 0] = True
+    spacing = (0.01, 0.01, 0.01)
+    got = within_mm(mask, spacing_mm=spacing, radius_mm=radius_vox * 0.01)
+    assert np.array_equal(got, _brute_within(mask, spacing, radius_vox * 0.01))
+    ring = ring_mm(mask, spacing_mm=spacing, inner_mm=0.25, outer_mm=radius_vox * 0.01)
+    assert np.array_equal(ring, got & ~_brute_within(mask, spacing, 0.25))
+
+
 def test_within_equals_thresholded_edt_on_a_large_random_mask():
     rng = np.random.default_rng(3)
     mask = rng.random((40, 70, 90)) < 0.001

@@ -65,7 +65,15 @@ def ring_mm(mask: np.ndarray, *, spacing_mm, inner_mm: float, outer_mm: float, y
         return np.zeros((mask.shape[0], max(0, y1 - y0), max(0, x1 - x0)), bool)
     unit, weights = _unit_and_weights(spacing_mm)
     outer, inner = ((float(r) / unit) ** 2 * (1.0 + RADIUS_RTOL) for r in (outer_mm, inner_mm))
-    dist2 = _squared_vox(mask, weights[0], weights[1], weights[2], outer, y0, y1, x0, x1)[:, y0:y1, x0:x1]
+    if weights == [1.0, 1.0, 1.0] and np.floor(outer) + 1 <= np.iinfo(np.uint16).max:
+        # isotropic: whole numbers of voxel², and nothing above the radius is kept, so 2 bytes a voxel
+        # hold them exactly (half the memory of float32; the closings' padded boxes are the segment
+        # stage's peak). "Far" is then the first whole number above the radius
+        g, far = np.empty(mask.shape, np.uint16), float(np.floor(outer) + 1)
+    else:
+        g, far = np.empty(mask.shape, np.float32), float(np.float32(outer + 1.0))
+    _squared_vox(mask, weights[0], weights[1], weights[2], far, y0, y1, x0, x1, g)
+    dist2 = g[:, y0:y1, x0:x1]
     if inner_mm < 0:
         return dist2 <= outer
     return (dist2 <= outer) & (dist2 > inner)
@@ -81,7 +89,8 @@ def squared_distance_mm2(sites: np.ndarray, *, spacing_mm) -> np.ndarray:
     unit, weights = _unit_and_weights(spacing_mm)
     if sites.size == 0:
         return np.zeros(sites.shape, np.float32)
-    dist2 = _squared_vox(sites, weights[0], weights[1], weights[2], np.inf, 0, sites.shape[1], 0, sites.shape[2])
+    dist2 = np.empty(sites.shape, np.float32)
+    _squared_vox(sites, weights[0], weights[1], weights[2], np.inf, 0, sites.shape[1], 0, sites.shape[2], dist2)
     # voxel² to mm²; isotropic grids: whole numbers times unit², as exact as float32 holds them
     np.multiply(dist2, np.float32(unit * unit), out=dist2)
     return dist2
@@ -149,13 +158,12 @@ def _transform_line(line, n, weight, far, sites, bounds, found):  # pragma: no c
 
 
 @njit(cache=True, parallel=True)
-def _squared_vox(mask, wz, wy, wx, limit, y0, y1, x0, x1):  # pragma: no cover - compiled
-    """Squared distance in voxel units (axis weights wz, wy, wx) to the nearest True voxel; values above
-    ``limit`` come out as one value above it (inf when the limit is inf). Valid in [:, y0:y1, x0:x1] only:
-    the passes along y and z run there (the pass along y needs all rows, but only those columns)."""
+def _squared_vox(mask, wz, wy, wx, far, y0, y1, x0, x1, g):  # pragma: no cover - compiled
+    """Squared distance in voxel units (axis weights wz, wy, wx) to the nearest True voxel, into ``g``
+    (float32, or uint16 for whole numbers below 65536); values at or above ``far`` come out as ``far``
+    (inf: none cut). Valid in [:, y0:y1, x0:x1] only: the passes along y and z run there (the pass along
+    y needs all rows, but only those columns)."""
     nz, ny, nx = mask.shape
-    far = np.float32(limit + 1.0)  # any value above the limit: it can only grow in later passes
-    g = np.empty((nz, ny, nx), np.float32)
     n = max(nx, ny)
     for z in prange(nz):
         line = np.empty(n, np.float64)
@@ -199,4 +207,3 @@ def _squared_vox(mask, wz, wy, wx, limit, y0, y1, x0, x1):  # pragma: no cover -
             if _transform_line(line, nz, wz, far, sites, bounds, found):
                 for z in range(nz):
                     g[z, y, x] = found[z]
-    return g

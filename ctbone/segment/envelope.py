@@ -57,12 +57,16 @@ def close_mm(mask: np.ndarray, *, spacing_mm, radius_mm: float) -> np.ndarray:
         return mask.astype(bool, copy=True)
     pad = [int(np.ceil(radius_mm / s)) + 1 for s in spacing_mm]
     padded = np.pad(mask.astype(bool), [(p, p) for p in pad])
-    dilated = within_mm(padded, spacing_mm=spacing_mm, radius_mm=radius_mm)
-    # the erosion: what is not within the radius of the space the dilation left; wanted in the
-    # unpadded rows and columns only (the padding's slices drop out after)
+    space = within_mm(padded, spacing_mm=spacing_mm, radius_mm=radius_mm)
+    del padded  # the padded box is the segment stage's memory peak: one copy at a time
+    np.logical_not(space, out=space)  # the space the dilation left
+    # the erosion: what is not within the radius of that space; wanted in the unpadded rows and columns
+    # only (the padding's slices drop out after)
     inner = tuple(slice(p, -p) for p in pad)
-    closed = ~within_mm(~dilated, spacing_mm=spacing_mm, radius_mm=radius_mm, yx_box=inner[1:])
-    return closed[inner[0]]
+    closed = within_mm(space, spacing_mm=spacing_mm, radius_mm=radius_mm, yx_box=inner[1:])
+    del space
+    closed = closed[inner[0]]
+    return np.logical_not(closed, out=closed)
 
 
 def open_mm(mask: np.ndarray, *, spacing_mm, radius_mm: float) -> np.ndarray:
