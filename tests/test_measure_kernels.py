@@ -92,3 +92,20 @@ def test_components_on_the_box_equal_whole_array_labels(connectivity):
     assert n == n_expected > 1 and np.array_equal(labels, expected)
     empty, n_empty = components(np.zeros((3, 4, 5), bool))
     assert n_empty == 0 and not empty.any() and empty.shape == (3, 4, 5)
+
+
+@pytest.mark.parametrize("connectivity", [6, 26])
+def test_keep_large_keeps_what_dust_keeps(connectivity):
+    import cc3d
+
+    from ctbone.measure.lesions_geometry import keep_large
+
+    rng = np.random.default_rng(connectivity + 1)
+    mask = np.zeros((20, 30, 40), bool)
+    mask[3:18, 2:27, 5:38] = rng.random((15, 25, 33)) < 0.25
+    for min_voxels in (1, 2.5, 4, 30):
+        got = keep_large(mask, min_voxels=min_voxels, connectivity=connectivity)
+        expected = cc3d.dust(mask.astype(np.uint8), threshold=int(np.ceil(min_voxels)), connectivity=connectivity) > 0
+        assert np.array_equal(got, expected)
+        assert got.sum() < mask.sum() or min_voxels == 1
+    assert not keep_large(np.zeros((3, 4, 5), bool), min_voxels=2).any()

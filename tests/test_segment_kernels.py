@@ -48,6 +48,16 @@ def test_gaussian_equals_scipy_nearest(sigma):
     # support 1: the 3-tap kernel of the segmentation's smoothing
     assert np.array_equal(gaussian_smooth(image, sigma_vox=sigma, support_vox=1),
                           ndimage.gaussian_filter(image, sigma=sigma, truncate=1.49 / sigma, mode="nearest"))
+    # a mask is read as its float32 copy would be; the input is left as it was (the passes run in place
+    # on the result only)
+    mask = rng.random((11, 8, 21)) < 0.4
+    before = mask.copy()
+    assert np.array_equal(gaussian_filter_nearest(mask, sigma),
+                          ndimage.gaussian_filter(mask.astype(np.float32), sigma=sigma, mode="nearest"))
+    assert np.array_equal(mask, before)
+    kept = image.copy()
+    gaussian_filter_nearest(image, sigma)
+    assert np.array_equal(image, kept)
 
 
 @pytest.mark.parametrize("border_value", [False, True])

@@ -7,6 +7,7 @@ from numba import njit
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
+from ..segment.labels import label_counts
 from ..segment.morphology import dilate_cross
 from ..segment.smooth import gaussian_filter_nearest
 from ..volume import bounding_box
@@ -29,7 +30,7 @@ class SurfaceNormals:
         self.spacing = tuple(float(s) for s in spacing_mm)
         self.shape = inside.shape
         # scipy's gaussian_filter(mode="nearest"), bit for bit, compiled
-        smooth = gaussian_filter_nearest(inside.astype(np.float32), sigma_vox)
+        smooth = gaussian_filter_nearest(inside, sigma_vox)  # read as 0.0 / 1.0, without a float copy
         index = np.nonzero(inside & dilate_cross(~inside))
         self._flat = np.ravel_multi_index(index, self.shape)  # ascending: np.nonzero runs in C order
         self._normals = _gradient_normals(smooth, index, self.spacing)
@@ -183,7 +184,12 @@ def components(mask: np.ndarray, *, connectivity: int = 26):
 
 
 def keep_large(mask: np.ndarray, *, min_voxels: float, connectivity: int = 26) -> np.ndarray:
-    """Components of ``mask`` with at least ``min_voxels`` voxels (cc3d.dust on the mask's bounding box)."""
+    """Components of ``mask`` with at least ``min_voxels`` voxels, found on the mask's bounding box.
+
+    What ``cc3d.dust`` keeps, without its working copies: on a noisy mask (the woven-bone candidates
+    hold a million specks of soft tissue) dust's ``np.isin`` made an int64 copy of the label image,
+    the lesion stage's memory peak. Here: the labels, their counts (compiled) and one lookup.
+    """
     import cc3d
 
     out = np.zeros(mask.shape, bool)
@@ -191,7 +197,11 @@ def keep_large(mask: np.ndarray, *, min_voxels: float, connectivity: int = 26) -
     if box is None:
         return out
     part = np.ascontiguousarray(mask[box], dtype=bool).view(np.uint8)
-    out[box] = cc3d.dust(part, threshold=int(np.ceil(min_voxels)), connectivity=connectivity, binary_image=True) > 0
+    labels, n = cc3d.connected_components(part, connectivity=connectivity, return_N=True)
+    del part
+    keep = label_counts(labels, n) >= int(np.ceil(min_voxels))
+    keep[0] = False
+    out[box] = keep[labels]  # fancy indexing casts the labels in buffered chunks, not as a whole copy
     return out
 
 
