@@ -26,16 +26,32 @@ def test_open_faces_equal_the_rolled_formulation():
 
 def test_between_equals_comparisons_with_the_broadcast_tables():
     rng = np.random.default_rng(2)
-    bins = rng.integers(0, 40, (5, 8, 9)).astype(np.int32)
-    radius = rng.uniform(0, 1, bins.shape).astype(np.float32)
-    frame = PolarFrame(radius, bins, 40, np.zeros((5, 2)), 0.01)
-    lower = rng.uniform(0, 0.5, (5, 40)).astype(np.float32) + 0.013  # float32 arithmetic, as on the volumes
-    upper = rng.uniform(0.5, 1, (5, 40)).astype(np.float32) - 0.021
+    bins = rng.integers(0, 40, (5, 8, 9)).astype(np.int16)
+    frame = PolarFrame(bins, 40, rng.uniform(0, 0.09, (5, 2)), 0.01, (0.01, 0.012))
+    # the radius the frame computes where asked, against numpy's on the grid
+    yy = np.arange(8)[None, :, None] * 0.01 - frame.centres_yx_mm[:, 0, None, None]
+    xx = np.arange(9)[None, None, :] * 0.012 - frame.centres_yx_mm[:, 1, None, None]
+    radius = np.sqrt(yy * yy + xx * xx).astype(np.float32)
+    assert np.array_equal(frame.radius_mm, radius)
+    lower = rng.uniform(0, 0.05, (5, 40)).astype(np.float32) + 0.013  # float32 arithmetic, as on the volumes
+    upper = rng.uniform(0.05, 0.12, (5, 40)).astype(np.float32) - 0.021
     z = np.arange(5)[:, None, None]
     lower_v, upper_v = lower[z, bins], upper[z, bins]  # the tables broadcast to the voxels
-    assert np.array_equal(frame.between(lower, upper), (radius > lower_v) & (radius <= upper_v))
+    inside = (radius > lower_v) & (radius <= upper_v)
+    assert 0 < inside.sum() < inside.size
+    assert np.array_equal(frame.between(lower, upper), inside)
     assert np.array_equal(frame.between(upper=upper), radius <= upper_v)
     assert np.array_equal(frame.between(lower=lower), radius > lower_v)
+    # per-bin extremes of the radius, and the cells holding a voxel, against plain loops
+    mask = rng.random(bins.shape) < 0.3
+    top = np.full((5, 40), -np.inf)
+    for (zz, y, x) in np.argwhere(mask):
+        top[zz, bins[zz, y, x]] = max(top[zz, bins[zz, y, x]], float(radius[zz, y, x]))
+    top[~np.isfinite(top)] = np.nan
+    assert np.array_equal(frame.radius_per_bin(mask, reduce="max"), frame._bridge_sparse_bins(top, "max"),
+                          equal_nan=True)
+    assert np.array_equal(frame.bins_holding(mask),
+                          np.isfinite(frame._bridge_sparse_bins(np.where(np.isfinite(top), 1.0, np.nan), "max")))
 
 
 def test_surface_normals_kept_at_the_boundary_equal_the_gradient_of_the_smoothed_mask():

@@ -147,15 +147,14 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         raise SegmentationError(f"{_source(seg)}: no slice shows a single bone section; the lesion model "
                                 "needs a long-bone shaft. Potential fix: restrict the ROI (--roi-mm) to the shaft")
     frame = polar_frame(env, spacing_mm=spacing)
-    r = frame.radius_mm
     # periosteal model, fitted to the surface of the *lamellar* bone: a broad woven cap is as smooth as
     # the bone itself and cannot be told from it by shape in one slice, but it is under-mineralised
     # (Roudier 2008), so the dense bone's outline runs under it. Outgrowths (above) and bridged dips
     # (below) are both excluded; the dense outline is moved out by its median offset to the envelope.
-    r_env = frame.per_bin(r, env, reduce="max")
+    r_env = frame.radius_per_bin(env, reduce="max")
     image = seg.image.array[crop]
     dense_level = _dense_level(image, bone, seg.threshold)
-    r_dense = frame.per_bin(r, env & (image >= dense_level), reduce="max")
+    r_dense = frame.radius_per_bin(env & (image >= dense_level), reduce="max")
     offset_mm = float(np.nanmedian(r_env - r_dense)) if np.isfinite(r_env - r_dense).any() else 0.0
     r_out = robust_surface_model(r_dense + offset_mm, tolerance_mm=tol, exclude="both")
     # the model is the outermost envelope voxel centre per bin: the periosteal surface. Voxels with
@@ -172,7 +171,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     # segmented envelope open in a few slices; one voxel inside it, so that a perforation cannot
     # join the marrow to the soft tissue hugging the bone
     marrow_space = _largest(~bone & frame.between(upper=out_t - s))
-    r_mar = frame.per_bin(r, marrow_space, reduce="max")
+    r_mar = frame.radius_per_bin(marrow_space, reduce="max")
     del marrow_space  # working arrays go as soon as they are used: the lesion stage holds the analysis' peak
     r_in = robust_surface_model(r_mar, tolerance_mm=tol, exclude="both", lower_start=True)
     in_t = _nan_to(r_in, np.inf).astype(np.float32) + 0.5 * s
@@ -187,8 +186,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     # cortical defects only where the bone is a tube: a slice whose cortex is open, for longer along the
     # bone than the largest opening the envelope bridges, is a bone end (epiphysis, femoral head and
     # neck), not a perforation
-    covered = np.isfinite(frame.per_bin(np.ones(r.shape, np.float32), dilate_cross(bone) & shell,
-                                        reduce="max"))
+    covered = frame.bins_holding(dilate_cross(bone) & shell)
     arc_gap_mm = largest_gap(covered) * 2 * np.pi * np.nan_to_num(np.nanmedian(r_out, axis=1)) / frame.n_bins
     tube = analysable & _tube_slices(bone, env, arc_gap_mm, max_opening_mm=options.max_defect_diameter_mm,
                                      slice_mm=spacing[0])
@@ -208,7 +206,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     # where the woven bone grows: its spaces are not the cortex's pores (Ct.Po leaves this region out).
     # The columns holding blastic bone, widened by the tolerance (the cap's thin margins), from the
     # modelled surface less the tolerance (the partial volume of the cap's spaces on the cortex)
-    has_blastic = np.isfinite(frame.per_bin(r, blastic, reduce="max"))
+    has_blastic = np.isfinite(frame.radius_per_bin(blastic, reduce="max"))
     arc_mm = 2 * np.pi * float(np.nanmedian(r_out)) / frame.n_bins if np.isfinite(r_out).any() else s
     reach = (2 * int(np.ceil(tol / spacing[0])) + 1, 2 * int(np.ceil(tol / max(arc_mm, 1e-9))) + 1)
     has_blastic = ndimage.maximum_filter(has_blastic, size=reach, mode=("nearest", "wrap"))
@@ -256,7 +254,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         row["id"] = i
     # the crop-sized working arrays go before the full-size output masks are made (the stage's memory peak)
     n_bins = frame.n_bins
-    del normals, frame, r, expected, shell, marrow, labels
+    del normals, frame, expected, shell, marrow, labels
     del lytic_labels, env, image
 
     areas = [float(a) for a in defect_areas]

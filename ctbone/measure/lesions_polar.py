@@ -35,10 +35,12 @@ _ITERATIONS = 8
 class PolarFrame:
     """Per-voxel polar coordinates around the bone axis.
 
+    The angle bin of every voxel is stored (its arctangent is the costly part); the radius is computed
+    where it is asked, in the same float64 arithmetic rounded to float32, so that no volume of radii
+    is held (4 bytes a voxel at the lesion stage's memory peak).
+
     Attributes
     ----------
-    radius_mm : (Z, Y, X) float32 ndarray
-        In-slice distance to the slice centre, mm.
     bin_index : (Z, Y, X) int16 ndarray
         Angle bin of each voxel, 0 .. n_bins - 1.
     n_bins : int
@@ -46,20 +48,43 @@ class PolarFrame:
         Slice centres (y, x) in array mm (index * spacing).
     pixel_mm : float
         In-plane voxel size, mm.
+    step_yx_mm : (2,) tuple of float
+        Voxel size along y and x, mm.
     """
 
-    radius_mm: np.ndarray
     bin_index: np.ndarray
     n_bins: int
     centres_yx_mm: np.ndarray
     pixel_mm: float
+    step_yx_mm: tuple
 
-    def per_bin(self, values: np.ndarray, mask: np.ndarray, *, reduce: str) -> np.ndarray:
-        """(Z, n_bins) max or min of ``values`` over ``mask`` voxels per (slice, bin); NaN where empty."""
+    @property
+    def radius_mm(self) -> np.ndarray:
+        """(Z, Y, X) float32 in-slice distance to the slice centre, mm (a new volume: for inspection)."""
+        out = np.empty(self.bin_index.shape, np.float32)
+        _radii(*self._grid(), out)
+        return out
+
+    def radius_per_bin(self, mask: np.ndarray, *, reduce: str) -> np.ndarray:
+        """(Z, n_bins) max or min radius of the ``mask`` voxels per (slice, bin); NaN where empty."""
         table = np.full((mask.shape[0], self.n_bins), -np.inf if reduce == "max" else np.inf)
-        _per_bin_extreme(values, np.ascontiguousarray(mask, dtype=bool), self.bin_index, table, reduce == "max")
+        _per_bin_radius(np.ascontiguousarray(mask, dtype=bool), self.bin_index, *self._grid(), table,
+                        reduce == "max")
         table[~np.isfinite(table)] = np.nan
         return self._bridge_sparse_bins(table, reduce)
+
+    def bins_holding(self, mask: np.ndarray) -> np.ndarray:
+        """(Z, n_bins) bool: the (slice, bin) cells holding a ``mask`` voxel, widened as `radius_per_bin`
+        widens them (a cell's table value here is 1.0, its bridging the same)."""
+        held = np.zeros((mask.shape[0], self.n_bins), np.bool_)
+        _bins_holding(np.ascontiguousarray(mask, dtype=bool), self.bin_index, held)
+        return np.isfinite(self._bridge_sparse_bins(np.where(held, 1.0, np.nan), "max"))
+
+    def _grid(self):
+        ny, nx = self.bin_index.shape[1:]
+        yy = np.arange(ny) * self.step_yx_mm[0]
+        xx = np.arange(nx) * self.step_yx_mm[1]
+        return np.ascontiguousarray(self.centres_yx_mm, np.float64), yy, xx
 
     def _bridge_sparse_bins(self, table: np.ndarray, reduce: str) -> np.ndarray:
         """Extreme over neighbouring bins so every window spans at least one voxel of arc.
@@ -90,7 +115,7 @@ class PolarFrame:
         lo = np.full((nz, self.n_bins), -np.inf, np.float32) if lower is None else _bin_table(lower)
         hi = np.full((nz, self.n_bins), np.inf, np.float32) if upper is None else _bin_table(upper)
         out = np.empty(self.bin_index.shape, np.bool_)
-        _between_bins(self.radius_mm, self.bin_index, lo, hi, out)
+        _between_bins(self.bin_index, *self._grid(), lo, hi, out)
         return out
 
 
@@ -116,10 +141,9 @@ def polar_frame(envelope: np.ndarray, *, spacing_mm) -> PolarFrame:
     # one bin per voxel of arc at the typical outer radius: finer bins would be empty
     r_typ = np.sqrt(area[area > 0].mean() * sy * sx / np.pi) if (area > 0).any() else 1.0
     n_bins = int(np.clip(round(2 * np.pi * r_typ / max(sy, sx)), 48, 720))
-    radius = np.empty(envelope.shape, np.float32)
     bins = np.empty(envelope.shape, np.int16)  # at most 720 bins: 2 bytes a voxel
-    _radius_and_bin(np.ascontiguousarray(centres, np.float64), yy, xx, n_bins, radius, bins)
-    return PolarFrame(radius, bins, n_bins, centres, float(max(sy, sx)))
+    _angle_bins(np.ascontiguousarray(centres, np.float64), yy, xx, n_bins, bins)
+    return PolarFrame(bins, n_bins, centres, float(max(sy, sx)), (float(sy), float(sx)))
 
 
 def _bin_table(table: np.ndarray) -> np.ndarray:
@@ -130,20 +154,37 @@ def _bin_table(table: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(table)
 
 
+@njit(cache=True, inline="always")
+def _radius(centres, yy, xx, z, y, x):  # pragma: no cover - compiled
+    # the in-slice distance to the slice centre, in float64 as numpy would, rounded to float32
+    dy = yy[y] - centres[z, 0]
+    dx = xx[x] - centres[z, 1]
+    return np.float32(np.sqrt(dy * dy + dx * dx))
+
+
 @njit(cache=True, parallel=True)
-def _between_bins(radius, bin_index, lo, hi, out):  # pragma: no cover - compiled
+def _radii(centres, yy, xx, out):  # pragma: no cover - compiled
+    nz, ny, nx = out.shape
+    for z in prange(nz):
+        for y in range(ny):
+            for x in range(nx):
+                out[z, y, x] = _radius(centres, yy, xx, z, y, x)
+
+
+@njit(cache=True, parallel=True)
+def _between_bins(bin_index, centres, yy, xx, lo, hi, out):  # pragma: no cover - compiled
     nz, ny, nx = bin_index.shape
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
                 b = bin_index[z, y, x]
-                v = radius[z, y, x]
+                v = _radius(centres, yy, xx, z, y, x)
                 out[z, y, x] = v > lo[z, b] and v <= hi[z, b]
 
 
 @njit(cache=True, parallel=True)
-def _per_bin_extreme(values, mask, bin_index, table, take_max):  # pragma: no cover - compiled
-    # table[z, b] = max (or min) of values over the mask's voxels of slice z in bin b; one pass, each
+def _per_bin_radius(mask, bin_index, centres, yy, xx, table, take_max):  # pragma: no cover - compiled
+    # table[z, b] = max (or min) radius over the mask's voxels of slice z in bin b; one pass, each
     # slice writing its own row
     nz, ny, nx = mask.shape
     for z in prange(nz):
@@ -151,7 +192,7 @@ def _per_bin_extreme(values, mask, bin_index, table, take_max):  # pragma: no co
             for x in range(nx):
                 if mask[z, y, x]:
                     b = bin_index[z, y, x]
-                    v = np.float64(values[z, y, x])
+                    v = np.float64(_radius(centres, yy, xx, z, y, x))
                     if take_max:
                         if v > table[z, b]:
                             table[z, b] = v
@@ -160,17 +201,25 @@ def _per_bin_extreme(values, mask, bin_index, table, take_max):  # pragma: no co
 
 
 @njit(cache=True, parallel=True)
-def _radius_and_bin(centres, yy, xx, n_bins, radius, bins):  # pragma: no cover - compiled
-    # per voxel, in float64 as numpy would: the in-slice distance to the slice centre (stored float32) and the
-    # angle bin; one pass instead of full-volume float64 temporaries
-    nz, ny, nx = radius.shape
+def _bins_holding(mask, bin_index, held):  # pragma: no cover - compiled
+    nz, ny, nx = mask.shape
+    for z in prange(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if mask[z, y, x]:
+                    held[z, bin_index[z, y, x]] = True
+
+
+@njit(cache=True, parallel=True)
+def _angle_bins(centres, yy, xx, n_bins, bins):  # pragma: no cover - compiled
+    # the angle bin of every voxel around its slice's centre
+    nz, ny, nx = bins.shape
     for z in prange(nz):
         cy, cx = centres[z, 0], centres[z, 1]
         for y in range(ny):
             dy = yy[y] - cy
             for x in range(nx):
                 dx = xx[x] - cx
-                radius[z, y, x] = np.sqrt(dy * dy + dx * dx)
                 b = np.int64(np.floor((np.arctan2(dy, dx) + np.pi) / (2 * np.pi) * n_bins))
                 bins[z, y, x] = b % n_bins
 
