@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+# planes of cubes per marching-cubes call: a few tens of MB of field at a time at 512^2
+SLAB_CUBES = 32
+
 
 def surface_area_mm2(field: np.ndarray, *, level: float, spacing_mm) -> float:
     """Area (mm²) of the iso-surface ``field == level``, closed at the array edges.
@@ -19,9 +22,22 @@ def surface_area_mm2(field: np.ndarray, *, level: float, spacing_mm) -> float:
     if not (field > level).any():
         return 0.0
     low = np.float32(min(float(field.min()), level) - 1.0)
-    padded = np.pad(field, 1, constant_values=low)  # closes surfaces cut by the array edge
-    verts, faces, _, _ = marching_cubes(padded, level=level, spacing=tuple(float(s) for s in spacing_mm))
-    return float(_mesh_area(verts, faces))
+    spacing = tuple(float(s) for s in spacing_mm)
+    # the field padded by one voxel of `low` on every side (closing surfaces cut by the array edge), cut
+    # into slabs of cubes along z: a cube's triangles depend on its 8 corners only, so the slabs' meshes
+    # are the whole mesh's pieces, and no padded copy or whole mesh of the volume is held at once
+    nz, ny, nx = field.shape
+    total = 0.0
+    for k0 in range(0, nz + 1, SLAB_CUBES):
+        k1 = min(k0 + SLAB_CUBES, nz + 1)  # cubes between padded planes k and k + 1, k in [k0, k1)
+        slab = np.full((k1 - k0 + 1, ny + 2, nx + 2), low, np.float32)
+        lo, hi = max(k0 - 1, 0), min(k1, nz)  # field planes in padded planes k0 .. k1 (padded = field + 1)
+        slab[lo + 1 - k0:hi + 1 - k0, 1:-1, 1:-1] = field[lo:hi]
+        if slab.max() < level:  # no corner at or above the level: no triangle (low < level: never below all)
+            continue
+        verts, faces, _, _ = marching_cubes(slab, level=level, spacing=spacing)
+        total += float(_mesh_area(verts, faces))
+    return total
 
 
 @njit(cache=True)
