@@ -27,8 +27,9 @@ def _mallinfo2():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
-def test_large_arrays_come_from_the_heap_and_are_reused():
+def test_large_arrays_come_from_the_heap_and_are_reused(monkeypatch):
     info = _mallinfo2()
+    monkeypatch.delenv("CTBONE_KEEP_FREED_MEMORY", raising=False)
     assert retain_freed_memory() is True
     assert retain_freed_memory() is True  # a second call is harmless
     mapped_before = info().hblkhd
@@ -39,3 +40,26 @@ def test_large_arrays_come_from_the_heap_and_are_reused():
     again = np.ones(64 * 2**20, np.uint8)
     assert info().arena == heap  # the freed block was kept and reused: the heap did not grow
     assert again.sum() == 64 * 2**20
+
+
+def test_the_environment_can_leave_the_allocator_alone(monkeypatch):
+    import ctbone.memory as memory
+
+    monkeypatch.setattr(memory, "_done", False)
+    monkeypatch.setenv("CTBONE_KEEP_FREED_MEMORY", "0")
+    assert memory.retain_freed_memory() is False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
+def test_return_freed_memory_maps_large_blocks_again(monkeypatch):
+    import ctbone.memory as memory
+
+    info = _mallinfo2()
+    monkeypatch.delenv("CTBONE_KEEP_FREED_MEMORY", raising=False)
+    assert memory.retain_freed_memory() is True
+    memory.return_freed_memory()
+    mapped_before = info().hblkhd
+    block = np.ones(64 * 2**20, np.uint8)
+    assert info().hblkhd >= mapped_before + 64 * 2**20  # mmap'd again, unmapped when freed
+    del block
+    assert memory.retain_freed_memory() is True  # and it can be kept again

@@ -126,8 +126,10 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not isinstance(volume, Volume):  # a ScanSlabs: a scan read slab by slab
+        from ..memory import return_freed_memory
         from .streamed import segment_slabs
 
+        return_freed_memory()  # memory is what is short here, not time
         return segment_slabs(volume, opts, mode=mode)
     source = volume.meta.get("source", "the scan")
     info: dict[str, Any] = {}
