@@ -210,6 +210,20 @@ def test_auto_threshold_skips_a_second_bone_mode():
     assert auto_threshold(values.astype(np.float32))[0] == pytest.approx(470, abs=25)
 
 
+def test_auto_threshold_ignores_values_that_are_not_finite():
+    from ctbone.segment.threshold import auto_threshold, threshold_of_sample
+
+    rng = np.random.default_rng(1)
+    values = np.concatenate([rng.normal(40, 30, 400_000), rng.normal(1000, 30, 150_000)]).astype(np.float32)
+    rng.shuffle(values)
+    with_gaps = values.copy()
+    with_gaps[::7] = np.nan
+    with_gaps[3::11] = np.inf
+    finite = with_gaps[np.isfinite(with_gaps)]
+    assert auto_threshold(with_gaps.reshape(50, 11000)) == threshold_of_sample(finite)
+    assert auto_threshold(values.reshape(50, 11000)) == threshold_of_sample(values)
+
+
 @pytest.mark.parametrize("spacing", [(0.01, 0.01, 0.01), (0.02, 0.01, 0.01)])
 def test_near_outside_equals_the_distance_transform(spacing):
     from ctbone.segment.envelope import distance_inside, near_outside
@@ -242,3 +256,26 @@ def test_auto_threshold_subsample_visits_every_column(monkeypatch):
     assert step >= 100 and np.gcd(step, 100) <= 2
     t, method = threshold.auto_threshold(image)
     assert method == "half-max-between-modes" and 500 < t < 900
+
+
+def test_despeckle_keeps_the_largest_particle_and_large_ones_near_it():
+    from ctbone.segment.cleanup import keep_bone_of_interest
+
+    bone = np.zeros((30, 40, 50), bool)
+    bone[5:25, 10:30, 10:20] = True  # the largest particle (4000 voxels)
+    bone[5:10, 10:20, 23:28] = True  # large (250), 3 voxels away: kept
+    bone[20:24, 12:16, 22:24] = True  # small (32), 2 voxels away: dropped
+    bone[5:10, 10:20, 40:45] = True  # large, 20 voxels away: dropped
+    bone[0, 0, 0] = True  # a speck at the corner, far: dropped
+    expected = np.zeros_like(bone)
+    expected[5:25, 10:30, 10:20] = True
+    expected[5:10, 10:20, 23:28] = True
+    got = keep_bone_of_interest(bone, spacing_mm=(0.01,) * 3, min_particle_mm3=100e-6, near_mm=0.05)
+    assert np.array_equal(got, expected)
+    # away from the array's corner (a box smaller than the array): the same particles
+    shifted = np.zeros((40, 50, 60), bool)
+    shifted[8:38, 6:46, 7:57] = bone
+    got = keep_bone_of_interest(shifted, spacing_mm=(0.01,) * 3, min_particle_mm3=100e-6, near_mm=0.05)
+    assert np.array_equal(got[8:38, 6:46, 7:57], expected) and got.sum() == expected.sum()
+    assert not keep_bone_of_interest(np.zeros((3, 4, 5), bool), spacing_mm=(1, 1, 1), min_particle_mm3=0,
+                                     near_mm=1).any()

@@ -31,10 +31,17 @@ def keep_bone_of_interest(bone: np.ndarray, *, spacing_mm, min_particle_mm3: flo
     """
     import cc3d
 
-    labels, n = cc3d.connected_components(np.ascontiguousarray(bone, dtype=np.uint8), connectivity=26, return_N=True)
+    from ..volume import bounding_box
+
+    out = np.zeros(bone.shape, bool)
+    box = bounding_box(bone)
+    if box is None:
+        return out
+    # labelled on the bone's box: the same particles, and no label volume of the scan's empty margins
+    # (cc3d numbers them in raster order, which the box keeps)
+    labels, n = cc3d.connected_components(np.ascontiguousarray(bone[box], dtype=np.uint8), connectivity=26,
+                                          return_N=True)
     counts = label_counts(labels, n)
-    if counts.size <= 1:
-        return np.zeros(bone.shape, bool)
     counts[0] = 0
     largest = int(np.argmax(counts))
     voxel_mm3 = float(np.prod(spacing_mm))
@@ -47,4 +54,5 @@ def keep_bone_of_interest(bone: np.ndarray, *, spacing_mm, min_particle_mm3: flo
         touching = np.unique(labels[near])
         keep[np.intersect1d(candidates, touching)] = True
     log.debug("despeckle: %d particles, kept %d", counts.size - 1, int(keep.sum()))
-    return keep[labels]
+    out[box] = keep[labels]
+    return out

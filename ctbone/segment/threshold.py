@@ -99,7 +99,9 @@ def auto_threshold(image: np.ndarray) -> tuple[float, str]:
     """
     image = np.asarray(image, np.float32)
     values = image.ravel()
-    values = values[np.isfinite(values)]
+    if not (np.isfinite(values.min()) and np.isfinite(values.max())):  # NaN propagates through min and max
+        values = values[np.isfinite(values)]
+    # sampled without copying the image first (a whole-scan copy was the segment stage's largest allocation)
     return threshold_of_sample(values[::sample_stride(values.size, row_length=image.shape[-1])])
 
 
