@@ -2,7 +2,9 @@
 
 import ctypes
 import ctypes.util
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,15 +53,28 @@ def test_the_environment_can_leave_the_allocator_alone(monkeypatch):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
-def test_return_freed_memory_maps_large_blocks_again(monkeypatch):
-    import ctbone.memory as memory
+def test_return_freed_memory_maps_large_blocks_again():
+    # in a fresh process: in this one, earlier tests may have left free heap blocks that a new array reuses
+    import subprocess
+    import textwrap
 
-    info = _mallinfo2()
-    monkeypatch.delenv("CTBONE_KEEP_FREED_MEMORY", raising=False)
-    assert memory.retain_freed_memory() is True
-    memory.return_freed_memory()
-    mapped_before = info().hblkhd
-    block = np.ones(64 * 2**20, np.uint8)
-    assert info().hblkhd >= mapped_before + 64 * 2**20  # mmap'd again, unmapped when freed
-    del block
-    assert memory.retain_freed_memory() is True  # and it can be kept again
+    _mallinfo2()  # skips without glibc >= 2.33
+    script = textwrap.dedent("""
+        import numpy as np
+        import ctbone.memory as memory
+        from tests.test_memory import _mallinfo2
+        info = _mallinfo2()
+        assert memory.retain_freed_memory()
+        memory.return_freed_memory()
+        before = info().hblkhd
+        block = np.ones(64 * 2**20, np.uint8)
+        assert info().hblkhd >= before + 64 * 2**20, "not mmap'd"
+        del block
+        assert info().hblkhd == before, "not unmapped when freed"
+        assert memory.retain_freed_memory()  # and it can be kept again
+        print("ok")
+    """)
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "CTBONE_KEEP_FREED_MEMORY"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
