@@ -8,7 +8,8 @@ trimming it lets the next array reuse pages that are already mapped: the same 51
 31-37 s, with a peak resident size 4 % higher (the heap is not returned until the process ends).
 
 This changes the allocator of the whole process, so ctbone does it where it owns the process: the
-``ctbone`` command and the batch's worker processes (`ctbone.study`). From a notebook, call
+``ctbone`` command and the batch's local worker processes (`ctbone.study`; not dask workers, whose
+memory their nannies watch and trim). From a notebook, call
 `retain_freed_memory` once, or start Python with ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647``.
 ``CTBONE_KEEP_FREED_MEMORY=0`` in the environment leaves the allocator as it is.
 """

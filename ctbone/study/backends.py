@@ -107,7 +107,12 @@ def _cpu_count() -> int:
 
 
 def _limit_threads(threads: int) -> None:
-    """Worker initializer: numba kernels (and the EDTs, which follow numba) use ``threads`` threads."""
+    """Worker initializer: numba kernels (and the EDTs, which follow numba) use ``threads`` threads, and the
+    worker reuses its freed pages from scan to scan (`ctbone.memory`; not done on dask workers, whose
+    memory the cluster's nannies watch and trim)."""
+    from ..memory import retain_freed_memory
+
+    retain_freed_memory()
     try:
         import numba
 

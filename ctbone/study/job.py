@@ -50,9 +50,6 @@ def run_job(job: Job) -> dict:
 
     t0 = time.perf_counter()
     import ctbone
-    from ..memory import retain_freed_memory
-
-    retain_freed_memory()  # the worker reuses its pages from scan to scan (ctbone.memory)
     # the scan slab by slab when it would not fit in memory; a reference is registered to the scan
     # as a whole, so it is always read in memory
     read = job.read_fn or ctbone.open_scan
