@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
@@ -59,43 +59,55 @@ def _gradient_normals(smooth: np.ndarray, index, spacing) -> np.ndarray:
     return grads / np.maximum(np.sqrt((grads ** 2).sum(axis=0)), 1e-12)
 
 
-@njit(cache=True)
-def _open_faces(src, inside, axis, shift):  # pragma: no cover - compiled
-    # (z, y, x) indices, in C order as np.nonzero, of src voxels whose neighbour one step along
-    # ``axis`` (direction ``shift``) lies in the array and outside ``inside``
+@njit(cache=True, inline="always")
+def _open_face(src, inside, axis, shift, z, y, x):  # pragma: no cover - compiled
+    # src voxel (z, y, x) whose neighbour one step along ``axis`` (direction ``shift``) lies in the array
+    # and outside ``inside``
+    if not src[z, y, x]:
+        return False
     nz, ny, nx = src.shape
-    n = 0
-    for step in range(2):
-        if step == 1:
-            zs = np.empty(n, np.int64)
-            ys = np.empty(n, np.int64)
-            xs = np.empty(n, np.int64)
-            n = 0
-        for z in range(nz):
-            for y in range(ny):
-                for x in range(nx):
-                    if not src[z, y, x]:
-                        continue
-                    a, b, c = z, y, x
-                    if axis == 0:
-                        a += shift
-                        if a < 0 or a >= nz:
-                            continue
-                    elif axis == 1:
-                        b += shift
-                        if b < 0 or b >= ny:
-                            continue
-                    else:
-                        c += shift
-                        if c < 0 or c >= nx:
-                            continue
-                    if inside[a, b, c]:
-                        continue
-                    if step == 1:
-                        zs[n] = z
-                        ys[n] = y
-                        xs[n] = x
+    a, b, c = np.int64(z), np.int64(y), np.int64(x)  # a prange index is unsigned: plus a signed shift gives a float
+    if axis == 0:
+        a += shift
+        if a < 0 or a >= nz:
+            return False
+    elif axis == 1:
+        b += shift
+        if b < 0 or b >= ny:
+            return False
+    else:
+        c += shift
+        if c < 0 or c >= nx:
+            return False
+    return not inside[a, b, c]
+
+
+@njit(cache=True, parallel=True)
+def _open_faces(src, inside, axis, shift):  # pragma: no cover - compiled
+    # (z, y, x) indices, in C order as np.nonzero, of src voxels with an open face along ``axis`` towards
+    # ``shift`` (`_open_face`); slices counted, then filled, in parallel, each at its own offset
+    nz, ny, nx = src.shape
+    counts = np.zeros(nz + 1, np.int64)
+    for z in prange(nz):
+        n = 0
+        for y in range(ny):
+            for x in range(nx):
+                if _open_face(src, inside, axis, shift, z, y, x):
                     n += 1
+        counts[z + 1] = n
+    starts = np.cumsum(counts)
+    zs = np.empty(starts[nz], np.int64)
+    ys = np.empty(starts[nz], np.int64)
+    xs = np.empty(starts[nz], np.int64)
+    for z in prange(nz):
+        i = starts[z]
+        for y in range(ny):
+            for x in range(nx):
+                if _open_face(src, inside, axis, shift, z, y, x):
+                    zs[i] = z
+                    ys[i] = y
+                    xs[i] = x
+                    i += 1
     return zs, ys, xs
 
 
