@@ -38,8 +38,11 @@ def per_animal_rows(out: Path) -> list[str]:
 
 
 def main(argv=None) -> None:
+    from ctbone.memory import retain_freed_memory
     from ctbone.options import AnalysisOptions
     from ctbone.study.runner import run_batch
+
+    retain_freed_memory()  # as the ctbone command does: --workers 1 runs the scans in this process
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", default="1,2")
