@@ -86,3 +86,24 @@ def return_freed_memory() -> None:
         pass
     _done = False
     log.debug("malloc: freed memory goes back to the system again")
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+def kept_free_bytes() -> int:
+    """Free memory this process's heap holds for reuse (glibc ``mallinfo2().fordblks``) while
+    `retain_freed_memory` is in effect; 0 otherwise or where unknown. The system's MemAvailable does not
+    count it, though the next arrays of this process will use it."""
+    if not _done:
+        return 0
+    libc, _ = _mallopt()
+    try:
+        info = libc.mallinfo2
+    except AttributeError:  # glibc < 2.33
+        return 0
+    info.restype = _MallInfo2
+    return int(info().fordblks)

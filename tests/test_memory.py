@@ -78,3 +78,24 @@ def test_return_freed_memory_maps_large_blocks_again():
     env = {k: v for k, v in os.environ.items() if k != "CTBONE_KEEP_FREED_MEMORY"}
     done = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
+def test_kept_free_memory_counts_as_available(monkeypatch):
+    import ctbone.memory as memory
+    from ctbone.io.slabs import available_memory_bytes
+
+    _mallinfo2()  # skips without glibc >= 2.33
+    monkeypatch.delenv("CTBONE_KEEP_FREED_MEMORY", raising=False)
+    assert memory.retain_freed_memory() is True
+    block = np.ones(256 * 2**20, np.uint8)
+    del block  # 256 MiB freed, kept in the heap
+    assert memory.kept_free_bytes() >= 256 * 2**20
+    # the system's figure plus what is kept (MemAvailable itself moves a little between two reads)
+    monkeypatch.setattr(memory, "kept_free_bytes", lambda: 0)
+    system = available_memory_bytes()
+    monkeypatch.setattr(memory, "kept_free_bytes", lambda: 10 * 2**30)
+    assert abs(available_memory_bytes() - system - 10 * 2**30) < 2**30
+    monkeypatch.undo()
+    monkeypatch.setattr(memory, "_done", False)
+    assert memory.kept_free_bytes() == 0  # nothing is kept for reuse when the allocator is left alone

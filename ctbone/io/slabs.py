@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 _READ_THREADS = 2
 # what the in-memory path holds per voxel of the scan before it crops to the bone: the float32 scan,
-# its smoothed twin and the smoothing's scratch copy, the bone mask and its particle labels
+# its smoothed twin, the bone mask, and on the bone's box its uint8 copy and particle labels (with room)
 IN_MEMORY_BYTES_PER_VOXEL = 16
 
 
@@ -309,12 +309,16 @@ def slabs_if_too_big(path: Path, *, spacing=None, share: float = 1.0) -> ScanSla
 
 
 def available_memory_bytes() -> int | None:
-    """Memory available to a new allocation now (Linux ``MemAvailable``), or None where unknown."""
+    """Memory available to a new allocation now, or None where unknown: Linux ``MemAvailable``, plus the
+    freed memory this process keeps for reuse (a batch worker's previous scan; `ctbone.memory`), which
+    the system does not count as available."""
+    from ..memory import kept_free_bytes
+
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    return int(line.split()[1]) * 1024 + kept_free_bytes()
     except OSError:
         return None
     return None
