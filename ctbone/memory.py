@@ -17,7 +17,7 @@ memory their nannies watch and trim). From a notebook, call
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import logging
 import os
 import sys
@@ -35,15 +35,44 @@ _TRIM_THRESHOLD_BYTES = 2 ** 31 - 1
 _done = False
 
 
-def _mallopt():
+class MallInfo2(ctypes.Structure):
+    """glibc's ``struct mallinfo2`` (malloc.h): ``arena`` heap bytes, ``hblkhd`` mmap'd bytes, ``fordblks`` free."""
+
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+@functools.lru_cache(maxsize=1)
+def _glibc():
+    """The process's own C library with ``mallopt`` typed, or None (not Linux, not glibc). Looked up once:
+    the ctbone command asks at every start, and the memory check at every scan opened."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None)  # the symbols already loaded into this process: its libc among them
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc
-        return None, None
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    mallopt.restype = ctypes.c_int
-    return libc, mallopt
+        libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+        libc.mallopt.restype = ctypes.c_int
+    except AttributeError:  # not glibc
+        return None
+    return libc
+
+
+def mallinfo() -> MallInfo2 | None:
+    """glibc's ``mallinfo2()`` now, or None where it is missing (not glibc, or glibc < 2.33)."""
+    libc = _glibc()
+    fn = getattr(libc, "mallinfo2", None) if libc is not None else None
+    if fn is None:
+        return None
+    fn.restype = MallInfo2
+    return fn()
+
+
+def trim_heap() -> None:
+    """Give the heap's free pages back to the system now (glibc ``malloc_trim(0)``; nothing elsewhere)."""
+    libc = _glibc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(ctypes.c_size_t(0))
 
 
 def retain_freed_memory() -> bool:
@@ -55,13 +84,11 @@ def retain_freed_memory() -> bool:
     global _done
     if _done:
         return True
-    if not sys.platform.startswith("linux") or os.environ.get("CTBONE_KEEP_FREED_MEMORY", "1") == "0":
-        return False
-    _, mallopt = _mallopt()
-    if mallopt is None:
+    libc = _glibc()
+    if libc is None or os.environ.get("CTBONE_KEEP_FREED_MEMORY", "1") == "0":
         return False
     # mallopt returns 1 on success; a kept heap without the mmap limit (or the reverse) is harmless
-    if mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES) != 1 or mallopt(_M_MMAP_MAX, 0) != 1:
+    if libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES) != 1 or libc.mallopt(_M_MMAP_MAX, 0) != 1:
         return False
     _done = True
     log.debug("malloc: large blocks from the heap, freed memory kept (mallopt)")
@@ -75,23 +102,12 @@ def return_freed_memory() -> None:
     global _done
     if not _done:
         return
-    libc, mallopt = _mallopt()
-    if mallopt is None:
-        return
-    mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-    mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD_BYTES)
-    try:
-        libc.malloc_trim(ctypes.c_size_t(0))
-    except AttributeError:
-        pass
+    libc = _glibc()
+    libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+    libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD_BYTES)
+    trim_heap()
     _done = False
     log.debug("malloc: freed memory goes back to the system again")
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-                 "keepcost")]
 
 
 def kept_free_bytes() -> int:
@@ -100,10 +116,5 @@ def kept_free_bytes() -> int:
     count it, though the next arrays of this process will use it."""
     if not _done:
         return 0
-    libc, _ = _mallopt()
-    try:
-        info = libc.mallinfo2
-    except AttributeError:  # glibc < 2.33
-        return 0
-    info.restype = _MallInfo2
-    return int(info().fordblks)
+    info = mallinfo()
+    return int(info.fordblks) if info is not None else 0

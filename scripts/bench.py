@@ -81,16 +81,6 @@ class PeakRSS:
         return self.peak / 2**20
 
 
-def _trim_heap():
-    """Give the heap's free pages back to the system (glibc), so RSS is the memory in use."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 def best_of(fn, repeat=3):
     times = []
     out = None
@@ -105,6 +95,7 @@ def run_one(name: str, render: bool, with_localthickness: bool, retain: bool = T
     import SimpleITK as sitk
 
     import ctbone
+    from ctbone.memory import trim_heap
 
     folder = phantom_folder(name)
     rss = PeakRSS()
@@ -123,7 +114,7 @@ def run_one(name: str, render: bool, with_localthickness: bool, retain: bool = T
 
         retain_freed_memory()
 
-    _trim_heap()
+    trim_heap()
     rss.reset()
     baseline = rss.peak_mb
     row["read_s"], volume = best_of(lambda: ctbone.read_scan(folder), 2)
@@ -134,7 +125,7 @@ def run_one(name: str, render: bool, with_localthickness: bool, retain: bool = T
     def progress(stage):
         stages.setdefault(stage, rss.peak_mb)
 
-    _trim_heap()  # peaks count from the memory in use, not the read's freed memory the heap kept
+    trim_heap()  # peaks count from the memory in use, not the read's freed memory the heap kept
     rss.reset()
     t0 = time.perf_counter()
     result = ctbone.analyze(volume, render=False, progress=progress)

@@ -1,7 +1,5 @@
 """ctbone.memory: large blocks come from the heap once retain_freed_memory has run (glibc only)."""
 
-import ctypes
-import ctypes.util
 import os
 import sys
 from pathlib import Path
@@ -9,23 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ctbone.memory import retain_freed_memory
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-                 "keepcost")]
+from ctbone.memory import mallinfo, retain_freed_memory
 
 
 def _mallinfo2():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        fn = libc.mallinfo2
-    except (OSError, AttributeError):
+    """glibc's mallinfo2 as a function to call before and after (skips the test where it is missing)."""
+    if mallinfo() is None:
         pytest.skip("needs glibc >= 2.33 (mallinfo2)")
-    fn.restype = _MallInfo2
-    return fn
+    return mallinfo
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
