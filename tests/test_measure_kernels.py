@@ -27,7 +27,7 @@ def test_open_faces_equal_the_rolled_formulation():
 def test_between_equals_comparisons_with_the_broadcast_tables():
     rng = np.random.default_rng(2)
     bins = rng.integers(0, 40, (5, 8, 9)).astype(np.int16)
-    frame = PolarFrame(bins, 40, rng.uniform(0, 0.09, (5, 2)), 0.01, (0.01, 0.012))
+    frame = PolarFrame(bins, 40, rng.uniform(0, 0.09, (5, 2)), (0.01, 0.012))
     # the radius the frame computes where asked, against numpy's on the grid
     yy = np.arange(8)[None, :, None] * 0.01 - frame.centres_yx_mm[:, 0, None, None]
     xx = np.arange(9)[None, None, :] * 0.012 - frame.centres_yx_mm[:, 1, None, None]

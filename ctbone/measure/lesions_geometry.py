@@ -7,7 +7,7 @@ from numba import njit, prange
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from ..segment.labels import label_counts
+from ..segment.labels import label_counts, label_on_box
 from ..segment.morphology import dilate_cross
 from ..segment.smooth import gaussian_filter_nearest
 from ..volume import bounding_box
@@ -180,19 +180,14 @@ def max_diameter_mm(points_zyx: np.ndarray, *, spacing_mm) -> float:
 def components(mask: np.ndarray, *, connectivity: int = 26):
     """(labels, n) of a boolean mask (cc3d, 26- or 6-connected).
 
-    Labelled on the mask's bounding box: the labels are those of the whole array (cc3d numbers components
-    in raster order of their first voxel, which a box keeps), and a small lesion mask costs its box only.
+    Labelled on the mask's bounding box (`label_on_box`): a small lesion mask costs its box only.
     """
-    import cc3d
-
-    box = bounding_box(mask)
+    labels_box, n, box = label_on_box(mask, connectivity=connectivity)
     if box is None:
         return np.zeros(mask.shape, np.uint16), 0
-    part = np.ascontiguousarray(mask[box], dtype=bool).view(np.uint8)
-    labels_box, n = cc3d.connected_components(part, connectivity=connectivity, return_N=True)
     labels = np.zeros(mask.shape, labels_box.dtype)
     labels[box] = labels_box
-    return labels, int(n)
+    return labels, n
 
 
 def keep_large(mask: np.ndarray, *, min_voxels: float, connectivity: int = 26) -> np.ndarray:
@@ -202,15 +197,10 @@ def keep_large(mask: np.ndarray, *, min_voxels: float, connectivity: int = 26) -
     hold a million specks of soft tissue) dust's ``np.isin`` made an int64 copy of the label image,
     the lesion stage's memory peak. Here: the labels, their counts (compiled) and one lookup.
     """
-    import cc3d
-
     out = np.zeros(mask.shape, bool)
-    box = bounding_box(mask)
+    labels, n, box = label_on_box(mask, connectivity=connectivity)
     if box is None:
         return out
-    part = np.ascontiguousarray(mask[box], dtype=bool).view(np.uint8)
-    labels, n = cc3d.connected_components(part, connectivity=connectivity, return_N=True)
-    del part
     keep = label_counts(labels, n) >= int(np.ceil(min_voxels))
     keep[0] = False
     out[box] = keep[labels]  # fancy indexing casts the labels in buffered chunks, not as a whole copy

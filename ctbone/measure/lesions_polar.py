@@ -46,8 +46,6 @@ class PolarFrame:
     n_bins : int
     centres_yx_mm : (Z, 2) ndarray
         Slice centres (y, x) in array mm (index * spacing).
-    pixel_mm : float
-        In-plane voxel size, mm.
     step_yx_mm : (2,) tuple of float
         Voxel size along y and x, mm.
     """
@@ -55,8 +53,12 @@ class PolarFrame:
     bin_index: np.ndarray
     n_bins: int
     centres_yx_mm: np.ndarray
-    pixel_mm: float
     step_yx_mm: tuple
+
+    @property
+    def pixel_mm(self) -> float:
+        """In-plane voxel size, mm (the larger of y and x)."""
+        return float(max(self.step_yx_mm))
 
     @property
     def radius_mm(self) -> np.ndarray:
@@ -143,7 +145,7 @@ def polar_frame(envelope: np.ndarray, *, spacing_mm) -> PolarFrame:
     n_bins = int(np.clip(round(2 * np.pi * r_typ / max(sy, sx)), 48, 720))
     bins = np.empty(envelope.shape, np.int16)  # at most 720 bins: 2 bytes a voxel
     _angle_bins(np.ascontiguousarray(centres, np.float64), yy, xx, n_bins, bins)
-    return PolarFrame(bins, n_bins, centres, float(max(sy, sx)), (float(sy), float(sx)))
+    return PolarFrame(bins, n_bins, centres, (float(sy), float(sx)))
 
 
 def _bin_table(table: np.ndarray) -> np.ndarray:

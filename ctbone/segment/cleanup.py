@@ -7,7 +7,7 @@ import logging
 import numpy as np
 
 from .distance import within_mm
-from .labels import label_counts
+from .labels import label_counts, label_on_box
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +29,10 @@ def keep_bone_of_interest(bone: np.ndarray, *, spacing_mm, min_particle_mm3: flo
     -------
     (Z, Y, X) bool ndarray
     """
-    import cc3d
-
-    from ..volume import bounding_box
-
     out = np.zeros(bone.shape, bool)
-    box = bounding_box(bone)
+    labels, n, box = label_on_box(bone)  # the same particles, no label volume of the scan's empty margins
     if box is None:
         return out
-    # labelled on the bone's box: the same particles, and no label volume of the scan's empty margins
-    # (cc3d numbers them in raster order, which the box keeps)
-    labels, n = cc3d.connected_components(np.ascontiguousarray(bone[box], dtype=np.uint8), connectivity=26,
-                                          return_N=True)
     counts = label_counts(labels, n)
     counts[0] = 0
     largest = int(np.argmax(counts))
