@@ -50,6 +50,7 @@ def run_job(job: Job) -> dict:
 
     t0 = time.perf_counter()
     import ctbone
+
     # the scan slab by slab when it would not fit in memory; a reference is registered to the scan
     # as a whole, so it is always read in memory
     read = job.read_fn or ctbone.open_scan
