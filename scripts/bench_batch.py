@@ -1,10 +1,15 @@
 #!/usr/bin/env python
 """Batch throughput: the demo phantom study with 1 and N local workers and on a dask LocalCluster (issue 7).
 
-Usage:  python scripts/bench_batch.py [--workers 1,2] [--no-dask]
-Writes the demo study once under .bench-cache/demo_study, runs `run_batch` (no rendering, --force so every
-scan is analysed) for each setting into a temporary folder, and prints a Markdown table: wall time, scans
-per minute and the speed-up over one worker. Each setting's per_animal.csv must equal the 1-worker one.
+Usage:  python scripts/bench_batch.py [--workers 1,2] [--no-dask] [--study demo|256x8]
+Writes the study once under .bench-cache/, runs `run_batch` (no rendering, --force so every scan is analysed)
+for each setting into a temporary folder, and prints a Markdown table: wall time, scans per minute and the
+speed-up over one worker. Each setting's per_animal.csv must equal the 1-worker one.
+
+Studies:
+* ``demo``: the demo study (6 small scans, each registered to its contralateral limb);
+* ``256x8``: eight animals whose scan is bench.py's 256^3 phantom series (no reference), scans large enough
+  that one scan leaves a core idle part of the time (see docs/performance.md, "Batch").
 """
 
 from __future__ import annotations
@@ -18,13 +23,30 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".bench-cache"
 
 
-def study_manifest() -> Path:
-    from ctbone.phantoms.study import write_study
+def study_manifest(study: str) -> Path:
+    if study == "demo":
+        from ctbone.phantoms.study import write_study
 
-    folder = CACHE / "demo_study"
-    manifest = folder / "manifest.csv"
-    if not manifest.is_file():
-        manifest = write_study(folder, seed=0)
+        folder = CACHE / "demo_study"
+        manifest = folder / "manifest.csv"
+        if not manifest.is_file():
+            manifest = write_study(folder, seed=0)
+        return manifest
+    size, _, copies = study.partition("x")
+    return repeated_scan_manifest(size, int(copies))
+
+
+def repeated_scan_manifest(size: str, copies: int) -> Path:
+    """A manifest of ``copies`` animals (two groups) that all point at bench.py's cached phantom series."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench import phantom_folder
+
+    series = phantom_folder(size)
+    manifest = CACHE / f"study_{size}x{copies}.csv"
+    rows = ["animal_id,group,scan"] + [f"A{i},{'control' if i % 2 else 'treated'},{series.relative_to(CACHE)}" for i in range(copies)]
+    manifest.write_text("\n".join(rows) + "\n")
     return manifest
 
 
@@ -47,8 +69,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--no-dask", action="store_true")
+    parser.add_argument("--study", default="demo", help="demo, or SIZExN: N animals on bench.py's SIZE phantom")
     args = parser.parse_args(argv)
-    manifest = study_manifest()
+    manifest = study_manifest(args.study)
     n_scans = sum(1 for _ in open(manifest)) - 1
     settings = [(f"--workers {w}", {"workers": int(w)}) for w in args.workers.split(",")]
     if not args.no_dask:
@@ -74,7 +97,7 @@ def main(argv=None) -> None:
         reference = reference or table
         base = base or seconds
         rows.append((label, seconds, status, table == reference))
-    print(f"{n_scans} scans of the demo study, no rendering\n")
+    print(f"{n_scans} scans of the {args.study} study, no rendering\n")
     print("| setting | wall s | scans / min | speed-up | exit status | same per_animal.csv |")
     print("|---|---|---|---|---|---|")
     for label, seconds, status, same in rows:

@@ -1,6 +1,7 @@
 """Process workers run compiled (numba, OpenMP) kernels even when this process already ran them."""
 
 import numpy as np
+import pytest
 
 from ctbone.measure.thickness import local_thickness
 from ctbone.options import AnalysisOptions
@@ -31,3 +32,29 @@ def test_workers_after_kernels_in_this_process(tmp_path):
                          analyze_fn=analyze_with_kernel, read_fn=fake_read) == 0
         outs[workers] = (out / "per_animal.csv").read_text()
     assert outs[2] == outs[1]  # one row per scan, whatever the worker count
+
+
+def test_tasks_per_host_counts_every_worker_thread_on_the_host():
+    from ctbone.study.backends import tasks_per_host
+
+    workers = {"tcp://a:1": {"host": "a", "nthreads": 1}, "tcp://a:2": {"host": "a", "nthreads": 3},
+               "tcp://b:1": {"host": "b", "nthreads": 2}}
+    assert tasks_per_host(workers) == {"tcp://a:1": 4, "tcp://a:2": 4, "tcp://b:1": 2}
+
+
+def test_dask_task_gets_its_share_of_the_cores(monkeypatch):
+    # two single-threaded workers on one 2-core host: each task's kernels get 1 thread, not one per core
+    distributed = pytest.importorskip("distributed")
+    numba = pytest.importorskip("numba")
+    from ctbone.study import backends
+
+    monkeypatch.setattr(backends, "_cpu_count", lambda: 2)
+    monkeypatch.setattr(backends, "run_job", lambda job: numba.get_num_threads())
+    before = numba.get_num_threads()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cl, \
+            distributed.Client(cl) as client:
+        tasks = backends.tasks_per_host(client.scheduler_info()["workers"])
+        assert sorted(tasks.values()) == [2, 2]
+        threads = client.gather([client.submit(backends.run_job_on_dask, None, tasks, pure=False) for _ in range(2)])
+    assert threads == [1, 1]
+    assert numba.get_num_threads() == before  # per task thread: this thread's setting is untouched

@@ -113,10 +113,16 @@ def _limit_threads(threads: int) -> None:
     from ..memory import retain_freed_memory
 
     retain_freed_memory()
+    _set_numba_threads(threads)
+
+
+def _set_numba_threads(threads: int) -> None:
+    """This thread's numba kernels (and the distance transforms, which follow numba) use ``threads`` threads
+    (at most NUMBA_NUM_THREADS)."""
     try:
         import numba
 
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     except (ImportError, ValueError):
         pass
 
@@ -139,13 +145,42 @@ def run_dask(jobs: Sequence[Job], *, scheduler) -> Iterator[dict]:
                           f"address (tcp://HOST:8786) and that the scheduler is running") from exc
     run_id = uuid.uuid4().hex[:8]  # fresh keys: a long-lived cluster must not hand back an earlier run's result
     try:
-        futures = {client.submit(run_job, job, pure=False, key=f"ctbone-{run_id}-{i}-{job.name}"): job.name
-                   for i, job in enumerate(jobs)}
+        tasks = tasks_per_host(client.scheduler_info().get("workers", {}))
+        futures = {client.submit(run_job_on_dask, job, tasks, pure=False, key=f"ctbone-{run_id}-{i}-{job.name}"):
+                   job.name for i, job in enumerate(jobs)}
         for future in as_completed(list(futures)):
             yield _outcome(future, futures[future])
     finally:
         if own:
             client.close()
+
+
+def tasks_per_host(workers: dict) -> dict[str, int]:
+    """{worker address: how many tasks can run at once on that worker's host} (the threads of all workers
+    on the host), from ``Client.scheduler_info()["workers"]``."""
+    on_host: dict[str, int] = {}
+    for info in workers.values():
+        host = info.get("host", "")
+        on_host[host] = on_host.get(host, 0) + int(info.get("nthreads", 1))
+    return {address: on_host[info.get("host", "")] for address, info in workers.items()}
+
+
+def run_job_on_dask(job: Job, tasks_by_worker: dict[str, int]) -> dict:
+    """`run_job` on a dask worker, its compiled kernels given this task's share of the host's cores.
+
+    Without it every task would start one numba thread per core: 8 single-threaded worker processes on a
+    32-core node would run 256 threads. A worker that joined after the batch started counts its own
+    threads only. The setting is per thread, so it holds for this task only.
+    """
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+        tasks = tasks_by_worker.get(worker.address, worker.state.nthreads)
+    except (ImportError, ValueError, AttributeError):  # not on a worker (e.g. a test calling it directly)
+        tasks = 1
+    _set_numba_threads(max(1, _cpu_count() // max(1, int(tasks))))
+    return run_job(job)
 
 
 def _outcome(future, name: str) -> dict:
