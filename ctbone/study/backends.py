@@ -145,7 +145,7 @@ def run_dask(jobs: Sequence[Job], *, scheduler) -> Iterator[dict]:
                           f"address (tcp://HOST:8786) and that the scheduler is running") from exc
     run_id = uuid.uuid4().hex[:8]  # fresh keys: a long-lived cluster must not hand back an earlier run's result
     try:
-        tasks = tasks_per_host(client.scheduler_info().get("workers", {}))
+        tasks = tasks_per_host(_cluster_workers(client))
         futures = {client.submit(run_job_on_dask, job, tasks, pure=False, key=f"ctbone-{run_id}-{i}-{job.name}"):
                    job.name for i, job in enumerate(jobs)}
         for future in as_completed(list(futures)):
@@ -153,6 +153,15 @@ def run_dask(jobs: Sequence[Job], *, scheduler) -> Iterator[dict]:
     finally:
         if own:
             client.close()
+
+
+def _cluster_workers(client) -> dict:
+    """The scheduler's description of every worker (some dask versions return 5 unless asked for all)."""
+    try:
+        info = client.scheduler_info(n_workers=-1)
+    except TypeError:  # dask.distributed before the n_workers argument: always all of them
+        info = client.scheduler_info()
+    return info.get("workers", {})
 
 
 def tasks_per_host(workers: dict) -> dict[str, int]:
