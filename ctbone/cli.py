@@ -418,8 +418,12 @@ def _analyze_on_cluster(path, outdir, reference, overrides, scheduler, quiet) ->
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @analysis_options
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Scans analysed in parallel (a count of local worker processes).")
-@click.option("--scheduler", metavar="ADDRESS", default=None, help="Run on a dask.distributed cluster (e.g. tcp://host:8786).")
+              help="Scans analysed in parallel (a count of local worker processes, each given cores / N kernel "
+                   "threads). One large scan keeps ~1.4 cores busy: on 2 cores, 2 workers ran four 512^3 scans 1.3x "
+                   "faster; a scan starts only when its estimated memory fits.")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="Run on a dask.distributed cluster (e.g. tcp://host:8786); scans and OUTDIR must be at the same "
+                   "paths on every worker. Overrides --workers.")
 @click.option("--control", default=None, help="Control group for statistics (default: the first group in the manifest).")
 @click.option("--force", is_flag=True, help="Recompute every scan, even those whose outputs are complete and unchanged.")
 @click.option("--validate", "validate_only", is_flag=True, help="Only check the manifest (dry run) and exit.")
