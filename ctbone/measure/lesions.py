@@ -37,7 +37,7 @@ from scipy import ndimage
 from ..errors import SegmentationError
 from ..segment.distance import ring_mm, within_mm
 from ..segment.flood import flood_in_slices
-from ..segment.labels import label_counts
+from ..segment.labels import label_counts, label_on_box
 from ..segment.morphology import dilate_cross
 from ..volume import Volume, bounding_box
 from .lesions_geometry import (components, keep_large, label_boxes, max_diameter_mm, surface_area_mm2, surface_normals,
@@ -315,6 +315,7 @@ def _blastic_bone(image, bone, env, frame, surface_t, in_slices, *, dense_level,
     candidates = _attached(_grow_back(wide & beyond_tol, wide, min_voxels, tol + s, spacing),
                            bone & env)
     kept, dense_outgrowth_mm3 = _drop_dense(candidates, image, bone, dense_level, float(np.prod(spacing)))
+    del candidates
     # a denser cap is then cut at its own half maximum: half-way from the tissue to the brightest value within
     # 2 voxels (the quarter level is the half maximum of ~700 HU woven bone only; a denser cap would keep its
     # pores' and margins' partial volume), the peak taken beyond the tolerance band so that the cortex's own
@@ -329,7 +330,9 @@ def _blastic_bone(image, bone, env, frame, surface_t, in_slices, *, dense_level,
         np.clip(level, np.float32(woven_level), np.float32(threshold), out=level)
         outside[box] = wide[box] & (bone[box] | (image[box] >= level))
         del far, level
+    del wide
     blastic = _grow_back(outside & beyond_tol, outside, min_voxels, tol + s, spacing)
+    del outside, beyond_tol
     blastic = _attached(blastic, bone & env) & kept
     return blastic, dense_outgrowth_mm3, woven_level
 
@@ -355,7 +358,9 @@ def _cortical_defects(bone, shell, marrow, expected, env, normals, spacing, min_
     labels, n = components(candidates)
     through = touching(labels, n, exterior) & touching(labels, n, marrow)
     kept = through[labels]
+    del labels  # a crop-sized label volume: gone before the growth's arrays are made (the stage's peak)
     grown = dilate_cross(kept) & shell & ~bone
+    del kept
     labels, n = components(grown)
     out = np.zeros(bone.shape, np.uint16 if n < 2 ** 16 else np.int32)  # few defects: 2 bytes a voxel suffice
     areas = []
@@ -502,12 +507,16 @@ def _dense_level(image, bone, threshold):
 
 
 def _largest(mask):
-    labels, n = components(mask, connectivity=6)
+    """The largest 6-connected component of ``mask``, labelled on its box: the marrow space fills the crop, and
+    a crop-sized copy of its labels (4 bytes a voxel) beside cc3d's own was the lesion stage's largest step up."""
+    labels, n, box = label_on_box(mask, connectivity=6)
     if n == 0:
         return mask
     sizes = label_counts(labels, n)
     sizes[0] = 0
-    return labels == int(sizes.argmax())
+    out = np.zeros(mask.shape, bool)
+    np.equal(labels, int(sizes.argmax()), out=out[box])
+    return out
 
 
 def _nan_to(table, value):
