@@ -83,20 +83,30 @@ def local_thickness(mask: np.ndarray, *, spacing_mm=(1.0, 1.0, 1.0), outside: st
     """
     mask = _check_mask(mask)
     spacing = _check_spacing(spacing_mm)
-    if outside not in ("background", "open"):
-        raise ValueError(f"outside must be 'background' or 'open', got {outside!r}")
+    thickness, box = _thickness_on_box(mask, spacing, outside)
+    if box is not None and thickness.shape == mask.shape:
+        return thickness
     out = np.zeros(mask.shape, np.float32)
-    box = bounding_box(mask, margin_vox=1)
-    if box is None:
-        return out
-    # the structure's bounding box plus one voxel (clipped at the array edge) gives the same distances: a
-    # background voxel beyond the box is never nearer than its projection onto the box's margin layer
-    out[box] = _local_thickness_dense(np.ascontiguousarray(mask[box]), spacing, outside)
+    if box is not None:
+        out[box] = thickness
     return out
 
 
+def _thickness_on_box(mask: np.ndarray, spacing, outside: str):
+    """(local thickness on the mask's bounding box plus one voxel, that box); (None, None) for an empty mask.
+
+    The box gives the same distances as the whole array: a background voxel beyond it is never nearer than
+    its projection onto the box's margin layer. Means need no map of the whole array (one float32 volume less).
+    """
+    if outside not in ("background", "open"):
+        raise ValueError(f"outside must be 'background' or 'open', got {outside!r}")
+    box = bounding_box(mask, margin_vox=1)
+    if box is None:
+        return None, None
+    return _local_thickness_dense(np.ascontiguousarray(mask[box]), spacing, outside), box
+
+
 def _local_thickness_dense(mask: np.ndarray, spacing, outside: str) -> np.ndarray:
-    out = np.zeros(mask.shape, np.float32)
     dist2 = squared_distance(mask, spacing_mm=spacing, outside=outside)
     if not np.isfinite(dist2).all():  # "open" with no background voxel at all: the array edge is the only wall
         dist2 = squared_distance(mask, spacing_mm=spacing, outside="background")
@@ -107,6 +117,7 @@ def _local_thickness_dense(mask: np.ndarray, spacing, outside: str) -> np.ndarra
     parents = _parents(dist2, centres)
     parent_r2 = np.where(parents[:, 0] >= 0, dist2[tuple(np.maximum(parents, 0).T)], 0.0).astype(np.float64)
     del dist2
+    out = np.zeros(mask.shape, np.float32)  # made once the distances are gone: they are as large
     voxel = _isotropic_voxel_mm(spacing, float(radii2.max()))
     if voxel is not None:
         # isotropic grid: squared distances are whole multiples of voxel², so the ball's rows come from
@@ -469,8 +480,9 @@ def mean_local_thickness_mm(mask: np.ndarray, *, spacing_mm, outside: str = "ope
     if wall_mm is not None and np.isfinite(wall_mm):
         factor = max(1, min(factor, int(wall_mm / (COARSE_MIN_VOX_WALL * max(spacing)))))
     if factor == 1:
-        thickness = local_thickness(mask, spacing_mm=spacing, outside=outside)
-        return float(thickness[mask].mean()), 1
+        # the mask's voxels all lie in the box, in the same order: the same values summed the same way
+        thickness, box = _thickness_on_box(mask, spacing, outside)
+        return float(thickness[mask[box]].mean()), 1
     from scipy import ndimage
 
     f = factor
