@@ -154,6 +154,18 @@ def bounding_box(mask: np.ndarray, *, margin_vox: int = 0):
     return tuple(slices)
 
 
+def mask_as_bool(mask: np.ndarray) -> np.ndarray:
+    """A boolean view of a 0/1 uint8 mask (ctbone's stored masks: no copy), else a boolean copy.
+
+    The view shares the mask's memory: read it, never write into it."""
+    mask = np.asarray(mask)
+    if mask.dtype == np.bool_:
+        return mask
+    if mask.dtype == np.uint8 and mask.flags.c_contiguous and (mask.size == 0 or mask.max() <= 1):
+        return mask.view(bool)
+    return mask.astype(bool)
+
+
 def fold_blocks(array: np.ndarray, factor: int, op, dtype) -> np.ndarray:
     """``op`` (a ufunc: np.add, np.logical_or, ...) over each factor³ block of a 3-D array (trimmed to whole
     blocks), accumulated in ``dtype``, one axis at a time on strided views: several times faster than numpy's

@@ -142,3 +142,19 @@ def test_canals_found_slab_by_slab_equal_the_whole_array(seed):
     found = through_cortex_channels(cavity, surface, spacing_mm=spacing, radius_mm=0.035)
     assert expected.any()
     assert np.array_equal(found, expected)
+
+
+def test_mask_as_bool_views_stored_masks_and_copies_the_rest():
+    from ctbone.volume import mask_as_bool
+
+    stored = np.zeros((3, 4, 5), np.uint8)
+    stored[1, 2, 3] = 1
+    view = mask_as_bool(stored)
+    assert view.dtype == bool and np.shares_memory(view, stored) and int(view.sum()) == 1
+    counts = stored * 2  # not 0/1: a comparison-free view would read 2 as an invalid bool
+    copy = mask_as_bool(counts)
+    assert copy.dtype == bool and not np.shares_memory(copy, counts) and int(copy.sum()) == 1
+    strided = stored[:, :, ::2]
+    assert not np.shares_memory(mask_as_bool(strided), stored)
+    flags = stored.astype(bool)
+    assert mask_as_bool(flags) is flags

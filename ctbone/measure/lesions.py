@@ -39,7 +39,7 @@ from ..segment.distance import ring_mm, within_mm
 from ..segment.flood import flood_in_slices
 from ..segment.labels import label_counts, label_on_box
 from ..segment.morphology import dilate_cross
-from ..volume import Volume, bounding_box
+from ..volume import Volume, bounding_box, mask_as_bool
 from .lesions_geometry import (components, keep_large, label_boxes, max_diameter_mm, surface_area_mm2, surface_normals,
                                touching)
 from .lesions_lytic import PV_REACH_VOX, missing_bone_mm3
@@ -143,6 +143,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     # slices where it holds >= MAIN_SECTION_FRACTION of the envelope (not the femoral head and neck, not
     # a separate fibula: their bone is left out rather than mistaken for outgrowths)
     env, analysable = _main_sections(env)
+    del env_full  # _main_sections made the crop's own envelope
     if not analysable.any():
         raise SegmentationError(f"{_source(seg)}: no slice shows a single bone section; the lesion model "
                                 "needs a long-bone shaft. Potential fix: restrict the ROI (--roi-mm) to the shaft")
@@ -268,7 +269,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         DENSITY_METRIC[density_src.unit]: float(density[blastic].mean()) if blastic.any() else None,
     }
     def on_scan_grid(mask):
-        full = np.zeros(bone_full.shape, np.uint8)
+        full = np.zeros(seg.bone.shape, np.uint8)
         full[crop] = mask
         return seg.bone.with_array(full, unit="mask")
 
@@ -534,7 +535,7 @@ def _not_measured(seg, why: str) -> LesionMeasurement:
 def _mask(volume, name):
     if volume is None:
         raise SegmentationError(f"segmentation has no {name} mask; Potential fix: run ctbone.segment.segment first")
-    return np.asarray(volume.array).astype(bool)
+    return mask_as_bool(volume.array)  # a view of the segmentation's mask: read only here
 
 
 def _source(seg):

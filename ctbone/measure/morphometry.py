@@ -9,7 +9,7 @@ import logging
 
 import numpy as np
 
-from ..volume import bounding_box
+from ..volume import bounding_box, mask_as_bool
 from ._euler import connectivity_density_per_mm3
 from ._surface import surface_area_mm2
 from .porosity import cortical_porosity_pct
@@ -55,11 +55,11 @@ def standard_morphometry(seg, lesions=None) -> dict:
     """
     spacing = seg.image.spacing
     v = float(np.prod(spacing))
-    bone = _as_bool(seg.bone.array)
-    envelope = _as_bool(seg.envelope.array)
-    cortex = _as_bool(seg.cortex.array)
-    marrow = _as_bool(seg.marrow.array)
-    trab = _as_bool(seg.trabecular.array)
+    bone = mask_as_bool(seg.bone.array)
+    envelope = mask_as_bool(seg.envelope.array)
+    cortex = mask_as_bool(seg.cortex.array)
+    marrow = mask_as_bool(seg.marrow.array)
+    trab = mask_as_bool(seg.trabecular.array)
     n_slices = bone.shape[0]
     length_mm = n_slices * spacing[0]
 
@@ -134,10 +134,10 @@ def _lesion_exclusions(lesions) -> dict:
     lesion = None
     for name in ("lytic", "defects"):
         if name in masks:
-            part = _as_bool(masks[name].array)
+            part = mask_as_bool(masks[name].array)
             lesion = part if lesion is None else lesion | part
     outgrowth = lesions.outgrowth_region
-    return {"lesion": lesion, "outgrowth": _as_bool(outgrowth.array) if outgrowth is not None else None}
+    return {"lesion": lesion, "outgrowth": mask_as_bool(outgrowth.array) if outgrowth is not None else None}
 
 
 def _bone_surface_mm2(seg, bone: np.ndarray) -> float:
@@ -158,14 +158,6 @@ def _bone_surface_mm2(seg, bone: np.ndarray) -> float:
     if field.size < bone.size and not (field == low).any():
         field = np.where(dilate_cross(bone), seg.image.array, low)  # bone fills the grid
     return surface_area_mm2(field, level=float(seg.threshold), spacing_mm=seg.image.spacing)
-
-
-def _as_bool(mask: np.ndarray) -> np.ndarray:
-    """A bool view of a 0/1 uint8 mask (no copy), else a bool copy."""
-    mask = np.asarray(mask)
-    if mask.dtype == np.uint8 and mask.flags.c_contiguous and (mask.size == 0 or mask.max() <= 1):
-        return mask.view(bool)
-    return mask.astype(bool)
 
 
 def _count_and(a: np.ndarray, b: np.ndarray) -> int:
