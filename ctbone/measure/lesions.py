@@ -358,11 +358,15 @@ def _cortical_defects(bone, shell, marrow, expected, env, normals, spacing, min_
     del beyond, solid
     labels, n = components(candidates)
     through = touching(labels, n, exterior) & touching(labels, n, marrow)
+    del candidates, exterior
     kept = through[labels]
     del labels  # a crop-sized label volume: gone before the growth's arrays are made (the stage's peak)
-    grown = dilate_cross(kept) & shell & ~bone
+    grown = dilate_cross(kept)
     del kept
+    grown &= shell
+    grown &= ~bone
     labels, n = components(grown)
+    del grown
     out = np.zeros(bone.shape, np.uint16 if n < 2 ** 16 else np.int32)  # few defects: 2 bytes a voxel suffice
     areas = []
     for k, box in enumerate(label_boxes(labels, n), start=1):
