@@ -214,19 +214,26 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
         raise SegmentationError(f"{source}: no bone above threshold {threshold:.4g} {raw.unit} inside the ROI "
                                 f"{roi} mm. Potential fix: check --roi-mm or lower --threshold.")
     ext = (slice(zlo, zhi), box[1], box[2])
+    # the smoothed image on the extended crop only, copied before the closings: the whole scan's smoothed
+    # copy would otherwise sit beside their padded working volumes (the segment stage's memory peak)
+    smoothed_x = np.array(work.image.array[ext], order="C", copy=True)
+    work.image = None
     bone_x = bone[ext]
     envelope = periosteal_envelope_array(bone_x, spacing_mm=raw.spacing, bridge_diameter_mm=opts.max_defect_diameter_mm)
     cortex, marrow = split_compartments(bone_x, envelope, spacing_mm=raw.spacing)
     # after the compartments: they come from the cortical threshold, the trabeculae only add to the marrow
-    bone_x = _with_trabeculae(bone_x, work.image.array[ext], marrow, threshold, binary, opts, info, source)
+    bone_x = _with_trabeculae(bone_x, smoothed_x, marrow, threshold, binary, opts, info, source)
     cut = (slice(zs.start - zlo, zs.stop - zlo), slice(None), slice(None))
     final = (zs, box[1], box[2])
     info["crop_zyx"] = [[int(s.start) + o, int(s.stop) + o] for s, o in zip(final, (0, *offset_yx))]
     roi_used = (zs.start * sz, (zs.stop - 1) * sz) if roi is not None else None
-    # compact copies: a view would keep the whole smoothed (or calibrated) scan alive with the result
-    image_c = _compact(work.image.crop(final))
+    # compact copies: a view would keep the whole smoothed (or calibrated) scan alive with the result. The
+    # smoothed image has the calibrated one's geometry, so its crop's origin is computed as that one's
+    same_slices = zs.start == zlo and zs.stop == zhi
+    image_c = raw.crop(final).with_array(smoothed_x if same_slices else np.array(smoothed_x[cut], order="C", copy=True))
+    del smoothed_x
     raw_c = raw.crop(final) if share_raw else _compact(raw.crop(final))
-    work.image = work.raw = raw = None
+    work.raw = raw = None
     return _result(image_c, raw_c, threshold, method, bone_x[cut], envelope[cut], cortex[cut],
                    marrow[cut], roi_used, "long-bone", info)
 
@@ -275,9 +282,19 @@ def _automatic_roi(name: str, bone: np.ndarray, raw: Volume, opts, info, source)
     return metaphyseal_roi_mm(plate, towards=1 if centre > plate else -1)
 
 
+def _as_uint8_mask(a: np.ndarray) -> np.ndarray:
+    """A boolean mask as 0/1 uint8: the same memory when ``a`` is a whole contiguous array (the masks were
+    held twice while the result was made: the segment stage's memory peak), else a compact copy."""
+    a = np.asarray(a)
+    whole = a.base is None or (isinstance(a.base, np.ndarray) and a.base.nbytes == a.nbytes)
+    if a.dtype == np.bool_ and a.flags.c_contiguous and whole:
+        return a.view(np.uint8)
+    return np.ascontiguousarray(a, dtype=np.uint8)
+
+
 def _result(image, raw, threshold, method, bone, envelope, cortex, marrow, roi_mm, mode, info) -> Segmentation:
     def mask(a):
-        return image.with_array(np.ascontiguousarray(a, dtype=np.uint8), unit="mask")
+        return image.with_array(_as_uint8_mask(a), unit="mask")
 
     bone = bone.astype(bool)
     return Segmentation(image=image, raw_image=raw, threshold=float(threshold), threshold_method=method,
