@@ -194,7 +194,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     blastic, dense_outgrowth_mm3, woven_level = _blastic_bone(
         image, bone, env, frame, surface_t, in_slices, dense_level=dense_level, threshold=seg.threshold, tol=tol,
         min_voxels=min_lesion_vox, spacing=spacing)
-    defect_labels, defect_areas = _cortical_defects(bone, shell & tube[:, None, None], marrow, expected, env,
+    defect_labels, defect_areas = _cortical_defects(bone, shell, tube, marrow, expected, env,
                                                     normals, spacing, options.min_defect_area_mm2)
     # lytic cores keep clear of both modelled surfaces, by at most a quarter of the cortex so that a
     # 4-voxel cortex (180 um at 40 um) still has a core; full-thickness defects are cores by definition
@@ -338,24 +338,30 @@ def _blastic_bone(image, bone, env, frame, surface_t, in_slices, *, dense_level,
     return blastic, dense_outgrowth_mm3, woven_level
 
 
-def _cortical_defects(bone, shell, marrow, expected, env, normals, spacing, min_area_mm2):
-    """Peters-style full-thickness breaks: (labels, areas_mm2) of the kept defects, labels 1..n.
+def _cortical_defects(bone, shell, tube, marrow, expected, env, normals, spacing, min_area_mm2):
+    """Peters-style full-thickness breaks: (labels, areas_mm2) of the kept defects, labels 1..n, in the
+    ``shell`` of the slices where ``tube`` ((Z,) bool) holds.
 
     A break must join the marrow to the soft tissue *outside the bone*: the non-bone space beyond the
     modelled surface that reaches the unbridged exterior within its own slice (as Peters' flood fill
     from the image corner), with the same one-voxel gap closing. A pocket under a ridge left out of the model (third trochanter)
     or enclosed by an outgrowth is not the outside.
     """
+    in_tube = tube[:, None, None]  # broadcast: no shell-sized copy for the tube's slices
     solid = dilate_cross(bone)
     candidates = shell & ~solid
+    candidates &= in_tube
     if not candidates.any():
         return np.zeros(bone.shape, np.uint16), []
     # per slice (in-plane connectivity only): a pocket sealed in its own slices must not reach the
     # exterior through slices further along the bone. The in-slice parts of that space in or face-adjacent
     # to the unbridged outside, grown without a label volume (the stage's memory peak was here)
-    beyond = ~expected & ~solid
-    exterior = flood_in_slices(beyond, beyond & dilate_cross(~env), connectivity=4)
-    del beyond, solid
+    beyond = np.logical_or(expected, solid)
+    np.logical_not(beyond, out=beyond)  # ~expected & ~solid, without their two inverted copies
+    seeds = dilate_cross(~env)
+    seeds &= beyond
+    exterior = flood_in_slices(beyond, seeds, connectivity=4)
+    del beyond, solid, seeds
     labels, n = components(candidates)
     through = touching(labels, n, exterior) & touching(labels, n, marrow)
     del candidates, exterior
@@ -364,6 +370,7 @@ def _cortical_defects(bone, shell, marrow, expected, env, normals, spacing, min_
     grown = dilate_cross(kept)
     del kept
     grown &= shell
+    grown &= in_tube
     grown &= ~bone
     labels, n = components(grown)
     del grown

@@ -185,7 +185,11 @@ def components(mask: np.ndarray, *, connectivity: int = 26):
     labels_box, n, box = label_on_box(mask, connectivity=connectivity)
     if box is None:
         return np.zeros(mask.shape, np.uint16), 0
-    labels = np.zeros(mask.shape, labels_box.dtype)
+    # the crop-sized labels in the smallest type that holds n (cc3d gives 4 bytes a voxel for large masks)
+    dtype = np.uint16 if n < 2 ** 16 else labels_box.dtype
+    if labels_box.shape == mask.shape:
+        return labels_box.astype(dtype, copy=False), n
+    labels = np.zeros(mask.shape, dtype)
     labels[box] = labels_box
     return labels, n
 
