@@ -58,7 +58,9 @@ def split_compartments(bone: np.ndarray, envelope: np.ndarray, *, spacing_mm, tr
     # erode the cavity at the ends (close_mm pads with "not space")
     pad = int(np.ceil(r / spacing_mm[0])) + 1
     padded = np.pad(space, ((pad, pad), (0, 0), (0, 0)), mode="edge")
+    del space  # working volumes go as soon as they are used: this stage holds the segmentation's peak
     cavity = close_mm(padded, spacing_mm=spacing_mm, radius_mm=r)[pad:-pad] & envelope
+    del padded
     labels, n = cc3d.connected_components(np.ascontiguousarray(cavity, dtype=np.uint8), connectivity=6, return_N=True)
     counts = label_counts(labels, n)
     counts[0] = 0
@@ -66,6 +68,7 @@ def split_compartments(bone: np.ndarray, envelope: np.ndarray, *, spacing_mm, tr
         # the marrow cavity: components of at least a tenth of the largest (a cut shaft may hold several)
         big = counts >= 0.1 * counts.max()
         cavity = big[labels]
+    del labels
     surface = near_outside(envelope, spacing_mm=spacing_mm, distance_mm=guard)
     cavity &= ~(bone & surface)
     cavity &= ~through_cortex_channels(cavity, surface, spacing_mm=spacing_mm, radius_mm=CANAL_RADIUS_MM)
