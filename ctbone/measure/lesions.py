@@ -411,11 +411,19 @@ def _woven_level(image, bone, env, dense_level, threshold, spacing):
 
 
 def _attached(mask, bone):
-    """Components of ``mask`` touching ``bone``."""
-    labels, n = components(mask)
+    """Components of ``mask`` touching ``bone``.
+
+    Labelled on the mask's box plus one voxel (every face neighbour of the mask lies in it): no crop-sized
+    label volume beside cc3d's own."""
+    box = bounding_box(mask, margin_vox=1)
+    if box is None:
+        return mask
+    labels, n = components(np.ascontiguousarray(mask[box]))
     if n == 0:
         return mask
-    return touching(labels, n, bone)[labels]
+    out = np.zeros(mask.shape, bool)
+    out[box] = touching(labels, n, bone[box])[labels]
+    return out
 
 
 def _drop_dense(blastic, image, bone, dense_level, voxel_mm3):
