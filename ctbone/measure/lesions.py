@@ -177,7 +177,6 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     r_in = robust_surface_model(r_mar, tolerance_mm=tol, exclude="both", lower_start=True)
     in_t = _nan_to(r_in, np.inf).astype(np.float32) + 0.5 * s
     shell = expected & frame.between(lower=in_t)
-    marrow = expected & ~shell
 
     normals = surface_normals(expected, spacing_mm=spacing)
     periosteal_mm2 = surface_area_mm2(expected, expected, spacing_mm=spacing, normals=normals)
@@ -194,7 +193,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     blastic, dense_outgrowth_mm3, woven_level = _blastic_bone(
         image, bone, env, frame, surface_t, in_slices, dense_level=dense_level, threshold=seg.threshold, tol=tol,
         min_voxels=min_lesion_vox, spacing=spacing)
-    defect_labels, defect_areas = _cortical_defects(bone, shell, tube, marrow, expected, env,
+    defect_labels, defect_areas = _cortical_defects(bone, shell, tube, expected, env, frame, in_t,
                                                     normals, spacing, options.min_defect_area_mm2)
     # lytic cores keep clear of both modelled surfaces, by at most a quarter of the cortex so that a
     # 4-voxel cortex (180 um at 40 um) still has a core; full-thickness defects are cores by definition
@@ -255,7 +254,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         row["id"] = i
     # the crop-sized working arrays go before the full-size output masks are made (the stage's memory peak)
     n_bins = frame.n_bins
-    del normals, frame, expected, shell, marrow, labels
+    del normals, frame, expected, shell, labels
     del lytic_labels, env, image
 
     areas = [float(a) for a in defect_areas]
@@ -338,9 +337,10 @@ def _blastic_bone(image, bone, env, frame, surface_t, in_slices, *, dense_level,
     return blastic, dense_outgrowth_mm3, woven_level
 
 
-def _cortical_defects(bone, shell, tube, marrow, expected, env, normals, spacing, min_area_mm2):
+def _cortical_defects(bone, shell, tube, expected, env, frame, in_t, normals, spacing, min_area_mm2):
     """Peters-style full-thickness breaks: (labels, areas_mm2) of the kept defects, labels 1..n, in the
-    ``shell`` of the slices where ``tube`` ((Z,) bool) holds.
+    ``shell`` of the slices where ``tube`` ((Z,) bool) holds; the marrow is what ``expected`` holds inside
+    the endosteal model ``in_t`` ((Z, bins) radii of ``frame``).
 
     A break must join the marrow to the soft tissue *outside the bone*: the non-bone space beyond the
     modelled surface that reaches the unbridged exterior within its own slice (as Peters' flood fill
@@ -358,13 +358,19 @@ def _cortical_defects(bone, shell, tube, marrow, expected, env, normals, spacing
     # to the unbridged outside, grown without a label volume (the stage's memory peak was here)
     beyond = np.logical_or(expected, solid)
     np.logical_not(beyond, out=beyond)  # ~expected & ~solid, without their two inverted copies
+    del solid
     seeds = dilate_cross(~env)
     seeds &= beyond
     exterior = flood_in_slices(beyond, seeds, connectivity=4)
-    del beyond, solid, seeds
+    del beyond, seeds
     labels, n = components(candidates)
-    through = touching(labels, n, exterior) & touching(labels, n, marrow)
-    del candidates, exterior
+    del candidates
+    through = touching(labels, n, exterior)
+    del exterior
+    # the modelled marrow, every slice; made here, where little else is held (the stage's memory peak)
+    marrow = expected & frame.between(upper=in_t)
+    through &= touching(labels, n, marrow)
+    del marrow
     kept = through[labels]
     del labels  # a crop-sized label volume: gone before the growth's arrays are made (the stage's peak)
     grown = dilate_cross(kept)
