@@ -90,6 +90,24 @@ def test_fixed_threshold_roi_and_errors(phantom):
         segment(vol, AnalysisOptions(roi_mm=(10.0, 12.0)))
 
 
+@pytest.mark.parametrize("roi_mm", [None, (0.3, 0.9)])
+def test_masks_are_separate_0_1_arrays(phantom, roi_mm):
+    # the result's uint8 masks reuse the boolean masks' memory where they can: never one mask's memory
+    # for another's, never the scan's (with an ROI the masks are cut from longer arrays: compact copies)
+    vol, _ = phantom
+    seg = segment(vol, AnalysisOptions(roi_mm=roi_mm))
+    masks = [seg.bone, seg.envelope, seg.cortex, seg.marrow, seg.trabecular]
+    for i, a in enumerate(masks):
+        assert a.array.dtype == np.uint8 and a.array.flags.c_contiguous and a.array.max() <= 1
+        assert a.array.size * a.array.itemsize == a.array.nbytes
+        assert not np.shares_memory(a.array, vol.array)
+        assert not any(np.shares_memory(a.array, b.array) for b in masks[i + 1:])
+        base = a.array.base
+        while isinstance(base, np.ndarray) and base.base is not None:
+            base = base.base
+        assert base is None or not isinstance(base, np.ndarray) or base.nbytes == a.array.nbytes
+
+
 def test_binary_input_detected():
     a = np.zeros((12, 20, 20), np.float32)
     a[:, 5:15, 5:15] = 255

@@ -156,7 +156,8 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     if mode == "trabecular-cube":
         whole = np.ones(bone.shape, bool)
         bone = _with_trabeculae(bone, smoothed, whole, threshold, binary, opts, info, source)
-        return _result(image, raw, threshold, method, bone, whole, np.zeros_like(whole), whole, None, mode, info)
+        # envelope and marrow are the same voxels, held apart (the result's masks share the arrays given here)
+        return _result(image, raw, threshold, method, bone, whole, np.zeros_like(whole), whole.copy(), None, mode, info)
     del smoothed
     # the scan's own array is not copied into the result; anything made here is (see _long_bone)
     share_raw = raw.array is volume.array
