@@ -47,11 +47,16 @@ def cortical_pores(cortex: np.ndarray, bone: np.ndarray, envelope: np.ndarray, *
     candidate = cortex[box] & ~bone[box]
     if not candidate.any():
         return out
-    surface = near_outside(envelope[box], spacing_mm=spacing_mm, distance_mm=surface_mm)
-    labels, n = cc3d.connected_components(np.ascontiguousarray(candidate, dtype=np.uint8), connectivity=26,
-                                          return_N=True)
+    # the candidate voxels below the surface layer, made in place before the labels (Ct.Po holds the
+    # morphometry stage's memory peak)
+    below = near_outside(envelope[box], spacing_mm=spacing_mm, distance_mm=surface_mm)
+    np.logical_not(below, out=below)
+    below &= candidate
+    labels, n = cc3d.connected_components(candidate.view(np.uint8), connectivity=26, return_N=True)
+    del candidate
     deep = np.zeros(n + 1, bool)
-    deep[np.unique(labels[candidate & ~surface])] = True
+    deep[labels[below]] = True  # a fancy assignment: np.unique sorted the hits
+    del below
     deep[0] = False
     out[box] = deep[labels]
     return out

@@ -128,7 +128,7 @@ def _local_thickness_dense(mask: np.ndarray, spacing, outside: str) -> np.ndarra
         _paint_balls_iso(out, centres, k2, parents, parent_k2, values, _half_widths(int(k2.max())))
     else:
         _paint_balls(out, centres, radii2, parents, parent_r2, np.asarray(spacing, np.float64))
-    out[~mask] = 0.0
+    np.multiply(out, mask, out=out)  # 0 off the mask (values are >= 0): no inverted copy of the mask
     return out
 
 
