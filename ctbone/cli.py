@@ -284,9 +284,9 @@ def _set_kernel_threads(workers: int | None) -> None:
     """Threads of the compiled kernels and distance transforms of this process (analyze --workers)."""
     if workers is None:
         return
-    import numba
+    from .study.backends import set_kernel_threads
 
-    numba.set_num_threads(max(1, min(workers, numba.config.NUMBA_NUM_THREADS)))
+    set_kernel_threads(workers)
 
 
 ANALYZE_HELP = """Analyse one scan at PATH and write metrics.csv, metrics.json, lesions.csv, masks/ and snapshot.png

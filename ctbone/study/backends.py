@@ -113,12 +113,12 @@ def _limit_threads(threads: int) -> None:
     from ..memory import retain_freed_memory
 
     retain_freed_memory()
-    _set_numba_threads(threads)
+    set_kernel_threads(threads)
 
 
-def _set_numba_threads(threads: int) -> None:
+def set_kernel_threads(threads: int) -> None:
     """This thread's numba kernels (and the distance transforms, which follow numba) use ``threads`` threads
-    (at most NUMBA_NUM_THREADS)."""
+    (at least 1, at most NUMBA_NUM_THREADS): batch workers, dask tasks and ``ctbone analyze --workers``."""
     try:
         import numba
 
@@ -188,7 +188,7 @@ def run_job_on_dask(job: Job, tasks_by_worker: dict[str, int]) -> dict:
         tasks = tasks_by_worker.get(worker.address, worker.state.nthreads)
     except (ImportError, ValueError, AttributeError):  # not on a worker (e.g. a test calling it directly)
         tasks = 1
-    _set_numba_threads(max(1, _cpu_count() // max(1, int(tasks))))
+    set_kernel_threads(_cpu_count() // max(1, int(tasks)))
     return run_job(job)
 
 
