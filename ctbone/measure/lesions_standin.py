@@ -1,7 +1,8 @@
 """A minimal segmentation for lesion tests and validation, independent of `ctbone.segment`.
 
 It gives exactly the fields `measure_lesions` and `compare_to_reference` use
-(image, raw_image, threshold, bone, envelope, cortex, marrow, trabecular), so
+(image, raw_image, threshold, bone, envelope, cortex, marrow, trabecular, and
+``bone_of`` to segment a reference alike), so
 the lesion code can be validated on phantoms on its own. The pipeline uses
 `ctbone.segment.segment`.
 """
@@ -30,6 +31,20 @@ class StandinSegmentation:
     cortex: Volume
     marrow: Volume
     trabecular: Volume
+    sigma_vox: float = 0.8
+    min_particle_mm3: float = 0.001
+
+    def bone_of(self, volume: Volume, options=None) -> np.ndarray:
+        """Another scan's bone by this stand-in's procedure (as `Segmentation.bone_of`)."""
+        return _bone(_smooth(volume, self.sigma_vox), volume, self.threshold, self.min_particle_mm3)
+
+
+def _smooth(volume: Volume, sigma_vox: float) -> np.ndarray:
+    return ndimage.gaussian_filter(volume.array.astype(np.float32), sigma=sigma_vox, truncate=2.0)
+
+
+def _bone(smooth: np.ndarray, volume: Volume, threshold: float, min_particle_mm3: float) -> np.ndarray:
+    return keep_large(smooth >= threshold, min_voxels=min_particle_mm3 / volume.voxel_volume_mm3)
 
 
 def standin_segmentation(volume: Volume, *, threshold: float = 370.0, sigma_vox: float = 0.8,
@@ -46,12 +61,13 @@ def standin_segmentation(volume: Volume, *, threshold: float = 370.0, sigma_vox:
     sigma_vox, bridge_diameter_mm, min_particle_mm3 : float
         As in `AnalysisOptions` (sigma_vox, max_defect_diameter_mm, min_particle_mm3).
     """
-    smooth = ndimage.gaussian_filter(volume.array.astype(np.float32), sigma=sigma_vox, truncate=2.0)
-    bone = keep_large(smooth >= threshold, min_voxels=min_particle_mm3 / volume.voxel_volume_mm3)
+    smooth = _smooth(volume, sigma_vox)
+    bone = _bone(smooth, volume, threshold, min_particle_mm3)
     env = periosteal_envelope_array(bone, spacing_mm=volume.spacing, bridge_diameter_mm=bridge_diameter_mm)
     marrow = env & ~bone
     as_mask = lambda m: volume.with_array(m.astype(np.uint8), unit="mask")  # noqa: E731
     return StandinSegmentation(
         image=volume.with_array(smooth), raw_image=volume, threshold=float(threshold), bone=as_mask(bone),
         envelope=as_mask(env), cortex=as_mask(bone), marrow=as_mask(marrow), trabecular=as_mask(np.zeros_like(bone)),
+        sigma_vox=sigma_vox, min_particle_mm3=min_particle_mm3,
     )

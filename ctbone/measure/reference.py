@@ -1,12 +1,13 @@
 """Bone lost and gained against a reference scan (contralateral limb or baseline).
 
-The reference is segmented with the scan's own threshold (same smoothing),
-optionally mirrored in x (contralateral limb) and centred by image moments,
-then registered rigidly (Euler 3D, SimpleITK, three resolutions) on the
-Gaussian-smoothed bone masks. Lesions are a minority of the bone, and a
-second pass masks out where the two bones disagree after the first pass, so
-the lesions themselves do not pull the transform. Then, voxelwise on the
-scan's grid (Birkhold 2014, Campbell 2018):
+The reference is segmented as the scan was (its threshold, smoothing and
+trabecular step: `segment.bone_mask_like`), optionally mirrored in x
+(contralateral limb) and centred by image moments, then registered rigidly
+(Euler 3D, SimpleITK, three resolutions, the finest on the surface band only)
+on the Gaussian-smoothed bone masks; the comparison resamples the mask itself.
+Lesions are a minority of the bone, and a second pass masks out where the two
+bones disagree after the first pass, so the lesions themselves do not pull the
+transform. Then, voxelwise on the scan's grid (Birkhold 2014, Campbell 2018):
 
 * lost   = reference bone, absent now beyond ``reference_tolerance_vox``;
 * gained = bone now, absent from the reference beyond the tolerance;
@@ -22,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from ..errors import RegistrationError
 from ..segment.distance import within_mm
+from ..segment.morphology import dilate_cross, erode_cross
 from ..volume import Volume
 from .lesions_geometry import keep_large
 
@@ -35,6 +36,11 @@ log = logging.getLogger(__name__)
 # bone with lesions of a few % of BV reach > 0.8; a wrong or missed alignment of a tube gives < 0.5
 MIN_REGISTRATION_DICE = 0.6
 _MASK_SIGMA_VOX = 1.5
+# the smoothed mask's values strictly between these are the surface band (`_surface_band`)
+_BAND = (0.005, 0.995)
+# samples of the cost per pyramid level, at most: the fraction of a 512^3 scan's band that 10 % would take
+# cost ~40 s a registration, for no gain in precision (scripts/bench_reference.py)
+_MAX_SAMPLES = 50_000
 
 
 @dataclass
@@ -81,23 +87,29 @@ def compare_to_reference(seg, reference: Volume, options) -> ReferenceComparison
     source = reference.meta.get("source", "reference scan")
     bone = np.asarray(seg.bone.array).astype(bool)
     reference = _same_unit(reference, seg.image.unit, options, source)
-    ref_bone = _reference_bone(reference, seg.threshold, options)
+    ref_bone = _reference_bone(reference, seg, options)
     if not ref_bone.any():
         raise RegistrationError(f"{source}: no bone above the threshold {seg.threshold:g} in the reference scan. "
                                 "Potential fix: check that the reference has the same unit and calibration")
     if options.mirror_reference:
         ref_bone = ref_bone[:, :, ::-1]
-    fixed = _smooth_mask_image(seg.bone.with_array(bone.astype(np.float32)))
-    moving = _smooth_mask_image(reference.with_array(ref_bone.astype(np.float32), unit="raw"))
+    fixed = _smooth_mask_image(seg.bone)
+    ref_mask = reference.with_array(ref_bone.astype(np.float32), unit="raw")
+    moving = _smooth_mask_image(ref_mask)
+    # the smoothed masks give the optimiser a smooth cost; the comparison resamples the mask itself: blurred,
+    # thin trabeculae fall below the half level and would all count as gained
+    ref_mask = ref_mask.to_sitk()
 
     transform = _register(fixed, moving, None)
-    ref_on_scan, valid = _resample(moving, fixed, transform)
+    ref_on_scan, valid = _resample(ref_mask, fixed, transform)
     disagree = ref_on_scan != bone
     # second pass without the regions that differ (the lesions), dilated by a few voxels
-    fixed_mask = valid & ~ndimage.binary_dilation(keep_large(disagree, min_voxels=27), iterations=3)
+    fixed_mask = valid & ~_repeat(dilate_cross, keep_large(disagree, min_voxels=27), 3)
     if fixed_mask.sum() > 1000:
+        # from the first pass's transform, through the coarse levels again: the lesions' pull can leave the
+        # first pass voxels off along the shaft, where the fine level's cost is too flat to come back
         transform = _register(fixed, moving, _as_mask_image(fixed_mask, fixed), initial=transform)
-        ref_on_scan, valid = _resample(moving, fixed, transform)
+        ref_on_scan, valid = _resample(ref_mask, fixed, transform)
 
     both = valid & (ref_on_scan | bone)
     overlap = float((ref_on_scan & bone & valid).sum())
@@ -150,19 +162,24 @@ def _same_unit(reference: Volume, unit: str, options, source: str) -> Volume:
                             "threshold cannot be applied to it. Potential fix: give both scans the same calibration")
 
 
-def _reference_bone(reference: Volume, threshold: float, options) -> np.ndarray:
-    """Reference bone with the scan's smoothing and threshold (a mask is used as is)."""
-    array = np.asarray(reference.array)
+def _reference_bone(reference: Volume, seg, options) -> np.ndarray:
+    """The reference's bone, segmented as the scan's was (``seg.bone_of``); a mask is used as is."""
+    from ..errors import SegmentationError
+
     if reference.unit == "mask":
-        return array.astype(bool)
-    smooth = ndimage.gaussian_filter(array.astype(np.float32), sigma=options.sigma_vox, truncate=2.0)
-    return keep_large(smooth >= threshold, min_voxels=options.min_particle_mm3 / reference.voxel_volume_mm3)
+        return np.asarray(reference.array).astype(bool)
+    try:
+        return seg.bone_of(reference, options)
+    except SegmentationError:
+        return np.zeros(reference.shape, bool)  # no bone: refused below, naming the threshold
 
 
 def _smooth_mask_image(volume: Volume):
     """SimpleITK float image of a mask smoothed by a Gaussian (a smooth cost for the optimiser)."""
-    smooth = ndimage.gaussian_filter(volume.array.astype(np.float32), sigma=_MASK_SIGMA_VOX)
-    return volume.with_array(smooth.astype(np.float32), unit="raw").to_sitk()
+    from ..segment.smooth import gaussian_filter_nearest
+
+    smooth = gaussian_filter_nearest(np.asarray(volume.array), _MASK_SIGMA_VOX)
+    return volume.with_array(smooth, unit="raw").to_sitk()
 
 
 def _as_mask_image(mask: np.ndarray, like):
@@ -173,28 +190,72 @@ def _as_mask_image(mask: np.ndarray, like):
     return image
 
 
-def _register(fixed, moving, fixed_mask, *, initial=None):
-    """Rigid (Euler 3D) registration, moments-centred, three resolutions, mean squares on smoothed masks."""
+def _register(fixed, moving, fixed_mask, *, initial=None, coarse=True):
+    """Rigid (Euler 3D) transform from the scan's points to the reference's: mean squares on the smoothed masks.
+
+    ``coarse``: first at 1/4 and 1/2 of the resolution, on copies block-averaged by 2 (SimpleITK's pyramid
+    smooths the full images again at every level, which took most of the time), starting from the moments'
+    centring or ``initial``. Then at full resolution on the scan's surface band only (`_surface_band`), where
+    the cost has a gradient: 27 % of the voxels of the 256³ bench scan, and each sample costs the same.
+    """
     import SimpleITK as sitk
 
-    if initial is None:
-        initial = _initial_transform(fixed, moving)
+    voxel_mm = max(fixed.GetSpacing())
+    transform = initial if initial is not None else _initial_transform(fixed, moving)
+    if coarse:
+        half = [sitk.BinShrink(image, [2, 2, 2]) for image in (fixed, moving)]
+        transform = _optimise(*half, transform, fixed_mask, voxel_mm, shrink=[2, 1], sigmas_vox=[1.0, 0.5])
+    return _optimise(fixed, moving, transform, _surface_band(fixed, fixed_mask), voxel_mm, shrink=[1], sigmas_vox=[0.0])
+
+
+def _surface_band(fixed, fixed_mask):
+    """Mask image of the voxels where the scan's smoothed mask is neither 0 nor 1 (within ~4 voxels of its
+    surface), inside ``fixed_mask``: elsewhere both smoothed masks are flat once aligned to a voxel."""
+    import SimpleITK as sitk
+
+    values = sitk.GetArrayViewFromImage(fixed)
+    band = (values > _BAND[0]) & (values < _BAND[1])
+    if fixed_mask is not None:
+        band &= sitk.GetArrayViewFromImage(fixed_mask) > 0
+    if band.sum() < 1000:  # too few to sample: the mask as given
+        return fixed_mask
+    return _as_mask_image(band, fixed)
+
+
+def _sampling_fractions(fixed, fixed_mask, shrink) -> list[float]:
+    """Per level: the fraction of the level's voxels sampled, 10 % up to `_MAX_SAMPLES` samples."""
+    import SimpleITK as sitk
+
+    voxels = float(np.prod(fixed.GetSize()))
+    if fixed_mask is not None:  # ITK draws samples over the whole image and drops those outside the mask
+        voxels *= float(sitk.GetArrayViewFromImage(fixed_mask).mean())
+    return [min(0.1, _MAX_SAMPLES / max(voxels / f ** 3, 1.0)) for f in shrink]
+
+
+def _optimise(fixed, moving, initial, fixed_mask, voxel_mm, *, shrink, sigmas_vox):
+    """One SimpleITK registration run over the given pyramid levels (shrink factors, smoothing in voxels)."""
+    import SimpleITK as sitk
+
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMeanSquares()
-    # a fixed-seed random 10 % of voxels: deterministic, and 10x faster than every voxel
+    # a fixed-seed random sample of the voxels (of the mask's, when there is one): deterministic, and far
+    # faster than every voxel: 10 %, at most _MAX_SAMPLES per level (six parameters need far fewer)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(0.1, 12345)
+    reg.SetMetricSamplingPercentagePerLevel(_sampling_fractions(fixed, fixed_mask, shrink), 12345)
+    # gradients by finite differences at the samples, not from gradient images of the whole scans at every
+    # level (as precise here: the masks are smooth; 2-3x faster)
+    reg.SetMetricUseFixedImageGradientFilter(False)
+    reg.SetMetricUseMovingImageGradientFilter(False)
     if fixed_mask is not None:
         reg.SetMetricFixedMask(fixed_mask)
     reg.SetInterpolator(sitk.sitkLinear)
     # steps in mm: start at a few voxels (a bone is only ~100 voxels across), stop at 1/100 voxel
-    voxel_mm = max(fixed.GetSpacing())
     reg.SetOptimizerAsRegularStepGradientDescent(learningRate=4.0 * voxel_mm, minStep=0.01 * voxel_mm,
                                                  numberOfIterations=200, relaxationFactor=0.5,
                                                  gradientMagnitudeTolerance=1e-10)
     reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel([4, 2, 1])
-    reg.SetSmoothingSigmasPerLevel([2, 1, 0])
+    reg.SetShrinkFactorsPerLevel(shrink)
+    reg.SetSmoothingSigmasPerLevel(sigmas_vox)
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     reg.SetInitialTransform(sitk.Euler3DTransform(initial), inPlace=False)
     try:
@@ -208,22 +269,45 @@ def _register(fixed, moving, fixed_mask, *, initial=None):
 
 
 def _initial_transform(fixed, moving):
-    """Euler 3D centred by image moments (the centres of mass of the two smoothed bones)."""
+    """Euler 3D centred by image moments: about the scan bone's centre of mass, shifted onto the reference's
+    (as SimpleITK's moments initializer, which took 2.4 s at 512³: from the marginal sums here)."""
     import SimpleITK as sitk
 
-    return sitk.Euler3DTransform(sitk.CenteredTransformInitializer(
-        fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS))
+    transform = sitk.Euler3DTransform()
+    centre = _centre_of_mass(fixed)
+    transform.SetCenter(centre)
+    transform.SetTranslation(tuple(np.subtract(_centre_of_mass(moving), centre)))
+    return transform
 
 
-def _resample(moving, fixed, transform):
-    """(reference bone on the scan grid, valid) after ``transform``; valid = inside the reference field of view."""
+def _centre_of_mass(image) -> tuple[float, float, float]:
+    """Physical centre of mass of a non-negative SimpleITK image."""
     import SimpleITK as sitk
 
-    warped = sitk.Resample(moving, fixed, transform, sitk.sitkLinear, -1.0, sitk.sitkFloat32)
+    values = sitk.GetArrayViewFromImage(image)
+    total = float(values.sum(dtype=np.float64))
+    index_zyx = [float(np.dot(values.sum(axis=tuple(a for a in range(3) if a != axis), dtype=np.float64),
+                              np.arange(values.shape[axis]))) / total for axis in range(3)]
+    return image.TransformContinuousIndexToPhysicalPoint(index_zyx[::-1])
+
+
+def _resample(mask, fixed, transform):
+    """(reference bone on the scan grid, valid) after ``transform``; valid = inside the reference field of view.
+
+    ``mask`` is the reference's 0/1 bone mask (float): linearly interpolated, its 0.5 level is the bone surface.
+    """
+    import SimpleITK as sitk
+
+    warped = sitk.Resample(mask, fixed, transform, sitk.sitkLinear, -1.0, sitk.sitkFloat32)
     array = sitk.GetArrayFromImage(warped)
     valid = array >= 0
-    # the smoothed mask's 0.5 level is the bone surface (linear interpolation, symmetric blur)
-    return array >= 0.5, ndimage.binary_erosion(valid, iterations=2)
+    return array >= 0.5, _repeat(erode_cross, valid, 2)
+
+
+def _repeat(step, mask: np.ndarray, times: int) -> np.ndarray:
+    for _ in range(times):
+        mask = step(mask)
+    return mask
 
 
 def _changed(present: np.ndarray, other: np.ndarray, tol_mm: float, min_voxels: float, spacing) -> np.ndarray:

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "Segmentation", "segment", "close_mm", "distance_inside", "distance_to", "fill_slices", "periosteal_envelope",
     "periosteal_envelope_array", "find_growth_plate_mm", "metaphyseal_roi_mm", "gaussian_smooth", "auto_threshold",
-    "is_binary_image",
+    "is_binary_image", "bone_mask_like",
 ]
 
 MODES = ("long-bone", "trabecular-cube")
@@ -75,6 +75,10 @@ class Segmentation:
     @property
     def is_binary_input(self) -> bool:
         return self.threshold_method == "binary-input"
+
+    def bone_of(self, volume: Volume, options: AnalysisOptions | None = None) -> np.ndarray:
+        """Another scan's bone, segmented as this one was (`bone_mask_like`): a reference's."""
+        return bone_mask_like(volume, self, options)
 
 
 def is_binary_image(volume: Volume) -> bool:
@@ -164,6 +168,28 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     work = _Work(raw=raw, image=image, bone=bone)
     del raw, image, bone
     return _long_bone(work, threshold, method, binary, opts, info, source, share_raw=share_raw)
+
+
+def bone_mask_like(volume: Volume, seg: Segmentation, options: AnalysisOptions | None = None) -> np.ndarray:
+    """The bone mask of another scan of the same bone (a reference: contralateral limb, baseline), segmented
+    as ``seg`` was: ``seg``'s threshold, mode, smoothing and trabecular step, on ``volume``'s whole grid.
+
+    Bone lost and gained are differences between two bone masks, so both must come from the same
+    procedure: a reference thresholded globally misses the thin trabeculae that the scan's local
+    threshold finds, and they all count as gained (5 % of the bone in the demo's controls).
+
+    ``volume`` must be in ``seg``'s unit (calibrated alike); no ROI is applied (the reference may be longer).
+    Raises SegmentationError when it holds no bone above the threshold.
+    """
+    from dataclasses import replace
+
+    opts = replace(options or AnalysisOptions(), threshold=float(seg.threshold), roi_mm=None, calibration=None)
+    ref = segment(volume, opts, mode=seg.mode)
+    bone = np.zeros(volume.shape, bool)
+    crop = ref.info.get("crop_zyx")
+    where = tuple(slice(a, b) for a, b in crop) if crop is not None else (slice(None),) * 3
+    bone[where] = ref.bone.array.astype(bool)
+    return bone
 
 
 def _check_threshold_word(word: str, source: str) -> None:
