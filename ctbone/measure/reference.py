@@ -94,7 +94,9 @@ def compare_to_reference(seg, reference: Volume, options) -> ReferenceComparison
     if options.mirror_reference:
         ref_bone = ref_bone[:, :, ::-1]
     fixed = _smooth_mask_image(seg.bone)
-    ref_mask = reference.with_array(ref_bone.astype(np.float32), unit="raw")
+    # 0/1 bytes: the Gaussian reads them as they are, and the resampling interpolates them into float32
+    ref_mask = reference.with_array(np.ascontiguousarray(ref_bone).view(np.uint8), unit="mask")
+    del ref_bone
     moving = _smooth_mask_image(ref_mask)
     # the smoothed masks give the optimiser a smooth cost; the comparison resamples the mask itself: blurred,
     # thin trabeculae fall below the half level and would all count as gained
@@ -294,7 +296,7 @@ def _centre_of_mass(image) -> tuple[float, float, float]:
 def _resample(mask, fixed, transform):
     """(reference bone on the scan grid, valid) after ``transform``; valid = inside the reference field of view.
 
-    ``mask`` is the reference's 0/1 bone mask (float): linearly interpolated, its 0.5 level is the bone surface.
+    ``mask`` is the reference's 0/1 bone mask: linearly interpolated, its 0.5 level is the bone surface.
     """
     import SimpleITK as sitk
 
