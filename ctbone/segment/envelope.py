@@ -97,6 +97,32 @@ def periosteal_envelope_array(bone: np.ndarray, *, spacing_mm, bridge_diameter_m
     return fill_slices(closed) | bone.astype(bool)
 
 
+# a slice whose envelope holds less non-bone space than this fraction of the stack's median did not close
+OPEN_SPACE_FRACTION = 0.25
+
+
+def open_envelope_slices(envelope: np.ndarray, bone: np.ndarray) -> np.ndarray:
+    """(Z,) bool: slices where the envelope did not close around the marrow, between slices where it did.
+
+    An opening wider than the bridge leaves the closed bone open in its slices, so their slice fill finds
+    no cavity: the envelope there is little more than the bone, and the marrow of those slices is lost to
+    TV and the compartments. Such a slice holds under ``OPEN_SPACE_FRACTION`` of the median non-bone space
+    of the slices that hold any; only runs with closed slices on both sides are reported (at the ends of
+    the stack the bone may simply stop).
+    """
+    space = (np.asarray(envelope, bool) & ~np.asarray(bone, bool)).sum(axis=(1, 2))
+    held = space[space > 0]
+    if held.size == 0:
+        return np.zeros(space.shape, bool)
+    low = space < OPEN_SPACE_FRACTION * np.median(held)
+    closed = np.flatnonzero(~low)
+    if closed.size == 0:
+        return np.zeros(space.shape, bool)
+    inner = np.zeros(space.shape, bool)
+    inner[closed[0]:closed[-1] + 1] = True
+    return low & inner
+
+
 def periosteal_envelope(bone: Volume, *, bridge_diameter_mm: float = 0.6) -> Volume:
     """The bone's periosteal envelope with openings up to ``bridge_diameter_mm`` bridged.
 
