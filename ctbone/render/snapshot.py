@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import RenderError
-from ..volume import bounding_box
+from ..volume import bounding_box, mask_as_bool
 from .overlay import annotate
 from .scene import Layer, OffscreenScene
 from .surfaces import colour_points, downsample_factor, gray_surface, mask_surface
@@ -45,8 +45,8 @@ PANEL_VIEWPORTS = ((0.0, 0.5, 0.5, 1.0), (0.5, 0.5, 1.0, 1.0), (0.0, 0.0, 0.5, 0
 def _as_bool(mask) -> np.ndarray | None:
     if mask is None:
         return None
-    array = getattr(mask, "array", mask)
-    return np.asarray(array).astype(bool, copy=False)
+    # stored 0/1 uint8 masks are read as boolean views (never written here): no volume-sized copies
+    return mask_as_bool(getattr(mask, "array", mask))
 
 
 def _colours(colours: Mapping | None) -> dict:
