@@ -16,8 +16,8 @@ from ..options import AnalysisOptions
 from ..volume import Volume
 from .cleanup import keep_bone_of_interest
 from .compartments import split_compartments
-from .envelope import (close_mm, distance_inside, distance_to, fill_slices, open_envelope_slices, periosteal_envelope,
-                       periosteal_envelope_array)
+from .envelope import (bridge_open_slices, close_mm, distance_inside, distance_to, fill_slices, open_envelope_slices,
+                       periosteal_envelope, periosteal_envelope_array)
 from .roi import find_growth_plate_mm, metaphyseal_roi_mm, roi_slices
 from .local_threshold import local_half_max_mask
 from .smooth import gaussian_smooth
@@ -248,11 +248,11 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     work.image = None
     bone_x = bone[ext]
     envelope = periosteal_envelope_array(bone_x, spacing_mm=raw.spacing, bridge_diameter_mm=opts.max_defect_diameter_mm)
+    envelope = _bridge_open(envelope, bone_x, zlo * sz, raw.spacing, opts, info, source)
     cortex, marrow = split_compartments(bone_x, envelope, spacing_mm=raw.spacing)
     # after the compartments: they come from the cortical threshold, the trabeculae only add to the marrow
     bone_x = _with_trabeculae(bone_x, smoothed_x, marrow, threshold, binary, opts, info, source)
     cut = (slice(zs.start - zlo, zs.stop - zlo), slice(None), slice(None))
-    _check_closed(envelope[cut], bone_x[cut], zs.start * sz, sz, opts, info, source)
     final = (zs, box[1], box[2])
     info["crop_zyx"] = [[int(s.start) + o, int(s.stop) + o] for s, o in zip(final, (0, *offset_yx))]
     roi_used = (zs.start * sz, (zs.stop - 1) * sz) if roi is not None else None
@@ -267,19 +267,21 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
                    marrow[cut], roi_used, "long-bone", info)
 
 
-def _check_closed(envelope, bone, z0_mm, slice_mm, opts, info, source) -> None:
-    """Warn, and record in ``info["envelope_open_mm"]``, where the envelope did not close (`open_envelope_slices`)."""
+def _bridge_open(envelope, bone, z0_mm, spacing, opts, info, source) -> np.ndarray:
+    """The envelope bridged where the ball did not close it (`open_envelope_slices`, `bridge_open_slices`),
+    with a warning and ``info["envelope_bridged_mm"]`` (z ranges, mm from the first slice)."""
     open_z = open_envelope_slices(envelope, bone)
     if not open_z.any():
-        return
+        return envelope
     edges = np.flatnonzero(np.diff(np.r_[0, open_z.astype(np.int8), 0]))
-    runs = [(z0_mm + a * slice_mm, z0_mm + (b - 1) * slice_mm) for a, b in zip(edges[::2], edges[1::2])]
-    info["envelope_open_mm"] = [[round(float(a), 4), round(float(b), 4)] for a, b in runs]
+    runs = [(z0_mm + a * spacing[0], z0_mm + (b - 1) * spacing[0]) for a, b in zip(edges[::2], edges[1::2])]
+    info["envelope_bridged_mm"] = [[round(float(a), 4), round(float(b), 4)] for a, b in runs]
     where = ", ".join(f"{a:.2f}-{b:.2f}" for a, b in runs)
     d = opts.max_defect_diameter_mm
-    log.warning("%s: the periosteal envelope is open at z %s mm (mm from the first slice): an opening wider than "
-                "the %.3g mm bridge; TV, BV/TV and the marrow compartments miss the marrow there. Potential fix: "
-                "--max-defect-diameter-mm %.2g (or more)", source, where, d, 1.5 * d)
+    log.warning("%s: an opening wider than the %.3g mm bridge left the periosteal envelope open at z %s mm (from "
+                "the first slice); bridged there by the outline of the slices on either side. To bridge it by the "
+                "ball instead: --max-defect-diameter-mm %.2g (or more)", source, d, where, 1.5 * d)
+    return bridge_open_slices(envelope, open_z, spacing_mm=spacing)
 
 
 def _with_trabeculae(bone, smoothed, region, threshold, binary, opts, info, source) -> np.ndarray:

@@ -123,6 +123,38 @@ def open_envelope_slices(envelope: np.ndarray, bone: np.ndarray) -> np.ndarray:
     return low & inner
 
 
+def bridge_open_slices(envelope: np.ndarray, open_slices: np.ndarray, *, spacing_mm) -> np.ndarray:
+    """``envelope`` with each run of open slices filled by the outline interpolated between the closed slices
+    on both sides (the signed distances to their outlines, weighted by distance along z): the periosteal
+    surface continues across the opening as it runs on either side, as the ball would have bridged it.
+
+    ``open_slices`` : (Z,) bool, interior runs only (`open_envelope_slices`). Returns a new array.
+    """
+    out = np.array(envelope, dtype=bool, copy=True)
+    z = np.flatnonzero(open_slices)
+    if z.size == 0:
+        return out
+    starts = z[np.r_[True, np.diff(z) > 1]]
+    stops = z[np.r_[np.diff(z) > 1, True]] + 1
+    yx = tuple(spacing_mm[1:])
+    for a, b in zip(starts, stops):
+        below, above = _signed_distance_2d(out[a - 1], yx), _signed_distance_2d(out[b], yx)
+        for k in range(a, b):
+            t = (k - (a - 1)) / (b - (a - 1))
+            out[k] |= (1.0 - t) * below + t * above > 0
+    return out
+
+
+def _signed_distance_2d(mask: np.ndarray, spacing_yx) -> np.ndarray:
+    """Signed distance (mm) to the outline of a 2-D mask: positive inside, negative outside."""
+    import edt
+
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    inside = edt.edt(mask, anisotropy=spacing_yx, black_border=False)
+    outside = edt.edt(~mask, anisotropy=spacing_yx, black_border=False)
+    return np.where(mask, inside, -outside)
+
+
 def periosteal_envelope(bone: Volume, *, bridge_diameter_mm: float = 0.6) -> Volume:
     """The bone's periosteal envelope with openings up to ``bridge_diameter_mm`` bridged.
 

@@ -11,8 +11,8 @@ from .runner import run_batch
 log = logging.getLogger(__name__)
 
 # the demo's lytic cavities open the cortex over up to ~0.6 mm: the envelope must bridge wider than the
-# widest opening (METHODS-NOTES: closing radius >= half the widest perforation), or it stays open there
-# and TV loses those slices' marrow (segment warns: "the periosteal envelope is open")
+# widest opening (METHODS-NOTES: closing radius >= half the widest perforation); a narrower one leaves it
+# open there, and segment bridges it from the slices around it, with a warning
 DEMO_BRIDGE_MM = 0.9
 
 
