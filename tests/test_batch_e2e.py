@@ -154,3 +154,34 @@ def test_real_mouse_femur_through_the_batch(tmp_path):
     assert row["status"] == "ok" and float(row["voxel_mm"]) == pytest.approx(0.05)
     assert 0 < float(row["bv_tv_pct"]) < 100
     assert not list((REALDATA / "mouse_femur").glob("metrics*"))  # nothing written beside the input
+
+
+def test_report_notes_what_the_analysis_bridged(study_run):
+    import json
+
+    from ctbone.report.study_outputs import scan_notes
+
+    _, out, rows = study_run
+    assert "_notes" not in rows[0]
+    html = (out / "report.html").read_text(encoding="utf-8")
+    notes = {}
+    for r in rows:
+        if r["status"] == "ok":
+            name = f"{r['animal_id']}_{r['limb']}"
+            notes[name] = scan_notes(json.loads((out / "scans" / name / "metrics.json").read_text(encoding="utf-8")))
+    from ctbone.report.html import esc
+
+    # T2's 0.6 mm cavity and 0.5 mm perforation leave the 0.6 mm bridge open (the ball dips into both sides)
+    assert notes["T2_R"] and not notes["C1_R"]
+    assert ">Notes</h2>" in html
+    for name, found in notes.items():
+        for note in found:
+            assert esc(note) in html
+
+
+def test_scan_notes_read_the_bridged_envelope():
+    from ctbone.report.study_outputs import scan_notes
+
+    assert scan_notes({"info": {"segmentation": {}}}) == []
+    (note,) = scan_notes({"info": {"segmentation": {"envelope_bridged_mm": [[0.78, 1.0]]}}})
+    assert "0.78–1.00 mm" in note and "--max-defect-diameter-mm" in note

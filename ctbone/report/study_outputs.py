@@ -60,9 +60,21 @@ def per_animal_rows(manifest, statuses: dict, scans_dir: Path) -> tuple[list[dic
                 metrics = {k: (math.nan if v is None else v) for k, v in data.get("metrics", {}).items()}
                 row.update(metrics)
                 metric_names.extend(m for m in metrics if m not in metric_names)
+                row["_notes"] = scan_notes(data)
         row["_name"] = mrow.name
         rows.append(row)
     return rows, metric_names
+
+
+def scan_notes(data: dict) -> list[str]:
+    """What a scan's analysis corrected on its own and the reader should know (from its metrics.json)."""
+    segmentation = (data.get("info") or {}).get("segmentation") or {}
+    runs = segmentation.get("envelope_bridged_mm") or []
+    if not runs:
+        return []
+    where = ", ".join(f"{a:.2f}–{b:.2f}" for a, b in runs)
+    return [f"an opening wider than the bridge (--max-defect-diameter-mm) left the periosteal envelope open at "
+            f"z {where} mm; bridged there from the slices on either side"]
 
 
 def per_animal_columns(manifest, metric_names) -> list[str]:
@@ -249,6 +261,10 @@ def _write_html(path, manifest, rows, metric_names, key, summary, stats, plots, 
     columns = [*IDENTITY, "status", *ACQUISITION[:3], *key]
     columns = [c for c in dict.fromkeys(columns) if any(c in r for r in rows)]
     sections.append(("Per animal", H.table_html(rows, columns) + "<p>All columns: per_animal.csv.</p>"))
+    notes = [(r["_name"], note) for r in rows for note in r.get("_notes", [])]
+    if notes:
+        sections.append(("Notes", "<ul>" + "".join(f"<li><b>{esc(name)}</b>: {esc(note)}</li>" for name, note in notes)
+                         + "</ul>"))
     if failed:
         items = "".join(f"<li>line {esc(m.line)}: <b>{esc(r['_name'])}</b> ({esc(r.get('scan'))}): "
                         f"<span class=\"err\">{esc(r['error'])}</span></li>"
