@@ -118,3 +118,25 @@ def test_trabecular_bone_of_an_intact_pair_cancels():
     # surface noise only; before the fix bone_gained_pct was 5-6 %
     assert res.metrics["bone_gained_pct"] < 1.0
     assert res.metrics["bone_lost_pct"] < 1.0
+
+
+def test_vendor_calibrated_scan_and_reference_are_compared_in_mg_ha():
+    # a Scanco-style pair: both carry the scanner's density calibration, so segment works in mg HA/cm3; the
+    # reference was refused ("the reference is in HU, the scan in mgHA/cm3") although calibrated alike
+    from ctbone.segment import segment
+
+    spec = PhantomSpec(voxel_mm=0.03, length_mm=1.2, metaphysis_length_mm=0.0)
+    vol, _ = make_phantom(spec, seed=1)
+    ref, _ = make_phantom(spec, seed=2)
+    for v in (vol, ref):
+        v.meta["calibration"] = {"slope": 0.8, "intercept": 50.0}
+    seg = segment(vol, AnalysisOptions())
+    assert seg.image.unit == "mgHA/cm3"
+    res = compare_to_reference(seg, ref, AnalysisOptions())
+    assert res.metrics["registration_dice"] > 0.9
+    assert res.metrics["bone_lost_mm3"] == res.metrics["bone_gained_mm3"] == 0.0
+    # a reference with no calibration at all cannot be put in mg HA/cm3
+    bare = ref.with_array(ref.array)
+    bare.meta.pop("calibration", None)
+    with pytest.raises(RegistrationError, match="the reference is in HU, the scan in mgHA/cm3"):
+        compare_to_reference(seg, bare, AnalysisOptions())

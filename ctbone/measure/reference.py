@@ -153,13 +153,16 @@ def compare_to_reference(seg, reference: Volume, options) -> ReferenceComparison
 
 
 def _same_unit(reference: Volume, unit: str, options, source: str) -> Volume:
-    """The reference in the scan's unit (HU -> mg HA/cm³ with ``options.calibration``), or a clear error."""
+    """The reference in the scan's unit, calibrated as segment calibrates a scan (``options.calibration``, else
+    the reference's own vendor calibration, e.g. Scanco's density tags), or a clear error."""
+    from ..calibrate import DENSITY_UNIT, apply_calibration, vendor_calibration
+
     if reference.unit == unit or reference.unit == "mask":
         return reference
-    if reference.unit == "HU" and unit == "mgHA/cm3" and options.calibration is not None:
-        slope, intercept = options.calibration
-        return reference.with_array(reference.array.astype(np.float32) * np.float32(slope) + np.float32(intercept),
-                                    unit="mgHA/cm3")
+    if unit == DENSITY_UNIT and reference.unit != DENSITY_UNIT:
+        cal = options.calibration if options.calibration is not None else vendor_calibration(reference)
+        if cal is not None:
+            return apply_calibration(reference, slope=cal[0], intercept=cal[1])
     raise RegistrationError(f"{source}: the reference is in {reference.unit}, the scan in {unit}; the scan's "
                             "threshold cannot be applied to it. Potential fix: give both scans the same calibration")
 
