@@ -140,3 +140,18 @@ def test_vendor_calibrated_scan_and_reference_are_compared_in_mg_ha():
     bare.meta.pop("calibration", None)
     with pytest.raises(RegistrationError, match="the reference is in HU, the scan in mgHA/cm3"):
         compare_to_reference(seg, bare, AnalysisOptions())
+
+
+def test_reference_calibrated_by_its_own_tags_while_the_scan_is_not_is_refused():
+    # the scan in HU, the reference carrying a density calibration: segment would put it in mg HA/cm3 and
+    # threshold it with an HU value; refused with a one-line reason instead
+    from ctbone.errors import CalibrationError
+    from ctbone.segment import segment
+
+    spec = PhantomSpec(voxel_mm=0.03, length_mm=1.2, metaphysis_length_mm=0.0)
+    vol, _ = make_phantom(spec, seed=1)
+    ref, _ = make_phantom(spec, seed=2)
+    ref.meta["calibration"] = {"slope": 0.8, "intercept": 50.0}
+    seg = segment(vol, AnalysisOptions())
+    with pytest.raises(CalibrationError, match="mgHA/cm3, the scan is in HU"):
+        compare_to_reference(seg, ref, AnalysisOptions())

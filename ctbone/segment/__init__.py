@@ -180,12 +180,19 @@ def bone_mask_like(volume: Volume, seg: Segmentation, options: AnalysisOptions |
     threshold finds, and they all count as gained (5 % of the bone in the demo's controls).
 
     ``volume`` must be in ``seg``'s unit (calibrated alike); no ROI is applied (the reference may be longer).
-    Raises SegmentationError when it holds no bone above the threshold.
+    Raises SegmentationError when it holds no bone above the threshold, CalibrationError when its own vendor
+    calibration takes it to another unit than ``seg``'s.
     """
     from dataclasses import replace
 
     opts = replace(options or AnalysisOptions(), threshold=float(seg.threshold), roi_mm=None, calibration=None)
     ref = segment(volume, opts, mode=seg.mode)
+    if ref.image.unit != seg.image.unit:  # its own vendor calibration moved it to another unit
+        from ..errors import CalibrationError
+
+        raise CalibrationError(f"{volume.meta.get('source', 'the reference')}: its density calibration puts it in "
+                               f"{ref.image.unit}, the scan is in {seg.image.unit}; one threshold cannot segment both. "
+                               "Potential fix: give both scans the same calibration (--calibration)")
     bone = np.zeros(volume.shape, bool)
     crop = ref.info.get("crop_zyx")
     where = tuple(slice(a, b) for a, b in crop) if crop is not None else (slice(None),) * 3
