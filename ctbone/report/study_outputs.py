@@ -73,7 +73,7 @@ def scan_notes(data: dict) -> list[str]:
     if not runs:
         return []
     where = ", ".join(f"{a:.2f}–{b:.2f}" for a, b in runs)
-    return [f"an opening wider than the bridge (--max-defect-diameter-mm) left the periosteal envelope open at "
+    return [f"an opening the bridge (--max-defect-diameter-mm) did not close left the periosteal envelope open at "
             f"z {where} mm; bridged there from the slices on either side"]
 
 

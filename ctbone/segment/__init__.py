@@ -17,7 +17,7 @@ from ..volume import Volume
 from .cleanup import keep_bone_of_interest
 from .compartments import split_compartments
 from .envelope import (bridge_open_slices, close_mm, distance_inside, distance_to, fill_slices, open_envelope_slices,
-                       periosteal_envelope, periosteal_envelope_array)
+                       periosteal_envelope, periosteal_envelope_array, slice_runs)
 from .roi import find_growth_plate_mm, metaphyseal_roi_mm, roi_slices
 from .local_threshold import local_half_max_mask
 from .smooth import gaussian_smooth
@@ -280,14 +280,13 @@ def _bridge_open(envelope, bone, z0_mm, spacing, opts, info, source) -> np.ndarr
     open_z = open_envelope_slices(envelope, bone)
     if not open_z.any():
         return envelope
-    edges = np.flatnonzero(np.diff(np.r_[0, open_z.astype(np.int8), 0]))
-    runs = [(z0_mm + a * spacing[0], z0_mm + (b - 1) * spacing[0]) for a, b in zip(edges[::2], edges[1::2])]
+    runs = [(z0_mm + a * spacing[0], z0_mm + (b - 1) * spacing[0]) for a, b in slice_runs(open_z)]
     info["envelope_bridged_mm"] = [[round(float(a), 4), round(float(b), 4)] for a, b in runs]
     where = ", ".join(f"{a:.2f}-{b:.2f}" for a, b in runs)
     d = opts.max_defect_diameter_mm
-    log.warning("%s: an opening wider than the %.3g mm bridge left the periosteal envelope open at z %s mm (from "
-                "the first slice); bridged there by the outline of the slices on either side. To bridge it by the "
-                "ball instead: --max-defect-diameter-mm %.2g (or more)", source, d, where, 1.5 * d)
+    log.warning("%s: an opening the %.3g mm bridge did not close left the periosteal envelope open at z %s mm "
+                "(from the first slice); bridged there by the outline of the slices on either side. To bridge it by "
+                "the ball instead: --max-defect-diameter-mm %.2g (or more)", source, d, where, 1.5 * d)
     return bridge_open_slices(envelope, open_z, spacing_mm=spacing)
 
 

@@ -104,8 +104,9 @@ OPEN_SPACE_FRACTION = 0.25
 def open_envelope_slices(envelope: np.ndarray, bone: np.ndarray) -> np.ndarray:
     """(Z,) bool: slices where the envelope did not close around the marrow, between slices where it did.
 
-    An opening wider than the bridge leaves the closed bone open in its slices, so their slice fill finds
-    no cavity: the envelope there is little more than the bone, and the marrow of those slices is lost to
+    An opening the ball does not bridge (wider than the bridge, or narrower in a thin cortex: the ball dips
+    into it from outside and from the marrow) leaves the closed bone open in its slices, so their slice fill
+    finds no cavity: the envelope there is little more than the bone, and the marrow of those slices is lost to
     TV and the compartments. Such a slice holds under ``OPEN_SPACE_FRACTION`` of the median non-bone space
     of the slices that hold any; only runs with closed slices on both sides are reported (at the ends of
     the stack the bone may simply stop).
@@ -131,18 +132,19 @@ def bridge_open_slices(envelope: np.ndarray, open_slices: np.ndarray, *, spacing
     ``open_slices`` : (Z,) bool, interior runs only (`open_envelope_slices`). Returns a new array.
     """
     out = np.array(envelope, dtype=bool, copy=True)
-    z = np.flatnonzero(open_slices)
-    if z.size == 0:
-        return out
-    starts = z[np.r_[True, np.diff(z) > 1]]
-    stops = z[np.r_[np.diff(z) > 1, True]] + 1
     yx = tuple(spacing_mm[1:])
-    for a, b in zip(starts, stops):
+    for a, b in slice_runs(open_slices):
         below, above = _signed_distance_2d(out[a - 1], yx), _signed_distance_2d(out[b], yx)
         for k in range(a, b):
             t = (k - (a - 1)) / (b - (a - 1))
             out[k] |= (1.0 - t) * below + t * above > 0
     return out
+
+
+def slice_runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of True in a 1-D bool array."""
+    edges = np.flatnonzero(np.diff(np.r_[0, np.asarray(flags, np.int8), 0]))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
 
 
 def _signed_distance_2d(mask: np.ndarray, spacing_yx) -> np.ndarray:
