@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import RegistrationError
 from ..segment.distance import within_mm
 from ..segment.morphology import dilate_cross, erode_cross
-from ..volume import Volume
+from ..volume import Volume, mask_as_bool
 from .lesions_geometry import keep_large
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def compare_to_reference(seg, reference: Volume, options) -> ReferenceComparison
         No reference bone, no overlap, or a Dice after registration below `MIN_REGISTRATION_DICE`.
     """
     source = reference.meta.get("source", "reference scan")
-    bone = np.asarray(seg.bone.array).astype(bool)
+    bone = mask_as_bool(seg.bone.array)  # a view: only read
     reference = _same_unit(reference, seg.image.unit, options, source)
     ref_bone = _reference_bone(reference, seg, options)
     if not ref_bone.any():
