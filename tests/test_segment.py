@@ -329,9 +329,25 @@ def test_open_slices_are_found_between_closed_ones_only():
     env[4:6] = bone[4:6]  # slices 4, 5 lost their marrow (the ball did not close them)
     env[10:] = bone[10:]  # so did the last two: the bone may end there, they are not reported
     assert np.array_equal(np.flatnonzero(open_envelope_slices(env, bone)), [4, 5])
-    bridged = bridge_open_slices(env, open_envelope_slices(env, bone), spacing_mm=(1.0, 1.0, 1.0))
+    bridged, which = bridge_open_slices(env, bone, open_envelope_slices(env, bone), spacing_mm=(1.0, 1.0, 1.0))
     assert np.array_equal(bridged[4], env[3]) and np.array_equal(bridged[5], env[3])
-    assert np.array_equal(bridged[10:], env[10:])
+    assert np.array_equal(np.flatnonzero(which), [4, 5]) and np.array_equal(bridged[10:], env[10:])
+
+
+def test_a_shaft_that_narrows_is_not_bridged():
+    # thick cortex and a small marrow in the middle 40 slices, a wide marrow on either side: the narrow
+    # slices hold under a quarter of the median marrow, but their rings are closed; the interpolated outline
+    # would only add a rim outside their bone (29 % of the envelope here), so nothing is bridged
+    yy, xx = np.mgrid[:41, :41] - 20
+    r = np.hypot(yy, xx)
+    narrow = np.r_[np.zeros(20, bool), np.ones(40, bool), np.zeros(20, bool)]
+    outer = np.where(narrow, 12, 16)[:, None, None]
+    inner = np.where(narrow, 3, 12)[:, None, None]
+    env = np.broadcast_to(r <= outer, (80, 41, 41)).copy()
+    bone = env & (r > inner)
+    assert open_envelope_slices(env, bone).sum() == 40
+    bridged, which = bridge_open_slices(env, bone, open_envelope_slices(env, bone), spacing_mm=(1.0, 1.0, 1.0))
+    assert not which.any() and np.array_equal(bridged, env)
 
 
 def test_closed_envelopes_are_not_bridged(phantom, metaphysis_phantom):

@@ -275,19 +275,22 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
 
 
 def _bridge_open(envelope, bone, z0_mm, spacing, opts, info, source) -> np.ndarray:
-    """The envelope bridged where the ball did not close it (`open_envelope_slices`, `bridge_open_slices`),
-    with a warning and ``info["envelope_bridged_mm"]`` (z ranges, mm from the first slice)."""
+    """The envelope bridged where the ball left it open (`open_envelope_slices`, `bridge_open_slices`), with a
+    warning and ``info["envelope_bridged_mm"]`` (z ranges, mm from the first slice)."""
     open_z = open_envelope_slices(envelope, bone)
     if not open_z.any():
         return envelope
-    runs = [(z0_mm + a * spacing[0], z0_mm + (b - 1) * spacing[0]) for a, b in slice_runs(open_z)]
+    envelope, bridged = bridge_open_slices(envelope, bone, open_z, spacing_mm=spacing)
+    if not bridged.any():
+        return envelope
+    runs = [(z0_mm + a * spacing[0], z0_mm + (b - 1) * spacing[0]) for a, b in slice_runs(bridged)]
     info["envelope_bridged_mm"] = [[round(float(a), 4), round(float(b), 4)] for a, b in runs]
     where = ", ".join(f"{a:.2f}-{b:.2f}" for a, b in runs)
     d = opts.max_defect_diameter_mm
     log.warning("%s: an opening the %.3g mm bridge did not close left the periosteal envelope open at z %s mm "
                 "(from the first slice); bridged there by the outline of the slices on either side. To bridge it by "
                 "the ball instead: --max-defect-diameter-mm %.2g (or more)", source, d, where, 1.5 * d)
-    return bridge_open_slices(envelope, open_z, spacing_mm=spacing)
+    return envelope
 
 
 def _with_trabeculae(bone, smoothed, region, threshold, binary, opts, info, source) -> np.ndarray:

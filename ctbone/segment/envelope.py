@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..volume import Volume
+from ..volume import Volume, bounding_box
 from .distance import within_mm
 from .flood import flood_in_slices
 from .morphology import erode_by
@@ -124,20 +124,45 @@ def open_envelope_slices(envelope: np.ndarray, bone: np.ndarray) -> np.ndarray:
     return low & inner
 
 
-def bridge_open_slices(envelope: np.ndarray, open_slices: np.ndarray, *, spacing_mm) -> np.ndarray:
-    """``envelope`` with each run of open slices filled by the outline interpolated between the closed slices
-    on both sides (the signed distances to their outlines, weighted by distance along z): the periosteal
-    surface continues across the opening as it runs on either side, as the ball would have bridged it.
+def bridge_open_slices(envelope: np.ndarray, bone: np.ndarray, open_slices: np.ndarray, *,
+                       spacing_mm) -> tuple[np.ndarray, np.ndarray]:
+    """(``envelope`` bridged, (Z,) bool of the slices bridged) where runs of open slices lost their marrow.
 
-    ``open_slices`` : (Z,) bool, interior runs only (`open_envelope_slices`). Returns a new array.
+    In each run of ``open_slices`` (interior runs, `open_envelope_slices`) the outline is interpolated between
+    the closed slices on both sides (the signed distances to their outlines, weighted by distance along z), so
+    the periosteal surface continues across the opening as it runs on either side. A slice takes it only when
+    what it adds within the slice's own bone's convex hull is marrow-sized (at least half the median non-bone
+    space of the stack): the marrow an opening let out lies inside the broken ring, while a stretch of bone
+    that merely narrows, or whose marrow is small, would only gain a rim outside its bone.
     """
     out = np.array(envelope, dtype=bool, copy=True)
+    bridged = np.zeros(out.shape[0], bool)
+    space = (out & ~np.asarray(bone, bool)).sum(axis=(1, 2))
+    held = space[space > 0]
+    if held.size == 0:
+        return out, bridged
+    marrow_vox = 0.5 * float(np.median(held))
     yx = tuple(spacing_mm[1:])
     for a, b in slice_runs(open_slices):
         below, above = _signed_distance_2d(out[a - 1], yx), _signed_distance_2d(out[b], yx)
         for k in range(a, b):
             t = (k - (a - 1)) / (b - (a - 1))
-            out[k] |= (1.0 - t) * below + t * above > 0
+            add = ((1.0 - t) * below + t * above > 0) & ~out[k]
+            if np.count_nonzero(add & _convex_hull_2d(bone[k])) >= marrow_vox:
+                out[k] |= add
+                bridged[k] = True
+    return out, bridged
+
+
+def _convex_hull_2d(mask: np.ndarray) -> np.ndarray:
+    """Convex hull of a 2-D mask (all False when empty), computed on its bounding box."""
+    from skimage.morphology import convex_hull_image
+
+    out = np.zeros(mask.shape, bool)
+    box = bounding_box(mask[None], margin_vox=0)
+    if box is not None:
+        ys, xs = box[1], box[2]
+        out[ys, xs] = convex_hull_image(mask[ys, xs])
     return out
 
 
