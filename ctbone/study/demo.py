@@ -46,4 +46,5 @@ def run_demo(outdir, *, workers: int = 1, quiet: bool = False, seed: int = 0) ->
     if not manifest.is_file():
         log.info("writing the demo phantom study to %s", study)
         manifest = write_study(study, seed=seed)
-    return run_batch(manifest, outdir, options=AnalysisOptions(max_defect_diameter_mm=DEMO_BRIDGE_MM), workers=workers, quiet=quiet, control="control")
+    options = AnalysisOptions(max_defect_diameter_mm=DEMO_BRIDGE_MM)
+    return run_batch(manifest, outdir, options=options, workers=workers, quiet=quiet, control="control")
