@@ -195,21 +195,20 @@ def _as_mask_image(mask: np.ndarray, like):
     return image
 
 
-def _register(fixed, moving, fixed_mask, *, initial=None, coarse=True):
+def _register(fixed, moving, fixed_mask, *, initial=None):
     """Rigid (Euler 3D) transform from the scan's points to the reference's: mean squares on the smoothed masks.
 
-    ``coarse``: first at 1/4 and 1/2 of the resolution, on copies block-averaged by 2 (SimpleITK's pyramid
-    smooths the full images again at every level, which took most of the time), starting from the moments'
-    centring or ``initial``. Then at full resolution on the scan's surface band only (`_surface_band`), where
+    First at 1/4 and 1/2 of the resolution, on copies block-averaged by 2 (SimpleITK's pyramid smooths the
+    full images again at every level, which took most of the time), starting from the moments' centring or
+    ``initial``. Then at full resolution on the scan's surface band only (`_surface_band`), where
     the cost has a gradient: 27 % of the voxels of the 256³ bench scan, and each sample costs the same.
     """
     import SimpleITK as sitk
 
     voxel_mm = max(fixed.GetSpacing())
     transform = initial if initial is not None else _initial_transform(fixed, moving)
-    if coarse:
-        half = [sitk.BinShrink(image, [2, 2, 2]) for image in (fixed, moving)]
-        transform = _optimise(*half, transform, fixed_mask, voxel_mm, shrink=[2, 1], sigmas_vox=[1.0, 0.5])
+    half = [sitk.BinShrink(image, [2, 2, 2]) for image in (fixed, moving)]
+    transform = _optimise(*half, transform, fixed_mask, voxel_mm, shrink=[2, 1], sigmas_vox=[1.0, 0.5])
     return _optimise(fixed, moving, transform, _surface_band(fixed, fixed_mask), voxel_mm, shrink=[1], sigmas_vox=[0.0])
 
 

@@ -111,17 +111,23 @@ def open_envelope_slices(envelope: np.ndarray, bone: np.ndarray) -> np.ndarray:
     of the slices that hold any; only runs with closed slices on both sides are reported (at the ends of
     the stack the bone may simply stop).
     """
-    space = (np.asarray(envelope, bool) & ~np.asarray(bone, bool)).sum(axis=(1, 2))
-    held = space[space > 0]
-    if held.size == 0:
+    space, median = _nonbone_space(envelope, bone)
+    if median is None:
         return np.zeros(space.shape, bool)
-    low = space < OPEN_SPACE_FRACTION * np.median(held)
+    low = space < OPEN_SPACE_FRACTION * median
     closed = np.flatnonzero(~low)
     if closed.size == 0:
         return np.zeros(space.shape, bool)
     inner = np.zeros(space.shape, bool)
     inner[closed[0]:closed[-1] + 1] = True
     return low & inner
+
+
+def _nonbone_space(envelope: np.ndarray, bone: np.ndarray) -> tuple[np.ndarray, float | None]:
+    """(non-bone voxels of the envelope per slice, their median over the slices holding any; None if none do)."""
+    space = (np.asarray(envelope, bool) & ~np.asarray(bone, bool)).sum(axis=(1, 2))
+    held = space[space > 0]
+    return space, (float(np.median(held)) if held.size else None)
 
 
 def bridge_open_slices(envelope: np.ndarray, bone: np.ndarray, open_slices: np.ndarray, *,
@@ -137,11 +143,10 @@ def bridge_open_slices(envelope: np.ndarray, bone: np.ndarray, open_slices: np.n
     """
     out = np.array(envelope, dtype=bool, copy=True)
     bridged = np.zeros(out.shape[0], bool)
-    space = (out & ~np.asarray(bone, bool)).sum(axis=(1, 2))
-    held = space[space > 0]
-    if held.size == 0:
+    _, median = _nonbone_space(out, bone)
+    if median is None:
         return out, bridged
-    marrow_vox = 0.5 * float(np.median(held))
+    marrow_vox = 0.5 * median
     yx = tuple(spacing_mm[1:])
     for a, b in slice_runs(open_slices):
         below, above = _signed_distance_2d(out[a - 1], yx), _signed_distance_2d(out[b], yx)
@@ -174,12 +179,8 @@ def slice_runs(flags: np.ndarray) -> list[tuple[int, int]]:
 
 def _signed_distance_2d(mask: np.ndarray, spacing_yx) -> np.ndarray:
     """Signed distance (mm) to the outline of a 2-D mask: positive inside, negative outside."""
-    import edt
-
-    mask = np.ascontiguousarray(mask, dtype=bool)
-    inside = edt.edt(mask, anisotropy=spacing_yx, black_border=False)
-    outside = edt.edt(~mask, anisotropy=spacing_yx, black_border=False)
-    return np.where(mask, inside, -outside)
+    mask = np.asarray(mask, dtype=bool)
+    return np.where(mask, distance_inside(mask, spacing_yx), -distance_to(mask, spacing_yx))
 
 
 def periosteal_envelope(bone: Volume, *, bridge_diameter_mm: float = 0.6) -> Volume:
