@@ -143,8 +143,13 @@ def _lower_envelope(f, n, weight, far, sites, bounds, out):  # pragma: no cover 
 
 @njit(cache=True, inline="always")
 def _transform_line(line, n, weight, far, sites, bounds, found):  # pragma: no cover - compiled
-    """`_lower_envelope` of ``line[:n]`` into ``found``; False (nothing written) when the line stays as it is:
-    all zeros, or nothing within reach."""
+    """`_lower_envelope` of ``line[:n]`` into ``found`` at the line's non-zero voxels (a zero is a site and
+    stays 0; ``found`` is not written there); False when the line stays as it is: all zeros, or nothing
+    within reach.
+
+    A zero is nearer to every voxel past it than any voxel beyond it is (f >= 0), so each run of non-zero
+    voxels is transformed with the zeros that bound it only: the long zero stretches of a thin structure's
+    lines cost a scan, not an envelope."""
     reach = False
     nonzero = False
     for i in range(n):
@@ -153,7 +158,16 @@ def _transform_line(line, n, weight, far, sites, bounds, found):  # pragma: no c
         nonzero |= v != 0.0
     if not (reach and nonzero):
         return False
-    _lower_envelope(line, n, weight, far, sites, bounds, found)
+    q = 0
+    while q < n:
+        if line[q] == 0.0:
+            q += 1
+            continue
+        lo = q - 1 if q > 0 else 0
+        while q < n and line[q] != 0.0:
+            q += 1
+        hi = q + 1 if q < n else n  # the bounding zero included
+        _lower_envelope(line[lo:hi], hi - lo, weight, far, sites, bounds, found[lo:hi])
     return True
 
 
@@ -190,7 +204,8 @@ def _squared_vox(mask, wz, wy, wx, far, y0, y1, x0, x1, g):  # pragma: no cover 
                 line[y] = g[z, y, x]
             if _transform_line(line, ny, wy, far, sites, bounds, found):
                 for y in range(ny):
-                    g[z, y, x] = found[y]
+                    if line[y] != 0.0:
+                        g[z, y, x] = found[y]
     for y in prange(y0, y1):
         # along z: the (z, x) plane of one y gathered once, so the columns are read from cache
         plane = np.empty((nz, nx), np.float64)
@@ -206,4 +221,5 @@ def _squared_vox(mask, wz, wy, wx, far, y0, y1, x0, x1, g):  # pragma: no cover 
                 line[z] = plane[z, x]
             if _transform_line(line, nz, wz, far, sites, bounds, found):
                 for z in range(nz):
-                    g[z, y, x] = found[z]
+                    if line[z] != 0.0:
+                        g[z, y, x] = found[z]
