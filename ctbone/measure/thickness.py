@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -125,9 +126,10 @@ def _local_thickness_dense(mask: np.ndarray, spacing, outside: str) -> np.ndarra
         k2 = np.rint(radii2 / voxel ** 2).astype(np.int64)
         parent_k2 = np.rint(parent_r2 / voxel ** 2).astype(np.int64)
         values = (2.0 * np.sqrt(radii2)).astype(np.float32)
-        _paint_balls_iso(out, centres, k2, parents, parent_k2, values, _half_widths(int(k2.max())))
+        _paint_balls_iso(out, centres, k2, parents, parent_k2, values, _half_widths(int(k2.max())),
+                         *_slabs(mask.shape[0]))
     else:
-        _paint_balls(out, centres, radii2, parents, parent_r2, np.asarray(spacing, np.float64))
+        _paint_balls(out, centres, radii2, parents, parent_r2, np.asarray(spacing, np.float64), *_slabs(mask.shape[0]))
     np.multiply(out, mask, out=out)  # 0 off the mask (values are >= 0): no inverted copy of the mask
     return out
 
@@ -144,6 +146,20 @@ def _isotropic_voxel_mm(spacing, max_r2_mm2: float) -> float | None:
     if max_r2_mm2 / voxel ** 2 >= _MAX_ISO_K2:
         return None
     return float(voxel)
+
+
+def _slabs(nz: int, n_slabs: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(z bounds of the painting's slabs, the order the parallel loop takes them in).
+
+    The loop hands each thread one contiguous run of its iterations, and the balls crowd where the bone
+    is (a long bone's metaphyses, a lesion): in z order one thread got most of the work. Dealt round
+    robin instead (thread k takes slabs k, k + T, ...), each thread gets slabs from all along the scan.
+    """
+    n_slabs = max(1, min(nz, n_slabs))
+    bounds = np.linspace(0, nz, n_slabs + 1).astype(np.int64)
+    threads = max(1, int(numba.get_num_threads()))
+    order = np.concatenate([np.arange(k, n_slabs, threads) for k in range(threads)]).astype(np.int64)
+    return bounds, order
 
 
 def _half_widths(max_k2: int) -> np.ndarray:
@@ -295,7 +311,7 @@ def _raise_row_outside(out, z, y, x0, x1, p0, p1, value):  # pragma: no cover - 
 
 
 @njit(cache=True, parallel=True)
-def _paint_balls(out, centres, radii2, parents, parent_r2, spacing):  # pragma: no cover - compiled
+def _paint_balls(out, centres, radii2, parents, parent_r2, spacing, bounds, order):  # pragma: no cover - compiled
     # Each ball paints only what its parent's ball does not cover: the parent precedes it in the order
     # (larger D, ties by index), so by induction every voxel of the parent's ball ends with a value
     # >= 2 D(parent) >= 2 D(ball) -- skipping it changes nothing, and big balls cost a crescent, not a ball.
@@ -303,12 +319,12 @@ def _paint_balls(out, centres, radii2, parents, parent_r2, spacing):  # pragma: 
     n = radii2.shape[0]
     if n == 0:
         return
-    n_slabs = min(nz, 64)
-    bounds = np.linspace(0, nz, n_slabs + 1).astype(np.int64)
+    n_slabs = order.shape[0]
     max_rz = 0.0
     for i in range(n):
         max_rz = max(max_rz, np.sqrt(radii2[i]) / spacing[0])
-    for s in prange(n_slabs):
+    for t in prange(n_slabs):
+        s = order[t]
         s0 = bounds[s]
         s1 = bounds[s + 1]
         if s1 <= s0:
@@ -353,7 +369,7 @@ def _paint_balls(out, centres, radii2, parents, parent_r2, spacing):  # pragma: 
 
 
 @njit(cache=True, parallel=True)
-def _paint_balls_iso(out, centres, k2, parents, parent_k2, values, half):  # pragma: no cover - compiled
+def _paint_balls_iso(out, centres, k2, parents, parent_k2, values, half, bounds, order):  # pragma: no cover - compiled
     # `_paint_balls` on an isotropic grid in voxel units: a grid point is in the ball iff its squared
     # offset m < k2 (integers), so the half-width of a row with m_left = k2 - dz² - dy² is half[m_left].
     # Rows entirely inside the parent's row are skipped exactly; the rest paint what the parent does not cover.
@@ -361,10 +377,10 @@ def _paint_balls_iso(out, centres, k2, parents, parent_k2, values, half):  # pra
     n = k2.shape[0]
     if n == 0:
         return
-    n_slabs = min(nz, 64)
-    bounds = np.linspace(0, nz, n_slabs + 1).astype(np.int64)
+    n_slabs = order.shape[0]
     max_rz = half[k2.max()]
-    for s in prange(n_slabs):
+    for t in prange(n_slabs):
+        s = order[t]
         s0 = bounds[s]
         s1 = bounds[s + 1]
         if s1 <= s0:
