@@ -40,8 +40,8 @@ from ..segment.flood import flood_in_slices
 from ..segment.labels import label_counts, label_on_box
 from ..segment.morphology import dilate_cross
 from ..volume import Volume, bounding_box, mask_as_bool
-from .lesions_geometry import (components, keep_large, label_boxes, max_diameter_mm, surface_area_mm2, surface_normals,
-                               touching)
+from .lesions_geometry import (components, keep_large, label_boxes, label_dtype, max_diameter_mm, surface_area_mm2,
+                               surface_normals, touching)
 from .lesions_lytic import PV_REACH_VOX, missing_bone_mm3
 from .lesions_polar import largest_gap, polar_frame, robust_surface_model
 
@@ -195,6 +195,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         min_voxels=min_lesion_vox, spacing=spacing)
     defect_labels, defect_areas = _cortical_defects(bone, shell, tube, expected, env, frame, in_t,
                                                     normals, spacing, options.min_defect_area_mm2)
+    del env  # the crop's own envelope: not needed past the defects, and the stage's peak is still ahead
     # lytic cores keep clear of both modelled surfaces, by at most a quarter of the cortex so that a
     # 4-voxel cortex (180 um at 40 um) still has a core; full-thickness defects are cores by definition
     thickness_mm = float(np.nanmedian(r_out - r_in)) if np.isfinite(r_out - r_in).any() else 0.0
@@ -233,7 +234,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     lytic_pv_mm3 = np.r_[0.0, lytic_pv_mm3[keep]]
     n_lytic = int(keep.sum())
     # a small integer type: cumsum alone gives int64, 8 bytes a voxel
-    lytic_labels = np.cumsum(keep).astype(np.uint16 if n_lytic < 2 ** 16 else np.int32)[lytic_labels] * lytic
+    lytic_labels = np.cumsum(keep).astype(label_dtype(n_lytic))[lytic_labels] * lytic
 
     # one row per lesion, each worked on its own box (a full-crop pass per lesion adds up at 512^3)
     rows = []
@@ -255,7 +256,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     # the crop-sized working arrays go before the full-size output masks are made (the stage's memory peak)
     n_bins = frame.n_bins
     del normals, frame, expected, shell, labels
-    del lytic_labels, env, image
+    del lytic_labels, image
 
     areas = [float(a) for a in defect_areas]
     metrics = {
@@ -352,7 +353,7 @@ def _cortical_defects(bone, shell, tube, expected, env, frame, in_t, normals, sp
     candidates = shell & ~solid
     candidates &= in_tube
     if not candidates.any():
-        return np.zeros(bone.shape, np.uint16), []
+        return np.zeros(bone.shape, np.uint8), []
     # per slice (in-plane connectivity only): a pocket sealed in its own slices must not reach the
     # exterior through slices further along the bone. The in-slice parts of that space in or face-adjacent
     # to the unbridged outside, grown without a label volume (the stage's memory peak was here)
@@ -380,7 +381,7 @@ def _cortical_defects(bone, shell, tube, expected, env, frame, in_t, normals, sp
     grown &= ~bone
     labels, n = components(grown)
     del grown
-    out = np.zeros(bone.shape, np.uint16 if n < 2 ** 16 else np.int32)  # few defects: 2 bytes a voxel suffice
+    out = np.zeros(bone.shape, label_dtype(n))  # few defects: a byte a voxel suffices
     areas = []
     for k, box in enumerate(label_boxes(labels, n), start=1):
         part = labels[box] == k

@@ -177,6 +177,11 @@ def max_diameter_mm(points_zyx: np.ndarray, *, spacing_mm) -> float:
     return float(np.sqrt(d2.max()) + float(np.mean(spacing_mm)))
 
 
+def label_dtype(n: int):
+    """The smallest unsigned type that holds labels 0..n: label volumes are crop-sized, and lesions are few."""
+    return np.uint8 if n < 2 ** 8 else np.uint16 if n < 2 ** 16 else np.uint32
+
+
 def components(mask: np.ndarray, *, connectivity: int = 26):
     """(labels, n) of a boolean mask (cc3d, 26- or 6-connected).
 
@@ -184,9 +189,9 @@ def components(mask: np.ndarray, *, connectivity: int = 26):
     """
     labels_box, n, box = label_on_box(mask, connectivity=connectivity)
     if box is None:
-        return np.zeros(mask.shape, np.uint16), 0
+        return np.zeros(mask.shape, np.uint8), 0
     # the crop-sized labels in the smallest type that holds n (cc3d gives 4 bytes a voxel for large masks)
-    dtype = np.uint16 if n < 2 ** 16 else labels_box.dtype
+    dtype = label_dtype(n)
     if labels_box.shape == mask.shape:
         return labels_box.astype(dtype, copy=False), n
     labels = np.zeros(mask.shape, dtype)

@@ -58,19 +58,19 @@ def missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3, *, c
     if i_bone - i_fill <= 0:
         return counts, (i_bone, i_fill)
     cube = np.ones((3, 3, 3), bool)
-    # int32: region numbers are small, and this array is crop-sized (int64 doubled the stage's peak here)
-    grown = np.zeros(labels.shape, np.int32)
-    grown_box = labels[box].astype(np.int32)
+    # the regions grown by the reach, on the regions' box only (it holds the reach): int32, region numbers
+    # are small; a crop-sized copy was the lesion stage's memory peak
+    grown = labels[box].astype(np.int32)
     for _ in range(PV_REACH_VOX):
-        grown_box = np.where(grown_box > 0, grown_box, ndimage.grey_dilation(grown_box, footprint=cube))
-    grown[box] = grown_box
+        grown = np.where(grown > 0, grown, ndimage.grey_dilation(grown, footprint=cube))
     nz, nb = raw.shape[0], frame.n_bins
     # per column (slice, bin): bone mass, band / blastic / modelled-cortex voxel counts, owning region
     mass, n_band, n_avoid, n_model = (np.zeros((nz, nb)) for _ in range(4))
     owner = np.zeros((nz, nb), np.int64)
     model_mask = cortex_model if cortex_model is not None else np.zeros(labels.shape, bool)
-    _column_tables(raw, band, labels > 0, avoid, model_mask, grown, frame.bin_index, np.float32(i_fill),
-                   np.float32(i_bone - i_fill), mass, n_band, n_avoid, n_model, owner)
+    _column_tables(raw, band, avoid, model_mask, labels[box] > 0, grown, np.array([b.start for b in box], np.int64),
+                   frame.bin_index, np.float32(i_fill), np.float32(i_bone - i_fill), mass, n_band, n_avoid, n_model,
+                   owner)
     has_band = (n_band > 0) & (n_avoid == 0)
     model = n_model if cortex_model is not None else np.ones((nz, nb))
     along_z = _expected_along_z(mass, (owner == 0) & has_band, owner > 0)
@@ -88,17 +88,24 @@ def missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3, *, c
 
 
 @njit(cache=True, parallel=True)
-def _column_tables(raw, band, region, avoid, model, grown, bin_index, i_fill, contrast, mass, n_band, n_avoid,
+def _column_tables(raw, band, avoid, model, region, grown, origin, bin_index, i_fill, contrast, mass, n_band, n_avoid,
                    n_model, owner):  # pragma: no cover - compiled
     # one pass over the crop, each slice filling its own rows: the bone mass (I - I_fill) / (I_bone - I_fill)
     # in float32 as numpy computes it, summed in float64 in raster order, over band | region; the band,
-    # avoid and model voxel counts; the largest grown region label
+    # avoid and model voxel counts; the largest grown region label. ``region`` and ``grown`` cover the box
+    # of the regions' reach starting at ``origin``: nothing of them lies outside it
     nz, ny, nx = raw.shape
+    bz, by, bx = grown.shape
+    z0, y0, x0 = origin[0], origin[1], origin[2]
     for z in prange(nz):
+        zin = z0 <= z < z0 + bz
         for y in range(ny):
+            yin = zin and y0 <= y < y0 + by
             for x in range(nx):
                 b = bin_index[z, y, x]
-                if band[z, y, x] or region[z, y, x]:
+                inside = yin and x0 <= x < x0 + bx
+                in_region = inside and region[z - z0, y - y0, x - x0]
+                if band[z, y, x] or in_region:
                     mass[z, b] += np.float64((raw[z, y, x] - i_fill) / contrast)
                 if band[z, y, x]:
                     n_band[z, b] += 1.0
@@ -106,9 +113,10 @@ def _column_tables(raw, band, region, avoid, model, grown, bin_index, i_fill, co
                     n_avoid[z, b] += 1.0
                 if model[z, y, x]:
                     n_model[z, b] += 1.0
-                g = grown[z, y, x]
-                if g > owner[z, b]:
-                    owner[z, b] = g
+                if inside:
+                    g = grown[z - z0, y - y0, x - x0]
+                    if g > owner[z, b]:
+                        owner[z, b] = g
 
 
 def _expected_around(mass, model, good) -> np.ndarray:
