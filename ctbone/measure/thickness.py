@@ -108,9 +108,11 @@ def _thickness_on_box(mask: np.ndarray, spacing, outside: str):
 
 
 def _local_thickness_dense(mask: np.ndarray, spacing, outside: str) -> np.ndarray:
-    dist2 = squared_distance(mask, spacing_mm=spacing, outside=outside)
+    dist2, pad = _squared_distance_padded(mask, spacing, outside)
     if not np.isfinite(dist2).all():  # "open" with no background voxel at all: the array edge is the only wall
-        dist2 = squared_distance(mask, spacing_mm=spacing, outside="background")
+        dist2, pad = _squared_distance_padded(mask, spacing, "background")
+    # ridge and parents in the padded array's indices: its layer of background is 0, which no ball contains
+    # and no parent has, so they are the unpadded array's, shifted by the pad
     centres, radii2 = distance_ridge(dist2, spacing_mm=spacing)
     log.debug("local thickness: %d foreground voxels, %d ridge balls", int(mask.sum()), len(radii2))
     order = np.argsort(centres[:, 0], kind="stable")  # z-sorted so each slab finds its balls fast
@@ -118,6 +120,9 @@ def _local_thickness_dense(mask: np.ndarray, spacing, outside: str) -> np.ndarra
     parents = _parents(dist2, centres)
     parent_r2 = np.where(parents[:, 0] >= 0, dist2[tuple(np.maximum(parents, 0).T)], 0.0).astype(np.float64)
     del dist2
+    if pad:
+        centres -= pad
+        parents[parents[:, 0] >= 0] -= pad
     out = np.zeros(mask.shape, np.float32)  # made once the distances are gone: they are as large
     voxel = _isotropic_voxel_mm(spacing, float(radii2.max()))
     if voxel is not None:
@@ -175,13 +180,20 @@ def _half_widths(max_k2: int) -> np.ndarray:
 def squared_distance(mask: np.ndarray, *, spacing_mm, outside: str = "background") -> np.ndarray:
     """Squared distance (mm²) of every foreground voxel centre to the nearest background voxel centre
     (0 on the background; ``inf`` everywhere if there is none and ``outside`` is "open")."""
+    dist2, pad = _squared_distance_padded(mask, spacing_mm, outside)
+    return np.ascontiguousarray(dist2[pad:dist2.shape[0] - pad, pad:dist2.shape[1] - pad, pad:dist2.shape[2] - pad])
+
+
+def _squared_distance_padded(mask: np.ndarray, spacing_mm, outside: str) -> tuple[np.ndarray, int]:
+    """(`squared_distance` on the mask padded by ``pad`` voxels, pad): 1 for "background", where the array's
+    edge is a wall (a layer of background around it), 0 for "open". Local thickness works on the padded
+    array as it is: cutting the pad off is a copy as large as the distances (the morphometry's memory peak)."""
     from ..segment.distance import squared_distance_mm2
 
     background = ~np.asarray(mask, dtype=bool)
-    if outside == "background":  # the array's edge is a wall: a layer of background around it
-        padded = np.pad(background, 1, constant_values=True)
-        return np.ascontiguousarray(squared_distance_mm2(padded, spacing_mm=spacing_mm)[1:-1, 1:-1, 1:-1])
-    return squared_distance_mm2(background, spacing_mm=spacing_mm)
+    if outside == "background":
+        return squared_distance_mm2(np.pad(background, 1, constant_values=True), spacing_mm=spacing_mm), 1
+    return squared_distance_mm2(background, spacing_mm=spacing_mm), 0
 
 
 def distance_ridge(dist2: np.ndarray, *, spacing_mm) -> tuple[np.ndarray, np.ndarray]:
