@@ -125,3 +125,21 @@ def test_keep_large_keeps_what_dust_keeps(connectivity):
         assert np.array_equal(got, expected)
         assert got.sum() < mask.sum() or min_voxels == 1
     assert not keep_large(np.zeros((3, 4, 5), bool), min_voxels=2).any()
+
+
+def test_components_come_in_the_smallest_type_that_holds_their_count():
+    import cc3d
+
+    from ctbone.measure.lesions_geometry import components
+
+    few = np.zeros((5, 10, 10), bool)
+    few[1, 1, 1] = few[3, 7, 7] = True
+    labels, n = components(few)
+    assert n == 2 and labels.dtype == np.uint8
+    # 300 isolated voxels: one label more than a byte holds
+    many = np.zeros((6, 20, 20), bool)
+    many[::2, ::2, ::2] = True
+    many.flat[np.flatnonzero(many)[300:]] = False
+    labels, n = components(many, connectivity=6)
+    expected = cc3d.connected_components(many.astype(np.uint8), connectivity=6)
+    assert n == 300 and labels.dtype == np.uint16 and np.array_equal(labels, expected)

@@ -100,3 +100,26 @@ def test_identical_to_brute_force_with_thick_parts(seed):
     exact = local_thickness_exact(mask, spacing_mm=(0.01, 0.01, 0.01), outside="open")
     assert fast.max() >= 8 * 0.01  # balls of radius >= 4 voxels are there
     np.testing.assert_allclose(fast, exact, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.5, 1.0, 0.8)])
+def test_same_map_whatever_the_thread_count(spacing):
+    # the painting's slabs are dealt to the threads by their count: any count must paint the same map
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one thread only: nothing to compare")
+    rng = np.random.default_rng(7)
+    # thick in places (balls spanning several of the 64 slabs) and unevenly spread along z
+    mask = ndimage.gaussian_filter(rng.random((80, 30, 30)), 3.0) > 0.5
+    mask[:20] &= rng.random((20, 30, 30)) > 0.5
+    before = numba.get_num_threads()
+    maps = []
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            maps.append(local_thickness(mask, spacing_mm=spacing))
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(maps[0], maps[1])
+    assert (maps[0][mask] > 0).all()
