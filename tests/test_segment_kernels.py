@@ -158,3 +158,18 @@ def test_mask_as_bool_views_stored_masks_and_copies_the_rest():
     assert not np.shares_memory(mask_as_bool(strided), stored)
     flags = stored.astype(bool)
     assert mask_as_bool(flags) is flags
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32])
+def test_lookup_equals_numpy_fancy_indexing(dtype):
+    from ctbone.segment.labels import lookup
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 200, (7, 150, 90)).astype(dtype)  # more voxels than one chunk of the kernel
+    for table in (rng.random(200) < 0.5, rng.integers(0, 9, 200).astype(np.uint8), rng.random(200)):
+        got = lookup(table, labels)
+        assert got.dtype == table.dtype and np.array_equal(got, table[labels])
+    with pytest.raises(IndexError):
+        lookup(np.zeros(100, bool), labels)
+    with pytest.raises(TypeError):
+        lookup(np.zeros(3, bool), labels.astype(np.int32))

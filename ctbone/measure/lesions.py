@@ -37,7 +37,7 @@ from scipy import ndimage
 from ..errors import SegmentationError
 from ..segment.distance import ring_mm, within_mm
 from ..segment.flood import flood_in_slices
-from ..segment.labels import label_counts, label_on_box
+from ..segment.labels import label_counts, label_on_box, lookup
 from ..segment.morphology import dilate_cross
 from ..volume import Volume, bounding_box, mask_as_bool
 from .lesions_geometry import (components, keep_large, label_boxes, label_dtype, max_diameter_mm, surface_area_mm2,
@@ -230,11 +230,12 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     keep = lytic_pv_mm3 >= options.min_lesion_mm3
     keep[np.unique(lytic_labels[defect_labels > 0])] = True
     keep[0] = False
-    lytic = keep[lytic_labels]
+    lytic = lookup(keep, lytic_labels)
     lytic_pv_mm3 = np.r_[0.0, lytic_pv_mm3[keep]]
     n_lytic = int(keep.sum())
-    # a small integer type: cumsum alone gives int64, 8 bytes a voxel
-    lytic_labels = np.cumsum(keep).astype(label_dtype(n_lytic))[lytic_labels] * lytic
+    # the kept regions renumbered 1..n, the dropped ones 0, in the smallest type (cumsum gives int64: the table
+    # is cast, not the volume)
+    lytic_labels = lookup((np.cumsum(keep) * keep).astype(label_dtype(n_lytic)), lytic_labels)
 
     # one row per lesion, each worked on its own box (a full-crop pass per lesion adds up at 512^3)
     rows = []
@@ -372,7 +373,7 @@ def _cortical_defects(bone, shell, tube, expected, env, frame, in_t, normals, sp
     marrow = expected & frame.between(upper=in_t)
     through &= touching(labels, n, marrow)
     del marrow
-    kept = through[labels]
+    kept = lookup(through, labels)
     del labels  # a crop-sized label volume: gone before the growth's arrays are made (the stage's peak)
     grown = dilate_cross(kept)
     del kept
@@ -429,7 +430,7 @@ def _attached(mask, bone):
     if n == 0:
         return mask
     out = np.zeros(mask.shape, bool)
-    out[box] = touching(labels, n, bone[box])[labels]
+    out[box] = lookup(touching(labels, n, bone[box]), labels)
     return out
 
 
@@ -450,7 +451,7 @@ def _drop_dense(blastic, image, bone, dense_level, voxel_mm3):
     n_dense = np.bincount(core, weights=image[bone & blastic] >= dense_level, minlength=n + 1)
     dense = (n_core > 0) & (2 * n_dense >= n_core)
     dense[0] = False
-    dropped = dense[labels]
+    dropped = lookup(dense, labels)
     return blastic & ~dropped, float(dropped.sum()) * voxel_mm3
 
 

@@ -7,7 +7,7 @@ from numba import njit, prange
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from ..segment.labels import label_counts, label_on_box
+from ..segment.labels import label_counts, label_on_box, lookup
 from ..segment.morphology import dilate_cross
 from ..segment.smooth import gaussian_filter_nearest
 from ..volume import bounding_box
@@ -212,7 +212,7 @@ def keep_large(mask: np.ndarray, *, min_voxels: float, connectivity: int = 26) -
         return out
     keep = label_counts(labels, n) >= int(np.ceil(min_voxels))
     keep[0] = False
-    out[box] = keep[labels]  # fancy indexing casts the labels in buffered chunks, not as a whole copy
+    out[box] = lookup(keep, labels)
     return out
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..segment.envelope import near_outside
+from ..segment.labels import lookup
 from ..volume import bounding_box
 
 
@@ -58,7 +59,7 @@ def cortical_pores(cortex: np.ndarray, bone: np.ndarray, envelope: np.ndarray, *
     deep[labels[below]] = True  # a fancy assignment: np.unique sorted the hits
     del below
     deep[0] = False
-    out[box] = deep[labels]
+    out[box] = lookup(deep, labels)
     return out
 
 

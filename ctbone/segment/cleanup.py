@@ -7,7 +7,7 @@ import logging
 import numpy as np
 
 from .distance import within_mm
-from .labels import label_counts, label_on_box
+from .labels import label_counts, label_on_box, lookup
 
 log = logging.getLogger(__name__)
 
@@ -47,5 +47,5 @@ def keep_bone_of_interest(bone: np.ndarray, *, spacing_mm, min_particle_mm3: flo
         touching[labels[near]] = True  # a fancy assignment: np.unique sorted the tens of millions of hits
         keep[candidates[touching[candidates]]] = True
     log.debug("despeckle: %d particles, kept %d", counts.size - 1, int(keep.sum()))
-    out[box] = keep[labels]
+    out[box] = lookup(keep, labels)
     return out

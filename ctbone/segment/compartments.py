@@ -18,7 +18,7 @@ import numpy as np
 
 from ..volume import bounding_box
 from .envelope import close_mm, near_outside, open_mm
-from .labels import label_counts
+from .labels import label_counts, lookup
 from .morphology import dilate_cross
 
 # vascular canals of mouse cortex are 10-30 um across (a few are wider): channels narrower than twice this
@@ -67,7 +67,7 @@ def split_compartments(bone: np.ndarray, envelope: np.ndarray, *, spacing_mm, tr
     if counts.size > 1 and counts.max() > 0:
         # the marrow cavity: components of at least a tenth of the largest (a cut shaft may hold several)
         big = counts >= 0.1 * counts.max()
-        cavity = big[labels]
+        cavity = lookup(big, labels)
     del labels
     surface = near_outside(envelope, spacing_mm=spacing_mm, distance_mm=guard)
     cavity &= ~(bone & surface)
@@ -135,4 +135,4 @@ def _channels_in_slab(cavity, surface, lo, hi, context, spacing_mm, radius_mm):
     # narrow too: they stay with their opening
     wide_mouth = dilate_cross(dilate_cross(wide & surf))
     reaching[np.unique(labels[wide_mouth & narrow])] = False
-    return reaching[labels], open_ends
+    return lookup(reaching, labels), open_ends

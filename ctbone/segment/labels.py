@@ -1,9 +1,10 @@
-"""Connected components on a mask's bounding box, and voxel counts of a label image without numpy's int64 copy."""
+"""Connected components on a mask's bounding box; voxel counts and per-label lookups of a label image without
+numpy's int64 copies."""
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 def label_on_box(mask: np.ndarray, *, connectivity: int = 26):
@@ -44,3 +45,37 @@ def _counts(flat, size):  # pragma: no cover - compiled
             raise ValueError("a label is larger than n")
         counts[value] += 1
     return counts
+
+
+def lookup(table: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``table[labels]`` for a label volume (which labels to keep, a relabelling), compiled and in parallel:
+    numpy's fancy indexing runs on one thread and casts the labels to int64 chunk by chunk (0.12 s for a
+    76 M-voxel crop here, against 0.02 s). Same values; an IndexError for a label beyond the table."""
+    table = np.ascontiguousarray(table)
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "ub" or table.ndim != 1:
+        raise TypeError(f"lookup needs a 1-D table and unsigned integer labels, got {table.ndim}-D, {labels.dtype}")
+    out = np.empty(labels.shape, table.dtype)
+    if labels.size and _lookup(table, np.ascontiguousarray(labels).reshape(-1), out.reshape(-1)):
+        raise IndexError(f"a label is beyond the table of {table.size}")
+    return out
+
+
+_LOOKUP_CHUNK = 1 << 16
+
+
+@njit(cache=True, parallel=True)
+def _lookup(table, flat, out):  # pragma: no cover - compiled
+    """out[i] = table[flat[i]], in chunks over the threads; True if a label was beyond the table (its voxels
+    are left unwritten)."""
+    n, size = flat.size, table.size
+    n_chunks = (n + _LOOKUP_CHUNK - 1) // _LOOKUP_CHUNK
+    bad = np.zeros(n_chunks, np.bool_)
+    for c in prange(n_chunks):
+        for i in range(c * _LOOKUP_CHUNK, min(n, (c + 1) * _LOOKUP_CHUNK)):
+            v = flat[i]
+            if v < size:
+                out[i] = table[v]
+            else:
+                bad[c] = True
+    return bad.any()
