@@ -143,3 +143,20 @@ def test_components_come_in_the_smallest_type_that_holds_their_count():
     labels, n = components(many, connectivity=6)
     expected = cc3d.connected_components(many.astype(np.uint8), connectivity=6)
     assert n == 300 and labels.dtype == np.uint16 and np.array_equal(labels, expected)
+
+
+def test_label_boxes_equal_find_objects():
+    from scipy import ndimage
+
+    from ctbone.measure.lesions_geometry import label_boxes
+
+    rng = np.random.default_rng(11)
+    for _ in range(40):
+        shape = tuple(int(s) for s in rng.integers(1, 25, 3))
+        labels = ((rng.random(shape) < rng.choice([0.002, 0.05, 0.3])) * rng.integers(1, 9, shape)).astype(np.uint16)
+        n = int(rng.integers(0, 11))  # below, at and above the largest label; 0: every label, as find_objects
+        for margin in (0, 2):
+            expected = [None if sl is None else
+                        tuple(slice(max(0, s.start - margin), min(size, s.stop + margin)) for s, size in zip(sl, shape))
+                        for sl in ndimage.find_objects(labels, max_label=n)]
+            assert label_boxes(labels, n, margin_vox=margin) == expected

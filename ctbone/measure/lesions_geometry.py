@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
-from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from ..segment.labels import label_counts, label_on_box, lookup
@@ -150,15 +149,59 @@ def surface_area_mm2(inside: np.ndarray, patch: np.ndarray, *, spacing_mm, norma
 
 
 def label_boxes(labels: np.ndarray, n: int, *, margin_vox: int = 1):
-    """Per label 1..n, its bounding box grown by ``margin_vox`` (clipped at the array's edges), or None."""
+    """Per label 1..n, its bounding box grown by ``margin_vox`` (clipped at the array's edges), or None.
+
+    The boxes of ``ndimage.find_objects``, in one compiled pass over the slices in parallel (find_objects
+    took 0.11 s a crop-sized label volume at 512^3, on one thread).
+    """
+    labels = np.ascontiguousarray(labels)
+    if labels.dtype.kind not in "ub":
+        raise TypeError(f"label_boxes needs unsigned integer labels, got {labels.dtype}")
+    n = int(n) if n > 0 else int(labels.max(initial=0))  # as find_objects: no count, every label present
+    if labels.size == 0:
+        return [None] * n
+    chunks = np.linspace(0, labels.shape[0], min(labels.shape[0], 64) + 1).astype(np.int64)
+    lo, hi = _label_bounds(labels, n, chunks)
+    lo, hi = lo.min(axis=0), hi.max(axis=0)
     out = []
-    for sl in ndimage.find_objects(labels, max_label=n):
-        if sl is None:
+    for k in range(1, n + 1):
+        if hi[k, 0] < 0:
             out.append(None)
             continue
-        out.append(tuple(slice(max(0, s.start - margin_vox), min(size, s.stop + margin_vox))
-                         for s, size in zip(sl, labels.shape)))
+        out.append(tuple(slice(max(0, int(a) - margin_vox), min(size, int(b) + 1 + margin_vox))
+                         for a, b, size in zip(lo[k], hi[k], labels.shape)))
     return out
+
+
+@njit(cache=True, parallel=True)
+def _label_bounds(labels, n, chunks):  # pragma: no cover - compiled
+    # per z chunk and label: the lowest and highest (z, y, x) index holding it; -1 highs for absent labels.
+    # Labels above n are ignored (as find_objects with max_label)
+    nz, ny, nx = labels.shape
+    m = chunks.size - 1
+    big = max(nz, ny, nx)
+    lo = np.full((m, n + 1, 3), big, np.int64)
+    hi = np.full((m, n + 1, 3), -1, np.int64)
+    for c in prange(m):
+        for z in range(chunks[c], chunks[c + 1]):
+            for y in range(ny):
+                for x in range(nx):
+                    v = labels[z, y, x]
+                    if v == 0 or v > n:
+                        continue
+                    if z < lo[c, v, 0]:
+                        lo[c, v, 0] = z
+                    if z > hi[c, v, 0]:
+                        hi[c, v, 0] = z
+                    if y < lo[c, v, 1]:
+                        lo[c, v, 1] = y
+                    if y > hi[c, v, 1]:
+                        hi[c, v, 1] = y
+                    if x < lo[c, v, 2]:
+                        lo[c, v, 2] = x
+                    if x > hi[c, v, 2]:
+                        hi[c, v, 2] = x
+    return lo, hi
 
 
 def max_diameter_mm(points_zyx: np.ndarray, *, spacing_mm) -> float:
