@@ -353,3 +353,18 @@ def test_a_shaft_that_narrows_is_not_bridged():
 def test_closed_envelopes_are_not_bridged(phantom, metaphysis_phantom):
     for vol, _ in (phantom, metaphysis_phantom):
         assert "envelope_bridged_mm" not in segment(vol, AnalysisOptions()).info
+
+
+def test_compartments_split_the_envelope_as_the_derived_cortex_assumes():
+    # Segmentation.cortex is made as the envelope less the marrow: split_compartments' two masks must be
+    # disjoint and fill the envelope, on a metaphysis (trabeculae, channels) as on a shaft
+    from ctbone.segment.compartments import split_compartments
+
+    vol, _ = make_phantom(PhantomSpec(voxel_mm=0.03, length_mm=1.5, metaphysis_length_mm=0.6), seed=2)
+    seg = segment(vol)
+    bone, envelope = seg.bone.array.astype(bool), seg.envelope.array.astype(bool)
+    cortex, marrow = split_compartments(bone, envelope, spacing_mm=seg.bone.spacing)
+    assert cortex.any() and marrow.any()
+    assert not (cortex & marrow).any() and np.array_equal(cortex | marrow, envelope)
+    assert np.array_equal(seg.cortex.array.astype(bool), envelope & ~seg.marrow.array.astype(bool))
+    assert np.array_equal(seg.trabecular.array.astype(bool), bone & seg.marrow.array.astype(bool))

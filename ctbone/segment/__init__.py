@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import SegmentationError
 from ..options import AnalysisOptions
-from ..volume import Volume
+from ..volume import Volume, mask_as_bool
 from .cleanup import keep_bone_of_interest
 from .compartments import split_compartments
 from .envelope import (bridge_open_slices, close_mm, distance_inside, distance_to, fill_slices, open_envelope_slices,
@@ -50,8 +50,11 @@ class Segmentation:
         In the image unit; bone is ``image > threshold``.
     threshold_method : str
         "fixed", "half-max-between-modes", "otsu" or "binary-input".
-    bone, envelope, cortex, marrow, trabecular : Volume
+    bone, envelope, marrow : Volume
         uint8 masks (see the module docs).
+    cortex, trabecular : Volume (properties)
+        uint8 masks made from those when asked: the envelope less the marrow cavity, and the bone in the
+        cavity (two crop-sized masks fewer held through the lesion stage, the analysis' memory peak).
     roi_mm : (float, float) or None
         z range used, mm from the first slice of the input scan (None = whole bone).
     mode : str
@@ -66,9 +69,7 @@ class Segmentation:
     threshold_method: str
     bone: Volume
     envelope: Volume
-    cortex: Volume
     marrow: Volume
-    trabecular: Volume
     roi_mm: tuple[float, float] | None
     mode: str = "long-bone"
     info: dict[str, Any] = field(default_factory=dict)
@@ -76,6 +77,19 @@ class Segmentation:
     @property
     def is_binary_input(self) -> bool:
         return self.threshold_method == "binary-input"
+
+    @property
+    def cortex(self) -> Volume:
+        """Cortex (bone and intracortical pores): the envelope less the marrow cavity (`split_compartments`)."""
+        cortex = np.logical_not(mask_as_bool(self.marrow.array))
+        cortex &= mask_as_bool(self.envelope.array)
+        return self.bone.with_array(cortex.view(np.uint8), unit="mask")
+
+    @property
+    def trabecular(self) -> Volume:
+        """Trabecular bone: the bone in the marrow cavity."""
+        trabecular = mask_as_bool(self.bone.array) & mask_as_bool(self.marrow.array)
+        return self.bone.with_array(trabecular.view(np.uint8), unit="mask")
 
     def bone_of(self, volume: Volume, options: AnalysisOptions | None = None) -> np.ndarray:
         """Another scan's bone, segmented as this one was (`bone_mask_like`): a reference's."""
@@ -162,7 +176,7 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
         whole = np.ones(bone.shape, bool)
         bone = _with_trabeculae(bone, smoothed, whole, threshold, binary, opts, info, source)
         # envelope and marrow are the same voxels, held apart (the result's masks share the arrays given here)
-        return _result(image, raw, threshold, method, bone, whole, np.zeros_like(whole), whole.copy(), None, mode, info)
+        return _result(image, raw, threshold, method, bone, whole, whole.copy(), None, mode, info)
     del smoothed
     # the scan's own array is not copied into the result; anything made here is (see _long_bone)
     share_raw = raw.array is volume.array
@@ -256,7 +270,8 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     bone_x = bone[ext]
     envelope = periosteal_envelope_array(bone_x, spacing_mm=raw.spacing, bridge_diameter_mm=opts.max_defect_diameter_mm)
     envelope = _bridge_open(envelope, bone_x, zlo * sz, raw.spacing, opts, info, source)
-    cortex, marrow = split_compartments(bone_x, envelope, spacing_mm=raw.spacing)
+    # the cortex is the envelope less the marrow: Segmentation makes it when asked
+    marrow = split_compartments(bone_x, envelope, spacing_mm=raw.spacing)[1]
     # after the compartments: they come from the cortical threshold, the trabeculae only add to the marrow
     bone_x = _with_trabeculae(bone_x, smoothed_x, marrow, threshold, binary, opts, info, source)
     cut = (slice(zs.start - zlo, zs.stop - zlo), slice(None), slice(None))
@@ -270,8 +285,8 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     del smoothed_x
     raw_c = raw.crop(final) if share_raw else _compact(raw.crop(final))
     work.raw = raw = None
-    return _result(image_c, raw_c, threshold, method, bone_x[cut], envelope[cut], cortex[cut],
-                   marrow[cut], roi_used, "long-bone", info)
+    return _result(image_c, raw_c, threshold, method, bone_x[cut], envelope[cut], marrow[cut], roi_used, "long-bone",
+                   info)
 
 
 def _bridge_open(envelope, bone, z0_mm, spacing, opts, info, source) -> np.ndarray:
@@ -347,11 +362,11 @@ def _as_uint8_mask(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.uint8)
 
 
-def _result(image, raw, threshold, method, bone, envelope, cortex, marrow, roi_mm, mode, info) -> Segmentation:
+def _result(image, raw, threshold, method, bone, envelope, marrow, roi_mm, mode, info) -> Segmentation:
     def mask(a):
         return image.with_array(_as_uint8_mask(a), unit="mask")
 
     bone = bone.astype(bool)
     return Segmentation(image=image, raw_image=raw, threshold=float(threshold), threshold_method=method,
-                        bone=mask(bone), envelope=mask(envelope), cortex=mask(cortex), marrow=mask(marrow),
-                        trabecular=mask(bone & marrow.astype(bool)), roi_mm=roi_mm, mode=mode, info=info)
+                        bone=mask(bone), envelope=mask(envelope), marrow=mask(marrow), roi_mm=roi_mm, mode=mode,
+                        info=info)
