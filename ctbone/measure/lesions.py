@@ -204,15 +204,6 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     lytic = _grow_back(lytic_core | (defect_labels > 0), shell & ~bone, min_lesion_vox, tol + s, spacing)
     del lytic_core
 
-    # where the woven bone grows: its spaces are not the cortex's pores (Ct.Po leaves this region out).
-    # The columns holding blastic bone, widened by the tolerance (the cap's thin margins), from the
-    # modelled surface less the tolerance (the partial volume of the cap's spaces on the cortex)
-    has_blastic = np.isfinite(frame.radius_per_bin(blastic, reduce="max"))
-    arc_mm = 2 * np.pi * float(np.nanmedian(r_out)) / frame.n_bins if np.isfinite(r_out).any() else s
-    reach = (2 * int(np.ceil(tol / spacing[0])) + 1, 2 * int(np.ceil(tol / max(arc_mm, 1e-9))) + 1)
-    has_blastic = ndimage.maximum_filter(has_blastic, size=reach, mode=("nearest", "wrap"))
-    outgrowth = in_slices & frame.between(lower=np.where(has_blastic, surface_t - np.float32(tol), np.float32(np.inf)))
-
     lytic_labels, n_lytic = components(lytic)
     # the loss is measured on gray values (partial-volume sums): each column of the cortex (slice x angle
     # bin) holds a bone mass; the lesion's columns are compared with their intact neighbours
@@ -254,6 +245,17 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         rows.append(_row(seg, part, box, "blastic", area, density, offset, spacing))
     for i, row in enumerate(rows, start=1):
         row["id"] = i
+
+    # where the woven bone grows: its spaces are not the cortex's pores (Ct.Po leaves this region out).
+    # The columns holding blastic bone, widened by the tolerance (the cap's thin margins), from the
+    # modelled surface less the tolerance (the partial volume of the cap's spaces on the cortex). Made
+    # here, past the partial-volume sums: one crop-sized mask less at the stage's memory peak
+    has_blastic = np.isfinite(frame.radius_per_bin(blastic, reduce="max"))
+    arc_mm = 2 * np.pi * float(np.nanmedian(r_out)) / frame.n_bins if np.isfinite(r_out).any() else s
+    reach = (2 * int(np.ceil(tol / spacing[0])) + 1, 2 * int(np.ceil(tol / max(arc_mm, 1e-9))) + 1)
+    has_blastic = ndimage.maximum_filter(has_blastic, size=reach, mode=("nearest", "wrap"))
+    outgrowth = in_slices & frame.between(lower=np.where(has_blastic, surface_t - np.float32(tol), np.float32(np.inf)))
+
     # the crop-sized working arrays go before the full-size output masks are made (the stage's memory peak)
     n_bins = frame.n_bins
     del normals, frame, expected, shell, labels

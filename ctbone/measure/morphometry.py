@@ -90,6 +90,7 @@ def standard_morphometry(seg, lesions=None) -> dict:
         out["conn_d_per_mm3"] = connectivity_density_per_mm3(trab, spacing_mm=spacing, voi=marrow)
     else:
         out.update(tb_th_mm=NAN, tb_sp_mm=NAN, tb_n_per_mm=NAN, conn_d_per_mm3=NAN)
+    del trab  # made for this stage (Segmentation.trabecular): gone before Ct.Th, the stage's memory peak
 
     # cortical compartment (areas are slice means: volume / ROI length)
     if cortex.any():
