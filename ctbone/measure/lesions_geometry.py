@@ -154,7 +154,7 @@ def label_boxes(labels: np.ndarray, n: int, *, margin_vox: int = 1):
     The boxes of ``ndimage.find_objects``, in one compiled pass over the slices in parallel (find_objects
     took 0.11 s a crop-sized label volume at 512^3, on one thread).
     """
-    labels = np.ascontiguousarray(labels)
+    labels = np.asarray(labels)
     if labels.dtype.kind not in "ub":
         raise TypeError(f"label_boxes needs unsigned integer labels, got {labels.dtype}")
     n = int(n) if n > 0 else int(labels.max(initial=0))  # as find_objects: no count, every label present
@@ -222,7 +222,10 @@ def max_diameter_mm(points_zyx: np.ndarray, *, spacing_mm) -> float:
 
 def label_dtype(n: int):
     """The smallest unsigned type that holds labels 0..n: label volumes are crop-sized, and lesions are few."""
-    return np.uint8 if n < 2 ** 8 else np.uint16 if n < 2 ** 16 else np.uint32
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if n <= np.iinfo(dtype).max:
+            return dtype
+    return np.uint64
 
 
 def components(mask: np.ndarray, *, connectivity: int = 26):

@@ -187,7 +187,7 @@ def squared_distance(mask: np.ndarray, *, spacing_mm, outside: str = "background
 def _squared_distance_padded(mask: np.ndarray, spacing_mm, outside: str) -> tuple[np.ndarray, int]:
     """(`squared_distance` on the mask padded by ``pad`` voxels, pad): 1 for "background", where the array's
     edge is a wall (a layer of background around it), 0 for "open". Local thickness works on the padded
-    array as it is: cutting the pad off is a copy as large as the distances (the morphometry's memory peak)."""
+    array as it is: cutting the pad off is a copy as large as the distances, held beside them."""
     from ..segment.distance import squared_distance_mm2
 
     background = ~np.asarray(mask, dtype=bool)

@@ -54,7 +54,7 @@ class Segmentation:
         uint8 masks (see the module docs).
     cortex, trabecular : Volume (properties)
         uint8 masks made from those when asked: the envelope less the marrow cavity, and the bone in the
-        cavity (two crop-sized masks fewer held through the lesion stage, the analysis' memory peak).
+        cavity (two crop-sized masks fewer held through the lesion stage; each call makes a new array).
     roi_mm : (float, float) or None
         z range used, mm from the first slice of the input scan (None = whole bone).
     mode : str
