@@ -37,6 +37,11 @@ def test_cross_dilation_and_erosion_equal_scipy(ndim):
         mask = rng.random(shape) < rng.uniform(0.1, 0.9)
         assert np.array_equal(dilate_cross(mask), ndimage.binary_dilation(mask))
         assert np.array_equal(erode_cross(mask), ndimage.binary_erosion(mask))
+        for n in (2, 3):
+            assert np.array_equal(dilate_cross(mask, iterations=n), ndimage.binary_dilation(mask, iterations=n))
+            assert np.array_equal(erode_cross(mask, iterations=n), ndimage.binary_erosion(mask, iterations=n))
+    with pytest.raises(ValueError):  # scipy's "until nothing changes" is not what 0 would mean here
+        dilate_cross(mask, iterations=0)
 
 
 @pytest.mark.parametrize("sigma", [0.5, 0.8, 1.5])

@@ -106,7 +106,7 @@ def compare_to_reference(seg, reference: Volume, options) -> ReferenceComparison
     ref_on_scan, valid = _resample(ref_mask, fixed, transform)
     disagree = ref_on_scan != bone
     # second pass without the regions that differ (the lesions), dilated by a few voxels
-    fixed_mask = valid & ~_repeat(dilate_cross, keep_large(disagree, min_voxels=27), 3)
+    fixed_mask = valid & ~dilate_cross(keep_large(disagree, min_voxels=27), iterations=3)
     if fixed_mask.sum() > 1000:
         # from the first pass's transform, through the coarse levels again: the lesions' pull can leave the
         # first pass voxels off along the shaft, where the fine level's cost is too flat to come back
@@ -305,13 +305,7 @@ def _resample(mask, fixed, transform):
     warped = sitk.Resample(mask, fixed, transform, sitk.sitkLinear, -1.0, sitk.sitkFloat32)
     array = sitk.GetArrayFromImage(warped)
     valid = array >= 0
-    return array >= 0.5, _repeat(erode_cross, valid, 2)
-
-
-def _repeat(step, mask: np.ndarray, times: int) -> np.ndarray:
-    for _ in range(times):
-        mask = step(mask)
-    return mask
+    return array >= 0.5, erode_cross(valid, iterations=2)
 
 
 def _changed(present: np.ndarray, other: np.ndarray, tol_mm: float, min_voxels: float, spacing) -> np.ndarray:

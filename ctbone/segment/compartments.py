@@ -133,6 +133,6 @@ def _channels_in_slab(cavity, surface, lo, hi, context, spacing_mm, radius_mm):
     open_ends = any(reaching[np.unique(e)].any() for e in ends)
     # the rims of a wide opening (a perforation, where the wide cavity itself reaches the surface) are
     # narrow too: they stay with their opening
-    wide_mouth = dilate_cross(dilate_cross(wide & surf))
+    wide_mouth = dilate_cross(wide & surf, iterations=2)
     reaching[np.unique(labels[wide_mouth & narrow])] = False
     return lookup(reaching, labels), open_ends
