@@ -22,6 +22,25 @@ def test_sitk_formats_keep_values_and_geometry(tmp_path, suffix, spacing):
     assert back.origin == pytest.approx((1.0, 2.0, 3.0))
 
 
+def test_folder_holding_one_volume_file_reads_that_volume(tmp_path):
+    from ctbone.errors import SeriesError
+    from ctbone.io import scan_info
+
+    array = np.arange(60, dtype=np.float32).reshape(3, 4, 5)
+    folder = tmp_path / "mouse07"
+    folder.mkdir()
+    sitk.WriteImage(Volume(array, spacing=(0.01,) * 3, unit="raw").to_sitk(), str(folder / "mouse07.mhd"))
+    (folder / "notes.txt").write_text("scanned 2026-11-02")
+    assert sorted(p.suffix for p in folder.iterdir()) == [".mhd", ".raw", ".txt"]
+    np.testing.assert_array_equal(ctbone.read_scan(folder).array, array)
+    np.testing.assert_array_equal(ctbone.open_scan(folder).array, array)
+    assert scan_info(folder)["chosen"].endswith("mouse07.mhd")
+    # two volumes: which one is meant is not guessed, and the error names them
+    sitk.WriteImage(Volume(array, spacing=(0.01,) * 3, unit="raw").to_sitk(), str(folder / "other.nrrd"))
+    with pytest.raises(SeriesError, match=r"mouse07\.mhd, other\.nrrd"):
+        ctbone.read_scan(folder)
+
+
 def test_tiff_folder_natural_order_and_spacing_option(tmp_path):
     import tifffile
 

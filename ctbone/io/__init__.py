@@ -21,8 +21,8 @@ def read_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     ----------
     path : path
         A folder of DICOM files (any names, any order, sub-folders, other files skipped), a single
-        DICOM file (one slice or multi-frame), a NIfTI/MetaImage/NRRD file, or a TIFF stack (a folder
-        of TIFFs or a multi-page TIFF).
+        DICOM file (one slice or multi-frame), a NIfTI/MetaImage/NRRD file (or a folder holding just one,
+        with its data file), or a TIFF stack (a folder of TIFFs or a multi-page TIFF).
     series : str or int, optional
         DICOM series to read (SeriesInstanceUID, SeriesNumber, or a key from `scan_info`);
         default the largest 3D series.
@@ -43,11 +43,12 @@ def read_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
         naming the file and the problem.
     """
     from .dicom import read_dicom
-    from .formats import SITK_SUFFIXES, TIFF_SUFFIXES, has_suffix, is_tiff_stack, read_sitk, read_tiff
+    from .formats import SITK_SUFFIXES, TIFF_SUFFIXES, has_suffix, is_tiff_stack, lone_volume_file, read_sitk, read_tiff
 
     path = Path(path)
     if not path.exists():
         raise ScanReadError(f"{path}: no such file or folder.")
+    path = lone_volume_file(path) or path  # a folder holding one .mhd/.nrrd/.nii volume means that volume
     if path.is_file() and has_suffix(path, SITK_SUFFIXES):
         return read_sitk(path)
     if (path.is_file() and has_suffix(path, TIFF_SUFFIXES)) or is_tiff_stack(path):
@@ -81,12 +82,13 @@ def open_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     Volume or ScanSlabs
         Either is accepted by `ctbone.analyze`, with equal results.
     """
-    from .formats import is_tiff_stack
+    from .formats import is_tiff_stack, lone_volume_file
     from .slabs import open_dicom_auto, open_slabs, slabs_if_too_big
 
     if memory not in MEMORY_CHOICES:
         raise ValueError(f"memory must be one of {MEMORY_CHOICES}, got {memory!r}")
     path = Path(path)
+    path = lone_volume_file(path) or path
     if memory == "slabs":
         return open_slabs(path, series, spacing=spacing)
     if memory == "auto":

@@ -525,8 +525,10 @@ def find_series(path: Path, series=None) -> tuple[Series, int]:
     headers, skipped = scan_headers(path)
     if not headers:
         reasons = "; ".join(sorted({r for _, r in skipped}))[:300]
+        from .formats import no_dicom_fix
+
         raise SeriesError(f"{path}: no DICOM image files found ({len(skipped)} file(s) skipped: {reasons or 'none'}). "
-                          f"Potential fix: point to the folder of the scan's DICOM export.")
+                          f"Potential fix: {no_dicom_fix(path)}.")
     chosen = choose_series(group_series(headers), series, path)
     if chosen.first.modality and chosen.first.modality not in ("CT", "OT"):
         log.warning("%s: modality %s is not CT; values may not be HU", path, chosen.first.modality)

@@ -146,6 +146,40 @@ def _spacing3(spacing, path: Path):
     return values
 
 
+# files that sit beside a volume file without being a scan: its data file, and notes a scanner or a user leaves
+_VOLUME_COMPANION_SUFFIXES = (".raw", ".zraw", ".raw.gz", ".txt", ".log", ".csv", ".json", ".md")
+
+
+def lone_volume_file(path: Path) -> Path | None:
+    """The volume file of a folder that holds one NIfTI/MetaImage/NRRD volume and nothing but its data file
+    and notes (no sub-folders: a DICOM export may hide in them); None for anything else.
+
+    A user pointing at the folder of such a scan (``mouse07/`` holding ``mouse07.mhd`` and ``mouse07.raw``)
+    means that volume; a folder with any other file is left to DICOM discovery, which reads files of any name.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+    if any(p.is_dir() for p in entries):
+        return None
+    volumes = [p for p in entries if has_suffix(p, SITK_SUFFIXES)]
+    others = [p for p in entries if p not in volumes]
+    if len(volumes) != 1 or not all(has_suffix(p, _VOLUME_COMPANION_SUFFIXES) for p in others):
+        return None
+    return volumes[0]
+
+
+def no_dicom_fix(path: Path) -> str:
+    """The suggested fix when a folder holds no DICOM images: the volume files it does hold, if any."""
+    path = Path(path)
+    volumes = sorted(p.name for p in path.iterdir() if has_suffix(p, SITK_SUFFIXES)) if path.is_dir() else []
+    if volumes:
+        shown = ", ".join(volumes[:3]) + (", ..." if len(volumes) > 3 else "")
+        return f"point to one of the volume files it holds ({shown}), or to the folder of the scan's DICOM export"
+    return "point to the folder of the scan's DICOM export"
+
+
 def is_tiff_stack(path: Path) -> bool:
     """A folder of TIFF files and no DICOM (.dcm) files: read as a TIFF stack."""
     path = Path(path)

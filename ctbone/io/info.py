@@ -13,10 +13,12 @@ def _dicom_info(path: Path, series, allow_nonuniform: bool = False) -> dict:
     from .dicom import _attach_frame_data, _decode, choose_series, group_series, scan_headers, slice_geometry
     from .units import decide_unit
 
+    from .formats import no_dicom_fix
+
     headers, skipped = scan_headers(path)
     if not headers:
         raise SeriesError(f"{path}: no DICOM image files found ({len(skipped)} file(s) skipped). "
-                          f"Potential fix: point to the folder of the scan's DICOM export; --verbose lists the files.")
+                          f"Potential fix: {no_dicom_fix(path)}; --verbose lists the files.")
     groups = group_series(headers)
     info = {"path": str(path), "format": "dicom", "series": [g.describe() for g in groups],
             "skipped": [{"file": f, "reason": r} for f, r in skipped], "chosen": None, "problem": None}
@@ -98,12 +100,13 @@ def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     other formats are read. With ``allow_nonuniform`` a DICOM series with non-uniform slice spacing is
     described as `read_scan` would resample it (``"nonuniform"`` lists the gaps) instead of as a problem.
     """
-    from .formats import SITK_SUFFIXES, TIFF_SUFFIXES, has_suffix, is_tiff_stack
+    from .formats import SITK_SUFFIXES, TIFF_SUFFIXES, has_suffix, is_tiff_stack, lone_volume_file
     from .slabs import slabs_if_too_big
 
     path = Path(path)
     if not path.exists():
         raise ScanReadError(f"{path}: no such file or folder.")
+    path = lone_volume_file(path) or path
     is_volume_file = path.is_file() and has_suffix(path, SITK_SUFFIXES + TIFF_SUFFIXES)
     is_tiff_dir = is_tiff_stack(path)
     big = slabs_if_too_big(path, spacing=spacing)  # described without reading it all
