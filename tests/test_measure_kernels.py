@@ -160,3 +160,23 @@ def test_label_boxes_equal_find_objects():
                         tuple(slice(max(0, s.start - margin), min(size, s.stop + margin)) for s, size in zip(sl, shape))
                         for sl in ndimage.find_objects(labels, max_label=n)]
             assert label_boxes(labels, n, margin_vox=margin) == expected
+
+
+def test_cortex_share_around_the_bone_is_fitted_only_where_the_intact_bins_surround_it():
+    from ctbone.measure.lesions_lytic import _expected_around, _smooth_around
+
+    nb = 402
+    theta = 2 * np.pi * np.arange(nb) / nb
+    share = 5.0 + 2.0 * np.cos(2 * theta)  # an elliptic cortex's voxels per angle bin
+    mass = 0.9 * share
+    # intact all around but a 90 degree lesion: the fit recovers the share over the lesion
+    good = ~((theta > 1.0) & (theta < 1.0 + np.pi / 2))
+    np.testing.assert_allclose(_smooth_around(share, good), share, atol=1e-9)
+    np.testing.assert_allclose(_expected_around(mass, share, good), mass, atol=1e-9)
+    # intact on an arc only (19 bins together: a scan that is no long bone): no extrapolated share, and the
+    # expected masses stay within the intact ones (a fit there reached 10^7 times the data)
+    good = np.zeros(nb, bool)
+    good[100:119] = True
+    assert _smooth_around(share, good) is None
+    expected = _expected_around(mass, share, good)
+    assert np.all(expected >= mass[good].min() - 1e-9) and np.all(expected <= mass[good].max() + 1e-9)

@@ -155,17 +155,28 @@ def _expected_along_z(mass, good, owned, *, side: int = 3):
 SHARE_ORDER = 3
 
 
+# the good bins must surround the bone: a Fourier series fitted on an arc and evaluated beyond it is an
+# extrapolation (on a scan that is no long bone, a fit on 19 clustered bins of 402 reached 10^7 times the data)
+MAX_SHARE_GAP_DEG = 180.0
+
+
 def _smooth_around(values: np.ndarray, good: np.ndarray, *, order: int = SHARE_ORDER):
     """Least-squares Fourier series (in the bin angle) fitted on the ``good`` bins, evaluated at all
-    bins; None when too few good bins. The lesion's own bins do not shape it: where a lesion distorts
-    the modelled surfaces, the share there comes from the intact cortex around it."""
+    bins; None when too few good bins, when they leave an arc wider than ``MAX_SHARE_GAP_DEG``, or when the
+    fit leaves [0, 2 x the largest good value] (no plausible share: the caller interpolates the masses
+    instead). The lesion's own bins do not shape it: where a lesion distorts the modelled surfaces, the
+    share there comes from the intact cortex around it."""
     nb = len(values)
-    if good.sum() < 4 * order + 2:
+    idx = np.flatnonzero(good)
+    if idx.size < 4 * order + 2 or np.diff(np.r_[idx, idx[0] + nb]).max() * 360.0 / nb > MAX_SHARE_GAP_DEG:
         return None
     theta = 2 * np.pi * np.arange(nb) / nb
     basis = np.column_stack([np.ones(nb)] + [f(k * theta) for k in range(1, order + 1) for f in (np.cos, np.sin)])
     coef, *_ = np.linalg.lstsq(basis[good], values[good].astype(float), rcond=None)
-    return basis @ coef
+    fitted = basis @ coef
+    if fitted.min() < 0.0 or fitted.max() > 2.0 * float(values[good].max()):
+        return None
+    return fitted
 
 
 def _interpolate_around(values: np.ndarray, good: np.ndarray, *, side: int = 3):
