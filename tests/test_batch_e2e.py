@@ -185,3 +185,6 @@ def test_scan_notes_read_the_bridged_envelope():
     assert scan_notes({"info": {"segmentation": {}}}) == []
     (note,) = scan_notes({"info": {"segmentation": {"envelope_bridged_mm": [[0.78, 1.0]]}}})
     assert "0.78–1.00 mm" in note and "--max-defect-diameter-mm" in note
+    fills, bridged = scan_notes({"info": {"segmentation": {"fills_field_of_view_pct": 98.5,
+                                                           "envelope_bridged_mm": [[0.78, 1.0]]}}})
+    assert "98 %" in fills and "--mode trabecular-cube" in fills and "0.78–1.00 mm" in bridged

@@ -42,6 +42,7 @@ def test_healthy_femur_whole_scan_default_pipeline():
 
     vol = Volume.from_sitk(sitk.ReadImage(str(FEMUR)), unit="raw")
     res = ctbone.analyze(vol, render=False)
+    assert "fills_field_of_view_pct" not in res.info["segmentation"]  # a long bone lying in the scan
     info = res.info["lesions"]
     # defects are searched only where the bone is a tube: not the femoral head and neck at the proximal end
     # (the first ~1.4 mm); measured: 76 of 103 slices searched
@@ -81,7 +82,10 @@ def test_a_trabecular_cube_analysed_as_a_long_bone_gives_bounded_lesion_volumes(
     import ctbone
 
     vol = ctbone.read_scan(LHDL, spacing=0.0195)
-    metrics = ctbone.analyze(vol, render=False).metrics
+    result = ctbone.analyze(vol, render=False)
+    metrics = result.metrics
+    # and the analysis says the scan is no long bone (a warning, and a note in the study report)
+    assert result.info["segmentation"]["fills_field_of_view_pct"] > 90
     scanned_mm3 = vol.array.size * 0.0195 ** 3
     assert 0.0 <= metrics["lytic_volume_mm3"] <= metrics["tv_mm3"] <= scanned_mm3
     assert 0.0 <= metrics["blastic_volume_mm3"] <= metrics["tv_mm3"]

@@ -178,3 +178,21 @@ def test_lookup_equals_numpy_fancy_indexing(dtype):
         lookup(np.zeros(100, bool), labels)
     with pytest.raises(TypeError):
         lookup(np.zeros(3, bool), labels.astype(np.int32))
+
+
+def test_side_contact_fraction_tells_a_bone_in_the_scan_from_a_block_cut_from_one():
+    from ctbone.segment.cleanup import side_contact_fraction
+
+    zz, yy, xx = np.mgrid[:20, :30, :30]
+    r2 = (yy - 15) ** 2 + (xx - 15) ** 2
+    tube = (r2 <= 100) & (r2 >= 49)  # a shaft inside the field of view
+    assert side_contact_fraction(tube) == 0.0
+    block = np.zeros((20, 30, 30), bool)
+    block[:, ::4, :] = True  # plates reaching every side in every slice
+    block[:, :, ::4] = True
+    block[15:] = False
+    assert side_contact_fraction(block) == 1.0  # of the slices holding bone
+    half = block.copy()
+    half[:7, :, 20:] = False  # the first 7 of 15 slices no longer reach the last column
+    assert side_contact_fraction(half) == pytest.approx(8 / 15)
+    assert side_contact_fraction(np.zeros((3, 4, 5), bool)) == 0.0

@@ -69,12 +69,17 @@ def per_animal_rows(manifest, statuses: dict, scans_dir: Path) -> tuple[list[dic
 def scan_notes(data: dict) -> list[str]:
     """What a scan's analysis corrected on its own and the reader should know (from its metrics.json)."""
     segmentation = (data.get("info") or {}).get("segmentation") or {}
+    notes = []
+    fills = segmentation.get("fills_field_of_view_pct")
+    if fills is not None:
+        notes.append(f"the bone reaches all four sides of the field of view in {fills:.0f} % of its slices: no long "
+                     f"bone lying in the scan (a trabecular block: --mode trabecular-cube)")
     runs = segmentation.get("envelope_bridged_mm") or []
-    if not runs:
-        return []
-    where = ", ".join(f"{a:.2f}–{b:.2f}" for a, b in runs)
-    return [f"an opening the bridge (--max-defect-diameter-mm) did not close left the periosteal envelope open at "
-            f"z {where} mm; bridged there from the slices on either side"]
+    if runs:
+        where = ", ".join(f"{a:.2f}–{b:.2f}" for a, b in runs)
+        notes.append(f"an opening the bridge (--max-defect-diameter-mm) did not close left the periosteal envelope "
+                     f"open at z {where} mm; bridged there from the slices on either side")
+    return notes
 
 
 def per_animal_columns(manifest, metric_names) -> list[str]:

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import SegmentationError
 from ..options import AnalysisOptions
 from ..volume import Volume, mask_as_bool
-from .cleanup import keep_bone_of_interest
+from .cleanup import keep_bone_of_interest, side_contact_fraction
 from .compartments import split_compartments
 from .envelope import (bridge_open_slices, close_mm, distance_inside, distance_to, fill_slices, open_envelope_slices,
                        periosteal_envelope, periosteal_envelope_array, slice_runs)
@@ -247,6 +247,7 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     bone = keep_bone_of_interest(work.bone, spacing_mm=raw.spacing, min_particle_mm3=opts.min_particle_mm3,
                                  near_mm=opts.max_defect_diameter_mm)
     work.bone = None
+    _warn_if_not_a_long_bone(bone, info, source)
     # ROI along z, with masks computed on a slightly longer range so the envelope is right at its ends
     roi = opts.roi_mm
     nz, sz = raw.shape[0], raw.spacing[0]
@@ -287,6 +288,22 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     work.raw = raw = None
     return _result(image_c, raw_c, threshold, method, bone_x[cut], envelope[cut], marrow[cut], roi_used, "long-bone",
                    info)
+
+
+# bone reaching all four sides of the field of view in more than this fraction of its slices is not a long bone
+# lying in the scan but a block cut from inside one
+FILLS_VIEW_FRACTION = 0.5
+
+
+def _warn_if_not_a_long_bone(bone, info, source) -> None:
+    """A warning and ``info["fills_field_of_view_pct"]`` when the bone fills the field of view sideways."""
+    fraction = side_contact_fraction(bone)
+    if fraction <= FILLS_VIEW_FRACTION:
+        return
+    info["fills_field_of_view_pct"] = round(100.0 * fraction, 1)
+    log.warning("%s: the bone reaches all four sides of the field of view in %.0f %% of its slices, so it is no long "
+                "bone lying in the scan: its envelope, cortex and lesions mean little. If the scan is a block cut "
+                "from trabecular bone, use --mode trabecular-cube", source, 100.0 * fraction)
 
 
 def _bridge_open(envelope, bone, z0_mm, spacing, opts, info, source) -> np.ndarray:
