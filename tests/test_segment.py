@@ -368,3 +368,24 @@ def test_compartments_split_the_envelope_as_the_derived_cortex_assumes():
     assert not (cortex & marrow).any() and np.array_equal(cortex | marrow, envelope)
     assert np.array_equal(seg.cortex.array.astype(bool), envelope & ~seg.marrow.array.astype(bool))
     assert np.array_equal(seg.trabecular.array.astype(bool), bone & seg.marrow.array.astype(bool))
+
+
+def test_auto_threshold_warns_when_the_histogram_shows_no_contrast(caplog):
+    import logging
+
+    from ctbone.segment.threshold import auto_threshold, split_effectiveness
+
+    rng = np.random.default_rng(3)
+    noise = rng.normal(0.0, 20.0, (40, 50, 50)).astype(np.float32)
+    # Otsu's split of one Gaussian population explains 2/pi of its variance
+    assert split_effectiveness(noise.ravel(), 0.0) == pytest.approx(2 / np.pi, abs=0.01)
+    with caplog.at_level(logging.WARNING, logger="ctbone"):
+        auto_threshold(noise, source="noise.nii")
+    assert any("noise.nii" in r.getMessage() and "no bone contrast" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    # a few % of bone in tissue: contrast, no warning, whatever method finds the threshold
+    scan = noise.copy()
+    scan[:, 20:24, 20:40] += 1000.0
+    with caplog.at_level(logging.WARNING, logger="ctbone"):
+        t, _ = auto_threshold(scan, source="bone.nii")
+    assert 100 < t < 900 and not caplog.records

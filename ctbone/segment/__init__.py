@@ -163,7 +163,7 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
         if isinstance(opts.threshold, str):
             _check_threshold_word(opts.threshold, source)
             # the histogram of the unsmoothed image: its modes are sharper (smoothing blends the classes)
-            threshold, method = auto_threshold(raw.array)
+            threshold, method = auto_threshold(raw.array, source=source)
         else:
             threshold, method = float(opts.threshold), "fixed"
     bone = smoothed > threshold

@@ -89,7 +89,7 @@ def segment_slabs(scan, options: AnalysisOptions | None = None, *, mode: str = "
     else:
         if isinstance(opts.threshold, str):
             _check_threshold_word(opts.threshold, source)
-            threshold, method = threshold_of_sample(sample)
+            threshold, method = threshold_of_sample(sample, source=source)
         else:
             threshold, method = float(opts.threshold), "fixed"
         halo = max(1, int(opts.support_vox)) if opts.sigma_vox > 0 else 0
