@@ -188,3 +188,5 @@ def test_scan_notes_read_the_bridged_envelope():
     fills, bridged = scan_notes({"info": {"segmentation": {"fills_field_of_view_pct": 98.5,
                                                            "envelope_bridged_mm": [[0.78, 1.0]]}}})
     assert "98 %" in fills and "--mode trabecular-cube" in fills and "0.78–1.00 mm" in bridged
+    (flat,) = scan_notes({"info": {"threshold_method": "otsu-no-contrast", "segmentation": {}}})
+    assert "no bone contrast" in flat

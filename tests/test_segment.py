@@ -380,7 +380,7 @@ def test_auto_threshold_warns_when_the_histogram_shows_no_contrast(caplog):
     # Otsu's split of one Gaussian population explains 2/pi of its variance
     assert split_effectiveness(noise.ravel(), 0.0) == pytest.approx(2 / np.pi, abs=0.01)
     with caplog.at_level(logging.WARNING, logger="ctbone"):
-        auto_threshold(noise, source="noise.nii")
+        assert auto_threshold(noise, source="noise.nii")[1] == "otsu-no-contrast"
     assert any("noise.nii" in r.getMessage() and "no bone contrast" in r.getMessage() for r in caplog.records)
     caplog.clear()
     # a few % of bone in tissue: contrast, no warning, whatever method finds the threshold

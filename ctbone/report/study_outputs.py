@@ -68,8 +68,12 @@ def per_animal_rows(manifest, statuses: dict, scans_dir: Path) -> tuple[list[dic
 
 def scan_notes(data: dict) -> list[str]:
     """What a scan's analysis corrected on its own and the reader should know (from its metrics.json)."""
-    segmentation = (data.get("info") or {}).get("segmentation") or {}
+    info = data.get("info") or {}
+    segmentation = info.get("segmentation") or {}
     notes = []
+    if info.get("threshold_method") == "otsu-no-contrast":
+        notes.append("the histogram shows no bone contrast: the automatic threshold cut through one population of "
+                     "values (the wrong series, or no bone in the scan?)")
     fills = segmentation.get("fills_field_of_view_pct")
     if fills is not None:
         notes.append(f"the bone reaches all four sides of the field of view in {fills:.0f} % of its slices: no long "

@@ -49,7 +49,7 @@ class Segmentation:
     threshold : float
         In the image unit; bone is ``image > threshold``.
     threshold_method : str
-        "fixed", "half-max-between-modes", "otsu" or "binary-input".
+        "fixed", "half-max-between-modes", "otsu", "otsu-no-contrast" or "binary-input".
     bone, envelope, marrow : Volume
         uint8 masks (see the module docs).
     cortex, trabecular : Volume (properties)

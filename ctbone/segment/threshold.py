@@ -97,7 +97,8 @@ def auto_threshold(image: np.ndarray, *, source: str = "the scan") -> tuple[floa
     threshold : float
         In the image unit; bone is ``image > threshold``.
     method : str
-        "half-max-between-modes" or "otsu" (fallback, one mode only).
+        "half-max-between-modes", "otsu" (fallback, one mode only), or "otsu-no-contrast" (that fallback on
+        a histogram of one population: see `threshold_of_sample`).
     """
     image = np.asarray(image, np.float32)
     values = image.ravel()
@@ -124,8 +125,9 @@ def sample_stride(n_values: int, *, row_length: int = 1) -> int:
 
 
 def threshold_of_sample(values: np.ndarray, *, source: str = "the scan") -> tuple[float, str]:
-    """`auto_threshold` of the (finite, subsampled) values it keeps of an image; a warning naming ``source``
-    when the Otsu fallback finds no contrast to split (`split_effectiveness` under `MIN_SPLIT_EFFECTIVENESS`)."""
+    """`auto_threshold` of the (finite, subsampled) values it keeps of an image. When the Otsu fallback finds no
+    contrast to split (`split_effectiveness` under `MIN_SPLIT_EFFECTIVENESS`), a warning naming ``source`` and
+    the method "otsu-no-contrast" (kept in the analysis info, so the study report notes it)."""
     modes = histogram_modes(values)
     if len(modes) >= 2:
         bone = float(modes[-1])
@@ -135,12 +137,13 @@ def threshold_of_sample(values: np.ndarray, *, source: str = "the scan") -> tupl
         return t, "half-max-between-modes"
     t = otsu(values)
     effectiveness = split_effectiveness(values, t)
-    if effectiveness < MIN_SPLIT_EFFECTIVENESS:
-        log.warning("%s: the histogram shows no bone contrast (one population of values; Otsu's split explains %.0f %% "
-                    "of their variance), so the automatic threshold %.4g cuts through noise. Potential fix: check that "
-                    "this is the bone's scan (ctbone info lists the series), or pass --threshold VALUE",
-                    source, 100.0 * effectiveness, t)
-    return t, "otsu"
+    if effectiveness >= MIN_SPLIT_EFFECTIVENESS:
+        return t, "otsu"
+    log.warning("%s: the histogram shows no bone contrast (one population of values; Otsu's split explains %.0f %% "
+                "of their variance), so the automatic threshold %.4g cuts through noise. Potential fix: check that "
+                "this is the bone's scan (ctbone info lists the series), or pass --threshold VALUE",
+                source, 100.0 * effectiveness, t)
+    return t, "otsu-no-contrast"
 
 
 # Otsu's split of one Gaussian population explains 2/pi = 64 % of its variance, of a uniform one 75 %; a bone
