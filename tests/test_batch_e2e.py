@@ -190,3 +190,6 @@ def test_scan_notes_read_the_bridged_envelope():
     assert "98 %" in fills and "--mode trabecular-cube" in fills and "0.78–1.00 mm" in bridged
     (flat,) = scan_notes({"info": {"threshold_method": "otsu-no-contrast", "segmentation": {}}})
     assert "no bone contrast" in flat
+    assert scan_notes({"info": {"segmentation": {"long_axis_tilt_deg": 12.0}}}) == []
+    (tilted,) = scan_notes({"info": {"segmentation": {"long_axis_tilt_deg": 89.6}}})
+    assert "90°" in tilted and "reslice" in tilted

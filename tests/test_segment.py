@@ -389,3 +389,17 @@ def test_auto_threshold_warns_when_the_histogram_shows_no_contrast(caplog):
     with caplog.at_level(logging.WARNING, logger="ctbone"):
         t, _ = auto_threshold(scan, source="bone.nii")
     assert 100 < t < 900 and not caplog.records
+
+
+def test_a_shaft_lying_along_x_is_flagged(caplog):
+    import logging
+
+    vol, _ = make_phantom(PhantomSpec(voxel_mm=0.04, length_mm=4.0, metaphysis_length_mm=0.0), seed=0)
+    upright = segment(vol, AnalysisOptions())
+    assert upright.info["long_axis_tilt_deg"] < 5
+    lying = Volume(np.ascontiguousarray(vol.array.transpose(2, 1, 0)), spacing=vol.spacing[::-1], unit=vol.unit,
+                   meta={"source": "lying.nii"})
+    with caplog.at_level(logging.WARNING, logger="ctbone"):
+        seg = segment(lying, AnalysisOptions())
+    assert seg.info["long_axis_tilt_deg"] > 85
+    assert any("lying.nii" in r.getMessage() and "reslice" in r.getMessage() for r in caplog.records)

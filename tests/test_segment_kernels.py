@@ -196,3 +196,19 @@ def test_side_contact_fraction_tells_a_bone_in_the_scan_from_a_block_cut_from_on
     half[:7, :, 20:] = False  # the first 7 of 15 slices no longer reach the last column
     assert side_contact_fraction(half) == pytest.approx(8 / 15)
     assert side_contact_fraction(np.zeros((3, 4, 5), bool)) == 0.0
+
+
+def test_long_axis_tilt_of_a_shaft_along_z_along_x_and_of_a_short_wide_piece():
+    from ctbone.segment.orientation import long_axis_tilt_deg
+
+    zz, yy, xx = np.mgrid[:80, :24, :24]
+    r2 = (yy - 11.5) ** 2 + (xx - 11.5) ** 2
+    shaft = (r2 <= 100) & (r2 >= 49)  # 80 voxels long, 20 across
+    tilt, elongation = long_axis_tilt_deg(shaft, (0.01, 0.01, 0.01))
+    assert tilt < 1.0 and elongation > 5
+    lying = np.ascontiguousarray(shaft.transpose(2, 1, 0))  # the same shaft along x
+    tilt, elongation = long_axis_tilt_deg(lying, (0.01, 0.01, 0.01))
+    assert tilt > 89.0 and elongation > 5
+    # anisotropic voxels count in mm: 80 slices of 0.002 mm make a disc 0.16 mm thick, 0.2 mm wide
+    tilt, elongation = long_axis_tilt_deg(shaft, (0.002, 0.01, 0.01))
+    assert elongation < 2  # a short wide piece: its principal axis says nothing about the shaft

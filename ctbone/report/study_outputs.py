@@ -78,6 +78,10 @@ def scan_notes(data: dict) -> list[str]:
     if fills is not None:
         notes.append(f"the bone reaches all four sides of the field of view in {fills:.0f} % of its slices: no long "
                      f"bone lying in the scan (a trabecular block: --mode trabecular-cube)")
+    tilt = segmentation.get("long_axis_tilt_deg")
+    if tilt is not None and tilt > 45.0:
+        notes.append(f"the bone's principal axis lies {tilt:.0f}° from the slice axis z: if it is a shaft, reslice "
+                     f"the scan so it runs along z (ctbone measures slices across the shaft)")
     runs = segmentation.get("envelope_bridged_mm") or []
     if runs:
         where = ", ".join(f"{a:.2f}–{b:.2f}" for a, b in runs)

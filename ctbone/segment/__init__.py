@@ -20,6 +20,7 @@ from .envelope import (bridge_open_slices, close_mm, distance_inside, distance_t
                        periosteal_envelope, periosteal_envelope_array, slice_runs)
 from .roi import find_growth_plate_mm, metaphyseal_roi_mm, roi_slices
 from .local_threshold import local_half_max_mask
+from .orientation import long_axis_tilt_deg
 from .smooth import gaussian_smooth
 from .threshold import auto_threshold
 
@@ -247,7 +248,7 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     bone = keep_bone_of_interest(work.bone, spacing_mm=raw.spacing, min_particle_mm3=opts.min_particle_mm3,
                                  near_mm=opts.max_defect_diameter_mm)
     work.bone = None
-    _warn_if_not_a_long_bone(bone, info, source)
+    _warn_if_not_a_long_bone(bone, raw.spacing, info, source)
     # ROI along z, with masks computed on a slightly longer range so the envelope is right at its ends
     roi = opts.roi_mm
     nz, sz = raw.shape[0], raw.spacing[0]
@@ -293,17 +294,28 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
 # bone reaching all four sides of the field of view in more than this fraction of its slices is not a long bone
 # lying in the scan but a block cut from inside one
 FILLS_VIEW_FRACTION = 0.5
+# a shaft (principal axis this many times the next) lying further than this from z is measured along, not across
+ELONGATED = 2.0
+MAX_TILT_DEG = 45.0
 
 
-def _warn_if_not_a_long_bone(bone, info, source) -> None:
-    """A warning and ``info["fills_field_of_view_pct"]`` when the bone fills the field of view sideways."""
+def _warn_if_not_a_long_bone(bone, spacing, info, source) -> None:
+    """Warnings, and ``info["fills_field_of_view_pct"]`` / ``info["long_axis_tilt_deg"]``, when the bone fills
+    the field of view sideways or its shaft does not run along z (slices across it)."""
     fraction = side_contact_fraction(bone)
-    if fraction <= FILLS_VIEW_FRACTION:
+    if fraction > FILLS_VIEW_FRACTION:
+        info["fills_field_of_view_pct"] = round(100.0 * fraction, 1)
+        log.warning("%s: the bone reaches all four sides of the field of view in %.0f %% of its slices, so it is no "
+                    "long bone lying in the scan: its envelope, cortex and lesions mean little. If the scan is a block "
+                    "cut from trabecular bone, use --mode trabecular-cube", source, 100.0 * fraction)
         return
-    info["fills_field_of_view_pct"] = round(100.0 * fraction, 1)
-    log.warning("%s: the bone reaches all four sides of the field of view in %.0f %% of its slices, so it is no long "
-                "bone lying in the scan: its envelope, cortex and lesions mean little. If the scan is a block cut "
-                "from trabecular bone, use --mode trabecular-cube", source, 100.0 * fraction)
+    tilt, elongation = long_axis_tilt_deg(bone, spacing)
+    info["long_axis_tilt_deg"] = round(tilt, 1)
+    if tilt > MAX_TILT_DEG and elongation >= ELONGATED:
+        log.warning("%s: the bone's long axis lies %.0f degrees from the slice axis z, but ctbone measures a long bone "
+                    "in slices across its shaft (envelope, cortex and lesions slice by slice): these results are not "
+                    "valid. Potential fix: reslice the scan so that the shaft runs along z (the slice axis)",
+                    source, tilt)
 
 
 def _bridge_open(envelope, bone, z0_mm, spacing, opts, info, source) -> np.ndarray:
