@@ -10,6 +10,7 @@ the demo study defined in ``phantoms/demo_study.json``.
 from .build import LABEL_NAMES, fine_slice, make_grid, make_phantom
 from .spec import LESION_DEFAULTS, PhantomSpec, PhantomSpecError, default_spec, intact_twin, mirrored
 from .study import DEMO_STUDY, load_definition, manifest_rows, study_scans, write_study
+from .tilt import tilted
 from .write import write_phantom
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "manifest_rows",
     "mirrored",
     "study_scans",
+    "tilted",
     "write_phantom",
     "write_study",
 ]

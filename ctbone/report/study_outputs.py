@@ -80,8 +80,8 @@ def scan_notes(data: dict) -> list[str]:
                      f"bone lying in the scan (a trabecular block: --mode trabecular-cube)")
     tilt = segmentation.get("long_axis_tilt_deg")
     if tilt is not None and tilt > 45.0:
-        notes.append(f"the bone's principal axis lies {tilt:.0f}° from the slice axis z: if it is a shaft, reslice "
-                     f"the scan so it runs along z (ctbone measures slices across the shaft)")
+        notes.append(f"the bone's principal axis lies {tilt:.0f}° from the slice axis z, beyond the 40° of tilt the "
+                     f"lesion measures were validated for: if it is a shaft, reslice the scan so it runs along z")
     runs = segmentation.get("envelope_bridged_mm") or []
     if runs:
         where = ", ".join(f"{a:.2f}–{b:.2f}" for a, b in runs)

@@ -15,6 +15,9 @@ def long_axis_tilt_deg(bone: np.ndarray, spacing_mm) -> tuple[float, float]:
     positions (mm); the elongation is that eigenvalue over the next one: a shaft is elongated (5-10 on the
     phantoms and the real femur), while a short metaphyseal piece, wider than long, has two comparable
     transverse eigenvalues (elongation near 1), so its axis says nothing. (0.0, 1.0) for fewer than 3 voxels.
+    A short shaft cut across by the first and last slices is a sheared cylinder whose voxels lean further than
+    its axis (a 2.3 mm piece of a 1.9 mm wide shaft leaning 15 degrees reads 18): a coarse angle, enough to
+    tell a shaft leaning in the holder from one lying across the slices.
     """
     bone = np.asarray(bone, bool)
     n = int(np.count_nonzero(bone))
