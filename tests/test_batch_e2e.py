@@ -193,3 +193,7 @@ def test_scan_notes_read_the_bridged_envelope():
     assert scan_notes({"info": {"segmentation": {"long_axis_tilt_deg": 12.0}}}) == []
     (tilted,) = scan_notes({"info": {"segmentation": {"long_axis_tilt_deg": 89.6}}})
     assert "90°" in tilted and "reslice" in tilted
+    assert scan_notes({"info": {"segmentation": {"marrow_pct_of_envelope": 52.0}}}) == []
+    second, solid = scan_notes({"info": {"segmentation": {"left_out_particle_mm3": 2.96,
+                                                          "marrow_pct_of_envelope": 0.0}}})
+    assert "2.96 mm³" in second and "no marrow cavity" in solid

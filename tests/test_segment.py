@@ -289,8 +289,11 @@ def test_despeckle_keeps_the_largest_particle_and_large_ones_near_it():
     expected = np.zeros_like(bone)
     expected[5:25, 10:30, 10:20] = True
     expected[5:10, 10:20, 23:28] = True
-    got = keep_bone_of_interest(bone, spacing_mm=(0.01,) * 3, min_particle_mm3=100e-6, near_mm=0.05)
+    facts = {}
+    got = keep_bone_of_interest(bone, spacing_mm=(0.01,) * 3, min_particle_mm3=100e-6, near_mm=0.05, facts=facts)
     assert np.array_equal(got, expected)
+    # the largest particle left out: the far 250-voxel block (a second bone would be this large)
+    assert facts == {"largest_mm3": pytest.approx(4000e-6), "left_out_mm3": pytest.approx(250e-6)}
     # away from the array's corner (a box smaller than the array): the same particles
     shifted = np.zeros((40, 50, 60), bool)
     shifted[8:38, 6:46, 7:57] = bone
@@ -403,3 +406,28 @@ def test_a_shaft_lying_along_x_is_flagged(caplog):
         seg = segment(lying, AnalysisOptions())
     assert seg.info["long_axis_tilt_deg"] > 85
     assert any("lying.nii" in r.getMessage() and "reslice" in r.getMessage() for r in caplog.records)
+
+
+def test_a_second_bone_and_a_solid_object_are_flagged(caplog):
+    import logging
+
+    vol, _ = make_phantom(PhantomSpec(voxel_mm=0.04, length_mm=2.0, metaphysis_length_mm=0.0), seed=0)
+    a = vol.array
+    gap = np.repeat(a[:, :, :1], 30, axis=2)  # 1.2 mm of soft tissue, beyond the 0.6 mm that keeps a fibula
+    legs = Volume(np.ascontiguousarray(np.concatenate([a, gap, a[:, :, ::-1]], axis=2)), spacing=vol.spacing,
+                  unit=vol.unit, meta={"source": "legs"})
+    with caplog.at_level(logging.WARNING, logger="ctbone"):
+        seg = segment(legs, AnalysisOptions())
+    assert seg.info["left_out_particle_mm3"] > 0.9 * float(seg.bone.array.sum()) * 0.04 ** 3
+    assert any("legs" in r.getMessage() and "one bone per scan" in r.getMessage() for r in caplog.records)
+    assert seg.info["marrow_pct_of_envelope"] > 40  # the limb analysed is a hollow shaft
+    caplog.clear()
+    # a solid rod denser than the cortex beside the bone: the threshold goes to the rod, which has no marrow
+    yy, xx = np.mgrid[:a.shape[1], :a.shape[2] + 30]
+    rod = (yy - a.shape[1] // 2) ** 2 + (xx - (a.shape[2] + 18)) ** 2 <= 8 ** 2
+    dense = np.concatenate([a, gap], axis=2)
+    dense[:, rod] = 2500.0
+    with caplog.at_level(logging.WARNING, logger="ctbone"):
+        seg = segment(Volume(dense, spacing=vol.spacing, unit=vol.unit, meta={"source": "rod"}), AnalysisOptions())
+    assert seg.info["marrow_pct_of_envelope"] < 5
+    assert any("rod" in r.getMessage() and "no marrow cavity" in r.getMessage() for r in caplog.records)

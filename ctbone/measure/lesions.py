@@ -145,8 +145,9 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     env, analysable = _main_sections(env)
     del env_full  # _main_sections made the crop's own envelope
     if not analysable.any():
-        raise SegmentationError(f"{_source(seg)}: no slice shows a single bone section; the lesion model "
-                                "needs a long-bone shaft. Potential fix: restrict the ROI (--roi-mm) to the shaft")
+        raise SegmentationError(f"{_source(seg)}: no slice shows a single bone section (two bones side by side, such "
+                                "as both limbs in one scan, are two); the lesion model needs a long-bone shaft. "
+                                "Potential fix: restrict the ROI (--roi-mm) to the shaft, or give each bone its own scan")
     frame = polar_frame(env, spacing_mm=spacing)
     # periosteal model, fitted to the surface of the *lamellar* bone: a broad woven cap is as smooth as
     # the bone itself and cannot be told from it by shape in one slice, but it is under-mineralised

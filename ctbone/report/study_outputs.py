@@ -78,6 +78,14 @@ def scan_notes(data: dict) -> list[str]:
     if fills is not None:
         notes.append(f"the bone reaches all four sides of the field of view in {fills:.0f} % of its slices: no long "
                      f"bone lying in the scan (a trabecular block: --mode trabecular-cube)")
+    left_out = segmentation.get("left_out_particle_mm3")
+    if left_out is not None:
+        notes.append(f"a second bone-sized particle ({left_out:.3g} mm³) was left out: one bone per scan (the other "
+                     f"limb, or a calibration rod?)")
+    marrow = segmentation.get("marrow_pct_of_envelope")
+    if marrow is not None and marrow < 5.0:
+        notes.append(f"the segmented bone holds no marrow cavity ({marrow:.1f} % of its envelope): a solid dense "
+                     f"object may have been taken for bone")
     tilt = segmentation.get("long_axis_tilt_deg")
     if tilt is not None and tilt > 45.0:
         notes.append(f"the bone's principal axis lies {tilt:.0f}° from the slice axis z, beyond the 40° of tilt the "

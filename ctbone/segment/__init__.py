@@ -245,10 +245,12 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     the scan's indices.
     """
     raw = work.raw
+    particles: dict = {}
     bone = keep_bone_of_interest(work.bone, spacing_mm=raw.spacing, min_particle_mm3=opts.min_particle_mm3,
-                                 near_mm=opts.max_defect_diameter_mm)
+                                 near_mm=opts.max_defect_diameter_mm, facts=particles)
     work.bone = None
     _warn_if_not_a_long_bone(bone, raw.spacing, info, source)
+    _warn_if_a_second_bone(particles, opts, info, source)
     # ROI along z, with masks computed on a slightly longer range so the envelope is right at its ends
     roi = opts.roi_mm
     nz, sz = raw.shape[0], raw.spacing[0]
@@ -274,6 +276,7 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     envelope = _bridge_open(envelope, bone_x, zlo * sz, raw.spacing, opts, info, source)
     # the cortex is the envelope less the marrow: Segmentation makes it when asked
     marrow = split_compartments(bone_x, envelope, spacing_mm=raw.spacing)[1]
+    _warn_if_no_marrow(envelope, marrow, info, source)
     # after the compartments: they come from the cortical threshold, the trabeculae only add to the marrow
     bone_x = _with_trabeculae(bone_x, smoothed_x, marrow, threshold, binary, opts, info, source)
     cut = (slice(zs.start - zlo, zs.stop - zlo), slice(None), slice(None))
@@ -316,6 +319,36 @@ def _warn_if_not_a_long_bone(bone, spacing, info, source) -> None:
                     "slices across its shaft and its lesion measures were validated up to 40 degrees of tilt (a shaft "
                     "lying along the slices reads no defects at all). Potential fix: reslice the scan so that the "
                     "shaft runs along z (the slice axis)", source, tilt)
+
+
+# a particle left out this large next to the bone analysed (a fraction of it) is a second bone, not debris
+SECOND_BONE_FRACTION = 0.5
+# a long bone's marrow compartment (marrow space and trabeculae) is a large part of its envelope (about half
+# on the phantoms); under this percentage the "bone" is solid: a calibration rod or a dense object taken for it
+MIN_MARROW_PCT = 5.0
+
+
+def _warn_if_a_second_bone(particles: dict, opts, info, source) -> None:
+    """A warning and ``info["left_out_particle_mm3"]`` when a bone-sized particle was left out."""
+    largest, left_out = particles.get("largest_mm3", 0.0), particles.get("left_out_mm3", 0.0)
+    if largest <= 0 or left_out < SECOND_BONE_FRACTION * largest:
+        return
+    info["left_out_particle_mm3"] = round(left_out, 6)
+    log.warning("%s: a second bone-sized particle (%.3g mm3, %.0f %% of the bone analysed) lies over %.3g mm from it "
+                "and was left out (the other limb, or a calibration rod?): ctbone analyses one bone per scan. "
+                "Potential fix: give each bone its own scan (crop or export it separately)",
+                source, left_out, 100.0 * left_out / largest, opts.max_defect_diameter_mm)
+
+
+def _warn_if_no_marrow(envelope, marrow, info, source) -> None:
+    """A warning and ``info["marrow_pct_of_envelope"]`` when the envelope holds next to no marrow compartment."""
+    total = int(np.count_nonzero(envelope))
+    pct = 100.0 * np.count_nonzero(marrow) / total if total else 0.0
+    info["marrow_pct_of_envelope"] = round(pct, 2)
+    if pct < MIN_MARROW_PCT:
+        log.warning("%s: the segmented bone holds no marrow cavity (%.1f %% of its envelope), which a long bone has: a "
+                    "solid dense object (a calibration rod, metal) may have been taken for it, or the threshold is too "
+                    "low. Potential fix: check the snapshot; crop the object out or pass --threshold", source, pct)
 
 
 def _bridge_open(envelope, bone, z0_mm, spacing, opts, info, source) -> np.ndarray:

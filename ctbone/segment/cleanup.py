@@ -12,7 +12,8 @@ from .labels import label_counts, label_on_box, lookup
 log = logging.getLogger(__name__)
 
 
-def keep_bone_of_interest(bone: np.ndarray, *, spacing_mm, min_particle_mm3: float, near_mm: float) -> np.ndarray:
+def keep_bone_of_interest(bone: np.ndarray, *, spacing_mm, min_particle_mm3: float, near_mm: float,
+                          facts: dict | None = None) -> np.ndarray:
     """The largest 26-connected bone particle and the particles close to it.
 
     Parameters
@@ -24,6 +25,9 @@ def keep_bone_of_interest(bone: np.ndarray, *, spacing_mm, min_particle_mm3: flo
     near_mm : float, keyword-only
         Particles within this distance (inclusive) of the largest one are kept (fragments
         of a fractured or perforated cortex, the fibula next to the tibia, woven bone).
+    facts : dict, optional, keyword-only
+        Filled with ``largest_mm3`` (the largest particle) and ``left_out_mm3`` (the largest particle left
+        out, 0.0 if none): a second bone as large as the first is another limb or a dense object.
 
     Returns
     -------
@@ -47,6 +51,10 @@ def keep_bone_of_interest(bone: np.ndarray, *, spacing_mm, min_particle_mm3: flo
         touching[labels[near]] = True  # a fancy assignment: np.unique sorted the tens of millions of hits
         keep[candidates[touching[candidates]]] = True
     log.debug("despeckle: %d particles, kept %d", counts.size - 1, int(keep.sum()))
+    if facts is not None:
+        left_out = counts[1:][~keep[1:]]
+        facts["largest_mm3"] = float(counts[largest] * voxel_mm3)
+        facts["left_out_mm3"] = float(left_out.max() * voxel_mm3) if left_out.size else 0.0
     out[box] = lookup(keep, labels)
     return out
 
