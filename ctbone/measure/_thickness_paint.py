@@ -1,0 +1,195 @@
+"""Painting local thickness: each ridge ball raises the map to its diameter where its parent's ball does not
+already reach, row by row, in parallel over z slabs (see `ctbone.measure.thickness`)."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from ._thickness_ridge import INSIDE_RTOL
+
+def _slabs(nz: int, n_slabs: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(z bounds of the painting's slabs, the order the parallel loop takes them in).
+
+    The loop hands each thread one contiguous run of its iterations, and the balls crowd where the bone
+    is (a long bone's metaphyses, a lesion): in z order one thread got most of the work. Dealt round
+    robin instead (thread k takes slabs k, k + T, ...), each thread gets slabs from all along the scan.
+    """
+    n_slabs = max(1, min(nz, n_slabs))
+    bounds = np.linspace(0, nz, n_slabs + 1).astype(np.int64)
+    threads = max(1, int(numba.get_num_threads()))
+    order = np.concatenate([np.arange(k, n_slabs, threads) for k in range(threads)]).astype(np.int64)
+    return bounds, order
+
+
+def _half_widths(max_k2: int) -> np.ndarray:
+    """``half[m]`` = the largest integer h with h² < m (m >= 1), i.e. isqrt(m - 1); ``half[0] = -1``."""
+    m = np.arange(max_k2 + 1, dtype=np.int64)
+    h = np.floor(np.sqrt(np.maximum(m - 1, 0).astype(np.float64))).astype(np.int64)
+    h -= h * h > m - 1  # guard the float square root either way
+    h += (h + 1) * (h + 1) <= m - 1
+    h[0] = -1
+    return h
+
+@njit(cache=True, inline="always")
+def _row_span(rem, c, step, n):  # pragma: no cover - compiled
+    """Integer x range [lo, hi] with ((x - c) * step)² < rem, clipped to [0, n - 1]; lo > hi if empty."""
+    if rem <= 0.0:
+        return 1, 0
+    rx = np.sqrt(rem) / step
+    lo = int(np.ceil(c - rx))
+    hi = int(np.floor(c + rx))
+    if ((lo - c) * step) ** 2 >= rem:
+        lo += 1
+    if ((hi - c) * step) ** 2 >= rem:
+        hi -= 1
+    return max(lo, 0), min(hi, n - 1)
+
+
+@njit(cache=True, inline="always")
+def _raise_row_outside(out, z, y, x0, x1, p0, p1, value):  # pragma: no cover - compiled
+    # out[z, y, x0..x1] = max(out, value), except on the parent's span p0..p1 (empty when p0 > p1)
+    if p0 > p1:
+        p0 = x1 + 1
+        p1 = x1
+    for x in range(x0, min(x1, p0 - 1) + 1):
+        if out[z, y, x] < value:
+            out[z, y, x] = value
+    for x in range(max(x0, p1 + 1), x1 + 1):
+        if out[z, y, x] < value:
+            out[z, y, x] = value
+
+
+@njit(cache=True, parallel=True)
+def _paint_balls(out, centres, radii2, parents, parent_r2, spacing, bounds, order):  # pragma: no cover - compiled
+    # Each ball paints only what its parent's ball does not cover: the parent precedes it in the order
+    # (larger D, ties by index), so by induction every voxel of the parent's ball ends with a value
+    # >= 2 D(parent) >= 2 D(ball) -- skipping it changes nothing, and big balls cost a crescent, not a ball.
+    nz, ny, nx = out.shape
+    n = radii2.shape[0]
+    if n == 0:
+        return
+    n_slabs = order.shape[0]
+    max_rz = 0.0
+    for i in range(n):
+        max_rz = max(max_rz, np.sqrt(radii2[i]) / spacing[0])
+    for t in prange(n_slabs):
+        s = order[t]
+        s0 = bounds[s]
+        s1 = bounds[s + 1]
+        if s1 <= s0:
+            continue
+        # centres are z-sorted: only those within the largest radius can reach the slab
+        lo = np.searchsorted(centres[:, 0], s0 - max_rz - 1.0)
+        hi = np.searchsorted(centres[:, 0], s1 + max_rz + 1.0)
+        for i in range(lo, hi):
+            r2 = radii2[i] * (1.0 - INSIDE_RTOL)
+            rz = np.sqrt(r2) / spacing[0]
+            cz, cy, cx = centres[i, 0], centres[i, 1], centres[i, 2]
+            pz, py, px = parents[i, 0], parents[i, 1], parents[i, 2]
+            q2 = parent_r2[i] * (1.0 - INSIDE_RTOL)
+            a = max(s0, int(np.ceil(cz - rz)))
+            b = min(s1 - 1, int(np.floor(cz + rz)))
+            value = np.float32(2.0 * np.sqrt(radii2[i]))
+            d_yx = np.sqrt(((py - cy) * spacing[1]) ** 2 + ((px - cx) * spacing[2]) ** 2) if pz >= 0 else 0.0
+            d_x = abs(px - cx) * spacing[2]
+            for z in range(a, b + 1):
+                rem_z = r2 - ((z - cz) * spacing[0]) ** 2
+                if rem_z <= 0.0:
+                    continue
+                qrem_z = q2 - ((z - pz) * spacing[0]) ** 2 if pz >= 0 else -1.0
+                # the whole plane's disk inside the parent's disk: nothing to paint here
+                if qrem_z > 0.0 and np.sqrt(rem_z) + d_yx < np.sqrt(qrem_z):
+                    continue
+                ry = np.sqrt(rem_z) / spacing[1]
+                for y in range(max(0, int(np.ceil(cy - ry))), min(ny - 1, int(np.floor(cy + ry))) + 1):
+                    rem_y = rem_z - ((y - cy) * spacing[1]) ** 2
+                    qrem_y = qrem_z - ((y - py) * spacing[1]) ** 2 if qrem_z > 0.0 else -1.0
+                    # the whole row inside the parent's row: nothing to paint
+                    if qrem_y > 0.0 and rem_y > 0.0 and np.sqrt(rem_y) + d_x < np.sqrt(qrem_y):
+                        continue
+                    x0, x1 = _row_span(rem_y, cx, spacing[2], nx)
+                    if x0 > x1:
+                        continue
+                    if qrem_y > 0.0:
+                        p0, p1 = _row_span(qrem_y, px, spacing[2], nx)
+                    else:
+                        p0, p1 = 1, 0
+                    _raise_row_outside(out, z, y, x0, x1, p0, p1, value)
+
+
+@njit(cache=True, parallel=True)
+def _paint_balls_iso(out, centres, k2, parents, parent_k2, values, half, bounds, order):  # pragma: no cover - compiled
+    # `_paint_balls` on an isotropic grid in voxel units: a grid point is in the ball iff its squared
+    # offset m < k2 (integers), so the half-width of a row with m_left = k2 - dz² - dy² is half[m_left].
+    # Rows entirely inside the parent's row are skipped exactly; the rest paint what the parent does not cover.
+    nz, ny, nx = out.shape
+    n = k2.shape[0]
+    if n == 0:
+        return
+    n_slabs = order.shape[0]
+    max_rz = half[k2.max()]
+    for t in prange(n_slabs):
+        s = order[t]
+        s0 = bounds[s]
+        s1 = bounds[s + 1]
+        if s1 <= s0:
+            continue
+        lo = np.searchsorted(centres[:, 0], s0 - max_rz)
+        hi = np.searchsorted(centres[:, 0], s1 + max_rz, side="right")
+        for i in range(lo, hi):
+            k = k2[i]
+            hz = half[k]
+            cz, cy, cx = centres[i, 0], centres[i, 1], centres[i, 2]
+            a = max(s0, cz - hz)
+            b = min(s1 - 1, cz + hz)
+            if a > b:
+                continue
+            pz, py, px = parents[i, 0], parents[i, 1], parents[i, 2]
+            kp = parent_k2[i]
+            value = values[i]
+            d_yx = np.sqrt(np.float64((py - cy) ** 2 + (px - cx) ** 2))
+            for z in range(a, b + 1):
+                rem_z = k - (z - cz) * (z - cz)
+                qrem_z = kp - (z - pz) * (z - pz) if pz >= 0 else -1
+                # every grid point of this plane's disk (|v|² <= rem_z - 1) lies in the parent's disk
+                if qrem_z > 0 and np.sqrt(np.float64(rem_z - 1)) + d_yx + 1e-9 < np.sqrt(np.float64(qrem_z)):
+                    continue
+                hy = half[rem_z]
+                ya = max(0, cy - hy)
+                yb = min(ny - 1, cy + hy)
+                if qrem_z > 0:
+                    # rows the parent surely covers, left out without a look: the row is covered when
+                    # half[qrem_y] >= half[rem_y] + |px - cx|, which holds when qrem_y - rem_y >= need
+                    # (half is monotone; and (h + 1)² <= rem_y + 2h for h = half[rem_y] <= hy). With
+                    # dy = py - cy, qrem_y - rem_y = qrem_z - rem_z - dy² + 2 dy (y - cy): linear in y,
+                    # so the surely covered rows are a half-line of the plane
+                    need = 0 if px == cx else 2 * hy + 1
+                    c = need - (qrem_z - rem_z) + (py - cy) * (py - cy)
+                    if py == cy:
+                        if c <= 0:
+                            continue
+                    elif py > cy:
+                        yb = min(yb, cy - ((-c) // 2) - 1)  # covered from cy + ceil(c / 2) on
+                    else:
+                        ya = max(ya, cy + (-c) // 2 + 1)  # covered up to cy + floor(-c / 2)
+                for y in range(ya, yb + 1):
+                    rem_y = rem_z - (y - cy) * (y - cy)
+                    hx = half[rem_y]
+                    x0 = cx - hx
+                    x1 = cx + hx
+                    p0 = 1
+                    p1 = 0
+                    if qrem_z > 0:
+                        qrem_y = qrem_z - (y - py) * (y - py)
+                        if qrem_y > 0:
+                            hp = half[qrem_y]
+                            p0 = px - hp
+                            p1 = px + hp
+                            if p0 <= x0 and x1 <= p1:
+                                continue
+                    x0 = max(x0, 0)
+                    x1 = min(x1, nx - 1)
+                    _raise_row_outside(out, z, y, x0, x1, p0, p1, value)
+
