@@ -60,7 +60,7 @@ def test_corrupt_scan_is_an_error_row_and_others_go_on(reference_run):
     assert status == 1
     lines = (out / "per_animal.csv").read_text().splitlines()
     header, *rows = list(csv.reader(lines))
-    assert header[:8] == ["animal_id", "group", "limb", "scan", "threshold", "note", "status", "error"]
+    assert header[:9] == ["animal_id", "group", "limb", "scan", "threshold", "note", "status", "error", "qc_notes"]
     assert len(lines) == 9  # 8 manifest rows, in manifest order
     assert [r[0] for r in rows] == ["C0", HOSTILE, "C2", "C3", "T0", "T1", "T2", "T3"]
     statuses = [r[6] for r in rows]

@@ -177,6 +177,9 @@ def test_report_notes_what_the_analysis_bridged(study_run):
     for name, found in notes.items():
         for note in found:
             assert esc(note) in html
+    # and in per_animal.csv's qc_notes, for filtering in R or pandas
+    table = {f"{r['animal_id']}_{r['limb']}": r for r in _read_csv(out / "per_animal.csv")}
+    assert table["T2_R"]["qc_notes"] == "; ".join(notes["T2_R"]) and table["C1_R"]["qc_notes"] == ""
 
 
 def test_scan_notes_read_the_bridged_envelope():

@@ -44,7 +44,8 @@ def _threshold_column(metrics: dict) -> str | None:
 
 
 def per_animal_rows(manifest, statuses: dict, scans_dir: Path) -> tuple[list[dict], list[str]]:
-    """Rows in manifest order (manifest columns, status, error, acquisition, metrics) and the metric names."""
+    """Rows in manifest order (manifest columns, status, error, qc_notes, acquisition, metrics) and the metric
+    names."""
     rows, metric_names = [], []
     for mrow in manifest.rows:
         status, error = statuses.get(mrow.name, ("error", "not run"))
@@ -61,6 +62,7 @@ def per_animal_rows(manifest, statuses: dict, scans_dir: Path) -> tuple[list[dic
                 row.update(metrics)
                 metric_names.extend(m for m in metrics if m not in metric_names)
                 row["_notes"] = scan_notes(data)
+                row["qc_notes"] = "; ".join(row["_notes"])  # the report's notes, for filtering in R or pandas
         row["_name"] = mrow.name
         rows.append(row)
     return rows, metric_names
@@ -99,8 +101,8 @@ def scan_notes(data: dict) -> list[str]:
 
 
 def per_animal_columns(manifest, metric_names) -> list[str]:
-    """per_animal.csv columns: manifest columns, status, error, acquisition, metrics (no repeats)."""
-    return list(dict.fromkeys([*manifest.columns, "status", "error", *ACQUISITION, *metric_names]))
+    """per_animal.csv columns: manifest columns, status, error, qc_notes, acquisition, metrics (no repeats)."""
+    return list(dict.fromkeys([*manifest.columns, "status", "error", "qc_notes", *ACQUISITION, *metric_names]))
 
 
 def all_lesions(manifest, rows, scans_dir: Path) -> tuple[list[dict], list[str]]:
