@@ -194,7 +194,9 @@ def test_scan_notes_read_the_bridged_envelope():
     (flat,) = scan_notes({"info": {"threshold_method": "otsu-no-contrast", "segmentation": {}}})
     assert "no bone contrast" in flat
     assert scan_notes({"info": {"segmentation": {"long_axis_tilt_deg": 12.0}}}) == []
-    (tilted,) = scan_notes({"info": {"segmentation": {"long_axis_tilt_deg": 89.6}}})
+    # a short piece wider than long leans nowhere in particular: no flag, no note, whatever its principal axis
+    assert scan_notes({"info": {"segmentation": {"long_axis_tilt_deg": 89.8}}}) == []
+    (tilted,) = scan_notes({"info": {"segmentation": {"long_axis_tilt_deg": 89.6, "shaft_across_slices": True}}})
     assert "90°" in tilted and "reslice" in tilted
     assert scan_notes({"info": {"segmentation": {"marrow_pct_of_envelope": 52.0}}}) == []
     second, solid = scan_notes({"info": {"segmentation": {"left_out_particle_mm3": 2.96,

@@ -404,7 +404,8 @@ def test_a_shaft_lying_along_x_is_flagged(caplog):
                    meta={"source": "lying.nii"})
     with caplog.at_level(logging.WARNING, logger="ctbone"):
         seg = segment(lying, AnalysisOptions())
-    assert seg.info["long_axis_tilt_deg"] > 85
+    assert seg.info["long_axis_tilt_deg"] > 85 and seg.info["shaft_across_slices"]
+    assert "shaft_across_slices" not in upright.info
     assert any("lying.nii" in r.getMessage() and "reslice" in r.getMessage() for r in caplog.records)
 
 

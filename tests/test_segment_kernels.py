@@ -181,7 +181,7 @@ def test_lookup_equals_numpy_fancy_indexing(dtype):
 
 
 def test_side_contact_fraction_tells_a_bone_in_the_scan_from_a_block_cut_from_one():
-    from ctbone.segment.cleanup import side_contact_fraction
+    from ctbone.segment.checks import side_contact_fraction
 
     zz, yy, xx = np.mgrid[:20, :30, :30]
     r2 = (yy - 15) ** 2 + (xx - 15) ** 2
@@ -199,7 +199,7 @@ def test_side_contact_fraction_tells_a_bone_in_the_scan_from_a_block_cut_from_on
 
 
 def test_long_axis_tilt_of_a_shaft_along_z_along_x_and_of_a_short_wide_piece():
-    from ctbone.segment.orientation import long_axis_tilt_deg
+    from ctbone.segment.checks import long_axis_tilt_deg
 
     zz, yy, xx = np.mgrid[:80, :24, :24]
     r2 = (yy - 11.5) ** 2 + (xx - 11.5) ** 2

@@ -13,6 +13,7 @@ import math
 import re
 from pathlib import Path
 
+from ..segment.checks import MIN_MARROW_PCT
 from . import html as H
 from .plots import group_plot, image_grid, longitudinal_plot
 from .prism import write_pzfx
@@ -85,13 +86,13 @@ def scan_notes(data: dict) -> list[str]:
         notes.append(f"a second bone-sized particle ({left_out:.3g} mm³) was left out: one bone per scan (the other "
                      f"limb, or a calibration rod?)")
     marrow = segmentation.get("marrow_pct_of_envelope")
-    if marrow is not None and marrow < 5.0:
+    if marrow is not None and marrow < MIN_MARROW_PCT:
         notes.append(f"the segmented bone holds no marrow cavity ({marrow:.1f} % of its envelope): a solid dense "
                      f"object may have been taken for bone")
-    tilt = segmentation.get("long_axis_tilt_deg")
-    if tilt is not None and tilt > 45.0:
-        notes.append(f"the bone's principal axis lies {tilt:.0f}° from the slice axis z, beyond the 40° of tilt the "
-                     f"lesion measures were validated for: if it is a shaft, reslice the scan so it runs along z")
+    if segmentation.get("shaft_across_slices"):
+        notes.append(f"the shaft lies {segmentation.get('long_axis_tilt_deg', float('nan')):.0f}° from the slice "
+                     f"axis z, beyond the 40° of tilt the lesion measures were validated for: reslice the scan so "
+                     f"that it runs along z")
     runs = segmentation.get("envelope_bridged_mm") or []
     if runs:
         where = ", ".join(f"{a:.2f}–{b:.2f}" for a, b in runs)

@@ -14,13 +14,13 @@ import numpy as np
 from ..errors import SegmentationError
 from ..options import AnalysisOptions
 from ..volume import Volume, mask_as_bool
-from .cleanup import keep_bone_of_interest, side_contact_fraction
+from .checks import check_long_bone, check_marrow, check_second_bone
+from .cleanup import keep_bone_of_interest
 from .compartments import split_compartments
 from .envelope import (bridge_open_slices, close_mm, distance_inside, distance_to, fill_slices, open_envelope_slices,
                        periosteal_envelope, periosteal_envelope_array, slice_runs)
 from .roi import find_growth_plate_mm, metaphyseal_roi_mm, roi_slices
 from .local_threshold import local_half_max_mask
-from .orientation import long_axis_tilt_deg
 from .smooth import gaussian_smooth
 from .threshold import auto_threshold
 
@@ -249,8 +249,8 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     bone = keep_bone_of_interest(work.bone, spacing_mm=raw.spacing, min_particle_mm3=opts.min_particle_mm3,
                                  near_mm=opts.max_defect_diameter_mm, facts=particles)
     work.bone = None
-    _warn_if_not_a_long_bone(bone, raw.spacing, info, source)
-    _warn_if_a_second_bone(particles, opts, info, source)
+    check_long_bone(bone, raw.spacing, info, source)
+    check_second_bone(particles, opts.max_defect_diameter_mm, info, source)
     # ROI along z, with masks computed on a slightly longer range so the envelope is right at its ends
     roi = opts.roi_mm
     nz, sz = raw.shape[0], raw.spacing[0]
@@ -276,7 +276,7 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     envelope = _bridge_open(envelope, bone_x, zlo * sz, raw.spacing, opts, info, source)
     # the cortex is the envelope less the marrow: Segmentation makes it when asked
     marrow = split_compartments(bone_x, envelope, spacing_mm=raw.spacing)[1]
-    _warn_if_no_marrow(envelope, marrow, info, source)
+    check_marrow(envelope, marrow, info, source)
     # after the compartments: they come from the cortical threshold, the trabeculae only add to the marrow
     bone_x = _with_trabeculae(bone_x, smoothed_x, marrow, threshold, binary, opts, info, source)
     cut = (slice(zs.start - zlo, zs.stop - zlo), slice(None), slice(None))
@@ -292,63 +292,6 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     work.raw = raw = None
     return _result(image_c, raw_c, threshold, method, bone_x[cut], envelope[cut], marrow[cut], roi_used, "long-bone",
                    info)
-
-
-# bone reaching all four sides of the field of view in more than this fraction of its slices is not a long bone
-# lying in the scan but a block cut from inside one
-FILLS_VIEW_FRACTION = 0.5
-# a shaft (principal axis this many times the next) lying further than this from z is measured along, not across
-ELONGATED = 2.0
-MAX_TILT_DEG = 45.0
-
-
-def _warn_if_not_a_long_bone(bone, spacing, info, source) -> None:
-    """Warnings, and ``info["fills_field_of_view_pct"]`` / ``info["long_axis_tilt_deg"]``, when the bone fills
-    the field of view sideways or its shaft does not run along z (slices across it)."""
-    fraction = side_contact_fraction(bone)
-    if fraction > FILLS_VIEW_FRACTION:
-        info["fills_field_of_view_pct"] = round(100.0 * fraction, 1)
-        log.warning("%s: the bone reaches all four sides of the field of view in %.0f %% of its slices, so it is no "
-                    "long bone lying in the scan: its envelope, cortex and lesions mean little. If the scan is a block "
-                    "cut from trabecular bone, use --mode trabecular-cube", source, 100.0 * fraction)
-        return
-    tilt, elongation = long_axis_tilt_deg(bone, spacing)
-    info["long_axis_tilt_deg"] = round(tilt, 1)
-    if tilt > MAX_TILT_DEG and elongation >= ELONGATED:
-        log.warning("%s: the bone's long axis lies %.0f degrees from the slice axis z; ctbone measures a long bone in "
-                    "slices across its shaft and its lesion measures were validated up to 40 degrees of tilt (a shaft "
-                    "lying along the slices reads no defects at all). Potential fix: reslice the scan so that the "
-                    "shaft runs along z (the slice axis)", source, tilt)
-
-
-# a particle left out this large next to the bone analysed (a fraction of it) is a second bone, not debris
-SECOND_BONE_FRACTION = 0.5
-# a long bone's marrow compartment (marrow space and trabeculae) is a large part of its envelope (about half
-# on the phantoms); under this percentage the "bone" is solid: a calibration rod or a dense object taken for it
-MIN_MARROW_PCT = 5.0
-
-
-def _warn_if_a_second_bone(particles: dict, opts, info, source) -> None:
-    """A warning and ``info["left_out_particle_mm3"]`` when a bone-sized particle was left out."""
-    largest, left_out = particles.get("largest_mm3", 0.0), particles.get("left_out_mm3", 0.0)
-    if largest <= 0 or left_out < SECOND_BONE_FRACTION * largest:
-        return
-    info["left_out_particle_mm3"] = round(left_out, 6)
-    log.warning("%s: a second bone-sized particle (%.3g mm3, %.0f %% of the bone analysed) lies over %.3g mm from it "
-                "and was left out (the other limb, or a calibration rod?): ctbone analyses one bone per scan. "
-                "Potential fix: give each bone its own scan (crop or export it separately)",
-                source, left_out, 100.0 * left_out / largest, opts.max_defect_diameter_mm)
-
-
-def _warn_if_no_marrow(envelope, marrow, info, source) -> None:
-    """A warning and ``info["marrow_pct_of_envelope"]`` when the envelope holds next to no marrow compartment."""
-    total = int(np.count_nonzero(envelope))
-    pct = 100.0 * np.count_nonzero(marrow) / total if total else 0.0
-    info["marrow_pct_of_envelope"] = round(pct, 2)
-    if pct < MIN_MARROW_PCT:
-        log.warning("%s: the segmented bone holds no marrow cavity (%.1f %% of its envelope), which a long bone has: a "
-                    "solid dense object (a calibration rod, metal) may have been taken for it, or the threshold is too "
-                    "low. Potential fix: check the snapshot; crop the object out or pass --threshold", source, pct)
 
 
 def _bridge_open(envelope, bone, z0_mm, spacing, opts, info, source) -> np.ndarray:

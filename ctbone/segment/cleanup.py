@@ -58,14 +58,3 @@ def keep_bone_of_interest(bone: np.ndarray, *, spacing_mm, min_particle_mm3: flo
     out[box] = lookup(keep, labels)
     return out
 
-
-def side_contact_fraction(bone: np.ndarray) -> float:
-    """Fraction of the slices holding bone in which it reaches all four sides of the field of view (the
-    first and last rows and columns): ~0 for a long bone scanned whole, ~1 for a block cut from inside
-    a bone (a trabecular VOI), which the long-bone analysis (envelope, cortex) does not fit."""
-    bone = np.asarray(bone, bool)
-    held = bone.any(axis=(1, 2))
-    if bone.ndim != 3 or not held.any():
-        return 0.0
-    sides = bone[:, 0, :].any(axis=1) & bone[:, -1, :].any(axis=1) & bone[:, :, 0].any(axis=1) & bone[:, :, -1].any(axis=1)
-    return float(sides[held].mean())
