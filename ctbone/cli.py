@@ -134,7 +134,8 @@ def _parse_spacing(text: str | None):
 
 def _analysis_overrides(threshold, calibration, roi_mm, max_defect_diameter_mm, min_defect_area_mm2, min_lesion_mm3,
                         sigma_vox, mirror_reference, no_render, *, mode=None, allow_nonuniform=False,
-                        rod_densities=None, trabecular_threshold=None, low_memory=False) -> dict:
+                        rod_densities=None, trabecular_threshold=None, low_memory=False, bone=None,
+                        reference_bone=None) -> dict:
     for name, value in (("--max-defect-diameter-mm", max_defect_diameter_mm), ("--min-defect-area-mm2", min_defect_area_mm2),
                         ("--min-lesion-mm3", min_lesion_mm3), ("--sigma-vox", sigma_vox)):
         if value is not None and not (0 <= value < float("inf")):
@@ -155,6 +156,8 @@ def _analysis_overrides(threshold, calibration, roi_mm, max_defect_diameter_mm, 
         "mode": mode,
         "allow_nonuniform": True if allow_nonuniform else None,
         "memory": "slabs" if low_memory else None,
+        "bone": bone,
+        "reference_bone": reference_bone,
     }
     return {k: v for k, v in overrides.items() if v is not None}
 
@@ -210,6 +213,13 @@ def analysis_options(func):
         click.option("--reference", type=click.Path(exists=True, path_type=Path), default=None,
                      help="Contralateral or baseline scan of the same animal: adds bone_lost/gained_mm3 and _pct."),
         click.option("--mirror-reference", is_flag=True, help="The reference is the other limb: mirror it before registering."),
+        click.option("--bone", type=click.IntRange(min=1), default=None,
+                     help="Which bone of a scan holding several (both limbs of an in vivo scan): the N-th bone-sized "
+                          "particle along x, 1 = nearest the first column (the left of a slice as displayed). "
+                          "Default: the largest. Check the snapshot."),
+        click.option("--reference-bone", type=click.IntRange(min=1), default=None,
+                     help="Which bone of the reference scan, counted as --bone (the other limb when the reference is "
+                          "the same scan: --reference SCAN --reference-bone 2 --mirror-reference). Default: the largest."),
         allow_nonuniform_option,
         click.option("--low-memory", is_flag=True, help=LOW_MEMORY_HELP),
         click.option("--max-defect-diameter-mm", type=float, default=None,
@@ -316,8 +326,8 @@ ANALYZE_HELP = """Analyse one scan at PATH and write metrics.csv, metrics.json, 
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Log each stage and skipped files.")
 def analyze(path, outdir, series, spacing, threshold, trabecular_threshold, calibration, rod_densities, roi_mm, mode, reference,
-            mirror_reference, allow_nonuniform, low_memory, max_defect_diameter_mm, min_defect_area_mm2, min_lesion_mm3,
-            sigma_vox, no_render, workers, scheduler, quiet, verbose):
+            mirror_reference, bone, reference_bone, allow_nonuniform, low_memory, max_defect_diameter_mm,
+            min_defect_area_mm2, min_lesion_mm3, sigma_vox, no_render, workers, scheduler, quiet, verbose):
     _configure_logging(verbose, quiet)
     spacing_mm = _parse_spacing(spacing)
     if scheduler is not None and (series is not None or spacing_mm is not None):
@@ -327,7 +337,8 @@ def analyze(path, outdir, series, spacing, threshold, trabecular_threshold, cali
     overrides = _analysis_overrides(threshold, calibration, roi_mm, max_defect_diameter_mm, min_defect_area_mm2,
                                     min_lesion_mm3, sigma_vox, mirror_reference, no_render, mode=mode,
                                     allow_nonuniform=allow_nonuniform, rod_densities=rod_densities,
-                                    trabecular_threshold=trabecular_threshold, low_memory=low_memory)
+                                    trabecular_threshold=trabecular_threshold, low_memory=low_memory, bone=bone,
+                                    reference_bone=reference_bone)
     if scheduler is not None:
         return _analyze_on_cluster(path, outdir, reference, overrides, scheduler, quiet)
     from . import analyze as run_analysis, open_scan, read_scan
@@ -431,13 +442,14 @@ def _analyze_on_cluster(path, outdir, reference, overrides, scheduler, quiet) ->
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; only errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Show stages within each scan.")
 def batch(manifest, outdir, threshold, trabecular_threshold, calibration, rod_densities, roi_mm, mode, reference, mirror_reference,
-          allow_nonuniform, low_memory, max_defect_diameter_mm, min_defect_area_mm2, min_lesion_mm3, sigma_vox, no_render, workers,
-          scheduler, control, force, validate_only, allow_absolute_paths, quiet, verbose):
+          bone, reference_bone, allow_nonuniform, low_memory, max_defect_diameter_mm, min_defect_area_mm2, min_lesion_mm3,
+          sigma_vox, no_render, workers, scheduler, control, force, validate_only, allow_absolute_paths, quiet, verbose):
     """Analyse every scan of a study MANIFEST (CSV: animal_id, group, scan[, limb, timepoint, reference, ...]).
 
     Writes per_animal.csv, lesions.csv, group_summary.csv, group_stats.csv, study.pzfx, plots/, snapshots/,
     report.html and run.json to OUTDIR. Re-running skips scans already done (use --force to recompute).
-    The manifest's roi_mm (START:END in mm, or metaphyseal) and threshold columns override the options per row.
+    The manifest's roi_mm (START:END in mm, or metaphyseal), threshold, mirror_reference, bone and
+    reference_bone columns override the options per row.
     """
     from .pipeline import make_options
     from .study import run_batch
@@ -448,7 +460,8 @@ def batch(manifest, outdir, threshold, trabecular_threshold, calibration, rod_de
     overrides = _analysis_overrides(threshold, calibration, roi_mm, max_defect_diameter_mm, min_defect_area_mm2,
                                     min_lesion_mm3, sigma_vox, mirror_reference, no_render, mode=mode,
                                     allow_nonuniform=allow_nonuniform, rod_densities=rod_densities,
-                                    trabecular_threshold=trabecular_threshold, low_memory=low_memory)
+                                    trabecular_threshold=trabecular_threshold, low_memory=low_memory, bone=bone,
+                                    reference_bone=reference_bone)
     options = make_options(**overrides)
     return run_batch(manifest, outdir, options=options, workers=workers, scheduler=scheduler, force=force, quiet=quiet,
                      verbose=verbose, control=control, validate_only=validate_only,
@@ -469,6 +482,9 @@ def batch(manifest, outdir, threshold, trabecular_threshold, calibration, rod_de
 @click.option("--threshold", metavar="auto|VALUE", default=None,
               help="Bone threshold: 'auto' (default) or a VALUE in the image unit (HU; mg HA/cm3 when the scan "
                    "carries a vendor density calibration; raw gray value otherwise).")
+@click.option("--bone", type=click.IntRange(min=1), default=None,
+              help="Which bone of a scan holding several: the N-th along x, 1 = nearest the first column "
+                   "(as for analyze). Default: the largest.")
 @click.option("--turntable", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a turntable animation around the bone's long axis (.gif or .mp4).")
 @click.option("--meshes", "meshes_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -477,7 +493,7 @@ def batch(manifest, outdir, threshold, trabecular_threshold, calibration, rod_de
 @click.option("--mesh-format", type=click.Choice(["stl", "ply"]), default="stl", show_default=True,
               help="File format of --meshes.")
 @allow_nonuniform_option
-def render(path, out_png, view, size, label, series, spacing, threshold, turntable, meshes_dir, mesh_format,
+def render(path, out_png, view, size, label, series, spacing, threshold, bone, turntable, meshes_dir, mesh_format,
            allow_nonuniform):
     """Render a 3D snapshot of the bone at PATH with lesions coloured (red: lytic lesions and cortical
     defects; blue: blastic bone), and optionally a turntable animation and surface meshes."""
@@ -498,6 +514,8 @@ def render(path, out_png, view, size, label, series, spacing, threshold, turntab
         if destination is not None:
             _refuse_output_inside_input(destination, path)
     options = {"threshold": _parse_threshold(threshold)} if threshold else {}
+    if bone is not None:
+        options["bone"] = bone
     volume = open_scan(path, series, spacing=_parse_spacing(spacing), allow_nonuniform=allow_nonuniform)
     result = analyze(volume, render=False, **options)
     render_snapshot(result, out_png, view=view, size=(width, height), label=label)

@@ -27,6 +27,10 @@ class AnalysisOptions:
     # ROI along z, in mm from the first slice of the scan: (start, end), "metaphyseal" (the standard
     # metaphyseal ROI below the growth plate, found automatically), None = whole bone
     roi_mm: tuple[float, float] | str | None = None
+    # which bone of a scan holding several (both limbs of an in vivo scan): the N-th bone-sized particle counted
+    # along x (1 = nearest the first column); None = the largest. `reference_bone` picks the reference's likewise
+    bone: int | None = None
+    reference_bone: int | None = None
     # the largest cortical opening the periosteal envelope must bridge (diameter)
     max_defect_diameter_mm: float = 0.6
     # cortical defects and lesions

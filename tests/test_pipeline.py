@@ -26,3 +26,32 @@ def test_lesion_info_is_kept_and_json_safe(small_result):
 
 def test_stage_timings_recorded(small_result):
     assert set(small_result.info["timings_s"]) >= {"segment", "morphometry", "lesions"}
+
+
+def test_both_limbs_in_one_scan_each_bone_as_if_scanned_alone():
+    import numpy as np
+
+    from ctbone.phantoms import intact_twin
+    from ctbone.volume import Volume
+
+    spec = PhantomSpec(voxel_mm=0.03, length_mm=1.8, metaphysis_length_mm=0.0,
+                       lesions=({"kind": "perforation", "z_mm": 0.6, "angle_deg": 0.0, "radius_mm": 0.1},
+                                {"kind": "lytic_cavity", "z_mm": 1.2, "angle_deg": 180.0, "radius_mm": 0.2}))
+    tumour, _ = make_phantom(spec, seed=0)
+    contra, _ = make_phantom(intact_twin(spec), seed=1)
+    gap = np.repeat(tumour.array[:, :, :1], 40, axis=2)  # 1.2 mm of soft tissue between the legs
+    both = Volume(np.ascontiguousarray(np.concatenate([tumour.array, gap, contra.array[:, :, ::-1]], axis=2)),
+                  spacing=tumour.spacing, unit=tumour.unit, meta={"source": "both legs"})
+    keys = ("bv_mm3", "tv_mm3", "ct_th_mm", "cortical_defect_count", "cortical_defect_area_mm2", "lytic_volume_mm3")
+    # a fixed threshold: the two-leg histogram would move the automatic one a little
+    alone = analyze(tumour, render=False, threshold=720.0).metrics
+    first = analyze(both, render=False, threshold=720.0, bone=1)
+    assert [first.metrics[k] for k in keys] == pytest.approx([alone[k] for k in keys], rel=1e-9)
+    assert first.info["segmentation"]["bones_found"] == 2 and first.metrics["cortical_defect_count"] >= 1
+    # the contralateral limb of the same scan (lying mirrored in it) as the reference, mirrored back: the same
+    # loss as from its own scan as it was made
+    separate = analyze(tumour, reference=contra, render=False, threshold=720.0).metrics
+    same_scan = analyze(both, reference=both, bone=1, reference_bone=2, mirror_reference=True, render=False,
+                        threshold=720.0).metrics
+    assert same_scan["bone_lost_mm3"] == pytest.approx(separate["bone_lost_mm3"], rel=0.02)
+    assert same_scan["registration_dice"] > 0.9

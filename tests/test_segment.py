@@ -293,7 +293,7 @@ def test_despeckle_keeps_the_largest_particle_and_large_ones_near_it():
     got = keep_bone_of_interest(bone, spacing_mm=(0.01,) * 3, min_particle_mm3=100e-6, near_mm=0.05, facts=facts)
     assert np.array_equal(got, expected)
     # the largest particle left out: the far 250-voxel block (a second bone would be this large)
-    assert facts == {"largest_mm3": pytest.approx(4000e-6), "left_out_mm3": pytest.approx(250e-6)}
+    assert facts == {"analysed_mm3": pytest.approx(4000e-6), "left_out_mm3": pytest.approx(250e-6), "bones": 1}
     # away from the array's corner (a box smaller than the array): the same particles
     shifted = np.zeros((40, 50, 60), bool)
     shifted[8:38, 6:46, 7:57] = bone
@@ -432,3 +432,21 @@ def test_a_second_bone_and_a_solid_object_are_flagged(caplog):
         seg = segment(Volume(dense, spacing=vol.spacing, unit=vol.unit, meta={"source": "rod"}), AnalysisOptions())
     assert seg.info["marrow_pct_of_envelope"] < 5
     assert any("rod" in r.getMessage() and "no marrow cavity" in r.getMessage() for r in caplog.records)
+
+
+def test_despeckle_picks_the_bone_asked_for_counted_along_x():
+    from ctbone.segment.cleanup import keep_bone_of_interest
+
+    bone = np.zeros((20, 30, 60), bool)
+    bone[2:18, 5:25, 40:55] = True  # the largest (4800 voxels), on the right
+    bone[2:18, 5:20, 5:20] = True  # 3600 voxels (75 %), on the left: a second bone
+    bone[2:6, 5:10, 25:30] = True  # 100 voxels in between: not bone-sized
+    kw = dict(spacing_mm=(0.01,) * 3, min_particle_mm3=50e-6, near_mm=0.02)
+    facts = {}
+    left = keep_bone_of_interest(bone, bone_index=1, facts=facts, **kw)
+    assert left.sum() == 3600 and left[10, 10, 10] and facts["bones"] == 2
+    right = keep_bone_of_interest(bone, bone_index=2, **kw)
+    assert right.sum() == 4800 and right[10, 10, 50]
+    assert np.array_equal(keep_bone_of_interest(bone, **kw), right)  # by default the largest
+    with pytest.raises(ValueError, match="bone 3 asked for, but the scan holds 2"):
+        keep_bone_of_interest(bone, bone_index=3, **kw)

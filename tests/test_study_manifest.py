@@ -76,3 +76,17 @@ def test_output_folders_must_differ_ignoring_case(tmp_path):
     path = _study(tmp_path, "animal_id,group,scan\nA1,ctl,s1\na1,ctl,s2\n")
     with pytest.raises(ManifestError, match="line 3: output folder name 'a1' clashes with line 2"):
         read_manifest(path)
+
+
+def test_bone_columns_choose_a_bone_of_a_scan_holding_several(tmp_path):
+    path = _study(tmp_path, "animal_id,group,limb,scan,bone,reference,reference_bone\n"
+                            "A1,ctl,R,s1,1,s1,2\nA1,ctl,L,s1,2,,\nB1,trt,R,s2,,,\n", scans=("s1", "s2"))
+    rows = read_manifest(path).rows
+    assert rows[0].overrides() == {"bone": 1, "reference_bone": 2}
+    assert rows[1].overrides() == {"bone": 2} and rows[2].overrides() == {}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("animal_id,group,scan,bone,reference_bone\nA1,ctl,s1,0,\nA2,ctl,s2,left,1.5\n")
+    with pytest.raises(ManifestError) as info:
+        read_manifest(bad)
+    joined = " | ".join(info.value.problems)
+    assert "line 2: bone '0'" in joined and "line 3: bone 'left'" in joined and "line 3: reference_bone '1.5'" in joined

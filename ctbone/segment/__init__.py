@@ -200,7 +200,9 @@ def bone_mask_like(volume: Volume, seg: Segmentation, options: AnalysisOptions |
     """
     from dataclasses import replace
 
-    opts = replace(options or AnalysisOptions(), threshold=float(seg.threshold), roi_mm=None, calibration=None)
+    opts = options or AnalysisOptions()
+    # the reference's own bone (the other limb of the same scan: --reference-bone), not the scan's choice
+    opts = replace(opts, threshold=float(seg.threshold), roi_mm=None, calibration=None, bone=opts.reference_bone)
     ref = segment(volume, opts, mode=seg.mode)
     if ref.image.unit != seg.image.unit:  # its own vendor calibration moved it to another unit
         from ..errors import CalibrationError
@@ -246,11 +248,14 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     """
     raw = work.raw
     particles: dict = {}
-    bone = keep_bone_of_interest(work.bone, spacing_mm=raw.spacing, min_particle_mm3=opts.min_particle_mm3,
-                                 near_mm=opts.max_defect_diameter_mm, facts=particles)
+    try:
+        bone = keep_bone_of_interest(work.bone, spacing_mm=raw.spacing, min_particle_mm3=opts.min_particle_mm3,
+                                     near_mm=opts.max_defect_diameter_mm, bone_index=opts.bone, facts=particles)
+    except ValueError as exc:
+        raise SegmentationError(f"{source}: {exc}. Potential fix: a smaller --bone, or none (the largest)") from None
     work.bone = None
     check_long_bone(bone, raw.spacing, info, source)
-    check_second_bone(particles, opts.max_defect_diameter_mm, info, source)
+    check_second_bone(particles, opts.max_defect_diameter_mm, info, source, chosen=opts.bone)
     # ROI along z, with masks computed on a slightly longer range so the envelope is right at its ends
     roi = opts.roi_mm
     nz, sz = raw.shape[0], raw.spacing[0]

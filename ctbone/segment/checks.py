@@ -48,15 +48,20 @@ SECOND_BONE_FRACTION = 0.5
 MIN_MARROW_PCT = 5.0
 
 
-def check_second_bone(particles: dict, near_mm: float, info, source) -> None:
-    """A warning and ``info["left_out_particle_mm3"]`` when a bone-sized particle was left out."""
-    largest, left_out = particles.get("largest_mm3", 0.0), particles.get("left_out_mm3", 0.0)
+def check_second_bone(particles: dict, near_mm: float, info, source, *, chosen: int | None = None) -> None:
+    """A warning and ``info["left_out_particle_mm3"]`` when a bone-sized particle was left out without the user
+    choosing a bone (``chosen``, the option ``bone``: then ``info["bone"]`` and ``info["bones_found"]``)."""
+    if chosen is not None:
+        info["bone"], info["bones_found"] = int(chosen), int(particles.get("bones", 0))
+        return
+    largest, left_out = particles.get("analysed_mm3", 0.0), particles.get("left_out_mm3", 0.0)
     if largest <= 0 or left_out < SECOND_BONE_FRACTION * largest:
         return
     info["left_out_particle_mm3"] = round(left_out, 6)
     log.warning("%s: a second bone-sized particle (%.3g mm3, %.0f %% of the bone analysed) lies over %.3g mm from it "
-                "and was left out (the other limb, or a calibration rod?): ctbone analyses one bone per scan. "
-                "Potential fix: give each bone its own scan (crop or export it separately)",
+                "and was left out (the other limb, or a calibration rod?): ctbone analyses one bone per scan, by "
+                "default the largest. Potential fix: --bone N picks the N-th bone along x (1 = nearest the first "
+                "column); or give each bone its own scan",
                 source, left_out, 100.0 * left_out / largest, near_mm)
 
 

@@ -73,6 +73,10 @@ def segment_slabs(scan, options: AnalysisOptions | None = None, *, mode: str = "
         raise SegmentationError(f"{source}: mode {mode!r} takes the whole volume as the region of interest, so it "
                                 "is read in memory, not slab by slab. Potential fix: drop --low-memory (crop the "
                                 "cube first if it does not fit).")
+    if opts.bone is not None:
+        raise SegmentationError(f"{source}: choosing a bone (--bone) needs the scan in memory, and it is read slab "
+                                "by slab (--low-memory, or too large for the memory available). Potential fix: drop "
+                                "--low-memory, or crop the scan to the bone wanted")
     t0 = time.perf_counter()
     calibrate, calibrated = _calibration(scan, opts)
     unit = calibrated.unit

@@ -2,7 +2,8 @@
 
 Required columns: animal_id, group, scan (path relative to the manifest's folder).
 Optional: limb, timepoint, reference, roi_mm ("START:END" in mm, or "metaphyseal"), threshold ("auto" or a
-value), mirror_reference (yes/no). Any other column is carried through unchanged.
+value), mirror_reference (yes/no), bone and reference_bone (which bone of a scan holding several: 1, 2, ...
+along x). Any other column is carried through unchanged.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from ..errors import ManifestError
 
 REQUIRED = ("animal_id", "group", "scan")
-OPTIONAL = ("limb", "timepoint", "reference", "roi_mm", "threshold", "mirror_reference")
+OPTIONAL = ("limb", "timepoint", "reference", "roi_mm", "threshold", "mirror_reference", "bone", "reference_bone")
 _TRUE = {"yes", "y", "true", "1"}
 _FALSE = {"no", "n", "false", "0", ""}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -37,6 +38,7 @@ class ManifestRow:
     roi_mm : (float, float), "metaphyseal" or None
     threshold : "auto", float or None (None: use the batch option)
     mirror_reference : bool or None (None: use the batch option)
+    bone, reference_bone : int or None (None: use the batch option)
     """
 
     line: int
@@ -50,6 +52,8 @@ class ManifestRow:
     roi_mm: tuple[float, float] | str | None = None
     threshold: str | float | None = None
     mirror_reference: bool | None = None
+    bone: int | None = None
+    reference_bone: int | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -70,6 +74,9 @@ class ManifestRow:
             out["threshold"] = self.threshold
         if self.mirror_reference is not None:
             out["mirror_reference"] = self.mirror_reference
+        for name in ("bone", "reference_bone"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out
 
 
@@ -109,6 +116,14 @@ def parse_roi_mm(text: str) -> tuple[float, float] | str:
         raise ValueError
     return start, end
 
+
+
+def parse_bone(text: str) -> int:
+    """A bone number (1, 2, ... counted along x); ValueError otherwise."""
+    value = float(text)
+    if not (math.isfinite(value) and value == int(value) and value >= 1):
+        raise ValueError
+    return int(value)
 
 
 def _parse_threshold(text: str) -> str | float:
@@ -234,6 +249,13 @@ def read_manifest(path, *, allow_absolute_paths: bool = False, control: str | No
                 mirror = None if flag == "" else False
             else:
                 row_problems.append(f"mirror_reference {values['mirror_reference']!r} is not yes/no")
+        bones = {}
+        for name in ("bone", "reference_bone"):
+            if values.get(name):
+                try:
+                    bones[name] = parse_bone(values[name])
+                except ValueError:
+                    row_problems.append(f"{name} {values[name]!r} is not a bone number (1, 2, ... along x)")
         key = (values["animal_id"], values.get("limb", ""), values.get("timepoint", ""))
         if all(values[c] for c in REQUIRED):
             if key in seen:
@@ -245,7 +267,7 @@ def read_manifest(path, *, allow_absolute_paths: bool = False, control: str | No
             continue
         row = ManifestRow(line=line, columns=values, animal_id=values["animal_id"], group=values["group"], scan=scan,
                           limb=values.get("limb", ""), timepoint=values.get("timepoint", ""), reference=reference,
-                          roi_mm=roi, threshold=threshold, mirror_reference=mirror)
+                          roi_mm=roi, threshold=threshold, mirror_reference=mirror, **bones)
         # folders must differ on case-insensitive file systems too (macOS, Windows)
         if row.name.lower() in names:
             problems.append(f"line {line}: output folder name {row.name!r} clashes with line {names[row.name.lower()]}")
