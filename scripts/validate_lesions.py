@@ -1,6 +1,6 @@
 """Validate lesion and reference measures on phantoms; write docs/accuracy.md.
 
-Sweeps noise, blur, voxel size (10-40 um), perforation radius (50-250 um),
+Sweeps noise, blur, voxel size (10-50 um), perforation radius (50-250 um),
 cavity and outgrowth sizes, intact and mirrored twins, with and without a
 reference scan, and compares every measure with the phantoms' exact truth.
 The result is the calibration certificate of ctbone's bone-destruction
@@ -211,13 +211,16 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer seeds and sizes (smoke test)")
     args = parser.parse_args(argv)
     seeds = (1,) if args.quick else (1, 2, 3)
-    voxels = (0.02, 0.04) if args.quick else (0.01, 0.02, 0.03, 0.04)
+    voxels = (0.02, 0.04) if args.quick else (0.01, 0.02, 0.03, 0.04, 0.05)
     radii = (0.05, 0.075, 0.1, 0.15, 0.25)
 
     sections = {}
     t_start = time.perf_counter()
     sections["voxel"] = [mixed_row(f"voxel {1000 * v:.0f} µm", base_spec(voxel_mm=v, supersample=supersample_for(v)))
                          for v in voxels]
+    if not args.quick:  # an in vivo scanner's voxel and noise (Quantum GX, SkyScan 1176/1276)
+        sections["voxel"].append(mixed_row("voxel 50 µm, noise 150 HU (in vivo-like)",
+                                           base_spec(voxel_mm=0.05, noise_hu=150.0, supersample=supersample_for(0.05))))
     sections["openings"] = [opening_row(v) for v in voxels]
     sections["noise"] = [mixed_row(f"noise {n:.0f} HU", base_spec(noise_hu=n)) for n in (0, 30, 60, 120)]
     sections["blur"] = [mixed_row(f"blur σ {1000 * b:.0f} µm", base_spec(blur_sigma_mm=b)) for b in (0.0, 0.01, 0.02)]
@@ -370,6 +373,13 @@ Its woven bone is 950 HU here (the demo's), so that gained bone is above the aut
   an opening reads larger (the breaching-cavity column); the deeper the breach, the smaller this error (cavity
   sizes table). This is a resolution limit, not a tuning matter: a lower threshold shrinks perforations by the
   same amount it shrinks this opening.
+- **In vivo voxels (50 µm).** On the shaft the defect count holds and every perforation of radius ≥ 100 µm
+  is found, lytic volume within 2 %; blastic bone reads +45 % (the 150 µm cap is 3 voxels, its pores
+  unresolved). The intact twin's metaphysis, a 60 µm shell (1.2 voxels), shows one false defect (0.095 mm²,
+  with 0.01 mm³ lytic), and 150 HU of noise adds one to the lesioned phantom: at 50 µm a cortex under about
+  two voxels cannot tell a perforation from partial volume. (A per-defect flag from the modelled cortex's
+  thickness under it was tried: the model bends at lesions, so it flagged a true perforation and missed the
+  false one.) At this voxel size, read defects in a thin metaphyseal shell with care, or use a reference scan.
 - **Where defects are searched.** Only where the bone is a tube: a slice is closed when its bone (one-voxel gaps
   closed) encloses its marrow or its widest cortical gap around the bone is at most half the largest bridged
   opening (`max_defect_diameter_mm`); longer runs of open slices (epiphysis, femoral head and neck) are left
