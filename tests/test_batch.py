@@ -168,6 +168,16 @@ def test_workers_give_same_results(reference_run, tmp_path):
     out = tmp_path / "out"
     assert batch(manifest, out, workers=2) == 1
     assert _csvs(out) == _csvs(ref_out)
+    # what the worker processes warned reaches batch.log (once per scan, named) and each scan's metrics.json,
+    # as in a serial run (a fresh one: other tests add to the reference run's log)
+    serial = tmp_path / "serial"
+    assert batch(manifest, serial) == 1
+    for run_out in (out, serial):
+        log_text = (run_out / "batch.log").read_text()
+        assert log_text.count("fake check on a scan") == 7, run_out  # the 7 readable scans
+        info = json.loads((run_out / "scans" / "C0_R" / "metrics.json").read_text())["info"]
+        assert len(info["warnings"]) == 1 and "fake check" in info["warnings"][0]
+    assert "C0_R: " in (out / "batch.log").read_text()
 
 
 def test_dask_local_cluster_gives_same_results(reference_run, tmp_path):
@@ -178,6 +188,8 @@ def test_dask_local_cluster_gives_same_results(reference_run, tmp_path):
         assert batch(manifest, out, scheduler=cl.scheduler_address) == 1
     assert (out / "per_animal.csv").read_bytes() == (ref_out / "per_animal.csv").read_bytes()
     assert _csvs(out) == _csvs(ref_out)
+    # the cluster's threads run in this process: their warnings reach batch.log once, not forwarded twice
+    assert (out / "batch.log").read_text().count("fake check on a scan") == 7
 
 
 def test_validate_only_and_bad_manifest_do_no_work(reference_run, tmp_path, capsys):

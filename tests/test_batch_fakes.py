@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,8 @@ def fake_read(path) -> Volume:
 def fake_analyze(volume, reference=None, *, options=None, **_):
     options = options or AnalysisOptions()
     v = float(volume.array.mean())
+    # every analysis warns once, as ctbone's checks do: the batch must keep what a worker logged
+    logging.getLogger("ctbone.fake").warning("%s: fake check on a scan of mean %.1f", volume.meta.get("source"), v)
     bone = np.zeros(volume.shape, dtype=np.uint8)
     bone[1:5, 1:4, 1:3] = 1
     masks = {"bone": volume.with_array(bone, unit="mask")}

@@ -8,6 +8,8 @@ It is a top-level function so process pools and dask can ship it.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -44,8 +46,32 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+class _Warnings(logging.Handler):
+    """Collects the messages of ctbone's warnings logged by this thread while attached (a dask worker may run
+    several jobs at once, each in its own thread)."""
+
+    def __init__(self):
+        super().__init__(level=logging.WARNING)
+        self.thread = threading.get_ident()
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        if record.thread == self.thread:
+            self.messages.append(record.getMessage())
+
+    def __enter__(self):
+        logging.getLogger("ctbone").addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        logging.getLogger("ctbone").removeHandler(self)
+
+
 def run_job(job: Job) -> dict:
-    """Read, analyse and write one scan; returns {"name", "status", "error", "seconds"}."""
+    """Read, analyse and write one scan; returns {"name", "status", "error", "seconds", "warnings", "pid"}.
+
+    The warnings logged while reading and analysing (one message each) also go into the scan's
+    metrics.json (``info["warnings"]``): a worker process's log does not reach the batch's."""
     from ..report.scan_outputs import write_scan_outputs
 
     t0 = time.perf_counter()
@@ -56,30 +82,34 @@ def run_job(job: Job) -> dict:
     read = job.read_fn or ctbone.open_scan
     read_reference = job.read_fn or ctbone.read_scan
     analyze = job.analyze_fn or ctbone.analyze
-    try:
-        _clean_partial(job.outdir)
-        # reading options travel in the analysis options (one frozen object per row); passed only when set,
-        # so replacement readers with the plain read_scan(path) signature keep working
-        read_kwargs = {"allow_nonuniform": True} if getattr(job.options, "allow_nonuniform", False) else {}
-        scan_kwargs = dict(read_kwargs)
-        memory = getattr(job.options, "memory", "auto")
-        if memory != "auto":
-            scan_kwargs["memory"] = memory
-        elif job.memory_share < 1.0 and job.read_fn is None:  # ctbone.open_scan decides on its share
-            scan_kwargs["memory_share"] = job.memory_share
-        volume = read(job.scan, **scan_kwargs)
-        reference = read_reference(job.reference, **read_kwargs) if job.reference is not None else None
-        kwargs = {"progress": lambda stage: log.info("%s: %s", job.name, stage)} if job.verbose else {}
-        result = analyze(volume, reference=reference, options=job.options, **kwargs)
-        check_mode_applied(result, job.options)
-        write_scan_outputs(result, job.outdir, render=job.render, extra=job.extra,
-                           inputs=[p for p in (job.scan, job.reference) if p is not None])
-        status, error = "ok", ""
-    except Exception as exc:  # noqa: BLE001 - fault isolation: any failure of one scan is its row's error
-        status, error = "error", one_line(exc)
-        log.debug("%s failed:\n%s", job.name, traceback.format_exc())
-        _remove_stale_outputs(job.outdir)
-    return {"name": job.name, "status": status, "error": error, "seconds": round(time.perf_counter() - t0, 3)}
+    with _Warnings() as caught:
+        try:
+            _clean_partial(job.outdir)
+            # reading options travel in the analysis options (one frozen object per row); passed only when set,
+            # so replacement readers with the plain read_scan(path) signature keep working
+            read_kwargs = {"allow_nonuniform": True} if getattr(job.options, "allow_nonuniform", False) else {}
+            scan_kwargs = dict(read_kwargs)
+            memory = getattr(job.options, "memory", "auto")
+            if memory != "auto":
+                scan_kwargs["memory"] = memory
+            elif job.memory_share < 1.0 and job.read_fn is None:  # ctbone.open_scan decides on its share
+                scan_kwargs["memory_share"] = job.memory_share
+            volume = read(job.scan, **scan_kwargs)
+            reference = read_reference(job.reference, **read_kwargs) if job.reference is not None else None
+            kwargs = {"progress": lambda stage: log.info("%s: %s", job.name, stage)} if job.verbose else {}
+            result = analyze(volume, reference=reference, options=job.options, **kwargs)
+            check_mode_applied(result, job.options)
+            if isinstance(getattr(result, "info", None), dict):
+                result.info["warnings"] = list(caught.messages)
+            write_scan_outputs(result, job.outdir, render=job.render, extra=job.extra,
+                               inputs=[p for p in (job.scan, job.reference) if p is not None])
+            status, error = "ok", ""
+        except Exception as exc:  # noqa: BLE001 - fault isolation: any failure of one scan is its row's error
+            status, error = "error", one_line(exc)
+            log.debug("%s failed:\n%s", job.name, traceback.format_exc())
+            _remove_stale_outputs(job.outdir)
+    return {"name": job.name, "status": status, "error": error, "seconds": round(time.perf_counter() - t0, 3),
+            "warnings": list(caught.messages), "pid": os.getpid()}
 
 
 def check_mode_applied(result, options) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import replace
@@ -69,6 +70,13 @@ class _FileLog:
             _pkg_log.setLevel(self.handler.level)
         _pkg_log.addHandler(self.handler)
         return self
+
+    def record_warnings(self, name: str, messages) -> None:
+        """Write warnings a worker process or a cluster logged for scan ``name`` to batch.log only (the worker's
+        own console, if any, showed them already)."""
+        for message in messages:
+            self.handler.handle(_pkg_log.makeRecord(_pkg_log.name + ".worker", logging.WARNING, __file__, 0,
+                                                    "%s: %s", (name, message), None))
 
     def __exit__(self, *exc):
         _pkg_log.removeHandler(self.handler)
@@ -142,14 +150,14 @@ def run_batch(manifest_path, outdir, *, options: AnalysisOptions | None = None, 
         raise OutputError(f"{outdir}: cannot create the output folder ({exc.strerror}). "
                           f"Potential fix: choose a writable -o folder") from exc
 
-    with _FileLog(outdir / LOG_FILE, verbose):
+    with _FileLog(outdir / LOG_FILE, verbose) as file_log:
         return _run(manifest, outdir, options=options, workers=workers, scheduler=scheduler, force=force,
                     quiet=quiet, verbose=verbose, control=control, render=render, analyze_fn=analyze_fn,
-                    read_fn=read_fn)
+                    read_fn=read_fn, file_log=file_log)
 
 
 def _run(manifest, outdir, *, options, workers, scheduler, force, quiet, verbose, control, render, analyze_fn,
-         read_fn) -> int:
+         read_fn, file_log=None) -> int:
     from tqdm import tqdm
 
     from ..report.study_outputs import write_study_outputs
@@ -205,6 +213,9 @@ def _run(manifest, outdir, *, options, workers, scheduler, force, quiet, verbose
         for outcome in outcomes:
             entry = run["rows"][outcome["name"]]
             entry.update(status=outcome["status"], error=outcome["error"], seconds=outcome["seconds"])
+            if file_log is not None and outcome.get("pid", os.getpid()) != os.getpid():
+                # another process's warnings (a worker, a cluster); this process's reached batch.log as they came
+                file_log.record_warnings(outcome["name"], outcome.get("warnings", ()))
             if outcome["status"] == "ok":
                 log.info("%s: ok (%.1f s)", outcome["name"], outcome["seconds"])
             else:
