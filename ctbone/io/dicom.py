@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import DecoderMissingError, GeometryError, ScanReadError, SeriesError
 from ..volume import Volume
 from .discover import dicom_candidates
-from .formats import _is_binary
+from .formats import _is_binary, no_dicom_fix
 
 log = logging.getLogger(__name__)
 
@@ -525,8 +525,6 @@ def find_series(path: Path, series=None) -> tuple[Series, int]:
     headers, skipped = scan_headers(path)
     if not headers:
         reasons = "; ".join(sorted({r for _, r in skipped}))[:300]
-        from .formats import no_dicom_fix
-
         raise SeriesError(f"{path}: no DICOM image files found ({len(skipped)} file(s) skipped: {reasons or 'none'}). "
                           f"Potential fix: {no_dicom_fix(path)}.")
     chosen = choose_series(group_series(headers), series, path)

@@ -11,9 +11,8 @@ from ..errors import GeometryError, ScanReadError, SeriesError
 
 def _dicom_info(path: Path, series, allow_nonuniform: bool = False) -> dict:
     from .dicom import _attach_frame_data, _decode, choose_series, group_series, scan_headers, slice_geometry
-    from .units import decide_unit
-
     from .formats import no_dicom_fix
+    from .units import decide_unit
 
     headers, skipped = scan_headers(path)
     if not headers:
