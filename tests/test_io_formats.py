@@ -96,3 +96,22 @@ def test_real_shrew_big_endian_nrrd_is_binary(realdata):
     assert vol.meta["is_binary"]
     assert set(np.unique(vol.array)) == {0.0, 255.0}
     assert 100 * (vol.array > 128).mean() == pytest.approx(29.35, abs=0.01)  # README: BV/TV 29.35 % by voxel count
+
+
+def test_a_voxel_size_is_refused_for_a_scan_that_carries_its_own(tmp_path):
+    import tifffile
+
+    from ctbone.errors import ScanReadError
+    from ctbone.io import scan_info
+
+    path = tmp_path / "scan.nii.gz"
+    sitk.WriteImage(Volume(np.zeros((5, 6, 7), np.float32), spacing=(0.02,) * 3, unit="raw").to_sitk(), str(path))
+    for reader in (ctbone.read_scan, ctbone.open_scan, scan_info):
+        with pytest.raises(ScanReadError, match=r"scan\.nii\.gz: a voxel size \(--spacing\) is only read for TIFF"):
+            reader(path, spacing=0.01)
+    assert ctbone.read_scan(path).spacing == pytest.approx((0.02,) * 3)
+    stack = tmp_path / "stack"
+    stack.mkdir()
+    for i in range(3):
+        tifffile.imwrite(stack / f"s{i}.tif", np.zeros((4, 5), np.uint8))
+    assert ctbone.open_scan(stack, spacing=0.01).spacing == pytest.approx((0.01,) * 3)

@@ -27,7 +27,8 @@ def read_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
         DICOM series to read (SeriesInstanceUID, SeriesNumber, or a key from `scan_info`);
         default the largest 3D series.
     spacing : float or (z, y, x) floats, optional
-        Voxel size in mm for TIFF stacks (else read from a Bruker ``*_rec.log`` beside them).
+        Voxel size in mm for TIFF stacks (else read from a Bruker ``*_rec.log`` beside them); refused for
+        formats that carry their own.
     allow_nonuniform : bool
         Resample a DICOM series with non-uniform slice spacing instead of refusing it.
 
@@ -43,12 +44,14 @@ def read_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
         naming the file and the problem.
     """
     from .dicom import read_dicom
-    from .formats import SITK_SUFFIXES, TIFF_SUFFIXES, has_suffix, is_tiff_stack, lone_volume_file, read_sitk, read_tiff
+    from .formats import (SITK_SUFFIXES, TIFF_SUFFIXES, check_spacing_applies, has_suffix, is_tiff_stack,
+                          lone_volume_file, read_sitk, read_tiff)
 
     path = Path(path)
     if not path.exists():
         raise ScanReadError(f"{path}: no such file or folder.")
     path = lone_volume_file(path) or path  # a folder holding one .mhd/.nrrd/.nii volume means that volume
+    check_spacing_applies(path, spacing)
     if path.is_file() and has_suffix(path, SITK_SUFFIXES):
         return read_sitk(path)
     if (path.is_file() and has_suffix(path, TIFF_SUFFIXES)) or is_tiff_stack(path):
@@ -82,13 +85,16 @@ def open_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     Volume or ScanSlabs
         Either is accepted by `ctbone.analyze`, with equal results.
     """
-    from .formats import is_tiff_stack, lone_volume_file
+    from .formats import check_spacing_applies, is_tiff_stack, lone_volume_file
     from .slabs import open_dicom_auto, open_slabs, slabs_if_too_big
 
     if memory not in MEMORY_CHOICES:
         raise ValueError(f"memory must be one of {MEMORY_CHOICES}, got {memory!r}")
     path = Path(path)
+    if not path.exists():
+        raise ScanReadError(f"{path}: no such file or folder.")
     path = lone_volume_file(path) or path
+    check_spacing_applies(path, spacing)
     if memory == "slabs":
         return open_slabs(path, series, spacing=spacing)
     if memory == "auto":

@@ -180,6 +180,18 @@ def no_dicom_fix(path: Path) -> str:
     return "point to the folder of the scan's DICOM export"
 
 
+def check_spacing_applies(path: Path, spacing) -> None:
+    """Refuse a voxel size given for a scan that carries its own (anything but TIFF): it would be ignored."""
+    if spacing is None:
+        return
+    path = Path(path)
+    if (path.is_file() and has_suffix(path, TIFF_SUFFIXES)) or is_tiff_stack(path):
+        return
+    raise ScanReadError(f"{path}: a voxel size (--spacing) is only read for TIFF stacks, which carry none; this "
+                        f"scan carries its own and it would be ignored. Potential fix: drop --spacing (ctbone info "
+                        f"shows the voxel size the scan declares)")
+
+
 def is_tiff_stack(path: Path) -> bool:
     """A folder of TIFF files and no DICOM (.dcm) files: read as a TIFF stack."""
     path = Path(path)
