@@ -333,6 +333,10 @@ def analyze(path, outdir, series, spacing, threshold, trabecular_threshold, cali
     if scheduler is not None and (series is not None or spacing_mm is not None):
         raise click.BadParameter("--series and --spacing are not sent to a cluster; analyse locally",
                                  param_hint="--scheduler")
+    if reference is None and (mirror_reference or reference_bone is not None):
+        flag = "--mirror-reference" if mirror_reference else "--reference-bone"
+        raise click.BadParameter("describes the reference scan, and none was given. Potential fix: add "
+                                 "--reference PATH, or drop it", param_hint=flag)
     _refuse_output_inside_input(outdir, path, reference)
     overrides = _analysis_overrides(threshold, calibration, roi_mm, max_defect_diameter_mm, min_defect_area_mm2,
                                     min_lesion_mm3, sigma_vox, mirror_reference, no_render, mode=mode,

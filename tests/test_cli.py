@@ -285,6 +285,14 @@ def test_calibration_slope_intercept_reaches_the_analysis(tmp_path, monkeypatch)
     assert calls[0][1]["calibration"] == (0.5, 100.0) and calls[0][1]["threshold"] == 600.0
 
 
+@pytest.mark.parametrize("flag", [["--mirror-reference"], ["--reference-bone", "2"]])
+def test_reference_options_without_a_reference_are_unusable(tmp_path, flag, capsys):
+    scan = tmp_path / "scan"
+    scan.mkdir()
+    assert main(["analyze", str(scan), "-o", str(tmp_path / "out"), *flag]) == EXIT_USAGE
+    assert "--reference PATH" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
 def test_batch_refuses_a_global_reference(tmp_path):
     manifest = tmp_path / "m.csv"
     manifest.write_text("animal_id,group,scan\nA1,ctl,s\n")
