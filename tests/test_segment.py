@@ -293,7 +293,8 @@ def test_despeckle_keeps_the_largest_particle_and_large_ones_near_it():
     got = keep_bone_of_interest(bone, spacing_mm=(0.01,) * 3, min_particle_mm3=100e-6, near_mm=0.05, facts=facts)
     assert np.array_equal(got, expected)
     # the largest particle left out: the far 250-voxel block (a second bone would be this large)
-    assert facts == {"analysed_mm3": pytest.approx(4000e-6), "left_out_mm3": pytest.approx(250e-6), "bones": 1}
+    assert facts == {"analysed_mm3": pytest.approx(4000e-6), "left_out_mm3": pytest.approx(250e-6), "bones": 1,
+                     "bones_mm3": [pytest.approx(4000e-6)], "analysed_bone": 1}
     # away from the array's corner (a box smaller than the array): the same particles
     shifted = np.zeros((40, 50, 60), bool)
     shifted[8:38, 6:46, 7:57] = bone
@@ -420,7 +421,8 @@ def test_a_second_bone_and_a_solid_object_are_flagged(caplog):
     with caplog.at_level(logging.WARNING, logger="ctbone"):
         seg = segment(legs, AnalysisOptions())
     assert seg.info["left_out_particle_mm3"] > 0.9 * float(seg.bone.array.sum()) * 0.04 ** 3
-    assert any("legs" in r.getMessage() and "one bone per scan" in r.getMessage() for r in caplog.records)
+    assert any("legs" in r.getMessage() and "one bone per scan" in r.getMessage() and "Bones along x: 1 = " in
+               r.getMessage() for r in caplog.records)
     assert seg.info["marrow_pct_of_envelope"] > 40  # the limb analysed is a hollow shaft
     caplog.clear()
     # a solid rod denser than the cortex beside the bone: the threshold goes to the rod, which has no marrow
@@ -445,6 +447,7 @@ def test_despeckle_picks_the_bone_asked_for_counted_along_x():
     facts = {}
     left = keep_bone_of_interest(bone, bone_index=1, facts=facts, **kw)
     assert left.sum() == 3600 and left[10, 10, 10] and facts["bones"] == 2
+    assert facts["bones_mm3"] == [pytest.approx(3600e-6), pytest.approx(4800e-6)] and facts["analysed_bone"] == 1
     right = keep_bone_of_interest(bone, bone_index=2, **kw)
     assert right.sum() == 4800 and right[10, 10, 50]
     assert np.array_equal(keep_bone_of_interest(bone, **kw), right)  # by default the largest

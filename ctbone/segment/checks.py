@@ -58,11 +58,13 @@ def check_second_bone(particles: dict, near_mm: float, info, source, *, chosen: 
     if largest <= 0 or left_out < SECOND_BONE_FRACTION * largest:
         return
     info["left_out_particle_mm3"] = round(left_out, 6)
+    along_x = ", ".join(f"{i} = {v:.3g} mm3" + (" (analysed)" if i == particles.get("analysed_bone") else "")
+                        for i, v in enumerate(particles.get("bones_mm3", []), start=1))
     log.warning("%s: a second bone-sized particle (%.3g mm3, %.0f %% of the bone analysed) lies over %.3g mm from it "
                 "and was left out (the other limb, or a calibration rod?): ctbone analyses one bone per scan, by "
-                "default the largest. Potential fix: --bone N picks the N-th bone along x (1 = nearest the first "
-                "column); or give each bone its own scan",
-                source, left_out, 100.0 * left_out / largest, near_mm)
+                "default the largest. Bones along x: %s. Potential fix: --bone N picks the N-th (1 = nearest the "
+                "first column); or give each bone its own scan",
+                source, left_out, 100.0 * left_out / largest, near_mm, along_x or "-")
 
 
 def check_marrow(envelope, marrow, info, source) -> None:

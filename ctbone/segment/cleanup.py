@@ -32,8 +32,9 @@ def keep_bone_of_interest(bone: np.ndarray, *, spacing_mm, min_particle_mm3: flo
         column. None: the largest.
     facts : dict, optional, keyword-only
         Filled with ``analysed_mm3`` (the particle chosen), ``left_out_mm3`` (the largest particle left out,
-        0.0 if none: a second bone as large as the first is another limb or a dense object) and ``bones``
-        (how many bone-sized particles the scan holds).
+        0.0 if none: a second bone as large as the first is another limb or a dense object), ``bones`` (how
+        many bone-sized particles the scan holds), ``bones_mm3`` (their volumes, along x) and
+        ``analysed_bone`` (the chosen one's number along x).
 
     Raises
     ------
@@ -74,6 +75,8 @@ def keep_bone_of_interest(bone: np.ndarray, *, spacing_mm, min_particle_mm3: flo
         facts["analysed_mm3"] = float(counts[largest] * voxel_mm3)
         facts["left_out_mm3"] = float(left_out.max() * voxel_mm3) if left_out.size else 0.0
         facts["bones"] = int(bones.size)
+        facts["bones_mm3"] = [float(counts[b] * voxel_mm3) for b in bones]  # along x, as --bone counts them
+        facts["analysed_bone"] = int(np.flatnonzero(bones == largest)[0]) + 1 if largest in bones else 0
     out[box] = lookup(keep, labels)
     return out
 
