@@ -83,8 +83,8 @@ def scan_notes(data: dict) -> list[str]:
                      f"bone lying in the scan (a trabecular block: --mode trabecular-cube)")
     left_out = segmentation.get("left_out_particle_mm3")
     if left_out is not None:
-        notes.append(f"a second bone-sized particle ({left_out:.3g} mm³) was left out: one bone per scan (the other "
-                     f"limb, or a calibration rod?)")
+        notes.append(f"a second bone-sized particle ({left_out:.3g} mm³) was left out (the other limb, or a "
+                     f"calibration rod?): the largest bone was analysed; the manifest's bone column picks another")
     marrow = segmentation.get("marrow_pct_of_envelope")
     if marrow is not None and marrow < MIN_MARROW_PCT:
         notes.append(f"the segmented bone holds no marrow cavity ({marrow:.1f} % of its envelope): a solid dense "
