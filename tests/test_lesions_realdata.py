@@ -42,7 +42,11 @@ def test_healthy_femur_whole_scan_default_pipeline():
 
     vol = Volume.from_sitk(sitk.ReadImage(str(FEMUR)), unit="raw")
     res = ctbone.analyze(vol, render=False)
-    assert "fills_field_of_view_pct" not in res.info["segmentation"]  # a long bone lying in the scan
+    # a long bone lying in the scan, one bone, hollow, along z: none of the scan checks flags it
+    seg_info = res.info["segmentation"]
+    assert not {"fills_field_of_view_pct", "left_out_particle_mm3", "shaft_across_slices"} & set(seg_info)
+    assert seg_info["marrow_pct_of_envelope"] > 40 and seg_info["long_axis_tilt_deg"] < 30
+    assert res.info["threshold_method"] != "otsu-no-contrast"
     info = res.info["lesions"]
     # defects are searched only where the bone is a tube: not the femoral head and neck at the proximal end
     # (the first ~1.4 mm); measured: 76 of 103 slices searched
