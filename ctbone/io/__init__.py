@@ -6,8 +6,6 @@ decoding pixels (for ``ctbone info``); `write_dicom_series` writes one.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..errors import ScanReadError
 from ..volume import Volume
 from .dicom_write import write_dicom_series
@@ -44,14 +42,10 @@ def read_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
         naming the file and the problem.
     """
     from .dicom import read_dicom
-    from .formats import (SITK_SUFFIXES, TIFF_SUFFIXES, check_spacing_applies, has_suffix, is_tiff_stack,
-                          lone_volume_file, read_sitk, read_tiff)
+    from .formats import (SITK_SUFFIXES, TIFF_SUFFIXES, has_suffix, is_tiff_stack, read_sitk, read_tiff,
+                          resolve_scan_path)
 
-    path = Path(path)
-    if not path.exists():
-        raise ScanReadError(f"{path}: no such file or folder.")
-    path = lone_volume_file(path) or path  # a folder holding one .mhd/.nrrd/.nii volume means that volume
-    check_spacing_applies(path, spacing)
+    path = resolve_scan_path(path, spacing)  # a folder holding one .mhd/.nrrd/.nii volume means that volume
     if path.is_file() and has_suffix(path, SITK_SUFFIXES):
         return read_sitk(path)
     if (path.is_file() and has_suffix(path, TIFF_SUFFIXES)) or is_tiff_stack(path):
@@ -85,16 +79,12 @@ def open_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     Volume or ScanSlabs
         Either is accepted by `ctbone.analyze`, with equal results.
     """
-    from .formats import check_spacing_applies, is_tiff_stack, lone_volume_file
+    from .formats import is_tiff_stack, resolve_scan_path
     from .slabs import open_dicom_auto, open_slabs, slabs_if_too_big
 
     if memory not in MEMORY_CHOICES:
         raise ValueError(f"memory must be one of {MEMORY_CHOICES}, got {memory!r}")
-    path = Path(path)
-    if not path.exists():
-        raise ScanReadError(f"{path}: no such file or folder.")
-    path = lone_volume_file(path) or path
-    check_spacing_applies(path, spacing)
+    path = resolve_scan_path(path, spacing)
     if memory == "slabs":
         return open_slabs(path, series, spacing=spacing)
     if memory == "auto":

@@ -180,6 +180,17 @@ def no_dicom_fix(path: Path) -> str:
     return "point to the folder of the scan's DICOM export"
 
 
+def resolve_scan_path(path, spacing=None) -> Path:
+    """The path a reader reads: refused when missing, a folder holding one volume file taken as that file
+    (`lone_volume_file`), and a voxel size refused where the scan carries its own (`check_spacing_applies`)."""
+    path = Path(path)
+    if not path.exists():
+        raise ScanReadError(f"{path}: no such file or folder.")
+    path = lone_volume_file(path) or path
+    check_spacing_applies(path, spacing)
+    return path
+
+
 def check_spacing_applies(path: Path, spacing) -> None:
     """Refuse a voxel size given for a scan that carries its own (anything but TIFF): it would be ignored."""
     if spacing is None:

@@ -99,14 +99,10 @@ def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     other formats are read. With ``allow_nonuniform`` a DICOM series with non-uniform slice spacing is
     described as `read_scan` would resample it (``"nonuniform"`` lists the gaps) instead of as a problem.
     """
-    from .formats import SITK_SUFFIXES, TIFF_SUFFIXES, check_spacing_applies, has_suffix, is_tiff_stack, lone_volume_file
+    from .formats import SITK_SUFFIXES, TIFF_SUFFIXES, has_suffix, is_tiff_stack, resolve_scan_path
     from .slabs import slabs_if_too_big
 
-    path = Path(path)
-    if not path.exists():
-        raise ScanReadError(f"{path}: no such file or folder.")
-    path = lone_volume_file(path) or path
-    check_spacing_applies(path, spacing)
+    path = resolve_scan_path(path, spacing)
     is_volume_file = path.is_file() and has_suffix(path, SITK_SUFFIXES + TIFF_SUFFIXES)
     is_tiff_dir = is_tiff_stack(path)
     big = slabs_if_too_big(path, spacing=spacing)  # described without reading it all
