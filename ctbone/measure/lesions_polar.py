@@ -35,9 +35,9 @@ _ITERATIONS = 8
 class PolarFrame:
     """Per-voxel polar coordinates around the bone axis.
 
-    The angle bin of every voxel is stored (one arctangent a voxel, or a cross product along a row: `_angle_bins`); the radius is computed
-    where it is asked, in the same float64 arithmetic rounded to float32, so that no volume of radii
-    is held (4 bytes a voxel at the lesion stage's memory peak).
+    The angle bin of every voxel is stored (made row by row, `_angle_bins`); the radius is computed where it
+    is asked, in the same float64 arithmetic rounded to float32, so that no volume of radii is held (4 bytes
+    a voxel at the lesion stage's memory peak).
 
     Attributes
     ----------

@@ -84,9 +84,11 @@ def side_contact_fraction(bone: np.ndarray) -> float:
     a bone (a trabecular VOI), which the long-bone analysis (envelope, cortex) does not fit."""
     bone = np.asarray(bone, bool)
     held = bone.any(axis=(1, 2))
-    if bone.ndim != 3 or not held.any():
+    if not held.any():
         return 0.0
-    sides = bone[:, 0, :].any(axis=1) & bone[:, -1, :].any(axis=1) & bone[:, :, 0].any(axis=1) & bone[:, :, -1].any(axis=1)
+    # the four faces only: first and last row, first and last column of each slice
+    sides = bone[:, 0, :].any(axis=1) & bone[:, -1, :].any(axis=1)
+    sides &= bone[:, :, 0].any(axis=1) & bone[:, :, -1].any(axis=1)
     return float(sides[held].mean())
 
 

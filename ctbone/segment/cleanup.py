@@ -76,7 +76,7 @@ def keep_bone_of_interest(bone: np.ndarray, *, spacing_mm, min_particle_mm3: flo
         facts["left_out_mm3"] = float(left_out.max() * voxel_mm3) if left_out.size else 0.0
         facts["bones"] = int(bones.size)
         facts["bones_mm3"] = [float(counts[b] * voxel_mm3) for b in bones]  # along x, as --bone counts them
-        facts["analysed_bone"] = int(np.flatnonzero(bones == largest)[0]) + 1 if largest in bones else 0
+        facts["analysed_bone"] = int(np.flatnonzero(bones == largest)[0]) + 1  # the largest is bone-sized too
     out[box] = lookup(keep, labels)
     return out
 

@@ -52,7 +52,8 @@ def label_x_centres(labels: np.ndarray, n: int) -> np.ndarray:
     empty label."""
     labels = np.ascontiguousarray(labels)
     if labels.dtype.kind not in "ub" or labels.ndim != 3:
-        raise TypeError(f"label_x_centres needs a 3-D unsigned integer label volume, got {labels.ndim}-D {labels.dtype}")
+        raise TypeError(f"label_x_centres needs a 3-D unsigned integer label volume, "
+                        f"got {labels.ndim}-D {labels.dtype}")
     sums, counts = _x_sums(labels, int(n) + 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return sums / counts
