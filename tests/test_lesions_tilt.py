@@ -11,13 +11,11 @@ import pytest
 import ctbone
 from ctbone.phantoms import PhantomSpec, make_phantom, tilted
 
-VOXEL_MM = 0.025
-LESIONS = (
-    {"kind": "perforation", "z_mm": 1.2, "angle_deg": 0.0, "radius_mm": 0.1},
-    {"kind": "perforation", "z_mm": 2.1, "angle_deg": 90.0, "radius_mm": 0.15},
-    {"kind": "lytic_cavity", "z_mm": 1.6, "angle_deg": 200.0, "radius_mm": 0.2},
-    {"kind": "blastic", "z_mm": 1.6, "angle_deg": 300.0, "half_length_mm": 0.5},
-)
+from test_lesions import LESIONS as UPRIGHT_LESIONS
+from test_lesions import VOXEL_MM
+
+# the upright tests' lesions, 0.6 mm further along a longer shaft: clear of the slices the lean cuts off its ends
+LESIONS = tuple({**lesion, "z_mm": lesion["z_mm"] + 0.6} for lesion in UPRIGHT_LESIONS)
 
 
 @pytest.fixture(scope="module")
