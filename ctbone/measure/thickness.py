@@ -17,7 +17,7 @@ never holds on curved shapes): a table gives, for any radius, the largest square
 distance from ``p + e`` (``e`` one of the 26 neighbour steps) to a grid point of ``p``'s ball, built once per call from
 the grid offsets sorted by length. The remaining balls are painted by a compiled
 (numba) kernel, row by row, in parallel over z slabs, and each paints only what the ball
-of its largest preceding neighbour does not cover (exact: see `_thickness_paint`), so a large
+of a preceding neighbour (the one reaching farthest past it) does not cover (exact: see `_thickness_paint`), so a large
 ball costs a crescent rather than its whole volume.
 """
 
@@ -29,7 +29,7 @@ import numpy as np
 
 from ..volume import bounding_box, fold_blocks
 from ._thickness_paint import _half_widths, _paint_balls, _paint_balls_iso, _slabs
-from ._thickness_ridge import INSIDE_RTOL, _parents, distance_ridge
+from ._thickness_ridge import INSIDE_RTOL, distance_ridge, ridge_balls
 
 __all__ = ["INSIDE_RTOL", "distance_ridge", "local_thickness", "mean_local_thickness_mm", "squared_distance"]
 
@@ -97,12 +97,9 @@ def _local_thickness_dense(mask: np.ndarray, spacing, outside: str) -> np.ndarra
         dist2, pad = _squared_distance_padded(mask, spacing, "background")
     # ridge and parents in the padded array's indices: its layer of background is 0, which no ball contains
     # and no parent has, so they are the unpadded array's, shifted by the pad
-    centres, radii2 = distance_ridge(dist2, spacing_mm=spacing)
+    # centres come z-sorted, so each slab of the painting finds its balls fast
+    centres, radii2, parents, parent_r2 = ridge_balls(dist2, spacing_mm=spacing)
     log.debug("local thickness: %d foreground voxels, %d ridge balls", int(mask.sum()), len(radii2))
-    order = np.argsort(centres[:, 0], kind="stable")  # z-sorted so each slab finds its balls fast
-    centres, radii2 = centres[order], radii2[order]
-    parents = _parents(dist2, centres)
-    parent_r2 = np.where(parents[:, 0] >= 0, dist2[tuple(np.maximum(parents, 0).T)], 0.0).astype(np.float64)
     del dist2
     if pad:
         centres -= pad
