@@ -194,6 +194,10 @@ def test_scan_notes_read_the_bridged_envelope():
     (flat,) = scan_notes({"info": {"threshold_method": "otsu-no-contrast", "segmentation": {}}})
     assert "no bone contrast" in flat
     assert scan_notes({"info": {"segmentation": {"long_axis_tilt_deg": 12.0}}}) == []
+    # a shaft leaning in the slices analysed: its slice areas are 1/cos - 1 over its cross-sections
+    assert scan_notes({"info": {"segmentation": {"shaft_tilt_deg": 9.9}}}) == []
+    (lean,) = scan_notes({"info": {"segmentation": {"shaft_tilt_deg": 20.0}}})
+    assert "20°" in lean and "6.4 %" in lean and "Ct.Ar" in lean
     # a short piece wider than long leans nowhere in particular: no flag, no note, whatever its principal axis
     assert scan_notes({"info": {"segmentation": {"long_axis_tilt_deg": 89.8}}}) == []
     (tilted,) = scan_notes({"info": {"segmentation": {"long_axis_tilt_deg": 89.6, "shaft_across_slices": True}}})

@@ -13,7 +13,7 @@ import math
 import re
 from pathlib import Path
 
-from ..segment.checks import MIN_MARROW_PCT
+from ..segment.checks import AREA_TILT_DEG, MAX_TILT_DEG, MIN_MARROW_PCT, area_excess_pct
 from . import html as H
 from .plots import group_plot, image_grid, longitudinal_plot
 from .prism import write_pzfx
@@ -93,6 +93,11 @@ def scan_notes(data: dict) -> list[str]:
         notes.append(f"the shaft lies {segmentation.get('long_axis_tilt_deg', float('nan')):.0f}° from the slice "
                      f"axis z, beyond the 40° of tilt the lesion measures were validated for: reslice the scan so "
                      f"that it runs along z")
+    shaft_tilt = segmentation.get("shaft_tilt_deg")
+    if shaft_tilt is not None and AREA_TILT_DEG <= shaft_tilt <= MAX_TILT_DEG:
+        notes.append(f"the shaft leans {shaft_tilt:.0f}° from the slice axis z: the slice areas Tt.Ar, Ct.Ar and "
+                     f"Ma.Ar read {area_excess_pct(shaft_tilt):.1f} % over its cross-sections (align the scan with "
+                     f"the shaft for guideline areas)")
     runs = segmentation.get("envelope_bridged_mm") or []
     if runs:
         where = ", ".join(f"{a:.2f}–{b:.2f}" for a, b in runs)

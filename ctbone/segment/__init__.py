@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import SegmentationError
 from ..options import AnalysisOptions
 from ..volume import Volume, mask_as_bool
-from .checks import check_long_bone, check_marrow, check_second_bone
+from .checks import check_long_bone, check_marrow, check_second_bone, check_shaft_tilt
 from .cleanup import keep_bone_of_interest
 from .compartments import split_compartments
 from .envelope import (bridge_open_slices, close_mm, distance_inside, distance_to, fill_slices, open_envelope_slices,
@@ -287,6 +287,8 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     cut = (slice(zs.start - zlo, zs.stop - zlo), slice(None), slice(None))
     final = (zs, box[1], box[2])
     info["crop_zyx"] = [[int(s.start) + o, int(s.stop) + o] for s, o in zip(final, (0, *offset_yx))]
+    if not info.get("shaft_across_slices") and "fills_field_of_view_pct" not in info:
+        check_shaft_tilt(envelope[cut], raw.spacing, info, source)
     roi_used = (zs.start * sz, (zs.stop - 1) * sz) if roi is not None else None
     # compact copies: a view would keep the whole smoothed (or calibrated) scan alive with the result. The
     # smoothed image has the calibrated one's geometry, so its crop's origin is computed as that one's

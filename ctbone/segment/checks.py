@@ -41,6 +41,53 @@ def check_long_bone(bone, spacing, info, source) -> None:
                     "shaft runs along z (the slice axis)", source, tilt)
 
 
+# slice areas (Tt.Ar, Ct.Ar, Ma.Ar) of a shaft leaning this far from z read 1/cos - 1 = 1.5 % or more over the
+# shaft's cross-sections: noted (the ASBMR areas are perpendicular to the long axis)
+AREA_TILT_DEG = 10.0
+
+
+def check_shaft_tilt(envelope, spacing, info, source) -> None:
+    """``info["shaft_tilt_deg"]`` (`shaft_tilt_deg` of the analysed slices), and a warning from
+    `AREA_TILT_DEG` on: slice areas are then measurably larger than the shaft's cross-sections."""
+    tilt = shaft_tilt_deg(envelope, spacing)
+    info["shaft_tilt_deg"] = round(tilt, 1)
+    if AREA_TILT_DEG <= tilt <= MAX_TILT_DEG:
+        log.warning("%s: the shaft leans %.0f degrees from the slice axis z, so the slice areas Tt.Ar, Ct.Ar and "
+                    "Ma.Ar read %.1f %% over its cross-sections (x cos %.0f deg gives those). Potential fix: align the "
+                    "scan with the shaft before the analysis (vendor software, e.g. DataViewer) for guideline areas",
+                    source, tilt, area_excess_pct(tilt), tilt)
+
+
+def area_excess_pct(tilt_deg: float) -> float:
+    """How much larger (%) a slice through a prism leaning ``tilt_deg`` is than its perpendicular section."""
+    return 100.0 * (1.0 / np.cos(np.radians(tilt_deg)) - 1.0)
+
+
+def shaft_tilt_deg(envelope: np.ndarray, spacing_mm) -> float:
+    """Angle (degrees) between z and the line fitted to the envelope's slice centroids (mm, least squares).
+
+    The envelope's centroid follows the shaft's axis slice by slice, so this is the lean that biases the
+    slice areas, measured on the slices analysed (the ROI), unlike the whole bone's principal axis
+    (`long_axis_tilt_deg`), which a femoral head or a short cut shaft pulls aside. Slices holding less than
+    half the median envelope area (a bone's tapering end) are left out. 0.0 for fewer than 3 slices.
+    """
+    envelope = np.asarray(envelope, bool)
+    per_row = envelope.sum(axis=2, dtype=np.int64)  # (z, y)
+    area = per_row.sum(axis=1)
+    held = area > 0
+    if np.count_nonzero(held) < 3:
+        return 0.0
+    used = area >= 0.5 * np.median(area[held])
+    if np.count_nonzero(used) < 3:
+        return 0.0
+    sz, sy, sx = (float(s) for s in spacing_mm)
+    y_mm = per_row[used] @ np.arange(envelope.shape[1]) * sy / area[used]
+    x_mm = envelope[used].sum(axis=1, dtype=np.int64) @ np.arange(envelope.shape[2]) * sx / area[used]
+    z_mm = np.nonzero(used)[0] * sz
+    slope_y, slope_x = np.polyfit(z_mm, np.c_[y_mm, x_mm], 1)[0]
+    return float(np.degrees(np.arctan(np.hypot(slope_y, slope_x))))
+
+
 # a particle left out this large next to the bone analysed (a fraction of it) is a second bone, not debris
 SECOND_BONE_FRACTION = 0.5
 # a long bone's marrow compartment (marrow space and trabeculae) is a large part of its envelope (about half
