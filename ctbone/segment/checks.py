@@ -53,9 +53,10 @@ def check_shaft_tilt(envelope, spacing, info, source) -> None:
     info["shaft_tilt_deg"] = round(tilt, 1)
     if AREA_TILT_DEG <= tilt <= MAX_TILT_DEG:
         log.warning("%s: the shaft leans %.0f degrees from the slice axis z, so the slice areas Tt.Ar, Ct.Ar and "
-                    "Ma.Ar read %.1f %% over its cross-sections (x cos %.0f deg gives those). Potential fix: align the "
-                    "scan with the shaft before the analysis (vendor software, e.g. DataViewer) for guideline areas",
-                    source, tilt, area_excess_pct(tilt), tilt)
+                    "Ma.Ar read %.1f %% more than its cross-sections (multiply by cos %.0f deg = %.3f for those). "
+                    "Potential fix: align the scan with the shaft before the analysis (vendor software, e.g. "
+                    "DataViewer) for guideline areas", source, tilt, area_excess_pct(tilt), tilt,
+                    float(np.cos(np.radians(tilt))))
 
 
 def area_excess_pct(tilt_deg: float) -> float:
