@@ -176,7 +176,7 @@ def allow_nonuniform_option(func):
     return click.option("--allow-nonuniform", is_flag=True, help=ALLOW_NONUNIFORM_HELP)(func)
 
 
-LOW_MEMORY_HELP = ("Read a DICOM series, a TIFF stack or a MetaImage (.mhd) slab by slab and hold only the bone's rows and "
+LOW_MEMORY_HELP = ("Read a DICOM series, an image stack or a MetaImage (.mhd) slab by slab and hold only the bone's rows and "
                    "columns in memory, for scans "
                    "larger than memory (a 2000^3 scan in a few GB). Same results, slower. Default: only when the "
                    "scan would not fit in the memory available.")
@@ -262,7 +262,8 @@ def cli(ctx, debug):
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--series", default=None, help="Series to describe as chosen (UID or SeriesNumber).")
 @click.option("--spacing", metavar="MM|Z,Y,X", default=None,
-              help="Voxel size in mm for TIFF stacks (one value, or Z,Y,X in mm).")
+              help="Voxel size in mm for image stacks (TIFF, BMP, PNG slices), which carry none; default: from a Bruker "
+                   "*_rec.log beside them. One value, or Z,Y,X in mm.")
 @allow_nonuniform_option
 @click.option("-v", "--verbose", is_flag=True, help="Also list skipped files and why.")
 def info(path, as_json, series, spacing, allow_nonuniform, verbose):
@@ -316,7 +317,8 @@ ANALYZE_HELP = """Analyse one scan at PATH and write metrics.csv, metrics.json, 
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--series", default=None, help="Series to analyse (UID or SeriesNumber) when PATH holds several.")
 @click.option("--spacing", metavar="MM|Z,Y,X", default=None,
-              help="Voxel size in mm for TIFF stacks (one value, or Z,Y,X in mm).")
+              help="Voxel size in mm for image stacks (TIFF, BMP, PNG slices), which carry none; default: from a Bruker "
+                   "*_rec.log beside them. One value, or Z,Y,X in mm.")
 @analysis_options
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Threads (a count) for the compiled measurement kernels of this scan (default: all cores).")
@@ -439,6 +441,9 @@ def _analyze_on_cluster(path, outdir, reference, overrides, scheduler, quiet) ->
 @click.option("--scheduler", metavar="ADDRESS", default=None,
               help="Run on a dask.distributed cluster (e.g. tcp://host:8786); scans and OUTDIR must be at the same "
                    "paths on every worker. Overrides --workers.")
+@click.option("--spacing", metavar="MM|Z,Y,X", default=None,
+              help="Voxel size in mm of the study's image stacks (TIFF, BMP, PNG slices), which carry none; default: "
+                   "from a Bruker *_rec.log beside each. The manifest's spacing_mm column sets it per scan.")
 @click.option("--control", default=None, help="Control group for statistics (default: the first group in the manifest).")
 @click.option("--force", is_flag=True, help="Recompute every scan, even those whose outputs are complete and unchanged.")
 @click.option("--validate", "validate_only", is_flag=True, help="Only check the manifest (dry run) and exit.")
@@ -447,13 +452,14 @@ def _analyze_on_cluster(path, outdir, reference, overrides, scheduler, quiet) ->
 @click.option("-v", "--verbose", is_flag=True, help="Show stages within each scan.")
 def batch(manifest, outdir, threshold, trabecular_threshold, calibration, rod_densities, roi_mm, mode, reference, mirror_reference,
           bone, reference_bone, allow_nonuniform, low_memory, max_defect_diameter_mm, min_defect_area_mm2, min_lesion_mm3,
-          sigma_vox, no_render, workers, scheduler, control, force, validate_only, allow_absolute_paths, quiet, verbose):
+          sigma_vox, no_render, workers, scheduler, spacing, control, force, validate_only, allow_absolute_paths, quiet,
+          verbose):
     """Analyse every scan of a study MANIFEST (CSV: animal_id, group, scan[, limb, timepoint, reference, ...]).
 
     Writes per_animal.csv, lesions.csv, group_summary.csv, group_stats.csv, study.pzfx, plots/, snapshots/,
     report.html and run.json to OUTDIR. Re-running skips scans already done (use --force to recompute).
-    The manifest's roi_mm (START:END in mm, or metaphyseal), threshold, mirror_reference, bone and
-    reference_bone columns override the options per row.
+    The manifest's roi_mm (START:END in mm, or metaphyseal), threshold, mirror_reference, bone,
+    reference_bone and spacing_mm columns override the options per row.
     """
     from .pipeline import make_options
     from .study import run_batch
@@ -466,6 +472,9 @@ def batch(manifest, outdir, threshold, trabecular_threshold, calibration, rod_de
                                     allow_nonuniform=allow_nonuniform, rod_densities=rod_densities,
                                     trabecular_threshold=trabecular_threshold, low_memory=low_memory, bone=bone,
                                     reference_bone=reference_bone)
+    spacing_mm = _parse_spacing(spacing)
+    if spacing_mm is not None:
+        overrides["spacing_mm"] = (spacing_mm,) * 3 if isinstance(spacing_mm, float) else tuple(spacing_mm)
     options = make_options(**overrides)
     return run_batch(manifest, outdir, options=options, workers=workers, scheduler=scheduler, force=force, quiet=quiet,
                      verbose=verbose, control=control, validate_only=validate_only,
@@ -482,7 +491,8 @@ def batch(manifest, outdir, threshold, trabecular_threshold, calibration, rod_de
 @click.option("--label", default=None, help="Text written on the picture (e.g. animal and group).")
 @click.option("--series", default=None, help="Series to render (UID or SeriesNumber).")
 @click.option("--spacing", metavar="MM|Z,Y,X", default=None,
-              help="Voxel size in mm for TIFF stacks (one value, or Z,Y,X in mm).")
+              help="Voxel size in mm for image stacks (TIFF, BMP, PNG slices), which carry none; default: from a Bruker "
+                   "*_rec.log beside them. One value, or Z,Y,X in mm.")
 @click.option("--threshold", metavar="auto|VALUE", default=None,
               help="Bone threshold: 'auto' (default) or a VALUE in the image unit (HU; mg HA/cm3 when the scan "
                    "carries a vendor density calibration; raw gray value otherwise).")

@@ -50,6 +50,9 @@ class AnalysisOptions:
     # reading: "auto" (slab by slab only when the scan would not fit in memory), "slabs" (always, for a DICOM
     # series) or "load" (always in memory); the results are the same (ctbone.io.open_scan)
     memory: str = "auto"
+    # reading: voxel size (z, y, x) mm of an image stack (TIFF, BMP, PNG slices), which carries none; None: from the
+    # Bruker *_rec.log beside it. Applied to batch rows whose scan (or reference) is an image stack
+    spacing_mm: tuple[float, float, float] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -62,6 +62,83 @@ def test_tiff_spacing_from_bruker_rec_log(tmp_path):
     assert vol.meta["spacing_source"] == "rec.log"
 
 
+def _nrecon_folder(folder, pages, *, suffix=".bmp", pixel_um=10.5):
+    """A folder as Bruker's NRecon writes it: numbered slices, a *_rec.log and a preview picture of another size."""
+    from PIL import Image
+
+    folder.mkdir(exist_ok=True)
+    for i, page in enumerate(pages):
+        Image.fromarray(page).save(folder / f"tibia_rec{i:08d}{suffix}")
+    Image.fromarray(np.full((3, 4), 255, np.uint8)).save(folder / f"tibia_rec_spr{suffix}")
+    (folder / "tibia_rec.log").write_text(f"[Reconstruction]\nPixel Size (um)={pixel_um}\n")
+    return folder
+
+
+@pytest.mark.parametrize("suffix", [".bmp", ".png"])
+def test_nrecon_picture_stack_is_read_with_its_pixel_size_and_without_its_preview(tmp_path, suffix):
+    # NRecon's default output: 8-bit gray pictures (BMP: a gray palette, which SimpleITK would read as RGB)
+    rng = np.random.default_rng(0)
+    pages = [rng.integers(0, 256, (6, 7), dtype=np.uint8) for _ in range(12)]
+    folder = _nrecon_folder(tmp_path / "rec", pages, suffix=suffix)
+    vol = ctbone.read_scan(folder)
+    np.testing.assert_array_equal(vol.array, np.stack(pages).astype(np.float32))  # natural order, exact values
+    assert vol.spacing == pytest.approx((0.0105,) * 3) and vol.meta["spacing_source"] == "rec.log"
+    assert vol.meta["format"] == suffix[1:] and vol.meta["files"] == 12 and vol.unit == "raw"
+    # the same through the slab reader, and described by `ctbone info`
+    slabs = ctbone.open_scan(folder, memory="slabs")
+    np.testing.assert_array_equal(slabs.read(0, 12), vol.array)
+    from ctbone.io import scan_info
+
+    assert scan_info(folder)["geometry"]["shape_zyx"] == [12, 6, 7]
+
+
+def test_sixteen_bit_png_and_gray_rgb_pictures_keep_their_values(tmp_path):
+    from PIL import Image
+
+    deep = tmp_path / "png16"
+    deep.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((4, 5), 1000 * (i + 1), np.uint16)).save(deep / f"s{i}.png")
+    assert ctbone.read_scan(deep, spacing=0.01).array[:, 0, 0].tolist() == [1000, 2000, 3000]
+    rgb = tmp_path / "rgb"
+    rgb.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((4, 5, 3), 7 * i, np.uint8)).save(rgb / f"s{i}.bmp")
+    assert ctbone.read_scan(rgb, spacing=0.01).array[:, 0, 0].tolist() == [0, 7, 14]
+
+
+def test_bad_picture_stacks_are_refused_naming_the_file(tmp_path):
+    from PIL import Image
+
+    from ctbone.errors import GeometryError, ScanReadError
+
+    colour = tmp_path / "colour"
+    colour.mkdir()
+    for i in range(3):
+        page = np.zeros((4, 5, 3), np.uint8)
+        page[..., 0] = 200  # red
+        Image.fromarray(page).save(colour / f"s{i}.png")
+    with pytest.raises(ScanReadError, match=r"s0\.png: colour picture"):
+        ctbone.read_scan(colour, spacing=0.01)
+    # no voxel size anywhere: the fix is named
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((4, 5), np.uint8)).save(bare / f"s{i}.bmp")
+    with pytest.raises(GeometryError, match=r"bare: slice pictures .* carry no voxel size.*--spacing"):
+        ctbone.read_scan(bare)
+    # two numbered stacks in one folder: which one is the scan is not guessed
+    for i in range(3):
+        Image.fromarray(np.zeros((4, 5), np.uint8)).save(bare / f"mask{i}.bmp")
+    with pytest.raises(ScanReadError, match=r"more than one stack.*own folder"):
+        ctbone.read_scan(bare, spacing=0.01)
+    # a slice of another size
+    odd = _nrecon_folder(tmp_path / "odd", [np.zeros((6, 7), np.uint8)] * 3)
+    Image.fromarray(np.zeros((6, 8), np.uint8)).save(odd / "tibia_rec00000003.bmp")
+    with pytest.raises(ScanReadError, match=r"tibia_rec00000003\.bmp: image size \(6, 8\) differs"):
+        ctbone.read_scan(odd)
+
+
 def test_multipage_tiff(tmp_path):
     import tifffile
 
@@ -107,7 +184,7 @@ def test_a_voxel_size_is_refused_for_a_scan_that_carries_its_own(tmp_path):
     path = tmp_path / "scan.nii.gz"
     sitk.WriteImage(Volume(np.zeros((5, 6, 7), np.float32), spacing=(0.02,) * 3, unit="raw").to_sitk(), str(path))
     for reader in (ctbone.read_scan, ctbone.open_scan, scan_info):
-        with pytest.raises(ScanReadError, match=r"scan\.nii\.gz: a voxel size \(--spacing\) is only read for TIFF"):
+        with pytest.raises(ScanReadError, match=r"scan\.nii\.gz: a voxel size \(--spacing\) is only read for image stacks"):
             reader(path, spacing=0.01)
     assert ctbone.read_scan(path).spacing == pytest.approx((0.02,) * 3)
     stack = tmp_path / "stack"

@@ -153,7 +153,7 @@ def test_slab_reading_refuses_what_it_cannot_do(dicom_folder, phantom_with_parti
     import SimpleITK as sitk
 
     sitk.WriteImage(phantom_with_particles.to_sitk(), str(nifti))
-    with pytest.raises(ScanReadError, match="DICOM series or a TIFF stack"):
+    with pytest.raises(ScanReadError, match="DICOM series or an image stack"):
         open_scan(nifti, memory="slabs")
     with pytest.raises(SegmentationError, match="in memory"):
         segment_slabs(open_scan(dicom_folder, memory="slabs"), AnalysisOptions(), mode="trabecular-cube")
@@ -240,18 +240,18 @@ def test_metaimage_by_slabs_equals_in_memory(phantom_with_particles, tmp_path, m
 
 
 def test_tiff_stack_by_slabs_equals_in_memory(tiff_folder, monkeypatch):
-    from ctbone.io.slabs import TiffSlabs
+    from ctbone.io.slabs import StackSlabs
 
     memory = read_scan(tiff_folder, spacing=0.03)
     slabs = open_scan(tiff_folder, spacing=0.03, memory="slabs")
-    assert isinstance(slabs, TiffSlabs) and slabs.unit == memory.unit and slabs.meta["format"] == "tiff"
+    assert isinstance(slabs, StackSlabs) and slabs.unit == memory.unit and slabs.meta["format"] == "tiff"
     assert np.array_equal(slabs.read(0, slabs.shape[0]), memory.array)
     _same_segmentation(segment(memory, AnalysisOptions()), segment_slabs(slabs, AnalysisOptions(), slab_voxels=10 * 64 * 81))
     import ctbone.io.slabs as slabs_module
 
     int16_bytes = 2 * int(np.prod(memory.shape))
     monkeypatch.setattr(slabs_module, "available_memory_bytes", lambda: 4 * int16_bytes)  # 8 bytes per voxel
-    assert isinstance(open_scan(tiff_folder, spacing=0.03), TiffSlabs)
+    assert isinstance(open_scan(tiff_folder, spacing=0.03), StackSlabs)
 
 
 def test_info_tells_how_the_scan_would_be_read(dicom_folder, tiff_folder, monkeypatch):

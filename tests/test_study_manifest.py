@@ -90,3 +90,17 @@ def test_bone_columns_choose_a_bone_of_a_scan_holding_several(tmp_path):
         read_manifest(bad)
     joined = " | ".join(info.value.problems)
     assert "line 2: bone '0'" in joined and "line 3: bone 'left'" in joined and "line 3: reference_bone '1.5'" in joined
+
+
+def test_spacing_column_gives_image_stacks_their_voxel_size(tmp_path):
+    path = _study(tmp_path, "animal_id,group,scan,spacing_mm\nA1,ctl,s1,0.0105\nA2,ctl,s2,0.02 0.0105 0.0105\n"
+                            "A3,trt,s3,\n")
+    rows = read_manifest(path).rows
+    assert rows[0].overrides() == {"spacing_mm": (0.0105,) * 3}
+    assert rows[1].overrides() == {"spacing_mm": (0.02, 0.0105, 0.0105)} and rows[2].overrides() == {}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("animal_id,group,scan,spacing_mm\nA1,ctl,s1,0\nA2,ctl,s2,10 um\nA3,ctl,s3,0.01 0.01\n")
+    with pytest.raises(ManifestError) as info:
+        read_manifest(bad)
+    joined = " | ".join(info.value.problems)
+    assert all(f"line {n}: spacing_mm" in joined for n in (2, 3, 4))

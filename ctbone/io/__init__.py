@@ -1,4 +1,4 @@
-"""Reading scans: DICOM series (any export), NIfTI, MetaImage, NRRD, TIFF stacks.
+"""Reading scans: DICOM series (any export), NIfTI, MetaImage, NRRD, image stacks (TIFF, BMP, PNG slices).
 
 `read_scan` is the one entry point; `scan_info` describes a path without
 decoding pixels (for ``ctbone info``); `write_dicom_series` writes one.
@@ -20,12 +20,13 @@ def read_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     path : path
         A folder of DICOM files (any names, any order, sub-folders, other files skipped), a single
         DICOM file (one slice or multi-frame), a NIfTI/MetaImage/NRRD file (or a folder holding just one,
-        with its data file), or a TIFF stack (a folder of TIFFs or a multi-page TIFF).
+        with its data file), or an image stack (a folder of one TIFF, BMP or PNG per slice, as Bruker's NRecon
+        writes, or a multi-page TIFF; `ctbone.io.stacks`).
     series : str or int, optional
         DICOM series to read (SeriesInstanceUID, SeriesNumber, or a key from `scan_info`);
         default the largest 3D series.
     spacing : float or (z, y, x) floats, optional
-        Voxel size in mm for TIFF stacks (else read from a Bruker ``*_rec.log`` beside them); refused for
+        Voxel size in mm for image stacks (else read from a Bruker ``*_rec.log`` beside them); refused for
         formats that carry their own.
     allow_nonuniform : bool
         Resample a DICOM series with non-uniform slice spacing instead of refusing it.
@@ -42,14 +43,14 @@ def read_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
         naming the file and the problem.
     """
     from .dicom import read_dicom
-    from .formats import (SITK_SUFFIXES, TIFF_SUFFIXES, has_suffix, is_tiff_stack, read_sitk, read_tiff,
-                          resolve_scan_path)
+    from .formats import SITK_SUFFIXES, has_suffix, read_sitk, resolve_scan_path
+    from .stacks import is_image_stack, is_stack_file, read_stack
 
     path = resolve_scan_path(path, spacing)  # a folder holding one .mhd/.nrrd/.nii volume means that volume
     if path.is_file() and has_suffix(path, SITK_SUFFIXES):
         return read_sitk(path)
-    if (path.is_file() and has_suffix(path, TIFF_SUFFIXES)) or is_tiff_stack(path):
-        return read_tiff(path, spacing=spacing)
+    if is_stack_file(path) or is_image_stack(path):
+        return read_stack(path, spacing=spacing)
     if path.is_dir() and not any(path.iterdir()):
         raise ScanReadError(f"{path}: folder is empty. Potential fix: point to the folder of the scan's files.")
     return read_dicom(path, series, allow_nonuniform=allow_nonuniform)
@@ -67,7 +68,7 @@ def open_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     path, series, spacing, allow_nonuniform
         As for `read_scan`.
     memory : {"auto", "load", "slabs"}
-        "load": always `read_scan`. "slabs": a DICOM series, a folder of TIFFs or a MetaImage (.mhd with an
+        "load": always `read_scan`. "slabs": a DICOM series, an image stack or a MetaImage (.mhd with an
         uncompressed raw file) read slab by slab (`ctbone.io.slabs`), for scans larger than memory. "auto": slab by slab only when
         the in-memory path would not fit in the memory available now (about
         `IN_MEMORY_BYTES_PER_VOXEL` bytes per voxel of the scan) and the series allows it.
@@ -79,8 +80,9 @@ def open_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     Volume or ScanSlabs
         Either is accepted by `ctbone.analyze`, with equal results.
     """
-    from .formats import is_tiff_stack, resolve_scan_path
+    from .formats import resolve_scan_path
     from .slabs import open_dicom_auto, open_slabs, slabs_if_too_big
+    from .stacks import is_image_stack
 
     if memory not in MEMORY_CHOICES:
         raise ValueError(f"memory must be one of {MEMORY_CHOICES}, got {memory!r}")
@@ -91,7 +93,7 @@ def open_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
         scan = slabs_if_too_big(path, spacing=spacing, share=memory_share)
         if scan is not None:
             return scan
-        if path.is_dir() and any(path.iterdir()) and not is_tiff_stack(path):
+        if path.is_dir() and any(path.iterdir()) and not is_image_stack(path):
             return open_dicom_auto(path, series, allow_nonuniform=allow_nonuniform, share=memory_share)
     return read_scan(path, series, spacing=spacing, allow_nonuniform=allow_nonuniform)
 

@@ -1,9 +1,10 @@
-"""Non-DICOM volumes: NIfTI, MetaImage, NRRD (via SimpleITK) and TIFF stacks (via tifffile)."""
+"""Non-DICOM volume files: NIfTI, MetaImage, NRRD (via SimpleITK); where a scan path leads (`resolve_scan_path`).
+
+Image stacks (TIFF, BMP, PNG slices) are read in `stacks`."""
 
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,6 @@ from .units import looks_like_hu
 log = logging.getLogger(__name__)
 
 SITK_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
-TIFF_SUFFIXES = (".tif", ".tiff")
 MAX_VOXELS = 6_000_000_000
 
 
@@ -120,32 +120,6 @@ def read_sitk(path: Path) -> Volume:
                    np.array(image.GetDirection()).reshape(3, 3), "sitk")
 
 
-def _natural_key(path: Path):
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
-
-
-def rec_log_pixel_size_mm(folder: Path) -> float | None:
-    """Pixel size from a Bruker NRecon ``*_rec.log`` in ``folder`` (``Pixel Size (um)=...``), in mm."""
-    for log_file in sorted(folder.glob("*_rec.log")) + sorted(folder.glob("*.log")):
-        try:
-            text = log_file.read_text(errors="replace")
-        except OSError:
-            continue
-        match = re.search(r"^\s*(?:Image )?Pixel Size \(um\)\s*=\s*([0-9.eE+-]+)", text, re.MULTILINE)
-        if match:
-            return float(match.group(1)) / 1000.0
-    return None
-
-
-def _spacing3(spacing, path: Path):
-    if spacing is None:
-        return None
-    values = (float(spacing),) * 3 if np.isscalar(spacing) else tuple(float(v) for v in spacing)
-    if len(values) != 3 or any(v <= 0 for v in values):
-        raise GeometryError(f"{path}: spacing {spacing} must be one or three positive mm values.")
-    return values
-
-
 # files that sit beside a volume file without being a scan: its data file, and notes a scanner or a user leaves
 _VOLUME_COMPANION_SUFFIXES = (".raw", ".zraw", ".raw.gz", ".txt", ".log", ".csv", ".json", ".md")
 
@@ -192,82 +166,14 @@ def resolve_scan_path(path, spacing=None) -> Path:
 
 
 def check_spacing_applies(path: Path, spacing) -> None:
-    """Refuse a voxel size given for a scan that carries its own (anything but TIFF): it would be ignored."""
+    """Refuse a voxel size given for a scan that carries its own (anything but an image stack): it would be ignored."""
+    from .stacks import is_image_stack, is_stack_file
+
     if spacing is None:
         return
     path = Path(path)
-    if (path.is_file() and has_suffix(path, TIFF_SUFFIXES)) or is_tiff_stack(path):
+    if is_stack_file(path) or is_image_stack(path):
         return
-    raise ScanReadError(f"{path}: a voxel size (--spacing) is only read for TIFF stacks, which carry none; this "
-                        f"scan carries its own and it would be ignored. Potential fix: drop --spacing (ctbone info "
-                        f"shows the voxel size the scan declares)")
-
-
-def is_tiff_stack(path: Path) -> bool:
-    """A folder of TIFF files and no DICOM (.dcm) files: read as a TIFF stack."""
-    path = Path(path)
-    return path.is_dir() and any(has_suffix(p, TIFF_SUFFIXES) for p in path.iterdir()) \
-        and not any(p.suffix.lower() == ".dcm" for p in path.iterdir())
-
-
-def tiff_files(path: Path) -> list[Path]:
-    """The TIFF files of a stack: the folder's TIFFs in natural name order, or the one (multi-page) file."""
-    folder = path if path.is_dir() else path.parent
-    return sorted((p for p in folder.iterdir() if has_suffix(p, TIFF_SUFFIXES)), key=_natural_key) \
-        if path.is_dir() else [path]
-
-
-def tiff_spacing(path: Path, spacing=None) -> tuple[tuple[float, float, float], str]:
-    """(voxel size (z, y, x) mm, where it came from) of a TIFF stack: ``spacing``, else a Bruker *_rec.log."""
-    spacing3 = _spacing3(spacing, path)
-    if spacing3 is not None:
-        return spacing3, "--spacing"
-    pixel = rec_log_pixel_size_mm(path if path.is_dir() else path.parent)
-    if pixel is None:
-        raise GeometryError(f"{path}: TIFF files carry no voxel size. Potential fix: pass --spacing MM "
-                            f"(e.g. --spacing 0.0105), or keep the scanner's *_rec.log beside the stack.")
-    return (pixel,) * 3, "rec.log"
-
-
-def read_tiff_page(file: Path, shape=None) -> np.ndarray:
-    """The first page of one TIFF file of a stack, checked against the stack's page ``shape``."""
-    import tifffile
-
-    try:
-        page = tifffile.imread(file, key=0)
-    except Exception as exc:  # noqa: BLE001 - tifffile raises many kinds on corrupt files
-        raise ScanReadError(f"{file}: cannot read TIFF ({type(exc).__name__}: {exc})") from exc
-    if shape is not None and page.shape != tuple(shape):
-        raise ScanReadError(f"{file}: image size {page.shape} differs from the stack's {tuple(shape)}.")
-    if page.ndim != 2:
-        raise ScanReadError(f"{file}: TIFF page of shape {page.shape}; ctbone needs gray 2D pages.")
-    return page
-
-
-def read_tiff(path: Path, spacing=None) -> Volume:
-    """A TIFF stack: a folder of single-page TIFFs (natural name order) or one multi-page TIFF."""
-    import tifffile
-
-    files = tiff_files(path)
-    spacing3, source = tiff_spacing(path, spacing)
-    try:
-        first = tifffile.imread(files[0], key=0)
-        if len(files) == 1:
-            with tifffile.TiffFile(files[0]) as tif:
-                n_pages = len(tif.pages)
-            array = np.empty((n_pages,) + first.shape, np.float32)
-            with tifffile.TiffFile(files[0]) as tif:
-                for i, page in enumerate(tif.pages):
-                    array[i] = page.asarray()
-        else:
-            array = np.empty((len(files),) + first.shape, np.float32)
-            for i, file in enumerate(files):
-                array[i] = read_tiff_page(file, first.shape)
-    except ScanReadError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - tifffile raises many kinds on corrupt files
-        raise ScanReadError(f"{path}: cannot read TIFF ({type(exc).__name__}: {exc})") from exc
-    if array.ndim != 3:
-        raise ScanReadError(f"{path}: TIFF pages of shape {first.shape}; ctbone needs gray 2D pages.")
-    return _finish(array, path, spacing3, (0.0, 0.0, 0.0), np.eye(3), "tiff",
-                   {"spacing_source": source, "files": len(files)})
+    raise ScanReadError(f"{path}: a voxel size (--spacing) is only read for image stacks (TIFF, BMP, PNG slices), "
+                        f"which carry none; this scan carries its own and it would be ignored. Potential fix: drop "
+                        f"--spacing (ctbone info shows the voxel size the scan declares)")

@@ -82,7 +82,7 @@ def _reading_plan(n_voxels: int, slab_capable: bool) -> dict:
 
 
 def _slabs_info(path: Path, scan) -> dict:
-    """A TIFF stack or a MetaImage too large for memory, described from its `ScanSlabs` (its header or first
+    """An image stack or a MetaImage too large for memory, described from its `ScanSlabs` (its header or first
     page and the slices the unit test needs; no full read)."""
     return {"path": str(path), "format": scan.meta.get("format"), "series": [], "skipped": [], "chosen": str(path),
             "problem": None,
@@ -99,16 +99,17 @@ def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     other formats are read. With ``allow_nonuniform`` a DICOM series with non-uniform slice spacing is
     described as `read_scan` would resample it (``"nonuniform"`` lists the gaps) instead of as a problem.
     """
-    from .formats import SITK_SUFFIXES, TIFF_SUFFIXES, has_suffix, is_tiff_stack, resolve_scan_path
+    from .formats import SITK_SUFFIXES, has_suffix, resolve_scan_path
     from .slabs import slabs_if_too_big
+    from .stacks import is_image_stack, is_stack_file
 
     path = resolve_scan_path(path, spacing)
-    is_volume_file = path.is_file() and has_suffix(path, SITK_SUFFIXES + TIFF_SUFFIXES)
-    is_tiff_dir = is_tiff_stack(path)
+    is_volume_file = (path.is_file() and has_suffix(path, SITK_SUFFIXES)) or is_stack_file(path)
+    is_stack_dir = is_image_stack(path)
     big = slabs_if_too_big(path, spacing=spacing)  # described without reading it all
     if big is not None:
         return _slabs_info(path, big)
-    if is_volume_file or is_tiff_dir:
+    if is_volume_file or is_stack_dir:
         from . import read_scan
 
         volume = read_scan(path, spacing=spacing)
@@ -118,7 +119,7 @@ def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False
                              "origin_xyz_mm": list(volume.origin), "direction": volume.direction.round(6).tolist()},
                 "value_range": [float(volume.array.min()), float(volume.array.max())],
                 "is_binary": volume.meta.get("is_binary"),
-                "reading": _reading_plan(int(np.prod(volume.shape)), is_tiff_dir and volume.meta.get("files", 1) > 1)}
+                "reading": _reading_plan(int(np.prod(volume.shape)), is_stack_dir and volume.meta.get("files", 1) > 1)}
     if path.is_dir() and not any(path.iterdir()):
         raise ScanReadError(f"{path}: folder is empty. Potential fix: point to the folder of the scan's files.")
     return _dicom_info(path, series, allow_nonuniform)

@@ -5,7 +5,7 @@ returns the float32 values of one block, equal to the same block of `read_scan`'
 
 * `ArraySlabs` wraps anything that slices like a numpy array (``np.memmap``, zarr, h5py, dask);
   `open_mhd_slabs` maps a MetaImage's raw file with it.
-* `DicomSlabs` reads a DICOM series file by file, `TiffSlabs` a folder of one TIFF per slice.
+* `DicomSlabs` reads a DICOM series file by file, `StackSlabs` a folder of one picture per slice (TIFF, BMP, PNG).
 * `slabs_if_too_big` and `open_dicom_auto` decide between reading in memory and slab by slab from the
   voxel count and the memory available.
 
@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ScanReadError
 from ..volume import Volume
-from .formats import is_tiff_stack
+from .stacks import is_image_stack
 
 log = logging.getLogger(__name__)
 
@@ -129,38 +129,40 @@ class DicomSlabs(ScanSlabs):
         return self._read_slices(z0, z1, ys, xs, fill)
 
 
-class TiffSlabs(ScanSlabs):
-    """A folder of single-page TIFFs (a Bruker SkyScan / NRecon reconstruction), read page by page.
+class StackSlabs(ScanSlabs):
+    """A folder of one picture per slice (a Bruker SkyScan / NRecon reconstruction: TIFF, BMP, PNG), read picture
+    by picture.
 
-    Values equal `read_scan`'s (the same pages, cast to float32)."""
+    Values equal `read_scan`'s (the same pictures, cast to float32)."""
 
     def __init__(self, files, *, shape, spacing):
         super().__init__(shape, spacing=spacing)
         self._files = files
 
     def read(self, z0, z1, ys=slice(None), xs=slice(None)):
-        from .formats import read_tiff_page
+        from .stacks import read_stack_page
 
         def fill(z: int, out: np.ndarray) -> None:
-            out[...] = read_tiff_page(self._files[z], self.shape[1:])[ys, xs]
+            out[...] = read_stack_page(self._files[z], self.shape[1:])[ys, xs]
 
         return self._read_slices(z0, z1, ys, xs, fill)
 
 
-def open_tiff_slabs(path: Path, spacing=None) -> TiffSlabs:
-    """A folder of single-page TIFFs as a `TiffSlabs` (voxel size from ``spacing`` or a *_rec.log)."""
-    from .formats import file_unit_and_meta, read_tiff_page, tiff_files, tiff_spacing
+def open_stack_slabs(path: Path, spacing=None) -> StackSlabs:
+    """A folder of one picture per slice as a `StackSlabs` (voxel size from ``spacing`` or a *_rec.log)."""
+    from .formats import file_unit_and_meta
+    from .stacks import read_stack_page, stack_files, stack_format, stack_spacing
 
     path = Path(path)
-    files = tiff_files(path)
+    files = stack_files(path)
     if len(files) < 2:
         raise ScanReadError(f"{path}: a single (multi-page) TIFF file cannot be read slab by slab. Potential fix: "
-                            f"drop --low-memory, or export one TIFF per slice.")
-    spacing3, source = tiff_spacing(path, spacing)
-    first = read_tiff_page(files[0])
-    scan = TiffSlabs(files, shape=(len(files),) + first.shape, spacing=spacing3)
+                            f"drop --low-memory, or export one picture per slice.")
+    spacing3, source = stack_spacing(path, spacing)
+    first = read_stack_page(files[0])
+    scan = StackSlabs(files, shape=(len(files),) + first.shape, spacing=spacing3)
     # is_binary needs every voxel: the slab segmentation's first pass sets it
-    scan.unit, meta = file_unit_and_meta(scan.unit_sample(), path, "tiff",
+    scan.unit, meta = file_unit_and_meta(scan.unit_sample(), path, stack_format(files),
                                          {"spacing_source": source, "files": len(files)}, is_binary=False)
     scan.meta = {**meta, "read": "slab by slab"}
     return scan
@@ -272,16 +274,16 @@ def open_mhd_slabs(path: Path) -> ArraySlabs:
 
 
 def open_slabs(path: Path, series=None, *, spacing=None) -> ScanSlabs:
-    """A folder holding a DICOM series or a TIFF stack, or a MetaImage (.mhd), read slab by slab."""
+    """A folder holding a DICOM series or an image stack, or a MetaImage (.mhd), read slab by slab."""
     path = Path(path)
     if is_mhd(path):
         return open_mhd_slabs(path)
     if path.is_file() or not path.exists():
-        raise ScanReadError(f"{path}: only a folder holding a DICOM series or a TIFF stack (one file per slice), or a "
+        raise ScanReadError(f"{path}: only a folder holding a DICOM series or an image stack (one file per slice), or a "
                             f"MetaImage (.mhd), can be read slab by slab. Potential fix: drop --low-memory, or export "
                             f"the scan slice by slice.")
-    if is_tiff_stack(path):
-        return open_tiff_slabs(path, spacing)
+    if is_image_stack(path):
+        return open_stack_slabs(path, spacing)
     return open_dicom_slabs(path, series)
 
 
@@ -290,16 +292,16 @@ def is_mhd(path: Path) -> bool:
 
 
 def slabs_if_too_big(path: Path, *, spacing=None, share: float = 1.0) -> ScanSlabs | None:
-    """A TIFF stack (one file per slice) or a MetaImage that would not fit in ``share`` of the memory available,
-    as its `ScanSlabs`; None for anything else (it is read in memory). Only a header or a first page is read.
+    """An image stack (one file per slice) or a MetaImage that would not fit in ``share`` of the memory available,
+    as its `ScanSlabs`; None for anything else (it is read in memory). Only a header or a first picture is read.
     DICOM series are decided in `open_dicom_auto`, which reads their headers once for either path."""
-    from .formats import read_tiff_page, tiff_files
+    from .stacks import read_stack_page, stack_files
 
     path = Path(path)
-    if is_tiff_stack(path):
-        files = tiff_files(path)
-        if len(files) > 1 and not fits_in_memory(len(files) * read_tiff_page(files[0]).size, share=share):
-            return open_tiff_slabs(path, spacing)
+    if is_image_stack(path):
+        files = stack_files(path)
+        if len(files) > 1 and not fits_in_memory(len(files) * read_stack_page(files[0]).size, share=share):
+            return open_stack_slabs(path, spacing)
     elif is_mhd(path) and not fits_in_memory(mhd_voxels(path), share=share):
         try:
             return open_mhd_slabs(path)

@@ -94,8 +94,17 @@ def run_job(job: Job) -> dict:
                 scan_kwargs["memory"] = memory
             elif job.memory_share < 1.0 and job.read_fn is None:  # ctbone.open_scan decides on its share
                 scan_kwargs["memory_share"] = job.memory_share
+            spacing = getattr(job.options, "spacing_mm", None)
+            if spacing is not None:  # a voxel size for image stacks: refused, in one line, for a scan carrying its own
+                scan_kwargs["spacing"] = spacing
+            reference = None
+            if job.reference is not None:
+                ref_kwargs = dict(read_kwargs)
+                if spacing is not None and _is_image_stack(job.reference):  # a DICOM reference carries its own
+                    ref_kwargs["spacing"] = spacing
             volume = read(job.scan, **scan_kwargs)
-            reference = read_reference(job.reference, **read_kwargs) if job.reference is not None else None
+            if job.reference is not None:
+                reference = read_reference(job.reference, **ref_kwargs)
             kwargs = {"progress": lambda stage: log.info("%s: %s", job.name, stage)} if job.verbose else {}
             result = analyze(volume, reference=reference, options=job.options, **kwargs)
             check_mode_applied(result, job.options)
@@ -110,6 +119,12 @@ def run_job(job: Job) -> dict:
             _remove_stale_outputs(job.outdir)
     return {"name": job.name, "status": status, "error": error, "seconds": round(time.perf_counter() - t0, 3),
             "warnings": list(caught.messages), "pid": os.getpid()}
+
+
+def _is_image_stack(path) -> bool:
+    from ..io.stacks import is_image_stack, is_stack_file
+
+    return is_image_stack(path) or is_stack_file(path)
 
 
 def check_mode_applied(result, options) -> None:

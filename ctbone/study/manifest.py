@@ -3,7 +3,8 @@
 Required columns: animal_id, group, scan (path relative to the manifest's folder).
 Optional: limb, timepoint, reference, roi_mm ("START:END" in mm, or "metaphyseal"), threshold ("auto" or a
 value), mirror_reference (yes/no), bone and reference_bone (which bone of a scan holding several: 1, 2, ...
-along x). Any other column is carried through unchanged.
+along x), spacing_mm (the voxel size of an image stack, which carries none: one value or "Z Y X" in mm). Any
+other column is carried through unchanged.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 from ..errors import ManifestError
 
 REQUIRED = ("animal_id", "group", "scan")
-OPTIONAL = ("limb", "timepoint", "reference", "roi_mm", "threshold", "mirror_reference", "bone", "reference_bone")
+OPTIONAL = ("limb", "timepoint", "reference", "roi_mm", "threshold", "mirror_reference", "bone", "reference_bone",
+            "spacing_mm")
 _TRUE = {"yes", "y", "true", "1"}
 _FALSE = {"no", "n", "false", "0", ""}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -39,6 +41,7 @@ class ManifestRow:
     threshold : "auto", float or None (None: use the batch option)
     mirror_reference : bool or None (None: use the batch option)
     bone, reference_bone : int or None (None: use the batch option)
+    spacing_mm : (z, y, x) floats or None (None: use the batch option)
     """
 
     line: int
@@ -54,6 +57,7 @@ class ManifestRow:
     mirror_reference: bool | None = None
     bone: int | None = None
     reference_bone: int | None = None
+    spacing_mm: tuple[float, float, float] | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -74,7 +78,7 @@ class ManifestRow:
             out["threshold"] = self.threshold
         if self.mirror_reference is not None:
             out["mirror_reference"] = self.mirror_reference
-        for name in ("bone", "reference_bone"):
+        for name in ("bone", "reference_bone", "spacing_mm"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         return out
@@ -124,6 +128,15 @@ def parse_bone(text: str) -> int:
     if not (math.isfinite(value) and value == int(value) and value >= 1):
         raise ValueError
     return int(value)
+
+
+def parse_spacing_mm(text: str) -> tuple[float, float, float]:
+    """A voxel size: one value (isotropic) or three (z, y, x), mm, separated by commas, semicolons, spaces or 'x';
+    ValueError otherwise."""
+    values = [float(v) for v in re.split(r"[,;\sx]+", text.strip()) if v]
+    if len(values) not in (1, 3) or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError
+    return (values[0],) * 3 if len(values) == 1 else tuple(values)
 
 
 def _parse_threshold(text: str) -> str | float:
@@ -249,13 +262,18 @@ def read_manifest(path, *, allow_absolute_paths: bool = False, control: str | No
                 mirror = None if flag == "" else False
             else:
                 row_problems.append(f"mirror_reference {values['mirror_reference']!r} is not yes/no")
-        bones = {}
+        per_row = {}  # bone, reference_bone, spacing_mm
         for name in ("bone", "reference_bone"):
             if values.get(name):
                 try:
-                    bones[name] = parse_bone(values[name])
+                    per_row[name] = parse_bone(values[name])
                 except ValueError:
                     row_problems.append(f"{name} {values[name]!r} is not a bone number (1, 2, ... along x)")
+        if values.get("spacing_mm"):
+            try:
+                per_row["spacing_mm"] = parse_spacing_mm(values["spacing_mm"])
+            except ValueError:
+                row_problems.append(f"spacing_mm {values['spacing_mm']!r} is not one or three positive sizes in mm")
         key = (values["animal_id"], values.get("limb", ""), values.get("timepoint", ""))
         if all(values[c] for c in REQUIRED):
             if key in seen:
@@ -267,7 +285,7 @@ def read_manifest(path, *, allow_absolute_paths: bool = False, control: str | No
             continue
         row = ManifestRow(line=line, columns=values, animal_id=values["animal_id"], group=values["group"], scan=scan,
                           limb=values.get("limb", ""), timepoint=values.get("timepoint", ""), reference=reference,
-                          roi_mm=roi, threshold=threshold, mirror_reference=mirror, **bones)
+                          roi_mm=roi, threshold=threshold, mirror_reference=mirror, **per_row)
         # folders must differ on case-insensitive file systems too (macOS, Windows)
         if row.name.lower() in names:
             problems.append(f"line {line}: output folder name {row.name!r} clashes with line {names[row.name.lower()]}")

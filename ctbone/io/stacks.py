@@ -1,0 +1,195 @@
+"""Image stacks: a folder of one picture per slice (TIFF, BMP, PNG), or one multi-page TIFF.
+
+Bruker SkyScan's reconstruction (NRecon) writes such folders: ``<name>_rec00000123.bmp`` (8-bit, its
+default), ``.png`` or 16-bit ``.tif``, one per slice, beside ``<name>_rec.log`` (which holds the pixel size)
+and a preview picture of the reconstruction (``<name>_rec_spr.bmp``). The slices are the largest group of
+pictures named alike (digits aside), read in natural name order; a lone picture named otherwise (the
+preview) is left out, two stacks in one folder are refused. Pictures carry no voxel size: it comes from
+``--spacing`` or the ``*_rec.log``. TIFF is read with tifffile, BMP and PNG with Pillow (SimpleITK reads
+NRecon's grayscale-palette BMP as three colour channels).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import GeometryError, ScanReadError
+from ..volume import Volume
+from .formats import _finish, has_suffix
+
+log = logging.getLogger(__name__)
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+PICTURE_SUFFIXES = (".bmp", ".png")
+STACK_SUFFIXES = TIFF_SUFFIXES + PICTURE_SUFFIXES
+
+
+def is_image_stack(path: Path) -> bool:
+    """A folder of slice pictures (TIFF, BMP, PNG) and no DICOM (.dcm) files: read as an image stack."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    entries = list(path.iterdir())
+    return any(has_suffix(p, STACK_SUFFIXES) for p in entries) and not any(p.suffix.lower() == ".dcm" for p in entries)
+
+
+def is_stack_file(path: Path) -> bool:
+    """One (multi-page) TIFF file: a stack of its own."""
+    path = Path(path)
+    return path.is_file() and has_suffix(path, TIFF_SUFFIXES)
+
+
+def _natural_key(path: Path):
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+def _name_pattern(path: Path) -> str:
+    """The file name with its digits left out: the slices of one stack share it."""
+    return re.sub(r"\d+", "#", path.name.lower())
+
+
+def stack_files(path: Path) -> list[Path]:
+    """The slice files of a stack, in natural name order: the folder's largest group of pictures named alike
+    (a lone picture named otherwise, such as NRecon's preview, left out), or the one multi-page TIFF file."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    pictures = sorted((p for p in path.iterdir() if p.is_file() and has_suffix(p, STACK_SUFFIXES)), key=_natural_key)
+    groups: dict[str, list[Path]] = {}
+    for p in pictures:
+        groups.setdefault(_name_pattern(p), []).append(p)
+    if len(groups) <= 1 or max(len(g) for g in groups.values()) == 1:
+        return pictures  # one naming pattern, or names without one: every picture is a slice
+    ranked = sorted(groups.values(), key=len, reverse=True)
+    slices, others = ranked[0], ranked[1:]
+    rivals = [g for g in others if len(g) > 1]
+    if rivals:
+        raise ScanReadError(f"{path}: holds more than one stack of pictures ({len(slices)} named like "
+                            f"{slices[0].name}, {len(rivals[0])} like {rivals[0][0].name}). Potential fix: move "
+                            f"each stack to its own folder")
+    left_out = [g[0].name for g in others]
+    log.info("%s: %d slices named like %s; left out: %s", path, len(slices), slices[0].name, ", ".join(left_out))
+    return slices
+
+
+def stack_format(files: list[Path]) -> str:
+    """"tiff", "bmp" or "png": the meta ``format`` of a stack of these files."""
+    suffix = files[0].suffix.lower().lstrip(".")
+    return "tiff" if suffix in ("tif", "tiff") else suffix
+
+
+def rec_log_pixel_size_mm(folder: Path) -> float | None:
+    """Pixel size from a Bruker NRecon ``*_rec.log`` in ``folder`` (``Pixel Size (um)=...``), in mm."""
+    for log_file in sorted(folder.glob("*_rec.log")) + sorted(folder.glob("*.log")):
+        try:
+            text = log_file.read_text(errors="replace")
+        except OSError:
+            continue
+        match = re.search(r"^\s*(?:Image )?Pixel Size \(um\)\s*=\s*([0-9.eE+-]+)", text, re.MULTILINE)
+        if match:
+            return float(match.group(1)) / 1000.0
+    return None
+
+
+def _spacing3(spacing, path: Path):
+    if spacing is None:
+        return None
+    values = (float(spacing),) * 3 if np.isscalar(spacing) else tuple(float(v) for v in spacing)
+    if len(values) != 3 or any(v <= 0 for v in values):
+        raise GeometryError(f"{path}: spacing {spacing} must be one or three positive mm values.")
+    return values
+
+
+def stack_spacing(path: Path, spacing=None) -> tuple[tuple[float, float, float], str]:
+    """(voxel size (z, y, x) mm, where it came from) of an image stack: ``spacing``, else a Bruker *_rec.log."""
+    spacing3 = _spacing3(spacing, path)
+    if spacing3 is not None:
+        return spacing3, "--spacing"
+    pixel = rec_log_pixel_size_mm(path if path.is_dir() else path.parent)
+    if pixel is None:
+        raise GeometryError(f"{path}: slice pictures (TIFF, BMP, PNG) carry no voxel size. Potential fix: pass "
+                            f"--spacing MM (e.g. --spacing 0.0105), or keep the scanner's *_rec.log beside the stack.")
+    return (pixel,) * 3, "rec.log"
+
+
+def read_stack_page(file: Path, shape=None) -> np.ndarray:
+    """One slice of a stack (a TIFF's first page, or a BMP/PNG picture), checked against the stack's ``shape``."""
+    page = _read_tiff_page(file) if has_suffix(file, TIFF_SUFFIXES) else _read_picture(file)
+    if page.ndim != 2:
+        raise ScanReadError(f"{file}: image of shape {page.shape}; ctbone needs gray 2D slices.")
+    if shape is not None and page.shape != tuple(shape):
+        raise ScanReadError(f"{file}: image size {page.shape} differs from the stack's {tuple(shape)}.")
+    return page
+
+
+def _read_tiff_page(file: Path) -> np.ndarray:
+    import tifffile
+
+    try:
+        return tifffile.imread(file, key=0)
+    except Exception as exc:  # noqa: BLE001 - tifffile raises many kinds on corrupt files
+        raise ScanReadError(f"{file}: cannot read TIFF ({type(exc).__name__}: {exc})") from exc
+
+
+def _read_picture(file: Path) -> np.ndarray:
+    """A BMP/PNG slice as its gray values: palette pictures through a gray palette, gray stored as RGB accepted."""
+    from PIL import Image
+
+    try:
+        with Image.open(file) as picture:
+            picture.load()
+            mode = picture.mode
+            if mode == "P":
+                palette = np.asarray(picture.getpalette() or [], np.uint8).reshape(-1, 3)
+                if not (palette[:, 0] == palette[:, 1]).all() or not (palette[:, 1] == palette[:, 2]).all():
+                    raise ScanReadError(f"{file}: colour palette picture; ctbone needs gray slices.")
+                return palette[np.asarray(picture), 0]
+            array = np.asarray(picture)
+    except ScanReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds on corrupt files
+        raise ScanReadError(f"{file}: cannot read picture ({type(exc).__name__}: {exc})") from exc
+    if array.ndim == 3:  # RGB(A) or gray + alpha: accepted only when the colour channels are equal
+        colour = array[..., :3] if array.shape[-1] >= 3 else array[..., :1]
+        if (colour != colour[..., :1]).any():
+            raise ScanReadError(f"{file}: colour picture ({mode}); ctbone needs gray slices.")
+        array = colour[..., 0]
+    return array
+
+
+def read_stack(path: Path, spacing=None) -> Volume:
+    """An image stack: a folder of one picture per slice (natural name order) or one multi-page TIFF."""
+    files = stack_files(path)
+    spacing3, source = stack_spacing(path, spacing)
+    if len(files) == 1 and has_suffix(files[0], TIFF_SUFFIXES):
+        array = _read_multipage_tiff(files[0])
+    else:
+        first = read_stack_page(files[0])
+        array = np.empty((len(files),) + first.shape, np.float32)
+        array[0] = first
+        for i, file in enumerate(files[1:], start=1):
+            array[i] = read_stack_page(file, first.shape)
+    return _finish(array, path, spacing3, (0.0, 0.0, 0.0), np.eye(3), stack_format(files),
+                   {"spacing_source": source, "files": len(files)})
+
+
+def _read_multipage_tiff(file: Path) -> np.ndarray:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(file) as tif:
+            first = tif.pages[0].asarray()
+            if first.ndim != 2:
+                raise ScanReadError(f"{file}: TIFF pages of shape {first.shape}; ctbone needs gray 2D pages.")
+            array = np.empty((len(tif.pages),) + first.shape, np.float32)
+            for i, page in enumerate(tif.pages):
+                array[i] = page.asarray()
+    except ScanReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - tifffile raises many kinds on corrupt files
+        raise ScanReadError(f"{file}: cannot read TIFF ({type(exc).__name__}: {exc})") from exc
+    return array
