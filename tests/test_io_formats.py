@@ -87,9 +87,15 @@ def test_nrecon_picture_stack_is_read_with_its_pixel_size_and_without_its_previe
     # the same through the slab reader, and described by `ctbone info`
     slabs = ctbone.open_scan(folder, memory="slabs")
     np.testing.assert_array_equal(slabs.read(0, 12), vol.array)
-    from ctbone.io import scan_info
+    from ctbone.errors import ScanReadError
+    from ctbone.io import format_scan_info, scan_info
 
-    assert scan_info(folder)["geometry"]["shape_zyx"] == [12, 6, 7]
+    described = scan_info(folder)
+    assert described["geometry"]["shape_zyx"] == [12, 6, 7]
+    assert "(0.0105, 0.0105, 0.0105) (from the *_rec.log)" in format_scan_info(described)
+    # one slice given instead of its folder: the fix names the folder
+    with pytest.raises(ScanReadError, match=r"point to the folder holding the stack"):
+        ctbone.read_scan(folder / f"tibia_rec00000003{suffix}")
 
 
 def test_sixteen_bit_png_and_gray_rgb_pictures_keep_their_values(tmp_path):

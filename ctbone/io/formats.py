@@ -145,8 +145,13 @@ def lone_volume_file(path: Path) -> Path | None:
 
 
 def no_dicom_fix(path: Path) -> str:
-    """The suggested fix when a folder holds no DICOM images: the volume files it does hold, if any."""
+    """The suggested fix when a path holds no DICOM images: the volume files a folder does hold, if any, or the
+    folder of an image stack when the path is one of its slices."""
+    from .stacks import STACK_SUFFIXES, is_image_stack
+
     path = Path(path)
+    if path.is_file() and has_suffix(path, STACK_SUFFIXES) and is_image_stack(path.parent):
+        return f"a slice picture is one slice: point to the folder holding the stack ({path.parent})"
     volumes = sorted(p.name for p in path.iterdir() if has_suffix(p, SITK_SUFFIXES)) if path.is_dir() else []
     if volumes:
         shown = ", ".join(volumes[:3]) + (", ..." if len(volumes) > 3 else "")

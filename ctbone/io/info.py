@@ -88,7 +88,8 @@ def _slabs_info(path: Path, scan) -> dict:
             "problem": None,
             "unit": scan.unit, "unit_reason": scan.meta.get("unit_reason"),
             "geometry": {"shape_zyx": list(scan.shape), "spacing_zyx_mm": list(scan.spacing),
-                         "origin_xyz_mm": list(scan.origin), "direction": scan.direction.round(6).tolist()},
+                         "origin_xyz_mm": list(scan.origin), "direction": scan.direction.round(6).tolist(),
+                         "spacing_source": scan.meta.get("spacing_source")},
             "reading": _reading_plan(scan.n_voxels, True)}
 
 
@@ -116,7 +117,8 @@ def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False
         return {"path": str(path), "format": volume.meta.get("format"), "series": [], "skipped": [],
                 "chosen": str(path), "problem": None, "unit": volume.unit, "unit_reason": volume.meta.get("unit_reason"),
                 "geometry": {"shape_zyx": list(volume.shape), "spacing_zyx_mm": list(volume.spacing),
-                             "origin_xyz_mm": list(volume.origin), "direction": volume.direction.round(6).tolist()},
+                             "origin_xyz_mm": list(volume.origin), "direction": volume.direction.round(6).tolist(),
+                             "spacing_source": volume.meta.get("spacing_source")},
                 "value_range": [float(volume.array.min()), float(volume.array.max())],
                 "is_binary": volume.meta.get("is_binary"),
                 "reading": _reading_plan(int(np.prod(volume.shape)), is_stack_dir and volume.meta.get("files", 1) > 1)}
@@ -138,8 +140,10 @@ def format_scan_info(info: dict, *, verbose: bool = False) -> str:
         lines.append(f"chosen: {info['chosen']} ({info.get('chosen_reason', 'single volume')})")
     geometry = info.get("geometry")
     if geometry:
+        source = {"rec.log": " (from the *_rec.log)", "--spacing": " (from --spacing)"}.get(
+            geometry.get("spacing_source") or "", "")
         lines.append(f"shape (z, y, x): {tuple(geometry['shape_zyx'])}  spacing (z, y, x) mm: "
-                     f"{tuple(round(v, 6) for v in geometry['spacing_zyx_mm'])}")
+                     f"{tuple(round(v, 6) for v in geometry['spacing_zyx_mm'])}{source}")
         lines.append(f"origin (x, y, z) mm: {tuple(round(v, 4) for v in geometry['origin_xyz_mm'])}")
     if "unit" in info:
         lines.append(f"values: {info['unit']} ({info.get('unit_reason')})")
