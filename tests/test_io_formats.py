@@ -145,6 +145,22 @@ def test_bad_picture_stacks_are_refused_naming_the_file(tmp_path):
         ctbone.read_scan(odd)
 
 
+def test_a_dicom_export_with_a_preview_picture_stays_dicom(tmp_path):
+    # scanner software leaves a preview picture beside the DICOM slices, whose names often carry no extension
+    from PIL import Image
+
+    from ctbone.io import write_dicom_series
+
+    vol = Volume(np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6), spacing=(0.02,) * 3, unit="HU")
+    write_dicom_series(vol, tmp_path)
+    for i, file in enumerate(sorted(tmp_path.glob("*.dcm"))):
+        file.rename(tmp_path / f"IM{i:04d}")
+    for name in ("preview.png", "thumb_0001.bmp", "thumb_0002.bmp"):
+        Image.fromarray(np.zeros((3, 3), np.uint8)).save(tmp_path / name)
+    read = ctbone.read_scan(tmp_path)
+    assert read.meta["format"] == "dicom" and read.shape == (4, 5, 6)
+
+
 def test_multipage_tiff(tmp_path):
     import tifffile
 

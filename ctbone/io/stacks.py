@@ -29,12 +29,22 @@ STACK_SUFFIXES = TIFF_SUFFIXES + PICTURE_SUFFIXES
 
 
 def is_image_stack(path: Path) -> bool:
-    """A folder of slice pictures (TIFF, BMP, PNG) and no DICOM (.dcm) files: read as an image stack."""
+    """A folder of slice pictures (TIFF, BMP, PNG) and no DICOM files: read as an image stack.
+
+    A DICOM export often holds a preview picture beside its slices, whose names may carry no extension: any
+    other file that is DICOM (.dcm, or the DICM marker) makes the folder DICOM, and one BMP/PNG alone is a
+    preview, not a scan (one multi-page TIFF is a stack)."""
+    from .discover import has_dicom_marker
+
     path = Path(path)
     if not path.is_dir():
         return False
-    entries = list(path.iterdir())
-    return any(has_suffix(p, STACK_SUFFIXES) for p in entries) and not any(p.suffix.lower() == ".dcm" for p in entries)
+    files = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
+    pictures = [p for p in files if has_suffix(p, STACK_SUFFIXES)]
+    if not pictures or (len(pictures) == 1 and not has_suffix(pictures[0], TIFF_SUFFIXES)):
+        return False
+    others = [p for p in files if not has_suffix(p, STACK_SUFFIXES)]
+    return not any(p.suffix.lower() == ".dcm" or has_dicom_marker(p) for p in others)
 
 
 def is_stack_file(path: Path) -> bool:
