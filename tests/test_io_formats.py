@@ -133,6 +133,13 @@ def test_bad_picture_stacks_are_refused_naming_the_file(tmp_path):
         Image.fromarray(np.zeros((4, 5), np.uint8)).save(bare / f"s{i}.bmp")
     with pytest.raises(GeometryError, match=r"bare: slice pictures .* carry no voxel size.*--spacing"):
         ctbone.read_scan(bare)
+    # JPEG slices (lossy) are not read, and the error says what to export instead
+    jpeg = tmp_path / "jpeg"
+    jpeg.mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((4, 5), np.uint8)).save(jpeg / f"s{i}.jpg")
+    with pytest.raises(ScanReadError, match=r"JPEG pictures.*export the reconstruction as TIFF, BMP or PNG"):
+        ctbone.read_scan(jpeg)
     # two numbered stacks in one folder: which one is the scan is not guessed
     for i in range(3):
         Image.fromarray(np.zeros((4, 5), np.uint8)).save(bare / f"mask{i}.bmp")

@@ -152,6 +152,9 @@ def no_dicom_fix(path: Path) -> str:
     path = Path(path)
     if path.is_file() and has_suffix(path, STACK_SUFFIXES) and is_image_stack(path.parent):
         return f"a slice picture is one slice: point to the folder holding the stack ({path.parent})"
+    if path.is_dir() and sum(has_suffix(p, (".jpg", ".jpeg")) for p in path.iterdir()) > 1:
+        return ("its slices are JPEG pictures, whose lossy compression alters the gray values: export the "
+                "reconstruction as TIFF, BMP or PNG (NRecon's output format) and point to that folder")
     volumes = sorted(p.name for p in path.iterdir() if has_suffix(p, SITK_SUFFIXES)) if path.is_dir() else []
     if volumes:
         shown = ", ".join(volumes[:3]) + (", ..." if len(volumes) > 3 else "")
