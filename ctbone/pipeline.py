@@ -94,6 +94,7 @@ def analyze(volume: Volume, reference: Volume | str | Path | None = None, *, opt
     from .measure.lesions import measure_lesions
     from .measure.morphometry import standard_morphometry
     from .segment import segment
+    from .segment.checks import check_cortex_resolution
 
     opts = make_options(options, **overrides)
     _check_measurable(volume)
@@ -113,6 +114,10 @@ def analyze(volume: Volume, reference: Volume | str | Path | None = None, *, opt
     lesions = timed("lesions", measure_lesions, seg, opts)
     metrics = dict(timed("morphometry", standard_morphometry, seg, lesions))
     metrics.update(lesions.metrics)
+    resolution: dict = {}
+    if seg.mode == "long-bone":
+        check_cortex_resolution(metrics.get("ct_th_mm", float("nan")), seg.image.spacing, resolution,
+                                volume.meta.get("source", "the scan"))
 
     masks = {name: getattr(seg, name) for name in ("bone", "envelope", "cortex", "marrow", "trabecular")}
     masks.update(lesions.masks)
@@ -125,6 +130,7 @@ def analyze(volume: Volume, reference: Volume | str | Path | None = None, *, opt
         "mode": seg.mode,
         "segmentation": _json_safe(seg.info),
         "lesions": _json_safe(lesions.info),
+        **resolution,
     }
 
     if reference is not None:

@@ -194,6 +194,10 @@ def test_scan_notes_read_the_bridged_envelope():
     (flat,) = scan_notes({"info": {"threshold_method": "otsu-no-contrast", "segmentation": {}}})
     assert "no bone contrast" in flat
     assert scan_notes({"info": {"segmentation": {"long_axis_tilt_deg": 12.0}}}) == []
+    # a cortex under 4.5 voxels: under the resolution the lesion measures were validated at
+    assert scan_notes({"info": {"cortex_voxels": 4.6, "segmentation": {}}}) == []
+    (coarse,) = scan_notes({"info": {"cortex_voxels": 3.2, "segmentation": {}}})
+    assert "3.2 voxels" in coarse and "false defects" in coarse
     # a shaft leaning in the slices analysed: its slice areas are 1/cos - 1 over its cross-sections
     assert scan_notes({"info": {"segmentation": {"shaft_tilt_deg": 9.9}}}) == []
     (lean,) = scan_notes({"info": {"segmentation": {"shaft_tilt_deg": 20.0}}})

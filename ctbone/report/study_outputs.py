@@ -13,7 +13,7 @@ import math
 import re
 from pathlib import Path
 
-from ..segment.checks import AREA_TILT_DEG, MAX_TILT_DEG, MIN_MARROW_PCT, area_excess_pct
+from ..segment.checks import AREA_TILT_DEG, MAX_TILT_DEG, MIN_CORTEX_VOXELS, MIN_MARROW_PCT, area_excess_pct
 from . import html as H
 from .plots import group_plot, image_grid, longitudinal_plot
 from .prism import write_pzfx
@@ -98,6 +98,11 @@ def scan_notes(data: dict) -> list[str]:
         notes.append(f"the shaft leans {shaft_tilt:.0f}° from the slice axis z: the slice areas Tt.Ar, Ct.Ar and "
                      f"Ma.Ar read {area_excess_pct(shaft_tilt):.1f} % over its cross-sections (align the scan with "
                      f"the shaft for guideline areas)")
+    cortex_voxels = info.get("cortex_voxels")
+    if cortex_voxels is not None and cortex_voxels < MIN_CORTEX_VOXELS:
+        notes.append(f"the cortex is {cortex_voxels:.1f} voxels thick, under the {MIN_CORTEX_VOXELS:.1f} the lesion "
+                     f"measures were validated at: blastic volume reads high and shells under 2 voxels can show "
+                     f"false defects (docs/accuracy.md, 50 µm rows)")
     runs = segmentation.get("envelope_bridged_mm") or []
     if runs:
         where = ", ".join(f"{a:.2f}–{b:.2f}" for a, b in runs)
