@@ -168,6 +168,23 @@ def test_a_dicom_export_with_a_preview_picture_stays_dicom(tmp_path):
     assert read.meta["format"] == "dicom" and read.shape == (4, 5, 6)
 
 
+def test_rec_log_gives_the_slices_pixel_size_not_the_projections(tmp_path):
+    # NRecon's *_rec.log repeats the acquisition's projection pixel size before its own [Reconstruction]
+    # section; a reconstruction resized 2x has slices of twice that size
+    from ctbone.io.stacks import rec_log_pixel_size_mm
+
+    (tmp_path / "m_rec.log").write_text(
+        "[System]\r\nScanner=SkyScan1272\r\nCamera Pixel Size (um)=74.800\r\n[Acquisition]\r\n"
+        "Image Pixel Size (um)=9.000000\r\nScaled Image Pixel Size (um)=9.000000\r\n[Reconstruction]\r\n"
+        "Reconstruction Program=NRecon\r\nResult Image Width (pixels)=500\r\nPixel Size (um)=18.00000\r\n"
+        "Minimum for CS to Image Conversion=0.000000\r\n")
+    assert rec_log_pixel_size_mm(tmp_path) == pytest.approx(0.018)
+    # an acquisition log alone: the projections' pixel size is the best there is
+    (tmp_path / "m_rec.log").unlink()
+    (tmp_path / "m.log").write_text("[Acquisition]\nImage Pixel Size (um)=9.5\n")
+    assert rec_log_pixel_size_mm(tmp_path) == pytest.approx(0.0095)
+
+
 def test_multipage_tiff(tmp_path):
     import tifffile
 

@@ -93,12 +93,21 @@ def stack_format(files: list[Path]) -> str:
 
 
 def rec_log_pixel_size_mm(folder: Path) -> float | None:
-    """Pixel size from a Bruker NRecon ``*_rec.log`` in ``folder`` (``Pixel Size (um)=...``), in mm."""
+    """The slices' pixel size (mm) from a Bruker log in ``folder`` (a ``*_rec.log`` first).
+
+    A reconstruction log holds two: the projections' ``Image Pixel Size (um)`` under [Acquisition] and the
+    slices' ``Pixel Size (um)`` under [Reconstruction], which differs when NRecon resized the reconstruction;
+    the slices' is taken, the projections' only from a log without a [Reconstruction] section."""
     for log_file in sorted(folder.glob("*_rec.log")) + sorted(folder.glob("*.log")):
         try:
             text = log_file.read_text(errors="replace")
         except OSError:
             continue
+        reconstruction = re.search(r"^\s*\[Reconstruction\](.*?)(?=^\s*\[|\Z)", text, re.MULTILINE | re.DOTALL)
+        if reconstruction:
+            match = re.search(r"^\s*Pixel Size \(um\)\s*=\s*([0-9.eE+-]+)", reconstruction.group(1), re.MULTILINE)
+            if match:
+                return float(match.group(1)) / 1000.0
         match = re.search(r"^\s*(?:Image )?Pixel Size \(um\)\s*=\s*([0-9.eE+-]+)", text, re.MULTILINE)
         if match:
             return float(match.group(1)) / 1000.0
