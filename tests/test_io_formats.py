@@ -168,7 +168,7 @@ def test_a_dicom_export_with_a_preview_picture_stays_dicom(tmp_path):
     assert read.meta["format"] == "dicom" and read.shape == (4, 5, 6)
 
 
-def test_rec_log_gives_the_slices_pixel_size_not_the_projections(tmp_path):
+def test_rec_log_gives_the_slices_pixel_size_not_the_projections(tmp_path, caplog):
     # NRecon's *_rec.log repeats the acquisition's projection pixel size before its own [Reconstruction]
     # section; a reconstruction resized 2x has slices of twice that size
     from ctbone.io.stacks import rec_log_pixel_size_mm
@@ -176,9 +176,21 @@ def test_rec_log_gives_the_slices_pixel_size_not_the_projections(tmp_path):
     (tmp_path / "m_rec.log").write_text(
         "[System]\r\nScanner=SkyScan1272\r\nCamera Pixel Size (um)=74.800\r\n[Acquisition]\r\n"
         "Image Pixel Size (um)=9.000000\r\nScaled Image Pixel Size (um)=9.000000\r\n[Reconstruction]\r\n"
-        "Reconstruction Program=NRecon\r\nResult Image Width (pixels)=500\r\nPixel Size (um)=18.00000\r\n"
+        "Reconstruction Program=NRecon\r\nResult Image Width (pixels)=500\r\nResult Image Height (pixels)=500\r\n"
+        "Pixel Size (um)=18.00000\r\n"
         "Minimum for CS to Image Conversion=0.000000\r\n")
     assert rec_log_pixel_size_mm(tmp_path) == pytest.approx(0.018)
+    # slices of another size than the log describes (resized after the reconstruction?): read, with a warning
+    import logging
+
+    from PIL import Image
+
+    for i in range(3):
+        Image.fromarray(np.zeros((250, 250), np.uint8)).save(tmp_path / f"m_rec{i:08d}.bmp")
+    with caplog.at_level(logging.WARNING, logger="ctbone"):
+        vol = ctbone.read_scan(tmp_path)
+    assert vol.spacing == pytest.approx((0.018,) * 3)
+    assert any("describes 500 x 500 slices" in r.getMessage() and "250 x 250" in r.getMessage() for r in caplog.records)
     # an acquisition log alone: the projections' pixel size is the best there is
     (tmp_path / "m_rec.log").unlink()
     (tmp_path / "m.log").write_text("[Acquisition]\nImage Pixel Size (um)=9.5\n")

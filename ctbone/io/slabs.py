@@ -158,8 +158,8 @@ def open_stack_slabs(path: Path, spacing=None) -> StackSlabs:
     if len(files) < 2:
         raise ScanReadError(f"{path}: a single (multi-page) TIFF file cannot be read slab by slab. Potential fix: "
                             f"drop --low-memory, or export one picture per slice.")
-    spacing3, source = stack_spacing(path, spacing)
     first = read_stack_page(files[0])
+    spacing3, source = stack_spacing(path, spacing, page_shape=first.shape)
     scan = StackSlabs(files, shape=(len(files),) + first.shape, spacing=spacing3)
     # is_binary needs every voxel: the slab segmentation's first pass sets it
     scan.unit, meta = file_unit_and_meta(scan.unit_sample(), path, stack_format(files),

@@ -93,25 +93,41 @@ def stack_format(files: list[Path]) -> str:
 
 
 def rec_log_pixel_size_mm(folder: Path) -> float | None:
-    """The slices' pixel size (mm) from a Bruker log in ``folder`` (a ``*_rec.log`` first).
+    """The slices' pixel size (mm) from a Bruker log in ``folder`` (a ``*_rec.log`` first); None without one."""
+    found = read_rec_log(folder)
+    return found["pixel_size_mm"] if found else None
 
-    A reconstruction log holds two: the projections' ``Image Pixel Size (um)`` under [Acquisition] and the
-    slices' ``Pixel Size (um)`` under [Reconstruction], which differs when NRecon resized the reconstruction;
-    the slices' is taken, the projections' only from a log without a [Reconstruction] section."""
+
+def read_rec_log(folder: Path) -> dict | None:
+    """What a Bruker log in ``folder`` (a ``*_rec.log`` first) says of the slices: ``file``, ``pixel_size_mm`` and,
+    when given, ``width`` and ``height`` (pixels); None without a log giving a pixel size.
+
+    A reconstruction log holds two pixel sizes: the projections' ``Image Pixel Size (um)`` under [Acquisition]
+    and the slices' ``Pixel Size (um)`` under [Reconstruction], which differs when NRecon resized the
+    reconstruction; the slices' is taken, the projections' only from a log without a [Reconstruction] section."""
     for log_file in sorted(folder.glob("*_rec.log")) + sorted(folder.glob("*.log")):
         try:
             text = log_file.read_text(errors="replace")
         except OSError:
             continue
-        reconstruction = re.search(r"^\s*\[Reconstruction\](.*?)(?=^\s*\[|\Z)", text, re.MULTILINE | re.DOTALL)
-        if reconstruction:
-            match = re.search(r"^\s*Pixel Size \(um\)\s*=\s*([0-9.eE+-]+)", reconstruction.group(1), re.MULTILINE)
-            if match:
-                return float(match.group(1)) / 1000.0
-        match = re.search(r"^\s*(?:Image )?Pixel Size \(um\)\s*=\s*([0-9.eE+-]+)", text, re.MULTILINE)
-        if match:
-            return float(match.group(1)) / 1000.0
+        section = re.search(r"^\s*\[Reconstruction\](.*?)(?=^\s*\[|\Z)", text, re.MULTILINE | re.DOTALL)
+        reconstruction = section.group(1) if section else ""
+        size = _log_number(reconstruction, r"Pixel Size \(um\)") or _log_number(text, r"(?:Image )?Pixel Size \(um\)")
+        if size is None:
+            continue
+        width = _log_number(reconstruction, r"Result Image Width \(pixels\)")
+        height = _log_number(reconstruction, r"Result Image Height \(pixels\)")
+        return {"file": log_file, "pixel_size_mm": size / 1000.0,
+                "width": int(width) if width else None, "height": int(height) if height else None}
     return None
+
+
+def _log_number(text: str, key: str) -> float | None:
+    match = re.search(rf"^\s*{key}\s*=\s*([0-9.eE+-]+)", text, re.MULTILINE)
+    try:
+        return float(match.group(1)) if match else None
+    except ValueError:
+        return None
 
 
 def _spacing3(spacing, path: Path):
@@ -123,16 +139,25 @@ def _spacing3(spacing, path: Path):
     return values
 
 
-def stack_spacing(path: Path, spacing=None) -> tuple[tuple[float, float, float], str]:
-    """(voxel size (z, y, x) mm, where it came from) of an image stack: ``spacing``, else a Bruker *_rec.log."""
+def stack_spacing(path: Path, spacing=None, page_shape=None) -> tuple[tuple[float, float, float], str]:
+    """(voxel size (z, y, x) mm, where it came from) of an image stack: ``spacing``, else a Bruker *_rec.log.
+
+    A log describing slices of another size than ``page_shape`` (resized or from another reconstruction) is
+    still read, with a warning: its pixel size holds only if the pictures were cropped, not resized."""
     spacing3 = _spacing3(spacing, path)
     if spacing3 is not None:
         return spacing3, "--spacing"
-    pixel = rec_log_pixel_size_mm(path if path.is_dir() else path.parent)
-    if pixel is None:
+    found = read_rec_log(path if path.is_dir() else path.parent)
+    if found is None:
         raise GeometryError(f"{path}: slice pictures (TIFF, BMP, PNG) carry no voxel size. Potential fix: pass "
                             f"--spacing MM (e.g. --spacing 0.0105), or keep the scanner's *_rec.log beside the stack.")
-    return (pixel,) * 3, "rec.log"
+    logged = (found["height"], found["width"])
+    if page_shape is not None and None not in logged and tuple(page_shape) != logged:
+        log.warning("%s: %s describes %d x %d slices of %.4g mm, these are %d x %d: if they were resized after the "
+                    "reconstruction (DataViewer, CTAn), that pixel size is wrong. Potential fix: --spacing MM (the "
+                    "manifest's spacing_mm)", path, found["file"].name, logged[1], logged[0], found["pixel_size_mm"],
+                    page_shape[1], page_shape[0])
+    return (found["pixel_size_mm"],) * 3, "rec.log"
 
 
 def read_stack_page(file: Path, shape=None) -> np.ndarray:
@@ -183,11 +208,11 @@ def _read_picture(file: Path) -> np.ndarray:
 def read_stack(path: Path, spacing=None) -> Volume:
     """An image stack: a folder of one picture per slice (natural name order) or one multi-page TIFF."""
     files = stack_files(path)
-    spacing3, source = stack_spacing(path, spacing)
+    first = read_stack_page(files[0])  # its size checks the log's; a missing voxel size is said before the read
+    spacing3, source = stack_spacing(path, spacing, page_shape=first.shape)
     if len(files) == 1 and has_suffix(files[0], TIFF_SUFFIXES):
         array = _read_multipage_tiff(files[0])
     else:
-        first = read_stack_page(files[0])
         array = np.empty((len(files),) + first.shape, np.float32)
         array[0] = first
         for i, file in enumerate(files[1:], start=1):
