@@ -87,8 +87,15 @@ def test_surface_in_slabs_equals_one_mesh_of_the_padded_field(monkeypatch, slab_
     expected = mesh_surface_area(verts, faces)
     monkeypatch.setattr(surface, "SLAB_CUBES", slab_cubes)
     # the same triangles: only the float32 vertex positions (relative to each slab) round differently.
-    # One triangle more or less would move the area by ~1e-4 of it here
+    # One triangle more or less would move the area by ~1e-4 of it here (the mask of cubes to visit, too)
     assert surface_area_mm2(field, level=level, spacing_mm=(0.02, 0.01, 0.01)) == pytest.approx(expected, rel=1e-7)
+    # a level equal to many voxels' values (a field in steps of 0.1 at level 0): cubes touching it are visited
+    stepped = (np.round(field / field.std() * 10.0) / 10.0).astype(np.float32)
+    assert (stepped == 0.0).sum() > 100
+    padded = np.pad(stepped, 1, constant_values=stepped.min() - 1.0)
+    verts, faces, _, _ = marching_cubes(padded, level=0.0)
+    assert surface_area_mm2(stepped, level=0.0, spacing_mm=(1, 1, 1)) == pytest.approx(
+        mesh_surface_area(verts, faces), rel=1e-7)
 
 
 def test_surface_convention_small_cube():

@@ -33,11 +33,33 @@ def surface_area_mm2(field: np.ndarray, *, level: float, spacing_mm) -> float:
         slab = np.full((k1 - k0 + 1, ny + 2, nx + 2), low, np.float32)
         lo, hi = max(k0 - 1, 0), min(k1, nz)  # field planes in padded planes k0 .. k1 (padded = field + 1)
         slab[lo + 1 - k0:hi + 1 - k0, 1:-1, 1:-1] = field[lo:hi]
-        if slab.max() < level:  # no corner at or above the level: no triangle (low < level: never below all)
+        mixed = _mixed_cubes(slab, level)
+        if not mixed.any():  # every cube wholly on one side of the level: no triangle
             continue
-        verts, faces, _, _ = marching_cubes(slab, level=level, spacing=spacing)
+        verts, faces, _, _ = marching_cubes(slab, level=level, spacing=spacing, mask=mixed)
         total += float(_mesh_area(verts, faces))
     return total
+
+
+def _mixed_cubes(field: np.ndarray, level: float) -> np.ndarray:
+    """The mask that has marching cubes visit only the cubes with corners on both sides of (or at) the level.
+
+    scikit-image reads ``mask[z, y, x]`` for the cube whose far corner is (z, y, x) (found by experiment:
+    the same faces, in the same order, as without a mask; tests/test_morphometry.py compares the areas).
+    Cubes wholly above or below give no triangle, and most of a bone's field is marrow or soft tissue: on
+    the 512^3 bench bone the marching cubes took 0.80 s instead of 1.28 s, plus 0.08 s for this mask."""
+    at_or_above = field >= level
+    at_or_below = field <= level
+    mixed = np.zeros(field.shape, bool)
+    mixed[1:, 1:, 1:] = _any_corner(at_or_above) & _any_corner(at_or_below)
+    return mixed
+
+
+def _any_corner(flags: np.ndarray) -> np.ndarray:
+    """For each cube (its first corner's index), whether any of its 8 corners is flagged."""
+    out = flags[:-1] | flags[1:]
+    out = out[:, :-1] | out[:, 1:]
+    return out[:, :, :-1] | out[:, :, 1:]
 
 
 @njit(cache=True)
