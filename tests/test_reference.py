@@ -155,3 +155,43 @@ def test_reference_calibrated_by_its_own_tags_while_the_scan_is_not_is_refused()
     seg = segment(vol, AnalysisOptions())
     with pytest.raises(CalibrationError, match="mgHA/cm3, the scan is in HU"):
         compare_to_reference(seg, ref, AnalysisOptions())
+
+
+def test_bruker_scans_with_different_gray_mappings_are_warned_about(tmp_path, caplog):
+    # NRecon maps an attenuation range (its *_rec.log's CS to image conversion) to the gray values: a scan and a
+    # reference reconstructed with different ranges cannot share one gray threshold, and the difference would
+    # read as bone lost or gained. Read in memory and slab by slab, the range travels in the scan's meta
+    import logging
+
+    from PIL import Image
+
+    import ctbone
+
+    vol, _ = make_phantom(PhantomSpec(voxel_mm=0.04, length_mm=1.2, metaphysis_length_mm=0.0), seed=1)
+    gray = np.clip(np.rint((vol.array + 1000.0) * 255.0 / 4000.0), 0, 255).astype(np.uint8)
+
+    def nrecon(name, high):
+        folder = tmp_path / name
+        folder.mkdir()
+        for z, page in enumerate(gray):
+            Image.fromarray(page).save(folder / f"{name}_rec{z:08d}.bmp")
+        (folder / f"{name}_rec.log").write_text(
+            "[Reconstruction]\nPixel Size (um)=40.0\nMinimum for CS to Image Conversion=0.000000\n"
+            f"Maximum for CS to Image Conversion={high:.6f}\n")
+        return folder
+
+    scan, same, other = nrecon("scan", 0.08), nrecon("same", 0.08), nrecon("other", 0.11)
+    assert ctbone.read_scan(scan).meta["attenuation_range"] == [0.0, 0.08]
+    from ctbone.io import format_scan_info, scan_info
+
+    assert "attenuation range 0-0.08" in format_scan_info(scan_info(scan))
+    for memory in ("load", "slabs"):
+        for reference, warned in ((same, False), (other, True)):
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="ctbone"):
+                ctbone.analyze(ctbone.open_scan(scan, memory=memory), reference=ctbone.read_scan(reference),
+                               render=False)
+            messages = [r.getMessage() for r in caplog.records if "attenuation range" in r.getMessage()]
+            assert bool(messages) == warned, (memory, reference.name)
+            if warned:
+                assert "other" in messages[0] and "0-0.11" in messages[0] and "0-0.08" in messages[0]

@@ -121,6 +121,7 @@ def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False
                              "spacing_source": volume.meta.get("spacing_source")},
                 "value_range": [float(volume.array.min()), float(volume.array.max())],
                 "is_binary": volume.meta.get("is_binary"),
+                "attenuation_range": volume.meta.get("attenuation_range"),
                 "reading": _reading_plan(int(np.prod(volume.shape)), is_stack_dir and volume.meta.get("files", 1) > 1)}
     if path.is_dir() and not any(path.iterdir()):
         raise ScanReadError(f"{path}: folder is empty. Potential fix: point to the folder of the scan's files.")
@@ -147,6 +148,9 @@ def format_scan_info(info: dict, *, verbose: bool = False) -> str:
         lines.append(f"origin (x, y, z) mm: {tuple(round(v, 4) for v in geometry['origin_xyz_mm'])}")
     if "unit" in info:
         lines.append(f"values: {info['unit']} ({info.get('unit_reason')})")
+    if info.get("attenuation_range"):
+        low, high = info["attenuation_range"]
+        lines.append(f"gray values map the attenuation range {low:g}-{high:g} (the *_rec.log's CS to image conversion)")
     if info.get("nonuniform"):
         n = info["nonuniform"]
         lines.append(f"non-uniform slice spacing (gaps {n['gaps_mm']} mm): {n['slices_in_files']} slices resampled "

@@ -151,7 +151,7 @@ class StackSlabs(ScanSlabs):
 def open_stack_slabs(path: Path, spacing=None) -> StackSlabs:
     """A folder of one picture per slice as a `StackSlabs` (voxel size from ``spacing`` or a *_rec.log)."""
     from .formats import file_unit_and_meta
-    from .stacks import read_stack_page, stack_files, stack_format, stack_spacing
+    from .stacks import read_stack_page, rec_log_meta, stack_files, stack_format, stack_spacing
 
     path = Path(path)
     files = stack_files(path)
@@ -163,7 +163,8 @@ def open_stack_slabs(path: Path, spacing=None) -> StackSlabs:
     scan = StackSlabs(files, shape=(len(files),) + first.shape, spacing=spacing3)
     # is_binary needs every voxel: the slab segmentation's first pass sets it
     scan.unit, meta = file_unit_and_meta(scan.unit_sample(), path, stack_format(files),
-                                         {"spacing_source": source, "files": len(files)}, is_binary=False)
+                                         {"spacing_source": source, "files": len(files), **rec_log_meta(path)},
+                                         is_binary=False)
     scan.meta = {**meta, "read": "slab by slab"}
     return scan
 

@@ -117,9 +117,22 @@ def read_rec_log(folder: Path) -> dict | None:
             continue
         width = _log_number(reconstruction, r"Result Image Width \(pixels\)")
         height = _log_number(reconstruction, r"Result Image Height \(pixels\)")
+        cs_low = _log_number(reconstruction, r"Minimum for CS to Image Conversion")
+        cs_high = _log_number(reconstruction, r"Maximum for CS to Image Conversion")
         return {"file": log_file, "pixel_size_mm": size / 1000.0,
-                "width": int(width) if width else None, "height": int(height) if height else None}
+                "width": int(width) if width else None, "height": int(height) if height else None,
+                "attenuation_range": [cs_low, cs_high] if cs_low is not None and cs_high is not None else None}
     return None
+
+
+def rec_log_meta(path: Path) -> dict:
+    """What an image stack's meta records from its Bruker log: the attenuation range NRecon mapped to the gray
+    values ("Minimum/Maximum for CS to Image Conversion"), when given; scans reconstructed with different
+    ranges have gray values that one threshold cannot compare."""
+    found = read_rec_log(path if path.is_dir() else path.parent)
+    if found is None or found["attenuation_range"] is None:
+        return {}
+    return {"attenuation_range": found["attenuation_range"], "rec_log": found["file"].name}
 
 
 def _log_number(text: str, key: str) -> float | None:
@@ -218,7 +231,7 @@ def read_stack(path: Path, spacing=None) -> Volume:
         for i, file in enumerate(files[1:], start=1):
             array[i] = read_stack_page(file, first.shape)
     return _finish(array, path, spacing3, (0.0, 0.0, 0.0), np.eye(3), stack_format(files),
-                   {"spacing_source": source, "files": len(files)})
+                   {"spacing_source": source, "files": len(files), **rec_log_meta(path)})
 
 
 def _read_multipage_tiff(file: Path) -> np.ndarray:

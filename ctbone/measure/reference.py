@@ -87,6 +87,7 @@ def compare_to_reference(seg, reference: Volume, options) -> ReferenceComparison
     source = reference.meta.get("source", "reference scan")
     bone = mask_as_bool(seg.bone.array)  # a view: only read
     reference = _same_unit(reference, seg.image.unit, options, source)
+    _check_same_gray_mapping(seg.raw_image.meta, reference.meta, source)
     ref_bone = _reference_bone(reference, seg, options)
     if not ref_bone.any():
         raise RegistrationError(f"{source}: no bone above the threshold {seg.threshold:g} in the reference scan. "
@@ -150,6 +151,19 @@ def compare_to_reference(seg, reference: Volume, options) -> ReferenceComparison
              "gained": seg.bone.with_array(gained.astype(np.uint8), unit="mask")}
     log.debug("reference comparison: %s", metrics)
     return ReferenceComparison(metrics, masks, info)
+
+
+def _check_same_gray_mapping(scan_meta: dict, reference_meta: dict, source: str) -> None:
+    """A warning when the scan and its reference are Bruker reconstructions whose gray values stand for different
+    attenuation ranges (their *_rec.log's CS to image conversion): the scan's threshold then cuts the reference's
+    bone at another density, and the difference reads as bone lost or gained."""
+    ours, theirs = scan_meta.get("attenuation_range"), reference_meta.get("attenuation_range")
+    if ours is None or theirs is None or np.allclose(ours, theirs, rtol=1e-6, atol=0.0):
+        return
+    log.warning("%s: reconstructed with the attenuation range %g-%g mapped to its gray values, the scan with %g-%g "
+                "(NRecon's CS to image conversion): one gray threshold segments them at different densities, which "
+                "reads as bone lost or gained. Potential fix: reconstruct both with the same range", source,
+                theirs[0], theirs[1], ours[0], ours[1])
 
 
 def _same_unit(reference: Volume, unit: str, options, source: str) -> Volume:
