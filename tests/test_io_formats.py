@@ -171,7 +171,7 @@ def test_a_dicom_export_with_a_preview_picture_stays_dicom(tmp_path):
 def test_rec_log_gives_the_slices_pixel_size_not_the_projections(tmp_path, caplog):
     # NRecon's *_rec.log repeats the acquisition's projection pixel size before its own [Reconstruction]
     # section; a reconstruction resized 2x has slices of twice that size
-    from ctbone.io.stacks import rec_log_pixel_size_mm
+    from ctbone.io.stacks import read_rec_log
 
     (tmp_path / "m_rec.log").write_text(
         "[System]\r\nScanner=SkyScan1272\r\nCamera Pixel Size (um)=74.800\r\n[Acquisition]\r\n"
@@ -179,7 +179,7 @@ def test_rec_log_gives_the_slices_pixel_size_not_the_projections(tmp_path, caplo
         "Reconstruction Program=NRecon\r\nResult Image Width (pixels)=500\r\nResult Image Height (pixels)=500\r\n"
         "Pixel Size (um)=18.00000\r\n"
         "Minimum for CS to Image Conversion=0.000000\r\n")
-    assert rec_log_pixel_size_mm(tmp_path) == pytest.approx(0.018)
+    assert read_rec_log(tmp_path)["pixel_size_mm"] == pytest.approx(0.018)
     # slices of another size than the log describes (resized after the reconstruction?): read, with a warning
     import logging
 
@@ -194,7 +194,12 @@ def test_rec_log_gives_the_slices_pixel_size_not_the_projections(tmp_path, caplo
     # an acquisition log alone: the projections' pixel size is the best there is
     (tmp_path / "m_rec.log").unlink()
     (tmp_path / "m.log").write_text("[Acquisition]\nImage Pixel Size (um)=9.5\n")
-    assert rec_log_pixel_size_mm(tmp_path) == pytest.approx(0.0095)
+    assert read_rec_log(tmp_path)["pixel_size_mm"] == pytest.approx(0.0095)
+    (tmp_path / "m.log").write_text("[Reconstruction]\nPixel Size (um)=0\n")
+    from ctbone.errors import GeometryError
+
+    with pytest.raises(GeometryError, match=r"m\.log: pixel size 0 um is not positive"):
+        ctbone.read_scan(tmp_path)
 
 
 def test_multipage_tiff(tmp_path):

@@ -92,15 +92,10 @@ def stack_format(files: list[Path]) -> str:
     return "tiff" if suffix in ("tif", "tiff") else suffix
 
 
-def rec_log_pixel_size_mm(folder: Path) -> float | None:
-    """The slices' pixel size (mm) from a Bruker log in ``folder`` (a ``*_rec.log`` first); None without one."""
-    found = read_rec_log(folder)
-    return found["pixel_size_mm"] if found else None
-
-
 def read_rec_log(folder: Path) -> dict | None:
     """What a Bruker log in ``folder`` (a ``*_rec.log`` first) says of the slices: ``file``, ``pixel_size_mm`` and,
-    when given, ``width`` and ``height`` (pixels); None without a log giving a pixel size.
+    None where not given, ``width`` and ``height`` (pixels) and ``attenuation_range`` (the CS to image
+    conversion's [min, max]); None without a log giving a pixel size.
 
     A reconstruction log holds two pixel sizes: the projections' ``Image Pixel Size (um)`` under [Acquisition]
     and the slices' ``Pixel Size (um)`` under [Reconstruction], which differs when NRecon resized the
@@ -112,7 +107,9 @@ def read_rec_log(folder: Path) -> dict | None:
             continue
         section = re.search(r"^\s*\[Reconstruction\](.*?)(?=^\s*\[|\Z)", text, re.MULTILINE | re.DOTALL)
         reconstruction = section.group(1) if section else ""
-        size = _log_number(reconstruction, r"Pixel Size \(um\)") or _log_number(text, r"(?:Image )?Pixel Size \(um\)")
+        size = _log_number(reconstruction, r"Pixel Size \(um\)")
+        if size is None:
+            size = _log_number(text, r"(?:Image )?Pixel Size \(um\)")
         if size is None:
             continue
         width = _log_number(reconstruction, r"Result Image Width \(pixels\)")
@@ -164,6 +161,9 @@ def stack_spacing(path: Path, spacing=None, page_shape=None) -> tuple[tuple[floa
     if found is None:
         raise GeometryError(f"{path}: slice pictures (TIFF, BMP, PNG) carry no voxel size. Potential fix: pass "
                             f"--spacing MM (e.g. --spacing 0.0105), or keep the scanner's *_rec.log beside the stack.")
+    if not found["pixel_size_mm"] > 0:
+        raise GeometryError(f"{found['file']}: pixel size {found['pixel_size_mm'] * 1000:g} um is not positive. "
+                            f"Potential fix: pass --spacing MM")
     logged = (found["height"], found["width"])
     if page_shape is not None and None not in logged and tuple(page_shape) != logged:
         log.warning("%s: %s describes %d x %d slices of %.4g mm, these are %d x %d: if they were resized after the "
