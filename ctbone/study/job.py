@@ -94,17 +94,16 @@ def run_job(job: Job) -> dict:
                 scan_kwargs["memory"] = memory
             elif job.memory_share < 1.0 and job.read_fn is None:  # ctbone.open_scan decides on its share
                 scan_kwargs["memory_share"] = job.memory_share
+            # a voxel size for image stacks: refused, in one line, for a scan carrying its own; a reference that
+            # carries its own (DICOM) keeps it
             spacing = getattr(job.options, "spacing_mm", None)
-            if spacing is not None:  # a voxel size for image stacks: refused, in one line, for a scan carrying its own
+            ref_kwargs = dict(read_kwargs)
+            if spacing is not None:
                 scan_kwargs["spacing"] = spacing
-            reference = None
-            if job.reference is not None:
-                ref_kwargs = dict(read_kwargs)
-                if spacing is not None and _is_image_stack(job.reference):  # a DICOM reference carries its own
+                if job.reference is not None and _is_image_stack(job.reference):
                     ref_kwargs["spacing"] = spacing
             volume = read(job.scan, **scan_kwargs)
-            if job.reference is not None:
-                reference = read_reference(job.reference, **ref_kwargs)
+            reference = read_reference(job.reference, **ref_kwargs) if job.reference is not None else None
             kwargs = {"progress": lambda stage: log.info("%s: %s", job.name, stage)} if job.verbose else {}
             result = analyze(volume, reference=reference, options=job.options, **kwargs)
             check_mode_applied(result, job.options)
