@@ -238,5 +238,8 @@ def test_a_study_of_image_stacks_with_and_without_their_rec_log(tmp_path):
     assert rows["A1"]["status"] == rows["A2"]["status"] == "ok"
     assert float(rows["A1"]["voxel_mm"]) == float(rows["A2"]["voxel_mm"]) == pytest.approx(0.04)
     assert rows["A1"]["bv_mm3"] == rows["A2"]["bv_mm3"]  # the same pictures, the same voxel size
+    # where each voxel size came from, for the methods section
+    assert (rows["A1"]["input_format"], rows["A1"]["voxel_size_from"]) == ("png", "rec.log")
+    assert rows["A2"]["voxel_size_from"] == "given"
     assert rows["A3"]["status"] == "error" and "carry no voxel size" in rows["A3"]["error"]
     assert rows["A4"]["status"] == "error" and "only read for image stacks" in rows["A4"]["error"]

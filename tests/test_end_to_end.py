@@ -35,6 +35,7 @@ def test_phantom_dicom_through_analyze_cli_matches_truth(tmp_path):
     assert abs(m["ct_th_mm"] - truth["ct_th_mm"]) <= 0.03   # one voxel; measured +0.011 mm
     assert m["tv_mm3"] == pytest.approx(truth["tv_mm3"], rel=0.03)  # measured +0.2 %
     assert (tmp_path / "out" / "masks" / "lesions.nii.gz").is_file()
+    assert (row["input_format"], row["voxel_size_from"]) == ("dicom", "header")
     # a shaft lying along z inside the field of view, one bone, hollow: no scan check flags it, nothing warned
     info = json.loads((tmp_path / "out" / "metrics.json").read_text())["info"]
     assert not {"fills_field_of_view_pct", "left_out_particle_mm3", "shaft_across_slices"} & set(info["segmentation"])

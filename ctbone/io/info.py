@@ -141,7 +141,7 @@ def format_scan_info(info: dict, *, verbose: bool = False) -> str:
         lines.append(f"chosen: {info['chosen']} ({info.get('chosen_reason', 'single volume')})")
     geometry = info.get("geometry")
     if geometry:
-        source = {"rec.log": " (from the *_rec.log)", "--spacing": " (from --spacing)"}.get(
+        source = {"rec.log": " (from the *_rec.log)", "given": " (as given: --spacing)"}.get(
             geometry.get("spacing_source") or "", "")
         lines.append(f"shape (z, y, x): {tuple(geometry['shape_zyx'])}  spacing (z, y, x) mm: "
                      f"{tuple(round(v, 6) for v in geometry['spacing_zyx_mm'])}{source}")

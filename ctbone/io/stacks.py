@@ -156,7 +156,7 @@ def stack_spacing(path: Path, spacing=None, page_shape=None) -> tuple[tuple[floa
     still read, with a warning: its pixel size holds only if the pictures were cropped, not resized."""
     spacing3 = _spacing3(spacing, path)
     if spacing3 is not None:
-        return spacing3, "--spacing"
+        return spacing3, "given"  # --spacing, or the manifest's spacing_mm
     found = read_rec_log(path if path.is_dir() else path.parent)
     if found is None:
         raise GeometryError(f"{path}: slice pictures (TIFF, BMP, PNG) carry no voxel size. Potential fix: pass "

@@ -34,7 +34,8 @@ def ctbone_version() -> str:
 
 
 def provenance(result: AnalysisResult) -> dict:
-    """Acquisition columns of a result: voxel_mm (per axis), n_slices, series_uid, threshold_method, image_unit."""
+    """Acquisition columns of a result: voxel_mm (per axis), n_slices, series_uid, threshold_method, image_unit,
+    input_format, voxel_size_from ("header", "rec.log" or "given": --spacing or spacing_mm)."""
     image = result.image
     meta = image.meta or {}
     # spacings often come from float32 headers (NIfTI): 7 significant digits is all they hold
@@ -47,6 +48,9 @@ def provenance(result: AnalysisResult) -> dict:
         "series_description": meta.get("series_description", ""),
         "threshold_method": result.info.get("threshold_method", ""),
         "image_unit": image.unit,
+        # where the scan and its voxel size came from: a stack's voxel size is the user's (--spacing) or a log's
+        "input_format": meta.get("format", ""),
+        "voxel_size_from": meta.get("spacing_source") or ("header" if meta.get("format") else ""),
     }
 
 

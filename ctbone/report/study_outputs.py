@@ -26,7 +26,7 @@ from .tables import (CHANGE_SUFFIX, STATS_COLUMNS, baseline_change, group_order,
 log = logging.getLogger(__name__)
 
 ACQUISITION = ("voxel_mm", "n_slices", "series_uid", "series_description", "voxel_z_mm", "voxel_y_mm", "voxel_x_mm",
-               "threshold_method", "image_unit")
+               "threshold_method", "image_unit", "input_format", "voxel_size_from")
 # plotted, exported to Prism and shown first in the report, when present
 KEY_METRICS = ("cortical_defect_count", "cortical_defect_area_mm2", "cortical_defect_pct", "lytic_volume_mm3",
                "blastic_volume_mm3", "bone_lost_mm3", "bone_lost_pct", "bone_gained_mm3", "bv_tv_pct", "ct_th_mm",
