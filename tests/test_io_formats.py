@@ -202,6 +202,32 @@ def test_rec_log_gives_the_slices_pixel_size_not_the_projections(tmp_path, caplo
         ctbone.read_scan(tmp_path)
 
 
+def test_a_folder_of_bruker_projections_is_refused_with_where_the_slices_are(tmp_path):
+    # the scanner's raw X-ray images (one TIFF per projection, with the acquisition log) are not a scan's slices
+    import tifffile
+
+    from ctbone.errors import ScanReadError
+
+    for i in range(4):
+        tifffile.imwrite(tmp_path / f"m7~00_{i:04d}.tif", np.zeros((12, 20), np.uint16))
+    (tmp_path / "m7~00_.log").write_text("[System]\nScanner=SkyScan1276\n[Acquisition]\nNumber of Files=  4\n"
+                                         "Number Of Rows= 12\nNumber Of Columns= 20\nImage Pixel Size (um)=9.0\n")
+    rec = tmp_path / "m7_Rec"
+    rec.mkdir()
+    (rec / "m7_rec.log").write_text("[Reconstruction]\nPixel Size (um)=9.0\n")
+    for reader in (ctbone.read_scan, lambda p: ctbone.open_scan(p, memory="slabs")):
+        with pytest.raises(ScanReadError, match=r"Bruker projections \(the 12 x 20 X-ray images of m7~00_\.log\).*"
+                                                r"m7_Rec holds one"):
+            reader(tmp_path)
+    # slices of another size beside the same acquisition log (copied along for its pixel size) are read
+    other = tmp_path / "slices"
+    other.mkdir()
+    (other / "m7~00_.log").write_text((tmp_path / "m7~00_.log").read_text())
+    for i in range(3):
+        tifffile.imwrite(other / f"s{i}.tif", np.zeros((16, 16), np.uint8))
+    assert ctbone.read_scan(other).shape == (3, 16, 16)
+
+
 def test_multipage_tiff(tmp_path):
     import tifffile
 

@@ -151,7 +151,7 @@ class StackSlabs(ScanSlabs):
 def open_stack_slabs(path: Path, spacing=None) -> StackSlabs:
     """A folder of one picture per slice as a `StackSlabs` (voxel size from ``spacing`` or a *_rec.log)."""
     from .formats import file_unit_and_meta
-    from .stacks import read_stack_page, rec_log_meta, stack_files, stack_format, stack_spacing
+    from .stacks import check_not_projections, read_stack_page, rec_log_meta, stack_files, stack_format, stack_spacing
 
     path = Path(path)
     files = stack_files(path)
@@ -159,6 +159,7 @@ def open_stack_slabs(path: Path, spacing=None) -> StackSlabs:
         raise ScanReadError(f"{path}: a single (multi-page) TIFF file cannot be read slab by slab. Potential fix: "
                             f"drop --low-memory, or export one picture per slice.")
     first = read_stack_page(files[0])
+    check_not_projections(path, first.shape)
     spacing3, source = stack_spacing(path, spacing, page_shape=first.shape)
     scan = StackSlabs(files, shape=(len(files),) + first.shape, spacing=spacing3)
     # is_binary needs every voxel: the slab segmentation's first pass sets it

@@ -122,6 +122,30 @@ def read_rec_log(folder: Path) -> dict | None:
     return None
 
 
+def check_not_projections(path: Path, page_shape) -> None:
+    """Refuse a folder of Bruker *projections* (the scanner's raw X-ray images), mistaken for reconstructed slices.
+
+    An acquisition folder holds one TIFF per projection beside a log whose [Acquisition] section gives their
+    size (Number Of Rows x Number Of Columns) and no [Reconstruction] section; NRecon's slices sit in its own
+    output folder (often ``<name>_Rec``) with a ``*_rec.log``."""
+    folder = path if path.is_dir() else path.parent
+    for log_file in sorted(folder.glob("*.log")):
+        try:
+            text = log_file.read_text(errors="replace")
+        except OSError:
+            continue
+        if re.search(r"^\s*\[Reconstruction\]", text, re.MULTILINE):
+            return  # a reconstruction's log: these are slices
+        rows = _log_number(text, r"Number Of Rows", ignore_case=True)
+        cols = _log_number(text, r"Number Of Columns", ignore_case=True)
+        if rows is not None and cols is not None and tuple(page_shape) == (int(rows), int(cols)):
+            recs = sorted(p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*_rec.log")))
+            where = f" ({', '.join(recs)} holds one)" if recs else ""
+            raise ScanReadError(f"{path}: holds Bruker projections (the {int(rows)} x {int(cols)} X-ray images of "
+                                f"{log_file.name}), not reconstructed slices. Potential fix: point to NRecon's output "
+                                f"folder, the one with a *_rec.log{where}, or reconstruct the scan first")
+
+
 def rec_log_meta(path: Path) -> dict:
     """What an image stack's meta records from its Bruker log: the attenuation range NRecon mapped to the gray
     values ("Minimum/Maximum for CS to Image Conversion"), when given; scans reconstructed with different
@@ -132,8 +156,9 @@ def rec_log_meta(path: Path) -> dict:
     return {"attenuation_range": found["attenuation_range"], "rec_log": found["file"].name}
 
 
-def _log_number(text: str, key: str) -> float | None:
-    match = re.search(rf"^\s*{key}\s*=\s*([0-9.eE+-]+)", text, re.MULTILINE)
+def _log_number(text: str, key: str, *, ignore_case: bool = False) -> float | None:
+    flags = re.MULTILINE | (re.IGNORECASE if ignore_case else 0)
+    match = re.search(rf"^\s*{key}\s*=\s*([0-9.eE+-]+)", text, flags)
     try:
         return float(match.group(1)) if match else None
     except ValueError:
@@ -222,6 +247,7 @@ def read_stack(path: Path, spacing=None) -> Volume:
     """An image stack: a folder of one picture per slice (natural name order) or one multi-page TIFF."""
     files = stack_files(path)
     first = read_stack_page(files[0])  # its size checks the log's; a missing voxel size is said before the read
+    check_not_projections(path, first.shape)
     spacing3, source = stack_spacing(path, spacing, page_shape=first.shape)
     if len(files) == 1 and has_suffix(files[0], TIFF_SUFFIXES):
         array = _read_multipage_tiff(files[0])
