@@ -430,3 +430,25 @@ def test_trabecular_cube_analyze_skips_lesions_cleanly(tmp_path, capsys, monkeyp
     assert "BV/TV" in captured.out
     assert "ctbone analyze" in captured.err and "stages" in captured.err  # the stage bar, on stderr
     assert not (out / "masks" / "lytic.nii.gz").exists()
+
+
+def test_spacing_serves_an_image_stack_and_its_reference(tmp_path):
+    # two NRecon-like folders without their *_rec.log: --spacing gives both their voxel size
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from ctbone.phantoms import PhantomSpec, make_phantom
+
+    vol, _ = make_phantom(PhantomSpec(voxel_mm=0.04, length_mm=1.2, metaphysis_length_mm=0.0), seed=2)
+    gray = np.clip(np.rint((vol.array + 1000.0) * 255.0 / 4000.0), 0, 255).astype(np.uint8)
+    for name in ("scan", "ref"):
+        (tmp_path / name).mkdir()
+        for z, page in enumerate(gray):
+            Image.fromarray(page).save(tmp_path / name / f"{name}_rec{z:08d}.bmp")
+    out = tmp_path / "out"
+    assert main(["analyze", str(tmp_path / "scan"), "--reference", str(tmp_path / "ref"), "--spacing", "0.04",
+                 "-o", str(out), "--no-render", "-q"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert metrics["bone_lost_mm3"] == pytest.approx(0.0, abs=1e-3)  # the same scan: nothing lost
