@@ -22,7 +22,7 @@ except PackageNotFoundError:  # running from a source tree without install
 
 
 def read_scan(path, series=None, **kwargs):
-    """Read a scan (DICOM folder/file, NIfTI, MHA/MHD, NRRD, TIFF stack) into a `Volume`."""
+    """Read a scan (DICOM folder/file, NIfTI, MHA/MHD, NRRD, image stack: TIFF, BMP or PNG slices) into a `Volume`."""
     from .io import read_scan as _read_scan
 
     return _read_scan(path, series=series, **kwargs)

@@ -146,7 +146,7 @@ def _input_folders(inputs: Iterable) -> list[Path]:
         if item is None or item == "":
             continue
         p = Path(item).expanduser().resolve()
-        # a DICOM/TIFF folder is an input folder; a single-file input protects only the file itself
+        # a DICOM or image-stack folder is an input folder; a single-file input protects only the file itself
         folders.append(p)
     return folders
 
