@@ -93,6 +93,9 @@ def test_nrecon_picture_stack_is_read_with_its_pixel_size_and_without_its_previe
     described = scan_info(folder)
     assert described["geometry"]["shape_zyx"] == [12, 6, 7]
     assert "(0.0105, 0.0105, 0.0105) (from the *_rec.log)" in format_scan_info(described)
+    # the folder above it (an animal's folder holding NRecon's output folder): the fix names the stack
+    with pytest.raises(ScanReadError, match=r"point to the image stack it holds \(rec\)"):
+        ctbone.read_scan(tmp_path)
     # one slice given instead of its folder: the fix names the folder
     with pytest.raises(ScanReadError, match=r"point to the folder holding the stack"):
         ctbone.read_scan(folder / f"tibia_rec00000003{suffix}")

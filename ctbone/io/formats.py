@@ -152,6 +152,9 @@ def no_dicom_fix(path: Path) -> str:
     path = Path(path)
     if path.is_file() and has_suffix(path, STACK_SUFFIXES) and is_image_stack(path.parent):
         return f"a slice picture is one slice: point to the folder holding the stack ({path.parent})"
+    stacks = sorted(p.name for p in path.iterdir() if p.is_dir() and is_image_stack(p)) if path.is_dir() else []
+    if stacks:
+        return f"point to the image stack it holds ({', '.join(stacks[:3])}{', ...' if len(stacks) > 3 else ''})"
     if path.is_dir() and sum(has_suffix(p, (".jpg", ".jpeg")) for p in path.iterdir()) > 1:
         return ("its slices are JPEG pictures, whose lossy compression alters the gray values: export the "
                 "reconstruction as TIFF, BMP or PNG (NRecon's output format) and point to that folder")
