@@ -381,3 +381,26 @@ def test_memory_estimate_reads_the_image_header(tmp_path):
     job = Job(name="a", scan=path, reference=None, options=None, outdir=tmp_path / "out", render=False)
     # 24 000 voxels as float32, times the peak factor; the compressed file size would underestimate it
     assert estimate_job_bytes(job) == int(MEMORY_FACTOR * 20 * 30 * 40 * 4)
+
+
+def test_both_limbs_of_an_animal_as_rows_are_flagged_as_pseudo_replication(tmp_path, caplog):
+    # group statistics count rows as animals: an animal with two limb rows in one group would count twice
+    import logging
+
+    for name, value in (("A1_L", 1.0), ("A1_R", 2.0), ("A2_R", 3.0), ("B1_R", 4.0), ("B2_R", 5.0)):
+        write_fake_scan(tmp_path / name, value)
+    (tmp_path / "m.csv").write_text("animal_id,group,limb,scan\nA1,ctl,L,A1_L\nA1,ctl,R,A1_R\nA2,ctl,R,A2_R\n"
+                                    "B1,trt,R,B1_R\nB2,trt,R,B2_R\n")
+    with caplog.at_level(logging.WARNING, logger="ctbone"):
+        assert batch(tmp_path / "m.csv", tmp_path / "out", quiet=True) == 0
+    warned = [r.getMessage() for r in caplog.records if "several rows in one group" in r.getMessage()]
+    assert len(warned) == 1 and "A1 (L/R)" in warned[0] and "A2" not in warned[0]
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Statistics:" in html and "A1 (L/R)" in html
+    # one row per animal: nothing said
+    from ctbone.report.study_outputs import repeated_animals
+
+    rows = [{"status": "ok", "group": "ctl", "animal_id": a, "limb": "R", "timepoint": ""} for a in ("A1", "A2")]
+    assert repeated_animals(rows) == ""
+    rows.append({"status": "ok", "group": "ctl", "animal_id": "A1", "limb": "R", "timepoint": "2"})  # longitudinal
+    assert repeated_animals(rows) == ""

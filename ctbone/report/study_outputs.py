@@ -158,6 +158,9 @@ def write_study_outputs(manifest, outdir, *, statuses: dict, options, parameters
 
     groups = group_order(rows)
     control = control if control in groups else (groups[0] if groups else None)
+    replicated = repeated_animals(rows)
+    if replicated:
+        log.warning("%s", replicated)
     stat_metrics = [m for m in metric_names if not m.startswith("threshold_")]
     summary = group_summary(rows, stat_metrics)
     stats = group_stats(rows, stat_metrics, control=control)
@@ -181,6 +184,27 @@ def write_study_outputs(manifest, outdir, *, statuses: dict, options, parameters
     written["report"] = _write_html(outdir / "report.html", manifest, rows, metric_names, key, summary, stats,
                                     plots, montages, parameters=parameters, version=version, control=control)
     return written
+
+
+def repeated_animals(rows) -> str:
+    """A warning when an animal has several ok rows in one group and timepoint (both limbs as rows), else "".
+
+    The group statistics, plots and Prism tables take each row as an independent animal: two limbs of one
+    animal would count twice (pseudo-replication), and an injected limb would be pooled with its contralateral."""
+    seen: dict[tuple, list[str]] = {}
+    for r in rows:
+        if r.get("status") == "ok":
+            key = (str(r["group"]), str(r["animal_id"]), str(r.get("timepoint") or ""))
+            seen.setdefault(key, []).append(str(r.get("limb") or "?"))
+    repeated = [(key, limbs) for key, limbs in seen.items() if len(limbs) > 1]
+    if not repeated:
+        return ""
+    shown = ", ".join(f"{key[1]} ({'/'.join(limbs)})" for key, limbs in repeated[:5])
+    more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+    return (f"{len(repeated)} animal(s) have several rows in one group and timepoint: {shown}{more}. The group "
+            f"statistics, plots and Prism tables count rows as animals, so these animals count more than once and "
+            f"their limbs are pooled. Potential fix: one row per animal (the tumour-bearing limb, with the "
+            f"contralateral as its 'reference' column), or give each limb its own group (e.g. treated_R, treated_L)")
 
 
 def _write_prism(path, rows, key, groups, timepoint):
@@ -280,6 +304,9 @@ def _write_html(path, manifest, rows, metric_names, key, summary, stats, plots, 
     summary_html = (f"<p>Manifest <code>{esc(manifest.path)}</code>: {len(rows)} scans ({counts}); "
                     f"{n_ok} analysed, <span class=\"{'err' if failed else ''}\">{len(failed)} failed</span>. "
                     f"Control group: {esc(control)}. ctbone {esc(version)}.</p>")
+    replicated = repeated_animals(rows)
+    if replicated:
+        summary_html += f"<p class=\"err\"><b>Statistics:</b> {esc(replicated)}</p>"
     sections = [("Key metrics", _key_table(rows, key, groups))] if key else []
     if plots:
         sections.append(("Group plots", "".join(f"<figure>{H.img_tag(p, alt=t, width=420)}"
