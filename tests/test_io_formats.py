@@ -93,6 +93,8 @@ def test_nrecon_picture_stack_is_read_with_its_pixel_size_and_without_its_previe
     described = scan_info(folder)
     assert described["geometry"]["shape_zyx"] == [12, 6, 7]
     assert "(0.0105, 0.0105, 0.0105) (from the *_rec.log)" in format_scan_info(described)
+    assert (f"slices: 12 files, tibia_rec00000000{suffix} .. tibia_rec00000011{suffix}; left out: "
+            f"tibia_rec_spr{suffix}") in format_scan_info(described)
     # the folder above it (an animal's folder holding NRecon's output folder): the fix names the stack
     with pytest.raises(ScanReadError, match=r"point to the image stack it holds \(rec\)"):
         ctbone.read_scan(tmp_path)

@@ -93,6 +93,14 @@ def _slabs_info(path: Path, scan) -> dict:
             "reading": _reading_plan(scan.n_voxels, True)}
 
 
+def _stack_description(path: Path) -> dict:
+    """An image stack's slice files: how many, the first and last, and the pictures left out (a preview)."""
+    from .stacks import stack_listing
+
+    files, left_out = stack_listing(path)
+    return {"files": len(files), "first": files[0].name, "last": files[-1].name, "left_out": left_out}
+
+
 def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False) -> dict:
     """A JSON-able description of the scan(s) at ``path``: series, choice, geometry, rescale, unit, vendor.
 
@@ -122,6 +130,7 @@ def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False
                 "value_range": [float(volume.array.min()), float(volume.array.max())],
                 "is_binary": volume.meta.get("is_binary"),
                 "attenuation_range": volume.meta.get("attenuation_range"),
+                "stack": _stack_description(path) if is_stack_dir else None,
                 "reading": _reading_plan(int(np.prod(volume.shape)), is_stack_dir and volume.meta.get("files", 1) > 1)}
     if path.is_dir() and not any(path.iterdir()):
         raise ScanReadError(f"{path}: folder is empty. Potential fix: point to the folder of the scan's files.")
@@ -148,6 +157,10 @@ def format_scan_info(info: dict, *, verbose: bool = False) -> str:
         lines.append(f"origin (x, y, z) mm: {tuple(round(v, 4) for v in geometry['origin_xyz_mm'])}")
     if "unit" in info:
         lines.append(f"values: {info['unit']} ({info.get('unit_reason')})")
+    if info.get("stack"):
+        st = info["stack"]
+        left = f"; left out: {', '.join(st['left_out'])}" if st["left_out"] else ""
+        lines.append(f"slices: {st['files']} files, {st['first']} .. {st['last']}{left}")
     if info.get("attenuation_range"):
         low, high = info["attenuation_range"]
         lines.append(f"gray values map the attenuation range {low:g}-{high:g} (the *_rec.log's CS to image conversion)")

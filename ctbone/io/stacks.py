@@ -65,15 +65,23 @@ def _name_pattern(path: Path) -> str:
 def stack_files(path: Path) -> list[Path]:
     """The slice files of a stack, in natural name order: the folder's largest group of pictures named alike
     (a lone picture named otherwise, such as NRecon's preview, left out), or the one multi-page TIFF file."""
+    slices, left_out = stack_listing(path)
+    if left_out:
+        log.info("%s: %d slices named like %s; left out: %s", path, len(slices), slices[0].name, ", ".join(left_out))
+    return slices
+
+
+def stack_listing(path: Path) -> tuple[list[Path], list[str]]:
+    """(`stack_files`, the names of the pictures left out)."""
     path = Path(path)
     if not path.is_dir():
-        return [path]
+        return [path], []
     pictures = sorted((p for p in path.iterdir() if p.is_file() and has_suffix(p, STACK_SUFFIXES)), key=_natural_key)
     groups: dict[str, list[Path]] = {}
     for p in pictures:
         groups.setdefault(_name_pattern(p), []).append(p)
     if len(groups) <= 1 or max(len(g) for g in groups.values()) == 1:
-        return pictures  # one naming pattern, or names without one: every picture is a slice
+        return pictures, []  # one naming pattern, or names without one: every picture is a slice
     ranked = sorted(groups.values(), key=len, reverse=True)
     slices, others = ranked[0], ranked[1:]
     rivals = [g for g in others if len(g) > 1]
@@ -81,9 +89,7 @@ def stack_files(path: Path) -> list[Path]:
         raise ScanReadError(f"{path}: holds more than one stack of pictures ({len(slices)} named like "
                             f"{slices[0].name}, {len(rivals[0])} like {rivals[0][0].name}). Potential fix: move "
                             f"each stack to its own folder")
-    left_out = [g[0].name for g in others]
-    log.info("%s: %d slices named like %s; left out: %s", path, len(slices), slices[0].name, ", ".join(left_out))
-    return slices
+    return slices, [g[0].name for g in others]
 
 
 def stack_format(files: list[Path]) -> str:
