@@ -90,6 +90,8 @@ def _slabs_info(path: Path, scan) -> dict:
             "geometry": {"shape_zyx": list(scan.shape), "spacing_zyx_mm": list(scan.spacing),
                          "origin_xyz_mm": list(scan.origin), "direction": scan.direction.round(6).tolist(),
                          "spacing_source": scan.meta.get("spacing_source")},
+            "attenuation_range": scan.meta.get("attenuation_range"),
+            "stack": _stack_description(path) if scan.meta.get("files") else None,
             "reading": _reading_plan(scan.n_voxels, True)}
 
 
