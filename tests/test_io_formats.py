@@ -176,7 +176,7 @@ def test_a_dicom_export_with_a_preview_picture_stays_dicom(tmp_path):
 def test_rec_log_gives_the_slices_pixel_size_not_the_projections(tmp_path, caplog):
     # NRecon's *_rec.log repeats the acquisition's projection pixel size before its own [Reconstruction]
     # section; a reconstruction resized 2x has slices of twice that size
-    from ctbone.io.stacks import read_rec_log
+    from ctbone.io.bruker_log import read_rec_log
 
     (tmp_path / "m_rec.log").write_text(
         "[System]\r\nScanner=SkyScan1272\r\nCamera Pixel Size (um)=74.800\r\n[Acquisition]\r\n"

@@ -151,7 +151,8 @@ class StackSlabs(ScanSlabs):
 def open_stack_slabs(path: Path, spacing=None) -> StackSlabs:
     """A folder of one picture per slice as a `StackSlabs` (voxel size from ``spacing`` or a *_rec.log)."""
     from .formats import file_unit_and_meta
-    from .stacks import check_not_projections, read_stack_page, rec_log_meta, stack_files, stack_format, stack_spacing
+    from .bruker_log import check_not_projections, rec_log_meta
+    from .stacks import read_stack_page, stack_files, stack_format, stack_spacing
 
     path = Path(path)
     files = stack_files(path)
