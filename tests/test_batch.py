@@ -383,24 +383,34 @@ def test_memory_estimate_reads_the_image_header(tmp_path):
     assert estimate_job_bytes(job) == int(MEMORY_FACTOR * 20 * 30 * 40 * 4)
 
 
-def test_both_limbs_of_an_animal_as_rows_are_flagged_as_pseudo_replication(tmp_path, caplog):
-    # group statistics count rows as animals: an animal with two limb rows in one group would count twice
-    import logging
-
+def test_both_limbs_of_an_animal_as_rows_get_statistics_per_limb(tmp_path):
+    # rows are animals in the statistics: an animal's two limbs as rows would count twice, and an injected limb
+    # would be pooled with its contralateral. When an animal has several limbs as rows, everything is per limb
     for name, value in (("A1_L", 1.0), ("A1_R", 2.0), ("A2_R", 3.0), ("B1_R", 4.0), ("B2_R", 5.0)):
         write_fake_scan(tmp_path / name, value)
     (tmp_path / "m.csv").write_text("animal_id,group,limb,scan\nA1,ctl,L,A1_L\nA1,ctl,R,A1_R\nA2,ctl,R,A2_R\n"
                                     "B1,trt,R,B1_R\nB2,trt,R,B2_R\n")
-    with caplog.at_level(logging.WARNING, logger="ctbone"):
-        assert batch(tmp_path / "m.csv", tmp_path / "out", quiet=True) == 0
-    warned = [r.getMessage() for r in caplog.records if "several rows in one group" in r.getMessage()]
-    assert len(warned) == 1 and "A1 (L/R)" in warned[0] and "A2" not in warned[0]
-    html = (tmp_path / "out" / "report.html").read_text()
-    assert "Statistics:" in html and "A1 (L/R)" in html
-    # one row per animal: nothing said
-    from ctbone.report.study_outputs import repeated_animals
+    out = tmp_path / "out"
+    assert batch(tmp_path / "m.csv", out, quiet=True) == 0
+    with open(out / "group_stats.csv", newline="") as f:
+        stats = list(csv.DictReader(f))
+    welch = {r["limb"]: r for r in stats if r["metric"] == "bv_mm3" and r["test"] == "welch_t"}
+    assert set(welch) == {"L", "R"}
+    assert (welch["R"]["n_a"], welch["R"]["n_b"]) == ("2", "2")  # trt vs ctl on the right limbs: each animal once
+    assert (welch["L"]["n_a"], welch["L"]["n_b"]) == ("0", "1")
+    with open(out / "group_summary.csv", newline="") as f:
+        summary = [r for r in csv.DictReader(f) if r["metric"] == "bv_mm3"]
+    assert {(r["group"], r["limb"], r["n"]) for r in summary} == {("ctl", "L", "1"), ("ctl", "R", "2"),
+                                                                    ("trt", "L", "0"), ("trt", "R", "2")}
+    assert (out / "plots" / "bv_tv_pct_limb_R.png").is_file() and (out / "plots" / "bv_tv_pct_limb_L.png").is_file()
+    assert "per limb (L, R)" in (out / "report.html").read_text()
+    tables = ET.parse(out / "study.pzfx").getroot()
+    assert any("(limb R)" in (t.findtext("Title") or "") for t in tables.iter("Table"))
+    # one row per animal, whichever its limb: nothing split (and no limb column)
+    from ctbone.report.tables import limb_strata, stats_columns
 
-    rows = [{"status": "ok", "group": "ctl", "animal_id": a, "limb": "R", "timepoint": ""} for a in ("A1", "A2")]
-    assert repeated_animals(rows) == ""
+    rows = [{"status": "ok", "group": "ctl", "animal_id": a, "limb": limb, "timepoint": ""}
+            for a, limb in (("A1", "R"), ("A2", "L"))]
+    assert limb_strata(rows) == [None] and "limb" not in stats_columns(rows)
     rows.append({"status": "ok", "group": "ctl", "animal_id": "A1", "limb": "R", "timepoint": "2"})  # longitudinal
-    assert repeated_animals(rows) == ""
+    assert limb_strata(rows) == [None]

@@ -20,8 +20,8 @@ from .prism import write_pzfx
 from .safeio import atomic_copy, write_csv
 from .scan_outputs import COMPLETE_MARKER, LESION_COLUMNS
 from .stats import describe
-from .tables import (CHANGE_SUFFIX, STATS_COLUMNS, baseline_change, group_order, group_stats, group_summary,
-                     has_timepoints, numeric_metrics, summary_columns, timepoint_order)
+from .tables import (CHANGE_SUFFIX, baseline_change, group_order, group_stats, group_summary, has_timepoints,
+                     in_stratum, limb_strata, numeric_metrics, stats_columns, summary_columns, timepoint_order)
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +131,11 @@ def all_lesions(manifest, rows, scans_dir: Path) -> tuple[list[dict], list[str]]
     return out, columns
 
 
-def _samples_by_group(rows, metric, groups, timepoint=None):
+def _samples_by_group(rows, metric, groups, timepoint=None, limb=None):
     out = {}
     for g in groups:
         out[g] = [float(r[metric]) for r in rows if r["status"] == "ok" and r["group"] == g
-                  and (timepoint is None or str(r.get("timepoint") or "") == timepoint)
+                  and in_stratum(r, timepoint, limb)
                   and isinstance(r.get(metric), (int, float)) and math.isfinite(float(r[metric]))]
     return out
 
@@ -158,11 +158,12 @@ def write_study_outputs(manifest, outdir, *, statuses: dict, options, parameters
 
     groups = group_order(rows)
     control = control if control in groups else (groups[0] if groups else None)
-    replicated = repeated_animals(rows)
-    if replicated:
-        log.warning("%s", replicated)
+    limbs = limb_strata(rows)
+    if limbs != [None]:
+        log.info("an animal has several limbs as rows: group statistics, plots and Prism tables are per limb (%s)",
+                 ", ".join(limbs))
     stat_metrics = [m for m in metric_names if not m.startswith("threshold_")]
-    summary = group_summary(rows, stat_metrics)
+    summary = group_summary(rows, stat_metrics, limbs=limbs)
     stats = group_stats(rows, stat_metrics, control=control)
     longitudinal = has_timepoints(rows)
     if longitudinal:
@@ -170,66 +171,50 @@ def write_study_outputs(manifest, outdir, *, statuses: dict, options, parameters
         change_metrics = [m + CHANGE_SUFFIX for m in stat_metrics]
         written["change"] = write_csv(outdir / "change_from_baseline.csv", change,
                                       ["animal_id", "group", "limb", "timepoint", *change_metrics])
-        summary += group_summary([{**c, "status": "ok"} for c in change], change_metrics)
+        summary += group_summary([{**c, "status": "ok"} for c in change], change_metrics, limbs=limbs)
     written["group_summary"] = write_csv(outdir / "group_summary.csv", summary, summary_columns(rows))
-    written["group_stats"] = write_csv(outdir / "group_stats.csv", stats, list(STATS_COLUMNS))
+    written["group_stats"] = write_csv(outdir / "group_stats.csv", stats, stats_columns(rows))
 
     key = [m for m in KEY_METRICS if m in numeric_metrics(rows, stat_metrics)]
     timepoints = timepoint_order(rows) if longitudinal else [None]
     last_tp = timepoints[-1]
-    written["pzfx"] = _write_prism(outdir / "study.pzfx", rows, key, groups, last_tp)
-    plots = _write_plots(outdir / "plots", rows, key, groups, stats, timepoints, last_tp)
+    written["pzfx"] = _write_prism(outdir / "study.pzfx", rows, key, groups, last_tp, limbs)
+    plots = _write_plots(outdir / "plots", rows, key, groups, stats, timepoints, last_tp, limbs)
     snapshots = _copy_snapshots(manifest, rows, scans_dir, outdir / "snapshots")
     montages = _write_montages(outdir / "plots", rows, snapshots, groups, scans_dir)
     written["report"] = _write_html(outdir / "report.html", manifest, rows, metric_names, key, summary, stats,
-                                    plots, montages, parameters=parameters, version=version, control=control)
+                                    plots, montages, parameters=parameters, version=version, control=control,
+                                    limbs=limbs)
     return written
 
 
-def repeated_animals(rows) -> str:
-    """A warning when an animal has several ok rows in one group and timepoint (both limbs as rows), else "".
-
-    The group statistics, plots and Prism tables take each row as an independent animal: two limbs of one
-    animal would count twice (pseudo-replication), and an injected limb would be pooled with its contralateral."""
-    seen: dict[tuple, list[str]] = {}
-    for r in rows:
-        if r.get("status") == "ok":
-            key = (str(r["group"]), str(r["animal_id"]), str(r.get("timepoint") or ""))
-            seen.setdefault(key, []).append(str(r.get("limb") or "?"))
-    repeated = [(key, limbs) for key, limbs in seen.items() if len(limbs) > 1]
-    if not repeated:
-        return ""
-    shown = ", ".join(f"{key[1]} ({'/'.join(limbs)})" for key, limbs in repeated[:5])
-    more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
-    return (f"{len(repeated)} animal(s) have several rows in one group and timepoint: {shown}{more}. The group "
-            f"statistics, plots and Prism tables count rows as animals, so these animals count more than once and "
-            f"their limbs are pooled. Potential fix: one row per animal (the tumour-bearing limb, with the "
-            f"contralateral as its 'reference' column), or give each limb its own group (e.g. treated_R, treated_L)")
-
-
-def _write_prism(path, rows, key, groups, timepoint):
+def _write_prism(path, rows, key, groups, timepoint, limbs=(None,)):
     tables = {}
     for metric in key:
-        tables[metric] = {g: [(_label(r), float(r[metric])) for r in rows
-                              if r["status"] == "ok" and r["group"] == g
-                              and (timepoint is None or str(r.get("timepoint") or "") == timepoint)
-                              and isinstance(r.get(metric), (int, float))]
-                          for g in groups}
+        for limb in limbs:
+            name = metric if limb is None else f"{metric} (limb {limb})"
+            tables[name] = {g: [(_label(r), float(r[metric])) for r in rows
+                                if r["status"] == "ok" and r["group"] == g and in_stratum(r, timepoint, limb)
+                                and isinstance(r.get(metric), (int, float))]
+                            for g in groups}
     return write_pzfx(path, tables)
 
 
-def _write_plots(folder: Path, rows, key, groups, stats, timepoints, last_tp) -> list[tuple[str, Path]]:
+def _write_plots(folder: Path, rows, key, groups, stats, timepoints, last_tp, limbs=(None,)) -> list[tuple[str, Path]]:
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for metric in key:
         tp = last_tp
-        comps = [(s["group_b"], s["group_a"], s["p_adj"]) for s in stats
-                 if s["metric"] == metric and s["test"] == "welch_t" and s["comparison"] != "omnibus"
-                 and (tp is None or s["timepoint"] == tp)]
-        title = metric if tp is None else f"{metric} (timepoint {tp})"
-        paths = group_plot(metric, _samples_by_group(rows, metric, groups, tp), folder / safe_name(metric),
-                           comparisons=comps, title=title)
-        out.append((title, paths["png"]))
+        for limb in limbs:
+            comps = [(s["group_b"], s["group_a"], s["p_adj"]) for s in stats
+                     if s["metric"] == metric and s["test"] == "welch_t" and s["comparison"] != "omnibus"
+                     and (tp is None or s["timepoint"] == tp) and (limb is None or s.get("limb") == limb)]
+            parts = [f"timepoint {tp}"] * (tp is not None) + [f"limb {limb}"] * (limb is not None)
+            title = metric + (f" ({', '.join(parts)})" if parts else "")
+            stem = safe_name(metric) + ("" if limb is None else f"_limb_{safe_name(limb)}")
+            paths = group_plot(metric, _samples_by_group(rows, metric, groups, tp, limb), folder / stem,
+                               comparisons=comps, title=title)
+            out.append((title, paths["png"]))
         if tp is not None:
             series = {g: {} for g in groups}
             for r in rows:
@@ -278,24 +263,25 @@ def _write_montages(folder: Path, rows, snapshots: dict, groups, scans_dir: Path
     return out
 
 
-def _key_table(rows, key, groups) -> str:
-    """Group x key metric: mean ± SD (n), over ok rows (the last timepoint when there are several)."""
+def _key_table(rows, key, groups, limbs=(None,)) -> str:
+    """Group (x limb) x key metric: mean ± SD (n), over ok rows (the last timepoint when there are several)."""
     tps = timepoint_order(rows)
     last = tps[-1] if has_timepoints(rows) else None
     table = []
     for g in groups:
-        cells = {"group": g}
-        for metric, values in ((m, _samples_by_group(rows, m, [g], last)[g]) for m in key):
-            d = describe(values)
-            sd = "" if math.isnan(d["sd"]) else f" ± {d['sd']:.3g}"
-            cells[metric] = f"{d['mean']:.3g}{sd} (n={d['n']})" if d["n"] else "–"
-        table.append(cells)
+        for limb in limbs:
+            cells = {"group": g} if limb is None else {"group": g, "limb": limb}
+            for metric, values in ((m, _samples_by_group(rows, m, [g], last, limb)[g]) for m in key):
+                d = describe(values)
+                sd = "" if math.isnan(d["sd"]) else f" ± {d['sd']:.3g}"
+                cells[metric] = f"{d['mean']:.3g}{sd} (n={d['n']})" if d["n"] else "–"
+            table.append(cells)
     note = f"<p>Timepoint {H.esc(last)}.</p>" if last is not None else ""
-    return note + H.table_html(table, ["group", *key])
+    return note + H.table_html(table, ["group", *(["limb"] if limbs != [None] else []), *key])
 
 
 def _write_html(path, manifest, rows, metric_names, key, summary, stats, plots, montages, *, parameters, version,
-                control):
+                control, limbs=(None,)):
     esc = H.esc
     n_ok = sum(r["status"] == "ok" for r in rows)
     failed = [r for r in rows if r["status"] != "ok"]
@@ -304,10 +290,11 @@ def _write_html(path, manifest, rows, metric_names, key, summary, stats, plots, 
     summary_html = (f"<p>Manifest <code>{esc(manifest.path)}</code>: {len(rows)} scans ({counts}); "
                     f"{n_ok} analysed, <span class=\"{'err' if failed else ''}\">{len(failed)} failed</span>. "
                     f"Control group: {esc(control)}. ctbone {esc(version)}.</p>")
-    replicated = repeated_animals(rows)
-    if replicated:
-        summary_html += f"<p class=\"err\"><b>Statistics:</b> {esc(replicated)}</p>"
-    sections = [("Key metrics", _key_table(rows, key, groups))] if key else []
+    if list(limbs) != [None]:
+        summary_html += ("<p>Some animals have several limbs as rows: group statistics, plots and Prism tables are "
+                         f"per limb ({esc(', '.join(limbs))}), so that no animal counts twice and injected and "
+                         "contralateral limbs are not pooled.</p>")
+    sections = [("Key metrics", _key_table(rows, key, groups, limbs))] if key else []
     if plots:
         sections.append(("Group plots", "".join(f"<figure>{H.img_tag(p, alt=t, width=420)}"
                                                 f"<figcaption>{esc(t)}</figcaption></figure>" for t, p in plots)))
@@ -315,7 +302,7 @@ def _write_html(path, manifest, rows, metric_names, key, summary, stats, plots, 
         sections.append(("Snapshots", "".join(f"<h3>{esc(g)}</h3><div class=\"grid\">{H.img_tag(p, alt=g)}</div>"
                                               for g, p in montages)))
     key_stats = [s for s in stats if s["metric"] in key] or stats
-    sections.append(("Statistics", H.table_html(key_stats, list(STATS_COLUMNS))
+    sections.append(("Statistics", H.table_html(key_stats, stats_columns(rows))
                      + "<p>All metrics: group_stats.csv.</p>"))
     key_summary = [s for s in summary if s["metric"] in key] or summary
     sections.append(("Group summary", H.table_html(key_summary, list(dict.fromkeys(k for s in summary for k in s)))))

@@ -48,37 +48,70 @@ def has_timepoints(rows) -> bool:
     return len(timepoint_order(rows)) > 1
 
 
+def limb_strata(rows) -> list:
+    """The limbs the statistics are split by, in manifest order, when an animal has several ok rows in one group
+    and timepoint (both limbs as rows: counted together, an animal would count twice and an injected limb would
+    be pooled with its contralateral); ``[None]`` (no split) otherwise."""
+    seen: dict[tuple, int] = {}
+    for r in ok_rows(rows):
+        key = (str(r["group"]), str(r["animal_id"]), str(r.get("timepoint") or ""))
+        seen[key] = seen.get(key, 0) + 1
+    if not any(n > 1 for n in seen.values()):
+        return [None]
+    return list(dict.fromkeys(str(r.get("limb") or "") for r in ok_rows(rows)))
+
+
+def in_stratum(row, timepoint=None, limb=None) -> bool:
+    """Whether ``row`` belongs to a (timepoint, limb) stratum (None: any)."""
+    return ((timepoint is None or str(row.get("timepoint") or "") == timepoint)
+            and (limb is None or str(row.get("limb") or "") == limb))
+
+
 def numeric_metrics(rows, metrics) -> list[str]:
     """``metrics`` that have at least one finite value in an ok row."""
     ok = ok_rows(rows)
     return [m for m in metrics if any(math.isfinite(_value(r, m)) for r in ok)]
 
 
-def _samples(rows, metric, group, timepoint=None):
-    return [v for r in ok_rows(rows) if str(r["group"]) == group
-            and (timepoint is None or str(r.get("timepoint") or "") == timepoint)
+def _samples(rows, metric, group, timepoint=None, limb=None):
+    return [v for r in ok_rows(rows) if str(r["group"]) == group and in_stratum(r, timepoint, limb)
             for v in [_value(r, metric)] if math.isfinite(v)]
 
 
-def group_summary(rows, metrics) -> list[dict]:
-    """One tidy row per (group, metric[, timepoint]) with n, mean, sd, sem, median, q1, q3, min, max."""
+def group_summary(rows, metrics, *, limbs=None) -> list[dict]:
+    """One tidy row per (group, metric[, limb][, timepoint]) with n, mean, sd, sem, median, q1, q3, min, max.
+
+    ``limbs``: the limb strata (default `limb_strata` of ``rows``)."""
     groups = group_order(rows)
     timepoints = timepoint_order(rows) if has_timepoints(rows) else [None]
+    limbs = limb_strata(rows) if limbs is None else limbs
     out = []
     for metric in numeric_metrics(rows, metrics):
         for group in groups:
-            for tp in timepoints:
-                row = {"group": group, "metric": metric}
-                if tp is not None:
-                    row["timepoint"] = tp
-                row.update(describe(_samples(rows, metric, group, tp)))
-                out.append(row)
+            for limb in limbs:
+                for tp in timepoints:
+                    row = {"group": group, "metric": metric}
+                    if limb is not None:
+                        row["limb"] = limb
+                    if tp is not None:
+                        row["timepoint"] = tp
+                    row.update(describe(_samples(rows, metric, group, tp, limb)))
+                    out.append(row)
     return out
 
 
 def summary_columns(rows) -> list[str]:
-    """group_summary.csv columns (with ``timepoint`` only for longitudinal studies)."""
-    return ["group", "metric"] + (["timepoint"] if has_timepoints(rows) else []) + list(SUMMARY_STATS)
+    """group_summary.csv columns (``limb`` when split by limb, ``timepoint`` only for longitudinal studies)."""
+    return (["group", "metric"] + (["limb"] if limb_strata(rows) != [None] else [])
+            + (["timepoint"] if has_timepoints(rows) else []) + list(SUMMARY_STATS))
+
+
+def stats_columns(rows) -> list[str]:
+    """group_stats.csv columns: `STATS_COLUMNS`, with ``limb`` after ``timepoint`` when split by limb."""
+    columns = list(STATS_COLUMNS)
+    if limb_strata(rows) != [None]:
+        columns.insert(columns.index("timepoint") + 1, "limb")
+    return columns
 
 
 def _test_row(metric, tp, comparison, a_name, b_name, a, b, result, effect=None) -> dict:
@@ -90,11 +123,12 @@ def _test_row(metric, tp, comparison, a_name, b_name, a, b, result, effect=None)
 
 
 def group_stats(rows, metrics, *, control: str | None = None) -> list[dict]:
-    """Per metric (and timepoint): omnibus tests for 3+ groups, then each group vs control.
+    """Per metric (and timepoint, and limb when an animal has several limbs as rows: `limb_strata`): omnibus tests
+    for 3+ groups, then each group vs control.
 
     Two groups: Welch t and Mann-Whitney U. Three or more: Welch ANOVA and Kruskal-Wallis omnibus rows, then
     Welch t and Mann-Whitney U of every group against ``control`` (default: the first group of the manifest).
-    ``p_adj`` is Holm over the pairwise comparisons of one metric, test and timepoint (omnibus rows: p).
+    ``p_adj`` is Holm over the pairwise comparisons of one metric, test, timepoint and limb (omnibus rows: p).
     Pairwise rows have group_a = the group, group_b = control; t, U and Hedges' g refer to the group, so
     t > 0 and g > 0 mean the group's mean exceeds control's.
     """
@@ -103,26 +137,33 @@ def group_stats(rows, metrics, *, control: str | None = None) -> list[dict]:
         control = groups[0] if groups else None
     others = [g for g in groups if g != control]
     timepoints = timepoint_order(rows) if has_timepoints(rows) else [None]
+    limbs = limb_strata(rows)
     out = []
     for metric in numeric_metrics(rows, metrics):
-        for tp in timepoints:
-            samples = {g: _samples(rows, metric, g, tp) for g in groups}
-            if len(groups) >= 3:
-                for fn in (welch_anova, kruskal):
-                    res = fn([samples[g] for g in groups])
-                    row = _test_row(metric, tp, "omnibus", "all", "all", None, None, res)
-                    row["p_adj"] = res.p
-                    out.append(row)
-            for fn in (welch_t, mann_whitney):
-                family = []
-                for g in others:
-                    # group first, so t > 0 and g > 0 both mean "the group exceeds control"
-                    a, b = samples[g], samples[control]
-                    family.append(_test_row(metric, tp, f"{g} vs {control}", g, control, a, b, fn(a, b),
-                                            hedges_g(b, a)))
-                for row, p_adj in zip(family, holm([r["p"] for r in family])):
-                    row["p_adj"] = p_adj
-                out.extend(family)
+        for limb in limbs:
+            for tp in timepoints:
+                stratum = []
+                samples = {g: _samples(rows, metric, g, tp, limb) for g in groups}
+                if len(groups) >= 3:
+                    for fn in (welch_anova, kruskal):
+                        res = fn([samples[g] for g in groups])
+                        row = _test_row(metric, tp, "omnibus", "all", "all", None, None, res)
+                        row["p_adj"] = res.p
+                        stratum.append(row)
+                for fn in (welch_t, mann_whitney):
+                    family = []
+                    for g in others:
+                        # group first, so t > 0 and g > 0 both mean "the group exceeds control"
+                        a, b = samples[g], samples[control]
+                        family.append(_test_row(metric, tp, f"{g} vs {control}", g, control, a, b, fn(a, b),
+                                                hedges_g(b, a)))
+                    for row, p_adj in zip(family, holm([r["p"] for r in family])):
+                        row["p_adj"] = p_adj
+                    stratum.extend(family)
+                if limb is not None:
+                    for row in stratum:
+                        row["limb"] = limb
+                out.extend(stratum)
     return out
 
 
