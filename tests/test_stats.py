@@ -142,3 +142,44 @@ def test_groups_without_spread_leave_t_and_g_empty():
     rows = _rows({"ctl": [0.0, 0.0], "trt": [2.0, 2.0]})
     welch = next(r for r in group_stats(rows, ["m_mm3"]) if r["test"] == "welch_t")
     assert math.isnan(welch["p"]) and math.isnan(welch["hedges_g"]) and welch["n_a"] == 2
+
+
+def test_paired_tests_against_scipy_and_their_degenerate_cases():
+    from scipy import stats as st
+
+    from ctbone.report.stats import paired_t, wilcoxon_signed_rank
+
+    tumour, contra = [1.0, 2.0, 3.0, 4.0, 6.0], [0.0, 1.0, 1.0, 2.0, 5.5]
+    res = paired_t(tumour, contra)
+    ref = st.ttest_rel(tumour, contra)
+    assert res.statistic == pytest.approx(ref.statistic) and res.p == pytest.approx(ref.pvalue) and res.df == 4
+    assert res.statistic > 0  # the first sample higher
+    w = wilcoxon_signed_rank(tumour, contra)
+    assert w.p == pytest.approx(st.wilcoxon(tumour, contra).pvalue)
+    # a pair with a missing value is dropped; one pair, or differences all alike, give no test
+    assert paired_t([1.0, float("nan"), 3.0], [0.0, 1.0, 1.0]).df == 1
+    assert np.isnan(paired_t([1.0], [0.0]).p) and np.isnan(paired_t([1.0, 2.0], [0.0, 1.0]).p)
+    assert np.isnan(wilcoxon_signed_rank([1.0, 2.0], [1.0, 2.0]).p)
+
+
+def test_group_stats_compare_the_two_limbs_of_each_group_paired_by_animal():
+    from scipy import stats as st
+
+    from ctbone.report.tables import group_stats
+
+    rows = []
+    values = {"A1": (5.0, 1.0), "A2": (6.0, 2.5), "A3": (7.5, 2.0), "A4": (6.5, 3.0),
+              "B1": (2.0, 1.0), "B2": (2.5, 2.0), "B3": (1.5, 1.2)}
+    for animal, (right, left) in values.items():
+        group = "ctl" if animal.startswith("A") else "trt"
+        rows += [{"status": "ok", "animal_id": animal, "group": group, "limb": "R", "timepoint": "", "x": right},
+                 {"status": "ok", "animal_id": animal, "group": group, "limb": "L", "timepoint": "", "x": left}]
+    stats = group_stats(rows, ["x"], control="ctl")
+    paired = {(r["group_a"], r["test"]): r for r in stats if r["comparison"] == "R vs L (paired)"}
+    assert set(paired) == {(g, t) for g in ("ctl", "trt") for t in ("paired_t", "wilcoxon_signed_rank")}
+    ctl = paired[("ctl", "paired_t")]
+    assert ctl["limb"] == "R vs L" and ctl["n_a"] == ctl["n_b"] == 4
+    assert ctl["p"] == pytest.approx(st.ttest_rel([5.0, 6.0, 7.5, 6.5], [1.0, 2.5, 2.0, 3.0]).pvalue)
+    assert ctl["p_adj"] >= ctl["p"]  # Holm over the two groups
+    # and the unpaired comparisons stay within a limb: trt vs ctl on R, then on L
+    assert {r["limb"] for r in stats if r["comparison"] == "trt vs ctl"} == {"R", "L"}

@@ -1,4 +1,5 @@
-"""Group statistics for a study: Welch t, Mann-Whitney U, Welch ANOVA, Kruskal-Wallis, Holm, Hedges' g.
+"""Group statistics for a study: Welch t, Mann-Whitney U, Welch ANOVA, Kruskal-Wallis, paired t and Wilcoxon
+signed-rank (one animal's two limbs), Holm, Hedges' g.
 
 Pure functions on 1D samples; NaNs are dropped first. A test that cannot be
 computed (fewer than 2 animals in a group, no variance at all) returns NaN
@@ -70,6 +71,32 @@ def mann_whitney(a, b) -> TestResult:
     if res is None:
         return TestResult("mann_whitney_u", NAN, NAN)
     return TestResult("mann_whitney_u", float(res.statistic), float(res.pvalue))
+
+
+def _pairs(a, b) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    keep = np.isfinite(a) & np.isfinite(b)
+    return a[keep], b[keep]
+
+
+def paired_t(a, b) -> TestResult:
+    """Paired t-test over the pairs (a[i], b[i]) (a pair with a NaN dropped), two-sided; t > 0 when a exceeds b
+    on average. NaN for fewer than 2 pairs or differences that do not vary."""
+    a, b = _pairs(a, b)
+    if len(a) < 2 or np.ptp(a - b) == 0:
+        return TestResult("paired_t", NAN, NAN)
+    res = _quiet(_st.ttest_rel, a, b)
+    return TestResult("paired_t", float(res.statistic), float(res.pvalue), float(len(a) - 1))
+
+
+def wilcoxon_signed_rank(a, b) -> TestResult:
+    """Wilcoxon signed-rank test over the pairs (a[i], b[i]), two-sided (zero differences dropped, as Wilcoxon);
+    NaN when no pair differs."""
+    a, b = _pairs(a, b)
+    res = _quiet(_st.wilcoxon, a, b) if len(a) and np.any(a != b) else None
+    if res is None:
+        return TestResult("wilcoxon_signed_rank", NAN, NAN)
+    return TestResult("wilcoxon_signed_rank", float(res.statistic), float(res.pvalue))
 
 
 def kruskal(samples) -> TestResult:
