@@ -363,9 +363,9 @@ def analyze(path, outdir, series, spacing, threshold, trabecular_threshold, cali
         reference_volume = None
         if reference is not None:
             # --spacing gives an image stack's voxel size: the reference's too when it is one (DICOM carries its own)
-            from .io.stacks import is_image_stack, is_stack_file
+            from .io.stacks import is_stack
 
-            ref_spacing = spacing_mm if is_image_stack(reference) or is_stack_file(reference) else None
+            ref_spacing = spacing_mm if is_stack(reference) else None
             reference_volume = read_scan(reference, spacing=ref_spacing, allow_nonuniform=allow_nonuniform)
         result = run_analysis(volume, reference=reference_volume, progress=step, **overrides)
         check_mode_applied(result, result.options)

@@ -44,12 +44,12 @@ def read_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     """
     from .dicom import read_dicom
     from .formats import SITK_SUFFIXES, has_suffix, read_sitk, resolve_scan_path
-    from .stacks import is_image_stack, is_stack_file, read_stack
+    from .stacks import is_stack, read_stack
 
     path = resolve_scan_path(path, spacing)  # a folder holding one .mhd/.nrrd/.nii volume means that volume
     if path.is_file() and has_suffix(path, SITK_SUFFIXES):
         return read_sitk(path)
-    if is_stack_file(path) or is_image_stack(path):
+    if is_stack(path):
         return read_stack(path, spacing=spacing)
     if path.is_dir() and not any(path.iterdir()):
         raise ScanReadError(f"{path}: folder is empty. Potential fix: point to the folder of the scan's files.")

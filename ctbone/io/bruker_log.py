@@ -67,11 +67,10 @@ def check_not_projections(path: Path, page_shape) -> None:
                                 f"folder, the one with a *_rec.log{where}, or reconstruct the scan first")
 
 
-def rec_log_meta(path: Path) -> dict:
-    """What an image stack's meta records from its Bruker log: the attenuation range NRecon mapped to the gray
-    values ("Minimum/Maximum for CS to Image Conversion"), when given; scans reconstructed with different
-    ranges have gray values that one threshold cannot compare."""
-    found = read_rec_log(path if path.is_dir() else path.parent)
+def rec_log_meta(found: dict | None) -> dict:
+    """What an image stack's meta records from its Bruker log (`read_rec_log`'s answer): the attenuation range
+    NRecon mapped to the gray values ("Minimum/Maximum for CS to Image Conversion"), when given; scans
+    reconstructed with different ranges have gray values that one threshold cannot compare."""
     if found is None or found["attenuation_range"] is None:
         return {}
     return {"attenuation_range": found["attenuation_range"], "rec_log": found["file"].name}

@@ -178,12 +178,12 @@ def resolve_scan_path(path, spacing=None) -> Path:
 
 def check_spacing_applies(path: Path, spacing) -> None:
     """Refuse a voxel size given for a scan that carries its own (anything but an image stack): it would be ignored."""
-    from .stacks import is_image_stack, is_stack_file
+    from .stacks import is_stack
 
     if spacing is None:
         return
     path = Path(path)
-    if is_stack_file(path) or is_image_stack(path):
+    if is_stack(path):
         return
     raise ScanReadError(f"{path}: a voxel size (--spacing) is only read for image stacks (TIFF, BMP, PNG slices), "
                         f"which carry none; this scan carries its own and it would be ignored. Potential fix: drop "

@@ -151,22 +151,17 @@ class StackSlabs(ScanSlabs):
 def open_stack_slabs(path: Path, spacing=None) -> StackSlabs:
     """A folder of one picture per slice as a `StackSlabs` (voxel size from ``spacing`` or a *_rec.log)."""
     from .formats import file_unit_and_meta
-    from .bruker_log import check_not_projections, rec_log_meta
-    from .stacks import read_stack_page, stack_files, stack_format, stack_spacing
+    from .stacks import stack_files, stack_format, stack_header
 
     path = Path(path)
     files = stack_files(path)
     if len(files) < 2:
         raise ScanReadError(f"{path}: a single (multi-page) TIFF file cannot be read slab by slab. Potential fix: "
                             f"drop --low-memory, or export one picture per slice.")
-    first = read_stack_page(files[0])
-    check_not_projections(path, first.shape)
-    spacing3, source = stack_spacing(path, spacing, page_shape=first.shape)
+    first, spacing3, extra = stack_header(path, files, spacing)
     scan = StackSlabs(files, shape=(len(files),) + first.shape, spacing=spacing3)
     # is_binary needs every voxel: the slab segmentation's first pass sets it
-    scan.unit, meta = file_unit_and_meta(scan.unit_sample(), path, stack_format(files),
-                                         {"spacing_source": source, "files": len(files), **rec_log_meta(path)},
-                                         is_binary=False)
+    scan.unit, meta = file_unit_and_meta(scan.unit_sample(), path, stack_format(files), extra, is_binary=False)
     scan.meta = {**meta, "read": "slab by slab"}
     return scan
 

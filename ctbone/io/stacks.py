@@ -54,6 +54,11 @@ def is_stack_file(path: Path) -> bool:
     return path.is_file() and has_suffix(path, TIFF_SUFFIXES)
 
 
+def is_stack(path: Path) -> bool:
+    """An image stack, as a folder of slice pictures (`is_image_stack`) or one multi-page TIFF (`is_stack_file`)."""
+    return is_stack_file(path) or is_image_stack(path)
+
+
 def _natural_key(path: Path):
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
@@ -108,15 +113,25 @@ def _spacing3(spacing, path: Path):
     return values
 
 
-def stack_spacing(path: Path, spacing=None, page_shape=None) -> tuple[tuple[float, float, float], str]:
-    """(voxel size (z, y, x) mm, where it came from) of an image stack: ``spacing``, else a Bruker *_rec.log.
+def stack_header(path: Path, files: list[Path], spacing=None) -> tuple[np.ndarray, tuple, dict]:
+    """(first slice, voxel size (z, y, x) mm, the stack's meta) before its slices are read, in memory or slab by
+    slab: projections refused, the voxel size from ``spacing`` or the Bruker log (read once), what the log says."""
+    first = read_stack_page(files[0])  # its size checks the log's; a missing voxel size is said before the read
+    check_not_projections(path, first.shape)
+    found = read_rec_log(path if path.is_dir() else path.parent)
+    spacing3, source = stack_spacing(path, spacing, found, page_shape=first.shape)
+    return first, spacing3, {"spacing_source": source, "files": len(files), **rec_log_meta(found)}
+
+
+def stack_spacing(path: Path, spacing, found: dict | None, page_shape=None) -> tuple[tuple[float, float, float], str]:
+    """(voxel size (z, y, x) mm, where it came from) of an image stack: ``spacing``, else ``found``, what
+    `read_rec_log` read of the Bruker log beside it.
 
     A log describing slices of another size than ``page_shape`` (resized or from another reconstruction) is
     still read, with a warning: its pixel size holds only if the pictures were cropped, not resized."""
     spacing3 = _spacing3(spacing, path)
     if spacing3 is not None:
         return spacing3, "given"  # --spacing, or the manifest's spacing_mm
-    found = read_rec_log(path if path.is_dir() else path.parent)
     if found is None:
         raise GeometryError(f"{path}: slice pictures (TIFF, BMP, PNG) carry no voxel size. Potential fix: pass "
                             f"--spacing MM (e.g. --spacing 0.0105), or keep the scanner's *_rec.log beside the stack.")
@@ -180,9 +195,7 @@ def _read_picture(file: Path) -> np.ndarray:
 def read_stack(path: Path, spacing=None) -> Volume:
     """An image stack: a folder of one picture per slice (natural name order) or one multi-page TIFF."""
     files = stack_files(path)
-    first = read_stack_page(files[0])  # its size checks the log's; a missing voxel size is said before the read
-    check_not_projections(path, first.shape)
-    spacing3, source = stack_spacing(path, spacing, page_shape=first.shape)
+    first, spacing3, extra = stack_header(path, files, spacing)
     if len(files) == 1 and has_suffix(files[0], TIFF_SUFFIXES):
         array = _read_multipage_tiff(files[0])
     else:
@@ -190,8 +203,7 @@ def read_stack(path: Path, spacing=None) -> Volume:
         array[0] = first
         for i, file in enumerate(files[1:], start=1):
             array[i] = read_stack_page(file, first.shape)
-    return _finish(array, path, spacing3, (0.0, 0.0, 0.0), np.eye(3), stack_format(files),
-                   {"spacing_source": source, "files": len(files), **rec_log_meta(path)})
+    return _finish(array, path, spacing3, (0.0, 0.0, 0.0), np.eye(3), stack_format(files), extra)
 
 
 def _read_multipage_tiff(file: Path) -> np.ndarray:

@@ -72,6 +72,7 @@ def run_job(job: Job) -> dict:
 
     The warnings logged while reading and analysing (one message each) also go into the scan's
     metrics.json (``info["warnings"]``): a worker process's log does not reach the batch's."""
+    from ..io.stacks import is_stack
     from ..report.scan_outputs import write_scan_outputs
 
     t0 = time.perf_counter()
@@ -100,7 +101,7 @@ def run_job(job: Job) -> dict:
             ref_kwargs = dict(read_kwargs)
             if spacing is not None:
                 scan_kwargs["spacing"] = spacing
-                if job.reference is not None and _is_image_stack(job.reference):
+                if job.reference is not None and is_stack(job.reference):
                     ref_kwargs["spacing"] = spacing
             volume = read(job.scan, **scan_kwargs)
             reference = read_reference(job.reference, **ref_kwargs) if job.reference is not None else None
@@ -118,12 +119,6 @@ def run_job(job: Job) -> dict:
             _remove_stale_outputs(job.outdir)
     return {"name": job.name, "status": status, "error": error, "seconds": round(time.perf_counter() - t0, 3),
             "warnings": list(caught.messages), "pid": os.getpid()}
-
-
-def _is_image_stack(path) -> bool:
-    from ..io.stacks import is_image_stack, is_stack_file
-
-    return is_image_stack(path) or is_stack_file(path)
 
 
 def check_mode_applied(result, options) -> None:
