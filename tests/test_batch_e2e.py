@@ -215,21 +215,17 @@ def test_scan_notes_read_the_bridged_envelope():
 def test_a_study_of_image_stacks_with_and_without_their_rec_log(tmp_path):
     # Bruker NRecon folders: one keeps its *_rec.log, one lost it and has spacing_mm in the manifest, and a
     # DICOM scan given a spacing_mm is refused in its row (it carries its own voxel size), not silently used
-    import numpy as np
-    from PIL import Image
+    from nrecon_folders import gray_pages, write_nrecon_folder
 
     from ctbone.io import write_dicom_series
     from ctbone.phantoms import PhantomSpec, make_phantom
     from ctbone.study import run_batch
 
     vol, _ = make_phantom(PhantomSpec(voxel_mm=0.04, length_mm=1.2, metaphysis_length_mm=0.0), seed=1)
-    gray = np.clip(np.rint((vol.array + 1000.0) * 255.0 / 4000.0), 0, 255).astype(np.uint8)
-    for name in ("with_log", "no_log"):
-        folder = tmp_path / name
-        folder.mkdir()
-        for z, page in enumerate(gray):
-            Image.fromarray(page).save(folder / f"b_rec{z:08d}.png")
-    (tmp_path / "with_log" / "b_rec.log").write_text("[Reconstruction]\nPixel Size (um)=40.0\n")
+    gray = gray_pages(vol.array)
+    write_nrecon_folder(tmp_path / "with_log", gray, prefix="b", suffix=".png",
+                        log="[Reconstruction]\nPixel Size (um)=40.0\n")
+    write_nrecon_folder(tmp_path / "no_log", gray, prefix="b", suffix=".png")
     write_dicom_series(vol, tmp_path / "dicom")
     (tmp_path / "m.csv").write_text("animal_id,group,scan,spacing_mm\nA1,ctl,with_log,\nA2,ctl,no_log,0.04\n"
                                     "A3,trt,no_log,\nA4,trt,dicom,0.04\n")

@@ -436,17 +436,13 @@ def test_spacing_serves_an_image_stack_and_its_reference(tmp_path):
     # two NRecon-like folders without their *_rec.log: --spacing gives both their voxel size
     import json
 
-    import numpy as np
-    from PIL import Image
+    from nrecon_folders import gray_pages, write_nrecon_folder
 
     from ctbone.phantoms import PhantomSpec, make_phantom
 
     vol, _ = make_phantom(PhantomSpec(voxel_mm=0.04, length_mm=1.2, metaphysis_length_mm=0.0), seed=2)
-    gray = np.clip(np.rint((vol.array + 1000.0) * 255.0 / 4000.0), 0, 255).astype(np.uint8)
     for name in ("scan", "ref"):
-        (tmp_path / name).mkdir()
-        for z, page in enumerate(gray):
-            Image.fromarray(page).save(tmp_path / name / f"{name}_rec{z:08d}.bmp")
+        write_nrecon_folder(tmp_path / name, gray_pages(vol.array), prefix=name)
     out = tmp_path / "out"
     assert main(["analyze", str(tmp_path / "scan"), "--reference", str(tmp_path / "ref"), "--spacing", "0.04",
                  "-o", str(out), "--no-render", "-q"]) == 0

@@ -12,19 +12,32 @@ import pytest
 from ctbone.cli import main
 
 
-def test_phantom_dicom_through_analyze_cli_matches_truth(tmp_path):
-    spec = {"voxel_mm": 0.03, "length_mm": 2.0, "metaphysis_length_mm": 0.0,
-            "lesions": [{"kind": "perforation", "z_mm": 0.5, "angle_deg": 0.0, "radius_mm": 0.12},
-                        {"kind": "lytic_cavity", "z_mm": 1.1, "angle_deg": 200.0, "radius_mm": 0.2},
-                        {"kind": "blastic", "z_mm": 1.3, "angle_deg": 300.0, "half_length_mm": 0.4}]}
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
+# one perforation, one lytic cavity breaching the cortex, one blastic outgrowth, at 30 um
+SPEC = {"voxel_mm": 0.03, "length_mm": 2.0, "metaphysis_length_mm": 0.0,
+        "lesions": [{"kind": "perforation", "z_mm": 0.5, "angle_deg": 0.0, "radius_mm": 0.12},
+                    {"kind": "lytic_cavity", "z_mm": 1.1, "angle_deg": 200.0, "radius_mm": 0.2},
+                    {"kind": "blastic", "z_mm": 1.3, "angle_deg": 300.0, "half_length_mm": 0.4}]}
+COMPARED = ("cortical_defect_count", "lytic_volume_mm3", "blastic_volume_mm3", "ct_th_mm", "tv_mm3")
+
+
+def _write_phantom(tmp_path):
+    """`ctbone phantom` writes SPEC as a DICOM series (tmp_path/ph/dicom) with its truth.json."""
+    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
     assert main(["phantom", str(tmp_path / "ph"), "--spec", str(tmp_path / "spec.json"), "--seed", "3"]) == 0
-    assert main(["analyze", str(tmp_path / "ph" / "dicom"), "-o", str(tmp_path / "out"), "--no-render", "-q"]) == 0
+
+
+def _truth_and_metrics(tmp_path):
+    """(truth.json, the metrics.csv row `analyze` wrote to tmp_path/out, the COMPARED metrics as floats)."""
     truth = json.loads((tmp_path / "ph" / "truth.json").read_text())
     with open(tmp_path / "out" / "metrics.csv", newline="") as f:
         (row,) = list(csv.DictReader(f))
-    names = ("cortical_defect_count", "lytic_volume_mm3", "blastic_volume_mm3", "ct_th_mm", "tv_mm3")
-    m = {name: float(row[name]) for name in names}
+    return truth, row, {name: float(row[name]) for name in COMPARED}
+
+
+def test_phantom_dicom_through_analyze_cli_matches_truth(tmp_path):
+    _write_phantom(tmp_path)
+    assert main(["analyze", str(tmp_path / "ph" / "dicom"), "-o", str(tmp_path / "out"), "--no-render", "-q"]) == 0
+    truth, row, m = _truth_and_metrics(tmp_path)
 
     def err(name):
         return (m[name] - truth[name]) / truth[name]
@@ -46,33 +59,20 @@ def test_phantom_as_a_bruker_nrecon_bmp_stack_matches_truth(tmp_path):
     # Bruker SkyScan's reconstruction writes 8-bit BMP slices and a *_rec.log with the pixel size: the same
     # phantom, its attenuation mapped to 0-255 as NRecon maps it (linearly; HU -1000..3000 here), must give the
     # truth within the DICOM test's tolerances (measured values beside them)
-    import numpy as np
-    from PIL import Image
+    from nrecon_folders import gray_pages, write_nrecon_folder
 
     import ctbone
 
-    spec = {"voxel_mm": 0.03, "length_mm": 2.0, "metaphysis_length_mm": 0.0,
-            "lesions": [{"kind": "perforation", "z_mm": 0.5, "angle_deg": 0.0, "radius_mm": 0.12},
-                        {"kind": "lytic_cavity", "z_mm": 1.1, "angle_deg": 200.0, "radius_mm": 0.2},
-                        {"kind": "blastic", "z_mm": 1.3, "angle_deg": 300.0, "half_length_mm": 0.4}]}
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
-    assert main(["phantom", str(tmp_path / "ph"), "--spec", str(tmp_path / "spec.json"), "--seed", "3"]) == 0
+    _write_phantom(tmp_path)
     hu = ctbone.read_scan(tmp_path / "ph" / "dicom").array
-    gray = np.clip(np.rint((hu + 1000.0) * 255.0 / 4000.0), 0, 255).astype(np.uint8)
-    rec = tmp_path / "tibia_rec"
-    rec.mkdir()
-    for z, page in enumerate(gray):
-        Image.fromarray(page).save(rec / f"tibia_rec{z:08d}.bmp")
-    Image.fromarray(gray[len(gray) // 2, ::4, ::4]).save(rec / "tibia_rec_spr.bmp")  # NRecon's preview
+    gray = gray_pages(hu)
+    rec = write_nrecon_folder(tmp_path / "tibia_rec", gray, prefix="tibia",
+                              preview=gray[len(gray) // 2, ::4, ::4])  # with NRecon's preview
     (rec / "tibia__rec.log").write_text("[Reconstruction]\nPixel Size (um)=30.0\n")
     before = sorted(p.name for p in rec.iterdir())
     assert main(["analyze", str(rec), "-o", str(tmp_path / "out"), "--no-render", "-q"]) == 0
     assert sorted(p.name for p in rec.iterdir()) == before  # nothing written beside the input
-    truth = json.loads((tmp_path / "ph" / "truth.json").read_text())
-    with open(tmp_path / "out" / "metrics.csv", newline="") as f:
-        (row,) = list(csv.DictReader(f))
-    names = ("cortical_defect_count", "lytic_volume_mm3", "blastic_volume_mm3", "ct_th_mm", "tv_mm3")
-    m = {name: float(row[name]) for name in names}
+    truth, row, m = _truth_and_metrics(tmp_path)
     assert "threshold_raw" in row  # gray values, not HU
     assert m["cortical_defect_count"] == truth["cortical_defect_count"] == 2
     assert m["lytic_volume_mm3"] == pytest.approx(truth["lytic_volume_mm3"], rel=0.05)  # measured +0.04 %

@@ -64,14 +64,11 @@ def test_tiff_spacing_from_bruker_rec_log(tmp_path):
 
 def _nrecon_folder(folder, pages, *, suffix=".bmp", pixel_um=10.5):
     """A folder as Bruker's NRecon writes it: numbered slices, a *_rec.log and a preview picture of another size."""
-    from PIL import Image
+    from nrecon_folders import write_nrecon_folder
 
-    folder.mkdir(exist_ok=True)
-    for i, page in enumerate(pages):
-        Image.fromarray(page).save(folder / f"tibia_rec{i:08d}{suffix}")
-    Image.fromarray(np.full((3, 4), 255, np.uint8)).save(folder / f"tibia_rec_spr{suffix}")
-    (folder / "tibia_rec.log").write_text(f"[Reconstruction]\nPixel Size (um)={pixel_um}\n")
-    return folder
+    return write_nrecon_folder(folder, pages, prefix="tibia", suffix=suffix,
+                               log=f"[Reconstruction]\nPixel Size (um)={pixel_um}\n",
+                               preview=np.full((3, 4), 255, np.uint8))
 
 
 @pytest.mark.parametrize("suffix", [".bmp", ".png"])
@@ -118,36 +115,37 @@ def test_sixteen_bit_png_and_gray_rgb_pictures_keep_their_values(tmp_path):
     assert ctbone.read_scan(rgb, spacing=0.01).array[:, 0, 0].tolist() == [0, 7, 14]
 
 
+def _pictures(folder, names, page):
+    """``folder`` (made if missing) holding ``page`` saved under each of ``names``."""
+    from PIL import Image
+
+    folder.mkdir(exist_ok=True)
+    for name in names:
+        Image.fromarray(page).save(folder / name)
+    return folder
+
+
 def test_bad_picture_stacks_are_refused_naming_the_file(tmp_path):
     from PIL import Image
 
     from ctbone.errors import GeometryError, ScanReadError
 
-    colour = tmp_path / "colour"
-    colour.mkdir()
-    for i in range(3):
-        page = np.zeros((4, 5, 3), np.uint8)
-        page[..., 0] = 200  # red
-        Image.fromarray(page).save(colour / f"s{i}.png")
+    red = np.zeros((4, 5, 3), np.uint8)
+    red[..., 0] = 200
+    colour = _pictures(tmp_path / "colour", [f"s{i}.png" for i in range(3)], red)
     with pytest.raises(ScanReadError, match=r"s0\.png: colour picture"):
         ctbone.read_scan(colour, spacing=0.01)
     # no voxel size anywhere: the fix is named
-    bare = tmp_path / "bare"
-    bare.mkdir()
-    for i in range(3):
-        Image.fromarray(np.zeros((4, 5), np.uint8)).save(bare / f"s{i}.bmp")
+    black = np.zeros((4, 5), np.uint8)
+    bare = _pictures(tmp_path / "bare", [f"s{i}.bmp" for i in range(3)], black)
     with pytest.raises(GeometryError, match=r"bare: slice pictures .* carry no voxel size.*--spacing"):
         ctbone.read_scan(bare)
     # JPEG slices (lossy) are not read, and the error says what to export instead
-    jpeg = tmp_path / "jpeg"
-    jpeg.mkdir()
-    for i in range(3):
-        Image.fromarray(np.zeros((4, 5), np.uint8)).save(jpeg / f"s{i}.jpg")
+    jpeg = _pictures(tmp_path / "jpeg", [f"s{i}.jpg" for i in range(3)], black)
     with pytest.raises(ScanReadError, match=r"JPEG pictures.*export the reconstruction as TIFF, BMP or PNG"):
         ctbone.read_scan(jpeg)
     # two numbered stacks in one folder: which one is the scan is not guessed
-    for i in range(3):
-        Image.fromarray(np.zeros((4, 5), np.uint8)).save(bare / f"mask{i}.bmp")
+    _pictures(bare, [f"mask{i}.bmp" for i in range(3)], black)
     with pytest.raises(ScanReadError, match=r"more than one stack.*own folder"):
         ctbone.read_scan(bare, spacing=0.01)
     # a slice of another size

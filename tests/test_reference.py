@@ -163,22 +163,17 @@ def test_bruker_scans_with_different_gray_mappings_are_warned_about(tmp_path, ca
     # read as bone lost or gained. Read in memory and slab by slab, the range travels in the scan's meta
     import logging
 
-    from PIL import Image
+    from nrecon_folders import gray_pages, write_nrecon_folder
 
     import ctbone
 
     vol, _ = make_phantom(PhantomSpec(voxel_mm=0.04, length_mm=1.2, metaphysis_length_mm=0.0), seed=1)
-    gray = np.clip(np.rint((vol.array + 1000.0) * 255.0 / 4000.0), 0, 255).astype(np.uint8)
+    gray = gray_pages(vol.array)
 
     def nrecon(name, high):
-        folder = tmp_path / name
-        folder.mkdir()
-        for z, page in enumerate(gray):
-            Image.fromarray(page).save(folder / f"{name}_rec{z:08d}.bmp")
-        (folder / f"{name}_rec.log").write_text(
+        return write_nrecon_folder(tmp_path / name, gray, prefix=name, log=(
             "[Reconstruction]\nPixel Size (um)=40.0\nMinimum for CS to Image Conversion=0.000000\n"
-            f"Maximum for CS to Image Conversion={high:.6f}\n")
-        return folder
+            f"Maximum for CS to Image Conversion={high:.6f}\n"))
 
     scan, same, other = nrecon("scan", 0.08), nrecon("same", 0.08), nrecon("other", 0.11)
     assert ctbone.read_scan(scan).meta["attenuation_range"] == [0.0, 0.08]
