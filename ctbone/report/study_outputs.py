@@ -20,8 +20,9 @@ from .prism import write_pzfx
 from .safeio import atomic_copy, write_csv
 from .scan_outputs import COMPLETE_MARKER, LESION_COLUMNS
 from .stats import describe
-from .tables import (CHANGE_SUFFIX, baseline_change, group_order, group_stats, group_summary, has_timepoints,
-                     in_stratum, limb_strata, numeric_metrics, stats_columns, summary_columns, timepoint_order)
+from .tables import (CHANGE_SUFFIX, baseline_change, group_order, group_samples, group_stats, group_summary,
+                     has_timepoints, in_stratum, limb_strata, numeric_metrics, stats_columns, summary_columns,
+                     timepoint_order)
 
 log = logging.getLogger(__name__)
 
@@ -131,15 +132,6 @@ def all_lesions(manifest, rows, scans_dir: Path) -> tuple[list[dict], list[str]]
     return out, columns
 
 
-def _samples_by_group(rows, metric, groups, timepoint=None, limb=None):
-    out = {}
-    for g in groups:
-        out[g] = [float(r[metric]) for r in rows if r["status"] == "ok" and r["group"] == g
-                  and in_stratum(r, timepoint, limb)
-                  and isinstance(r.get(metric), (int, float)) and math.isfinite(float(r[metric]))]
-    return out
-
-
 def _label(row) -> str:
     return "_".join(p for p in (str(row.get("animal_id") or ""), str(row.get("limb") or ""),
                                 str(row.get("timepoint") or "")) if p)
@@ -212,7 +204,7 @@ def _write_plots(folder: Path, rows, key, groups, stats, timepoints, last_tp, li
             parts = [f"timepoint {tp}"] * (tp is not None) + [f"limb {limb}"] * (limb is not None)
             title = metric + (f" ({', '.join(parts)})" if parts else "")
             stem = safe_name(metric) + ("" if limb is None else f"_limb_{safe_name(limb)}")
-            paths = group_plot(metric, _samples_by_group(rows, metric, groups, tp, limb), folder / stem,
+            paths = group_plot(metric, {g: group_samples(rows, metric, g, tp, limb) for g in groups}, folder / stem,
                                comparisons=comps, title=title)
             out.append((title, paths["png"]))
         if tp is not None:
@@ -271,7 +263,7 @@ def _key_table(rows, key, groups, limbs=(None,)) -> str:
     for g in groups:
         for limb in limbs:
             cells = {"group": g} if limb is None else {"group": g, "limb": limb}
-            for metric, values in ((m, _samples_by_group(rows, m, [g], last, limb)[g]) for m in key):
+            for metric, values in ((m, group_samples(rows, m, g, last, limb)) for m in key):
                 d = describe(values)
                 sd = "" if math.isnan(d["sd"]) else f" ± {d['sd']:.3g}"
                 cells[metric] = f"{d['mean']:.3g}{sd} (n={d['n']})" if d["n"] else "–"

@@ -74,7 +74,8 @@ def numeric_metrics(rows, metrics) -> list[str]:
     return [m for m in metrics if any(math.isfinite(_value(r, m)) for r in ok)]
 
 
-def _samples(rows, metric, group, timepoint=None, limb=None):
+def group_samples(rows, metric, group, timepoint=None, limb=None) -> list[float]:
+    """The finite values of ``metric`` in the ok rows of ``group`` (and of a timepoint, a limb: None for any)."""
     return [v for r in ok_rows(rows) if str(r["group"]) == group and in_stratum(r, timepoint, limb)
             for v in [_value(r, metric)] if math.isfinite(v)]
 
@@ -96,7 +97,7 @@ def group_summary(rows, metrics, *, limbs=None) -> list[dict]:
                         row["limb"] = limb
                     if tp is not None:
                         row["timepoint"] = tp
-                    row.update(describe(_samples(rows, metric, group, tp, limb)))
+                    row.update(describe(group_samples(rows, metric, group, tp, limb)))
                     out.append(row)
     return out
 
@@ -145,7 +146,7 @@ def group_stats(rows, metrics, *, control: str | None = None) -> list[dict]:
         for limb in limbs:
             for tp in timepoints:
                 stratum = []
-                samples = {g: _samples(rows, metric, g, tp, limb) for g in groups}
+                samples = {g: group_samples(rows, metric, g, tp, limb) for g in groups}
                 if len(groups) >= 3:
                     for fn in (welch_anova, kruskal):
                         res = fn([samples[g] for g in groups])
