@@ -116,3 +116,18 @@ def test_yx_box_gives_the_same_voxels_as_the_whole_array():
     box = (slice(5, 22), slice(3, 20))
     got = within_mm(mask, spacing_mm=(0.02, 0.01, 0.01), radius_mm=0.05, yx_box=box)
     assert np.array_equal(got, whole[:, 5:22, 3:20])
+
+
+@pytest.mark.parametrize("spacing", [(0.01, 0.01, 0.01), (0.013, 0.01, 0.011), (0.007, 0.01, 0.01)])
+def test_long_columns_with_many_runs_far_from_their_sites(spacing):
+    # the last pass (along z) transforms only windows around the voxels still undecided: columns much longer
+    # than the radius, their sites scattered so that a column holds several such windows, some merging
+    rng = np.random.default_rng(13)
+    mask = rng.random((160, 5, 6)) < 0.004
+    mask[40:47, 2, 3] = mask[52, 2, 3] = True  # undecided runs a little more than a radius apart
+    brute = {r: _brute_within(mask, spacing, r) for r in (0.02, 0.045)}
+    for radius in (0.02, 0.045):
+        assert np.array_equal(within_mm(mask, spacing_mm=spacing, radius_mm=radius), brute[radius])
+    # a ring's inner radius leaves more voxels undecided; its outer radius sets which sites count
+    ring = ring_mm(mask, spacing_mm=spacing, inner_mm=0.02, outer_mm=0.045)
+    assert ring.any() and np.array_equal(ring, brute[0.045] & ~brute[0.02])

@@ -72,7 +72,10 @@ def ring_mm(mask: np.ndarray, *, spacing_mm, inner_mm: float, outer_mm: float, y
         g, far = np.empty(mask.shape, np.uint16), float(np.floor(outer) + 1)
     else:
         g, far = np.empty(mask.shape, np.float32), float(np.float32(outer + 1.0))
-    _squared_vox(mask, weights[0], weights[1], weights[2], far, y0, y1, x0, x1, g)
+    # the answer only asks which side of the radii a voxel falls: one at or below `decided` after the first
+    # two passes stays there, and the last pass computes only what the others need (see `_last_pass`)
+    decided = outer if inner_mm < 0 else inner
+    _squared_vox(mask, weights[0], weights[1], weights[2], far, decided, y0, y1, x0, x1, g)
     dist2 = g[:, y0:y1, x0:x1]
     if inner_mm < 0:
         return dist2 <= outer
@@ -90,7 +93,7 @@ def squared_distance_mm2(sites: np.ndarray, *, spacing_mm) -> np.ndarray:
     if sites.size == 0:
         return np.zeros(sites.shape, np.float32)
     dist2 = np.empty(sites.shape, np.float32)
-    _squared_vox(sites, weights[0], weights[1], weights[2], np.inf, 0, sites.shape[1], 0, sites.shape[2], dist2)
+    _squared_vox(sites, weights[0], weights[1], weights[2], np.inf, -1.0, 0, sites.shape[1], 0, sites.shape[2], dist2)
     # voxel² to mm²; isotropic grids: whole numbers times unit², as exact as float32 holds them
     np.multiply(dist2, np.float32(unit * unit), out=dist2)
     return dist2
@@ -172,11 +175,12 @@ def _transform_line(line, n, weight, far, sites, bounds, found):  # pragma: no c
 
 
 @njit(cache=True, parallel=True)
-def _squared_vox(mask, wz, wy, wx, far, y0, y1, x0, x1, g):  # pragma: no cover - compiled
+def _squared_vox(mask, wz, wy, wx, far, decided, y0, y1, x0, x1, g):  # pragma: no cover - compiled
     """Squared distance in voxel units (axis weights wz, wy, wx) to the nearest True voxel, into ``g``
     (float32, or uint16 for whole numbers below 65536); values at or above ``far`` come out as ``far``
     (inf: none cut). Valid in [:, y0:y1, x0:x1] only: the passes along y and z run there (the pass along
-    y needs all rows, but only those columns)."""
+    y needs all rows, but only those columns). With ``decided >= 0`` only the values above it are exact:
+    the others come out at or below it (see `_last_pass`); ``decided = -1``: all exact."""
     nz, ny, nx = mask.shape
     n = max(nx, ny)
     for z in prange(nz):
@@ -206,8 +210,10 @@ def _squared_vox(mask, wz, wy, wx, far, y0, y1, x0, x1, g):  # pragma: no cover 
                 for y in range(ny):
                     if line[y] != 0.0:
                         g[z, y, x] = found[y]
+    # along z, the last pass: windows of `reach` slices around the undecided voxels (see `_last_pass`)
+    reach = nz if decided < 0 else int(np.floor(np.sqrt(decided / wz))) + 1
     for y in prange(y0, y1):
-        # along z: the (z, x) plane of one y gathered once, so the columns are read from cache
+        # the (z, x) plane of one y gathered once, so the columns are read from cache
         plane = np.empty((nz, nx), np.float64)
         line = np.empty(nz, np.float64)
         found = np.empty(nz, np.float64)
@@ -219,7 +225,45 @@ def _squared_vox(mask, wz, wy, wx, far, y0, y1, x0, x1, g):  # pragma: no cover 
         for x in range(x0, x1):
             for z in range(nz):
                 line[z] = plane[z, x]
-            if _transform_line(line, nz, wz, far, sites, bounds, found):
-                for z in range(nz):
-                    if line[z] != 0.0:
-                        g[z, y, x] = found[z]
+            _last_pass(line, nz, wz, far, decided, reach, sites, bounds, found)
+            for z in range(nz):
+                if line[z] != found[z]:
+                    g[z, y, x] = found[z]
+
+
+@njit(cache=True, inline="always")
+def _last_pass(line, n, weight, far, decided, reach, sites, bounds, found):  # pragma: no cover - compiled
+    """The last pass's values into ``found[:n]``, exact at every voxel above ``decided`` (all of them when
+    ``decided < 0``); a voxel at or below it keeps a value at or below it.
+
+    A voxel at or below ``decided`` after the other passes stays there (the pass only lowers values), so
+    only the runs of voxels above it need the lower envelope: each run, widened by ``reach`` (> the square
+    root of ``decided / weight``) on both sides and merged with the runs that window meets, is transformed on
+    its own. That is exact for the run: a site beyond the window lies past the decided voxel next to the
+    run, which is d1 voxels from a voxel of the run while the site is more than d1 + reach away, and
+    weight (d1 + reach)² > weight d1² + decided >= that decided voxel's offer. On the envelope's closing
+    most of a column is decided, save its ends near the padding (512^3 bench: the closing's last passes
+    1.6 -> 1.0 s)."""
+    for i in range(n):
+        found[i] = line[i]
+    if decided < 0:
+        _transform_line(line, n, weight, far, sites, bounds, found)
+        return
+    q = 0
+    while q < n:
+        if line[q] <= decided:
+            q += 1
+            continue
+        lo = max(0, q - reach)
+        while q < n and line[q] > decided:
+            q += 1
+        hi = min(n, q + reach)
+        while True:  # take in the next run of undecided voxels if it starts within the window
+            while q < hi and line[q] <= decided:
+                q += 1
+            if q >= hi:
+                break
+            while q < n and line[q] > decided:
+                q += 1
+            hi = min(n, q + reach)
+        _transform_line(line[lo:hi], hi - lo, weight, far, sites, bounds, found[lo:hi])
