@@ -22,6 +22,10 @@ class GeometryError(ScanReadError):
     """Slice geometry is unusable: missing or duplicate slices, non-uniform or zero spacing."""
 
 
+class VoxelSizeMissingError(GeometryError):
+    """An image stack carries no voxel size and none was given (no --spacing, no Bruker *_rec.log)."""
+
+
 class DecoderMissingError(ScanReadError):
     """A compressed transfer syntax needs a decoder package that is not installed."""
 

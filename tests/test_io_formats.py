@@ -44,10 +44,10 @@ def test_folder_holding_one_volume_file_reads_that_volume(tmp_path):
 def test_tiff_folder_natural_order_and_spacing_option(tmp_path):
     import tifffile
 
-    for i in (1, 2, 10):  # natural order 1, 2, 10 (a plain sort would give 1, 10, 2)
+    for i in range(1, 12):  # natural order 1, 2, ..., 10, 11 (a plain sort would give 1, 10, 11, 2, ...)
         tifffile.imwrite(tmp_path / f"slice_{i}.tif", np.full((6, 7), i, np.uint16))
     vol = ctbone.read_scan(tmp_path, spacing=0.0195)
-    assert vol.array[:, 0, 0].tolist() == [1, 2, 10]
+    assert vol.array[:, 0, 0].tolist() == list(range(1, 12))
     assert vol.spacing == pytest.approx((0.0195,) * 3)
 
 
@@ -153,6 +153,40 @@ def test_bad_picture_stacks_are_refused_naming_the_file(tmp_path):
     Image.fromarray(np.zeros((6, 8), np.uint8)).save(odd / "tibia_rec00000003.bmp")
     with pytest.raises(ScanReadError, match=r"tibia_rec00000003\.bmp: image size \(6, 8\) differs"):
         ctbone.read_scan(odd)
+
+
+def test_a_stack_with_a_slice_missing_from_its_numbering_is_refused(tmp_path):
+    from ctbone.errors import GeometryError
+
+    page = np.zeros((4, 5), np.uint8)
+    # NRecon-like names: the animal's number stays, the slice number changes; the 6th slice lost in a copy
+    gap = _pictures(tmp_path / "gap", [f"m12_rec{i:08d}.bmp" for i in (0, 1, 2, 3, 4, 6, 7, 8)], page)
+    with pytest.raises(GeometryError, match=r"gap: 1 slice file\(s\) missing .*between m12_rec00000004\.bmp and "
+                                            r"m12_rec00000006\.bmp.*restore"):
+        ctbone.read_scan(gap, spacing=0.01)
+    with pytest.raises(GeometryError, match="missing from the numbering"):  # the slab reader checks it too
+        from ctbone.io.slabs import open_stack_slabs
+
+        open_stack_slabs(gap, 0.01)
+    # a sub-range of the reconstruction, or every other slice throughout, is taken as it is
+    for name, numbers in (("range", range(120, 126)), ("even", range(0, 12, 2))):
+        folder = _pictures(tmp_path / name, [f"s_{i}.tif" for i in numbers], page)
+        assert ctbone.read_scan(folder, spacing=0.01).shape == (6, 4, 5)
+
+
+def test_info_describes_a_stack_without_a_voxel_size(tmp_path, capsys):
+    # `info` is where a user finds out what a folder holds: it describes the stack and names what is missing
+    from ctbone.cli import main
+    from ctbone.io import scan_info
+
+    bare = _pictures(tmp_path / "bare", [f"s{i:03d}.png" for i in range(5)], np.full((4, 5), 7, np.uint8))
+    info = scan_info(bare)
+    assert info["geometry"]["shape_zyx"] == [5, 4, 5] and info["geometry"]["spacing_zyx_mm"] is None
+    assert "carry no voxel size" in info["problem"] and info["stack"]["files"] == 5
+    assert main(["info", str(bare)]) == 0
+    out = capsys.readouterr().out
+    assert "spacing (z, y, x) mm: unknown" in out and "PROBLEM:" in out and "--spacing" in out
+    assert scan_info(bare, spacing=0.02)["problem"] is None
 
 
 def test_a_dicom_export_with_a_preview_picture_stays_dicom(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import GeometryError, ScanReadError, SeriesError
+from ..errors import GeometryError, ScanReadError, SeriesError, VoxelSizeMissingError
 
 
 def _dicom_info(path: Path, series, allow_nonuniform: bool = False) -> dict:
@@ -81,15 +81,30 @@ def _reading_plan(n_voxels: int, slab_capable: bool) -> dict:
             "slabs_possible": slab_capable}
 
 
-def _slabs_info(path: Path, scan) -> dict:
+def _stand_in_voxel_size(path: Path):
+    """(None, None), or for an image stack that carries no voxel size and has no Bruker log: (1.0, what is
+    missing). Such a stack is described all the same (slices, shape, values), its voxel size unknown."""
+    from .bruker_log import read_rec_log
+    from .stacks import is_stack, stack_spacing
+
+    if not is_stack(path):
+        return None, None
+    try:
+        stack_spacing(path, None, read_rec_log(path if path.is_dir() else path.parent))
+    except VoxelSizeMissingError as exc:
+        return 1.0, str(exc)
+    return None, None
+
+
+def _slabs_info(path: Path, scan, problem=None) -> dict:
     """An image stack or a MetaImage too large for memory, described from its `ScanSlabs` (its header or first
     page and the slices the unit test needs; no full read)."""
     return {"path": str(path), "format": scan.meta.get("format"), "series": [], "skipped": [], "chosen": str(path),
-            "problem": None,
+            "problem": problem,
             "unit": scan.unit, "unit_reason": scan.meta.get("unit_reason"),
-            "geometry": {"shape_zyx": list(scan.shape), "spacing_zyx_mm": list(scan.spacing),
+            "geometry": {"shape_zyx": list(scan.shape), "spacing_zyx_mm": None if problem else list(scan.spacing),
                          "origin_xyz_mm": list(scan.origin), "direction": scan.direction.round(6).tolist(),
-                         "spacing_source": scan.meta.get("spacing_source")},
+                         "spacing_source": None if problem else scan.meta.get("spacing_source")},
             "attenuation_range": scan.meta.get("attenuation_range"),
             "stack": _stack_description(path) if scan.meta.get("files") else None,
             "reading": _reading_plan(scan.n_voxels, True)}
@@ -117,18 +132,23 @@ def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     path = resolve_scan_path(path, spacing)
     is_volume_file = (path.is_file() and has_suffix(path, SITK_SUFFIXES)) or is_stack_file(path)
     is_stack_dir = is_image_stack(path)
+    problem = None
+    if spacing is None and (is_volume_file or is_stack_dir):
+        spacing, problem = _stand_in_voxel_size(path)
     big = slabs_if_too_big(path, spacing=spacing)  # described without reading it all
     if big is not None:
-        return _slabs_info(path, big)
+        return _slabs_info(path, big, problem)
     if is_volume_file or is_stack_dir:
         from . import read_scan
 
         volume = read_scan(path, spacing=spacing)
         return {"path": str(path), "format": volume.meta.get("format"), "series": [], "skipped": [],
-                "chosen": str(path), "problem": None, "unit": volume.unit, "unit_reason": volume.meta.get("unit_reason"),
-                "geometry": {"shape_zyx": list(volume.shape), "spacing_zyx_mm": list(volume.spacing),
+                "chosen": str(path), "problem": problem, "unit": volume.unit,
+                "unit_reason": volume.meta.get("unit_reason"),
+                "geometry": {"shape_zyx": list(volume.shape),
+                             "spacing_zyx_mm": None if problem else list(volume.spacing),
                              "origin_xyz_mm": list(volume.origin), "direction": volume.direction.round(6).tolist(),
-                             "spacing_source": volume.meta.get("spacing_source")},
+                             "spacing_source": None if problem else volume.meta.get("spacing_source")},
                 "value_range": [float(volume.array.min()), float(volume.array.max())],
                 "is_binary": volume.meta.get("is_binary"),
                 "attenuation_range": volume.meta.get("attenuation_range"),
@@ -154,8 +174,9 @@ def format_scan_info(info: dict, *, verbose: bool = False) -> str:
     if geometry:
         source = {"rec.log": " (from the *_rec.log)", "given": " (as given: --spacing)"}.get(
             geometry.get("spacing_source") or "", "")
-        lines.append(f"shape (z, y, x): {tuple(geometry['shape_zyx'])}  spacing (z, y, x) mm: "
-                     f"{tuple(round(v, 6) for v in geometry['spacing_zyx_mm'])}{source}")
+        spacing = geometry["spacing_zyx_mm"]
+        spacing = tuple(round(v, 6) for v in spacing) if spacing is not None else "unknown"
+        lines.append(f"shape (z, y, x): {tuple(geometry['shape_zyx'])}  spacing (z, y, x) mm: {spacing}{source}")
         lines.append(f"origin (x, y, z) mm: {tuple(round(v, 4) for v in geometry['origin_xyz_mm'])}")
     if "unit" in info:
         lines.append(f"values: {info['unit']} ({info.get('unit_reason')})")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import GeometryError, ScanReadError
+from ..errors import GeometryError, ScanReadError, VoxelSizeMissingError
 from ..volume import Volume
 from .bruker_log import check_not_projections, read_rec_log, rec_log_meta
 from .formats import _finish, has_suffix
@@ -116,11 +116,40 @@ def _spacing3(spacing, path: Path):
 def stack_header(path: Path, files: list[Path], spacing=None) -> tuple[np.ndarray, tuple, dict]:
     """(first slice, voxel size (z, y, x) mm, the stack's meta) before its slices are read, in memory or slab by
     slab: projections refused, the voxel size from ``spacing`` or the Bruker log (read once), what the log says."""
+    check_slice_numbers(path, files)
     first = read_stack_page(files[0])  # its size checks the log's; a missing voxel size is said before the read
     check_not_projections(path, first.shape)
     found = read_rec_log(path if path.is_dir() else path.parent)
     spacing3, source = stack_spacing(path, spacing, found, page_shape=first.shape)
     return first, spacing3, {"spacing_source": source, "files": len(files), **rec_log_meta(found)}
+
+
+def check_slice_numbers(path: Path, files: list[Path]) -> None:
+    """Refuse a stack whose slice numbers skip some (a file lost in a copy): every slice after the gap would be
+    placed a slice too close to those before it, as a DICOM series with a missing slice would (refused too).
+
+    The slice number is the one number in the names that changes from file to file (NRecon's
+    ``<name>_rec00000123.bmp``); names with none, or with several changing, are not checked. A stack numbered
+    in steps of k throughout is taken as it is."""
+    if len(files) < 3:
+        return
+    runs = [re.findall(r"\d+", f.name) for f in files]
+    if len({len(r) for r in runs}) != 1:
+        return
+    changing = [i for i in range(len(runs[0])) if len({int(r[i]) for r in runs}) > 1]
+    if len(changing) != 1:
+        return
+    numbers = np.array([int(r[changing[0]]) for r in runs])
+    steps = np.diff(numbers)
+    step = int(steps.min())
+    if step <= 0 or np.all(steps == step):
+        return
+    gaps = np.flatnonzero(steps != step)
+    missing = int(sum(steps[g] // step - 1 for g in gaps))
+    where = ", ".join(f"between {files[g].name} and {files[g + 1].name}" for g in gaps[:3])
+    raise GeometryError(f"{path}: {missing} slice file(s) missing from the numbering ({where}); the slices after a gap "
+                        "would be placed too close to those before it. Potential fix: restore the missing file(s), or "
+                        "analyse the slices on each side of the gap as separate scans.")
 
 
 def stack_spacing(path: Path, spacing, found: dict | None, page_shape=None) -> tuple[tuple[float, float, float], str]:
@@ -133,7 +162,7 @@ def stack_spacing(path: Path, spacing, found: dict | None, page_shape=None) -> t
     if spacing3 is not None:
         return spacing3, "given"  # --spacing, or the manifest's spacing_mm
     if found is None:
-        raise GeometryError(f"{path}: slice pictures (TIFF, BMP, PNG) carry no voxel size. Potential fix: pass "
+        raise VoxelSizeMissingError(f"{path}: slice pictures (TIFF, BMP, PNG) carry no voxel size. Potential fix: pass "
                             f"--spacing MM (e.g. --spacing 0.0105), or keep the scanner's *_rec.log beside the stack.")
     if not found["pixel_size_mm"] > 0:
         raise GeometryError(f"{found['file']}: pixel size {found['pixel_size_mm'] * 1000:g} um is not positive. "
