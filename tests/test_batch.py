@@ -404,6 +404,19 @@ def test_both_limbs_of_an_animal_as_rows_get_statistics_per_limb(tmp_path):
                                                                     ("trt", "L", "0"), ("trt", "R", "2")}
     assert (out / "plots" / "bv_tv_pct_limb_R.png").is_file() and (out / "plots" / "bv_tv_pct_limb_L.png").is_file()
     assert "per limb (L, R)" in (out / "report.html").read_text()
+    # each animal's limbs, normalised: (first limb of the manifest - other) / other x 100 per animal
+    with open(out / "per_animal.csv", newline="") as f:
+        bv = {(r["animal_id"], r["limb"]): float(r["bv_mm3"]) for r in csv.DictReader(f)}
+    with open(out / "limb_difference.csv", newline="") as f:
+        diff = {r["animal_id"]: r for r in csv.DictReader(f)}
+    assert set(diff) == {"A1", "A2", "B1", "B2"} and diff["A1"]["limb"] == "L vs R"
+    assert float(diff["A1"]["bv_mm3_limb_diff_pct"]) == pytest.approx(
+        (bv[("A1", "L")] - bv[("A1", "R")]) / bv[("A1", "R")] * 100)
+    assert diff["A2"]["bv_mm3_limb_diff_pct"] in ("", "nan", "NaN")  # one limb only
+    with open(out / "group_summary.csv", newline="") as f:
+        diff_summary = [r for r in csv.DictReader(f) if r["metric"] == "bv_mm3_limb_diff_pct"]
+    assert {(r["group"], r["limb"], r["n"]) for r in diff_summary} == {("ctl", "L vs R", "1"), ("trt", "L vs R", "0")}
+    assert "limb_difference.csv" in (out / "report.html").read_text()
     tables = ET.parse(out / "study.pzfx").getroot()
     assert any("(limb R)" in (t.findtext("Title") or "") for t in tables.iter("Table"))
     # one row per animal, whichever its limb: nothing split (and no limb column)

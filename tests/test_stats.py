@@ -183,3 +183,17 @@ def test_group_stats_compare_the_two_limbs_of_each_group_paired_by_animal():
     assert ctl["p_adj"] >= ctl["p"]  # Holm over the two groups
     # and the unpaired comparisons stay within a limb: trt vs ctl on R, then on L
     assert {r["limb"] for r in stats if r["comparison"] == "trt vs ctl"} == {"R", "L"}
+
+
+def test_limb_difference_is_each_animals_first_limb_against_its_other():
+    from ctbone.report.tables import limb_difference
+
+    rows = [{"status": "ok", "animal_id": "A1", "group": "g", "limb": "R", "timepoint": "", "x": 6.0, "y": 0.0},
+            {"status": "ok", "animal_id": "A1", "group": "g", "limb": "L", "timepoint": "", "x": 4.0, "y": 0.0},
+            {"status": "ok", "animal_id": "A2", "group": "g", "limb": "R", "timepoint": "", "x": 3.0, "y": 1.0},
+            {"status": "error", "animal_id": "A2", "group": "g", "limb": "L", "timepoint": "", "x": 1.0, "y": 1.0}]
+    diff = {d["animal_id"]: d for d in limb_difference(rows, ["x", "y"], "R", "L")}
+    assert diff["A1"]["x_limb_diff_pct"] == pytest.approx(50.0) and diff["A1"]["limb"] == "R vs L"
+    assert np.isnan(diff["A1"]["y_limb_diff_pct"])  # a zero contralateral value: no ratio
+    assert np.isnan(diff["A2"]["x_limb_diff_pct"])  # its other limb failed
+    assert diff["A1"]["x_limb_diff_pct"] != limb_difference(rows, ["x"], "L", "R")[0]["x_limb_diff_pct"]

@@ -20,9 +20,9 @@ from .prism import write_pzfx
 from .safeio import atomic_copy, write_csv
 from .scan_outputs import COMPLETE_MARKER, LESION_COLUMNS
 from .stats import describe
-from .tables import (CHANGE_SUFFIX, baseline_change, group_order, group_samples, group_stats, group_summary,
-                     has_timepoints, in_stratum, limb_strata, numeric_metrics, stats_columns, summary_columns,
-                     timepoint_order)
+from .tables import (CHANGE_SUFFIX, LIMB_DIFF_SUFFIX, baseline_change, group_order, group_samples, group_stats,
+                     group_summary, has_timepoints, in_stratum, limb_difference, limb_strata, numeric_metrics,
+                     stats_columns, summary_columns, timepoint_order)
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,7 @@ def _label(row) -> str:
 def write_study_outputs(manifest, outdir, *, statuses: dict, options, parameters: dict, control: str | None,
                         version: str, scans_dir: Path) -> dict[str, Path]:
     """Write per_animal.csv, lesions.csv, group_summary.csv, group_stats.csv, [change_from_baseline.csv],
+    [limb_difference.csv],
     study.pzfx, plots/, snapshots/ and report.html into ``outdir``; returns name -> path."""
     outdir = Path(outdir)
     written: dict[str, Path] = {}
@@ -164,6 +165,13 @@ def write_study_outputs(manifest, outdir, *, statuses: dict, options, parameters
         written["change"] = write_csv(outdir / "change_from_baseline.csv", change,
                                       ["animal_id", "group", "limb", "timepoint", *change_metrics])
         summary += group_summary([{**c, "status": "ok"} for c in change], change_metrics, limbs=limbs)
+    if len(limbs) == 2:
+        difference, diff_summary, diff_stats = _limb_difference_tables(rows, stat_metrics, limbs, control)
+        written["limb_difference"] = write_csv(outdir / "limb_difference.csv", difference,
+                                               ["animal_id", "group", "limb", *(["timepoint"] if longitudinal else []),
+                                                *[m + LIMB_DIFF_SUFFIX for m in stat_metrics]])
+        summary += diff_summary
+        stats += diff_stats
     written["group_summary"] = write_csv(outdir / "group_summary.csv", summary, summary_columns(rows))
     written["group_stats"] = write_csv(outdir / "group_stats.csv", stats, stats_columns(rows))
 
@@ -178,6 +186,20 @@ def write_study_outputs(manifest, outdir, *, statuses: dict, options, parameters
                                     plots, montages, parameters=parameters, version=version, control=control,
                                     limbs=limbs)
     return written
+
+
+def _limb_difference_tables(rows, metrics, limbs, control):
+    """(limb_difference.csv's rows, their group summary, their group comparisons): each animal's first limb of
+    the manifest against its other, (X_a − X_b) / X_b × 100, summarised and compared between groups as one
+    value per animal (the summary and statistics rows' ``limb`` reads "A vs B")."""
+    difference = limb_difference(rows, metrics, *limbs)
+    pair = f"{limbs[0]} vs {limbs[1]}"
+    # one row per animal: no limb strata (the rows carry no limb), the pair named in the outputs afterwards
+    per_animal = [{**{k: v for k, v in d.items() if k != "limb"}, "status": "ok"} for d in difference]
+    diff_metrics = [m + LIMB_DIFF_SUFFIX for m in metrics]
+    summary = [{**s, "limb": pair} for s in group_summary(per_animal, diff_metrics, limbs=[None])]
+    stats = [{**s, "limb": pair} for s in group_stats(per_animal, diff_metrics, control=control)]
+    return difference, summary, stats
 
 
 def _write_prism(path, rows, key, groups, timepoint, limbs=(None,)):
@@ -286,6 +308,13 @@ def _write_html(path, manifest, rows, metric_names, key, summary, stats, plots, 
         summary_html += ("<p>Some animals have several limbs as rows: group statistics, plots and Prism tables are "
                          f"per limb ({esc(', '.join(limbs))}), so that no animal counts twice and injected and "
                          "contralateral limbs are not pooled.</p>")
+    if len(limbs) == 2:
+        summary_html += (f"<p>Each animal's limbs are also compared: paired tests ({esc(limbs[0])} vs "
+                         f"{esc(limbs[1])}) in the statistics, and the % difference "
+                         f"({esc(limbs[0])} − {esc(limbs[1])}) / {esc(limbs[1])} × 100 per animal in "
+                         "limb_difference.csv, summarised and compared between groups (metrics ending in "
+                         f"<code>{LIMB_DIFF_SUFFIX}</code>). The first limb named in the manifest is taken as "
+                         "the tumour limb.</p>")
     sections = [("Key metrics", _key_table(rows, key, groups, limbs))] if key else []
     if plots:
         sections.append(("Group plots", "".join(f"<figure>{H.img_tag(p, alt=t, width=420)}"

@@ -15,6 +15,7 @@ SUMMARY_STATS = ("n", "mean", "sd", "sem", "median", "q1", "q3", "min", "max")
 STATS_COLUMNS = ("metric", "timepoint", "comparison", "group_a", "group_b", "n_a", "n_b", "test", "statistic", "df",
                  "p", "p_adj", "hedges_g", "ci_low", "ci_high")
 CHANGE_SUFFIX = "_change_pct"
+LIMB_DIFF_SUFFIX = "_limb_diff_pct"
 
 
 def _value(row: dict, metric: str) -> float:
@@ -193,6 +194,26 @@ def _limb_pairs(rows, metric, groups, timepoints, limb_a, limb_b) -> list[dict]:
             for row, p_adj in zip(family, holm([r["p"] for r in family])):
                 row["p_adj"] = p_adj
             out.extend(family)
+    return out
+
+
+def limb_difference(rows, metrics, limb_a: str, limb_b: str) -> list[dict]:
+    """Per animal (and timepoint): % difference of each metric between its two limbs, (X_a − X_b) / X_b × 100
+    (METHODS-NOTES' contralateral normalisation, with ``limb_a`` the tumour limb); NaN when a limb is missing,
+    failed or zero. One row per animal with an ok limb; ``limb`` reads "A vs B"."""
+    by_animal: dict[tuple, dict] = {}
+    for r in ok_rows(rows):
+        key = (str(r["animal_id"]), str(r["group"]), str(r.get("timepoint") or ""))
+        by_animal.setdefault(key, {})[str(r.get("limb") or "")] = r
+    names = numeric_metrics(rows, metrics)
+    out = []
+    for (animal, group, tp), limbs in by_animal.items():
+        a, b = limbs.get(limb_a), limbs.get(limb_b)
+        diff = {"animal_id": animal, "group": group, "limb": f"{limb_a} vs {limb_b}", "timepoint": tp}
+        for m in names:
+            x, x0 = (_value(a, m) if a else math.nan), (_value(b, m) if b else math.nan)
+            diff[m + LIMB_DIFF_SUFFIX] = (x - x0) / x0 * 100 if math.isfinite(x0) and x0 != 0 else math.nan
+        out.append(diff)
     return out
 
 
