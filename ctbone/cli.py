@@ -232,7 +232,7 @@ def analysis_options(func):
                      help=f"Smallest lesion volume kept, in mm3 (default {_default('min_lesion_mm3')} mm3)."),
         click.option("--sigma-vox", type=float, default=None,
                      help=f"Gaussian smoothing sigma in voxels (default {_default('sigma_vox')} voxels)."),
-        click.option("--no-render", is_flag=True, help="Do not write 3D snapshots."),
+        click.option("--no-render", is_flag=True, help="Do not write the pictures: 3D snapshots and QC slices."),
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
@@ -249,7 +249,7 @@ def cli(ctx, debug):
     \b
     Typical use:
       ctbone info SCAN_DIR                     what series a folder holds
-      ctbone analyze SCAN_DIR -o out/          one scan -> metrics.csv, masks, snapshot.png
+      ctbone analyze SCAN_DIR -o out/          one scan -> metrics.csv, masks, snapshot.png, qc_slices.png
       ctbone batch manifest.csv -o study_out/  a whole study -> per_animal.csv, stats, report.html
       ctbone demo -o demo_out/                 synthetic demo study, end to end
     """
@@ -300,8 +300,9 @@ def _set_kernel_threads(workers: int | None) -> None:
     set_kernel_threads(workers)
 
 
-ANALYZE_HELP = """Analyse one scan at PATH and write metrics.csv, metrics.json, lesions.csv, masks/ and snapshot.png
-    to OUTDIR.
+ANALYZE_HELP = """Analyse one scan at PATH and write metrics.csv, metrics.json, lesions.csv, masks/, snapshot.png
+    and qc_slices.png (slices of the scan with the segmentation outlined and the lesions filled: check them) to
+    OUTDIR.
 
     Units: when the scan carries a vendor density calibration (Scanco density slope/intercept tags), it is
     applied automatically: the image is then in mg HA/cm3, and a fixed --threshold is read in mg HA/cm3. Otherwise

@@ -248,6 +248,9 @@ def test_snapshots_copied_and_montages_embedded(tmp_path, monkeypatch):
     assert (out / "plots" / "montage_control.png").is_file() and (out / "plots" / "montage_treated.png").is_file()
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 2 + 4  # 2 montages + the group plots
+    # each analysed scan's QC slices, linked from the report (the failed one has none)
+    assert (out / "scans" / "C0_R" / "qc_slices.png").is_file() and not (out / "scans" / "T3_R" / "qc_slices.png").exists()
+    assert 'href="scans/C0_R/qc_slices.png"' in html and "scans/T3_R/qc_slices.png" not in html
 
 
 def test_log_file_does_not_make_the_console_chatty(reference_run, tmp_path):

@@ -95,6 +95,18 @@ def _write_snapshot(result: AnalysisResult, path: Path) -> bool:
         Path(tmp).unlink(missing_ok=True)
 
 
+def _write_qc_slices(result: AnalysisResult, path: Path) -> bool:
+    """The 2D QC picture (`qc_slices.write_qc_slices`); a warning, not an error, when it cannot be drawn."""
+    from .qc_slices import write_qc_slices
+
+    try:
+        write_qc_slices(result, path)
+        return True
+    except Exception as exc:  # noqa: BLE001 - a picture is never worth losing the numbers of a scan
+        log.warning("%s: QC slices not drawn (%s: %s)", path, type(exc).__name__, exc)
+        return False
+
+
 # values of masks/lesions.nii.gz, one label map for 3D Slicer / ITK-SNAP (a defect is also lytic: it wins)
 LESION_LABELS = {"lytic": 1, "blastic": 2, "defects": 3}
 
@@ -122,7 +134,8 @@ def write_scan_outputs(result: AnalysisResult, outdir, *, render: bool = True, e
     outdir : path
         Output folder (created). Refused when it is, or is inside, an input folder.
     render : bool, keyword-only
-        Also write ``snapshot.png`` via `ctbone.render.render_snapshot`.
+        Also write the pictures: ``snapshot.png`` via `ctbone.render.render_snapshot`, and ``qc_slices.png``
+        (2D slices with the outlines and lesions, `ctbone.report.qc_slices`).
     extra : dict, keyword-only
         Identity columns (e.g. animal_id, group, limb) put first in metrics.csv and in metrics.json.
     inputs : iterable of path, keyword-only
@@ -131,7 +144,7 @@ def write_scan_outputs(result: AnalysisResult, outdir, *, render: bool = True, e
     Returns
     -------
     dict of str -> Path
-        "metrics_csv", "metrics_json", "lesions_csv", "snapshot" (when rendered), "mask_<name>".
+        "metrics_csv", "metrics_json", "lesions_csv", "snapshot" and "qc_slices" (when rendered), "mask_<name>".
 
     Raises
     ------
@@ -170,6 +183,8 @@ def write_scan_outputs(result: AnalysisResult, outdir, *, render: bool = True, e
 
     if render and _write_snapshot(result, outdir / "snapshot.png"):
         written["snapshot"] = outdir / "snapshot.png"
+    if render and _write_qc_slices(result, outdir / "qc_slices.png"):
+        written["qc_slices"] = outdir / "qc_slices.png"
 
     info = dict(result.info)
     payload = {

@@ -10,6 +10,7 @@ import csv
 import json
 import logging
 import math
+import os
 import re
 from pathlib import Path
 
@@ -184,7 +185,7 @@ def write_study_outputs(manifest, outdir, *, statuses: dict, options, parameters
     montages = _write_montages(outdir / "plots", rows, snapshots, groups, scans_dir)
     written["report"] = _write_html(outdir / "report.html", manifest, rows, metric_names, key, summary, stats,
                                     plots, montages, parameters=parameters, version=version, control=control,
-                                    limbs=limbs)
+                                    limbs=limbs, qc=_qc_links(manifest, rows, scans_dir, outdir))
     return written
 
 
@@ -294,8 +295,18 @@ def _key_table(rows, key, groups, limbs=(None,)) -> str:
     return note + H.table_html(table, ["group", *(["limb"] if limbs != [None] else []), *key])
 
 
+def _qc_links(manifest, rows, scans_dir: Path, outdir: Path) -> list[tuple[str, str]]:
+    """(scan name, path of its qc_slices.png relative to the report) for the ok scans that have one."""
+    out = []
+    for mrow, row in zip(manifest.rows, rows):
+        src = scans_dir / mrow.name / "qc_slices.png"
+        if row["status"] == "ok" and src.is_file():
+            out.append((mrow.name, Path(os.path.relpath(src, outdir)).as_posix()))
+    return out
+
+
 def _write_html(path, manifest, rows, metric_names, key, summary, stats, plots, montages, *, parameters, version,
-                control, limbs=(None,)):
+                control, limbs=(None,), qc=()):
     esc = H.esc
     n_ok = sum(r["status"] == "ok" for r in rows)
     failed = [r for r in rows if r["status"] != "ok"]
@@ -329,7 +340,10 @@ def _write_html(path, manifest, rows, metric_names, key, summary, stats, plots, 
     sections.append(("Group summary", H.table_html(key_summary, list(dict.fromkeys(k for s in summary for k in s)))))
     columns = [*IDENTITY, "status", *ACQUISITION[:3], *key]
     columns = [c for c in dict.fromkeys(columns) if any(c in r for r in rows)]
-    sections.append(("Per animal", H.table_html(rows, columns) + "<p>All columns: per_animal.csv.</p>"))
+    qc_html = ("<p>QC slices (gray values with the envelope and marrow outlined and the lesions filled; check them "
+               "before trusting a scan's numbers): " + ", ".join(f'<a href="{esc(href)}">{esc(name)}</a>'
+                                                                 for name, href in qc) + ".</p>") if qc else ""
+    sections.append(("Per animal", H.table_html(rows, columns) + "<p>All columns: per_animal.csv.</p>" + qc_html))
     notes = [(r["_name"], note) for r in rows for note in r.get("_notes", [])]
     if notes:
         sections.append(("Notes", "<ul>" + "".join(f"<li><b>{esc(name)}</b>: {esc(note)}</li>" for name, note in notes)

@@ -1,0 +1,174 @@
+"""QC slices: the scan's gray values with the segmentation's outlines and the lesions, slice by slice.
+
+What vendor software shows while ROIs are drawn by hand, and what a reader checks before trusting the
+numbers: does the yellow outline (periosteal envelope, openings bridged) hug the bone, does the cyan one
+(marrow cavity) follow the endosteal surface, are the red (lytic bone and cortical defects) and blue (blastic
+bone) regions where the bone is missing or added? One picture per scan: axial slices evenly spread along the
+analysed bone and through the largest lesion of each kind, and one long section through the shaft with the
+axial slices marked on it. Matplotlib (Agg), no display needed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .safeio import replace_into
+
+# outlines and fills; the fills are the snapshot's lesion colours (ctbone.render.DEFAULT_COLOURS)
+ENVELOPE_COLOUR = "#ffd400"
+MARROW_COLOUR = "#00c8ff"
+FILLS = (("lytic", (0.85, 0.12, 0.10), "lytic bone"), ("defects", (1.0, 0.2, 0.75), "cortical defect"),
+         ("blastic", (0.17, 0.42, 0.86), "blastic bone"))
+LABELS = {name: label for name, _, label in FILLS}
+FILL_ALPHA = 0.55
+EVEN_SLICES = 4
+
+
+def choose_qc_slices(masks: dict, n_even: int = EVEN_SLICES) -> list[tuple[int, str]]:
+    """(z index on the masks' grid, why) of the axial QC slices, in z order.
+
+    ``n_even`` slices spread evenly over the slices holding the envelope, and for each lesion kind present
+    (defects, lytic, blastic) the slice holding most of its voxels; an even slice within two slices of one
+    already chosen (a lesion's, or another even one in a short stack) is left out."""
+    envelope = _mask(masks, "envelope")
+    held = np.flatnonzero(envelope.any(axis=(1, 2))) if envelope is not None else np.array([], int)
+    if held.size == 0:
+        first = next(iter(masks.values()))
+        held = np.arange(first.shape[0])
+    chosen: dict[int, str] = {}
+    for name in ("blastic", "lytic", "defects"):  # one reason per slice: a defect's over lytic's over blastic's
+        mask = _mask(masks, name)
+        if mask is not None and mask.any():
+            chosen[int(mask.sum(axis=(1, 2)).argmax())] = f"most {LABELS[name]}"
+    even = [int(held[int((k + 0.5) * held.size / n_even)]) for k in range(n_even)] if n_even > 0 else []
+    for z in even:
+        if all(abs(z - zl) > 2 for zl in chosen):
+            chosen[z] = "even"
+    return sorted(chosen.items())
+
+
+def gray_window(image: np.ndarray, bone: np.ndarray | None) -> tuple[float, float]:
+    """Display range: from the 1st percentile of the image to the 99.5th of the bone (of the image without
+    bone), on a subsample: soft tissue dark grey, lamellar bone near white, woven bone in between."""
+    step = max(1, int(round((image.size / 2e6) ** (1 / 3))))
+    sub = image[::step, ::step, ::step]
+    low = float(np.percentile(sub, 1.0))
+    top = sub[bone[::step, ::step, ::step] > 0] if bone is not None else sub
+    high = float(np.percentile(top if top.size else sub, 99.5))
+    return low, max(high, low + 1e-6)
+
+
+def write_qc_slices(result, path, *, dpi: int = 110) -> list[tuple[int, str]]:
+    """Write the QC picture of an `AnalysisResult` to ``path`` (PNG, atomically); returns its axial slices as
+    (slice index in the scan, why)."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    path = Path(path)
+    image = np.asarray(result.image.array, np.float32)
+    masks = result.masks
+    spacing = result.image.spacing
+    z0, y0, x0 = _crop_start(result)
+    chosen = choose_qc_slices(masks)
+    low, high = gray_window(image, _mask(masks, "bone"))
+    envelope = _mask(masks, "envelope")
+    ys, xs = _frame(envelope if envelope is not None and envelope.any() else np.ones(image.shape, bool))
+
+    columns = min(4, max(1, len(chosen)))
+    rows = -(-len(chosen) // columns)
+    width_in = 3.0 * columns
+    long_in = min(3.0, width_in * image.shape[2] / max(image.shape[0], 1) * spacing[2] / spacing[0]) + 0.6
+    fig = Figure(figsize=(width_in, 3.1 * rows + long_in), dpi=dpi)
+    grid = fig.add_gridspec(rows + 1, columns, height_ratios=[3.1] * rows + [long_in])
+    # voxel centres in mm from the scan's first voxel (the crop's offset added back)
+    z_mm = (z0 + np.arange(image.shape[0])) * spacing[0]
+    y_mm = (y0 + np.arange(ys.start, ys.stop)) * spacing[1]
+    x_mm = (x0 + np.arange(xs.start, xs.stop)) * spacing[2]
+    for i, (z, why) in enumerate(chosen):
+        ax = fig.add_subplot(grid[i // columns, i % columns])
+        plane = (z, ys, xs)
+        _draw(ax, image[plane], {n: _mask(masks, n)[plane] for n in _present(masks)}, low, high, x_mm, y_mm)
+        reason = "" if why == "even" else f", {why}"
+        ax.set_title(f"slice {z0 + z} (z {(z0 + z) * spacing[0]:.2f} mm){reason}", fontsize=8)
+        ax.set_xlabel("x mm", fontsize=6, labelpad=1)
+        ax.set_ylabel("y mm", fontsize=6, labelpad=1)
+        ax.tick_params(labelsize=6)
+    # the long section through the shaft's middle row, z across
+    ax = fig.add_subplot(grid[rows, :])
+    yc = (ys.start + ys.stop) // 2 if envelope is None else _middle_row(envelope)
+    plane = (slice(None), yc, xs)
+    _draw(ax, image[plane].T, {n: _mask(masks, n)[plane].T for n in _present(masks)}, low, high, z_mm, x_mm)
+    for z, _ in chosen:
+        ax.axvline((z0 + z) * spacing[0], color="white", lw=0.6, ls=":")
+    ax.set_title(f"long section through row {y0 + yc}: z (across) and x (down), mm; dotted: the slices above",
+                 fontsize=8)
+    ax.tick_params(labelsize=6)
+    handles = [Patch(facecolor="none", edgecolor=ENVELOPE_COLOUR, label="periosteal envelope"),
+               Patch(facecolor="none", edgecolor=MARROW_COLOUR, label="marrow cavity")]
+    handles += [Patch(facecolor=colour, alpha=FILL_ALPHA, label=label) for name, colour, label in FILLS
+                if name in masks]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
+    fig.suptitle(str(result.info.get("source") or ""), fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+        replace_into(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return [(z0 + z, why) for z, why in chosen]
+
+
+def _draw(ax, gray, masks, low, high, cols_mm, rows_mm):
+    """A gray plane with the lesions filled and the envelope and marrow outlined; ``cols_mm``, ``rows_mm``: the
+    positions of its columns and rows (voxel centres), rows downward as an image is read."""
+    half_c = (cols_mm[1] - cols_mm[0]) / 2 if cols_mm.size > 1 else 0.5
+    half_r = (rows_mm[1] - rows_mm[0]) / 2 if rows_mm.size > 1 else 0.5
+    extent = (cols_mm[0] - half_c, cols_mm[-1] + half_c, rows_mm[-1] + half_r, rows_mm[0] - half_r)
+    ax.imshow(gray, cmap="gray", vmin=low, vmax=high, extent=extent, interpolation="nearest")
+    overlay = np.zeros(gray.shape + (4,), np.float32)
+    for name, colour, _ in FILLS:
+        if name in masks and masks[name].any():
+            overlay[masks[name] > 0] = (*colour, FILL_ALPHA)
+    if overlay[..., 3].any():
+        ax.imshow(overlay, extent=extent, interpolation="nearest")
+    for name, colour in (("envelope", ENVELOPE_COLOUR), ("marrow", MARROW_COLOUR)):
+        if name in masks and masks[name].any() and not masks[name].all():
+            ax.contour(cols_mm, rows_mm, masks[name].astype(np.float32), levels=[0.5], colors=[colour],
+                       linewidths=0.7)
+    ax.set_aspect("equal")
+
+
+def _present(masks) -> list[str]:
+    return [n for n in ("envelope", "marrow", *[f[0] for f in FILLS]) if n in masks]
+
+
+def _mask(masks, name):
+    volume = masks.get(name)
+    return None if volume is None else np.asarray(volume.array)
+
+
+def _frame(envelope):
+    """Rows and columns of the envelope over all slices, with a margin of a tenth of its size."""
+    rows, cols = np.flatnonzero(envelope.any(axis=(0, 2))), np.flatnonzero(envelope.any(axis=(0, 1)))
+    ny, nx = envelope.shape[1:]
+    my, mx = max(2, (rows[-1] - rows[0]) // 10), max(2, (cols[-1] - cols[0]) // 10)
+    return (slice(max(0, rows[0] - my), min(ny, rows[-1] + 1 + my)),
+            slice(max(0, cols[0] - mx), min(nx, cols[-1] + 1 + mx)))
+
+
+def _middle_row(envelope) -> int:
+    """The row through the envelope's centre, averaged over its slices."""
+    counts = envelope.sum(axis=(0, 2)).astype(float)
+    return int(round(float((np.arange(counts.size) * counts).sum() / counts.sum()))) if counts.sum() else 0
+
+
+def _crop_start(result) -> tuple[int, int, int]:
+    """Where the analysed crop starts in the scan, (z, y, x) voxels."""
+    crop = (result.info.get("segmentation") or {}).get("crop_zyx")
+    return tuple(int(c[0]) for c in crop) if crop else (0, 0, 0)

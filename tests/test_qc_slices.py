@@ -1,0 +1,66 @@
+"""QC slices: the slices chosen (through the lesions the phantom holds) and the outlines drawn where the masks are."""
+
+import numpy as np
+import pytest
+
+from ctbone.phantoms import PhantomSpec, make_phantom
+from ctbone.pipeline import analyze
+from ctbone.report.qc_slices import _draw, choose_qc_slices, write_qc_slices
+from ctbone.volume import Volume
+
+LESIONS = ({"kind": "perforation", "z_mm": 0.5, "angle_deg": 0.0, "radius_mm": 0.1},
+           {"kind": "blastic", "z_mm": 1.3, "angle_deg": 180.0, "half_length_mm": 0.2})
+
+
+@pytest.fixture(scope="module")
+def lesioned():
+    spec = PhantomSpec(voxel_mm=0.03, length_mm=1.8, metaphysis_length_mm=0.0, lesions=LESIONS)
+    vol, _ = make_phantom(spec, seed=0)
+    return analyze(vol, render=False, roi_mm=(0.15, 1.65))
+
+
+def test_slices_go_through_each_lesion_kind_and_spread_over_the_bone(lesioned):
+    chosen = choose_qc_slices(lesioned.masks)
+    assert [z for z, _ in chosen] == sorted(z for z, _ in chosen)
+    why = {reason: z for z, reason in chosen}
+    dz = lesioned.image.spacing[0]
+    z0 = lesioned.info["segmentation"]["crop_zyx"][0][0]
+    # on the phantom's truth: the perforation (radius 0.1 mm) at 0.5 mm, the woven cap over 1.1-1.5 mm
+    assert abs((z0 + why["most cortical defect"]) * dz - 0.5) <= 0.1
+    assert 1.1 <= (z0 + why["most blastic bone"]) * dz <= 1.5
+    even = [z for z, reason in chosen if reason == "even"]
+    assert 2 <= len(even) <= 4 and even[-1] - even[0] >= 0.4 * lesioned.image.shape[0]
+
+
+def test_picture_is_written_with_its_slices_in_scan_indices(tmp_path, lesioned):
+    from PIL import Image
+
+    slices = write_qc_slices(lesioned, tmp_path / "qc.png")
+    z0 = lesioned.info["segmentation"]["crop_zyx"][0][0]
+    assert z0 > 0 and [z - z0 for z, _ in slices] == [z for z, _ in choose_qc_slices(lesioned.masks)]
+    with Image.open(tmp_path / "qc.png") as picture:
+        assert picture.size[0] > 600 and picture.size[1] > 400
+    assert [p.name for p in tmp_path.iterdir()] == ["qc.png"]  # nothing temporary left
+
+
+def test_outlines_are_drawn_where_the_mask_is_not_mirrored():
+    # a square in the upper left of a plane: its outline must come out upper left in the picture's mm
+    from matplotlib.figure import Figure
+
+    gray = np.zeros((20, 30), np.float32)
+    envelope = np.zeros((20, 30), bool)
+    envelope[2:6, 3:8] = True
+    ax = Figure().add_subplot()
+    rows_mm, cols_mm = np.arange(20) * 0.1, 1.0 + np.arange(30) * 0.1
+    _draw(ax, gray, {"envelope": envelope}, 0.0, 1.0, cols_mm, rows_mm)
+    vertices = np.concatenate([path.vertices for path in ax.collections[-1].get_paths()])
+    assert 0.15 <= vertices[:, 1].min() and vertices[:, 1].max() <= 0.55  # rows 2-5, y downward as displayed
+    assert 1.25 <= vertices[:, 0].min() and vertices[:, 0].max() <= 1.75
+    assert ax.get_ylim()[0] > ax.get_ylim()[1]  # image convention: y grows downward
+
+
+def test_a_volume_without_an_envelope_still_gets_its_slices():
+    masks = {"bone": Volume(np.ones((40, 4, 4), np.uint8), unit="mask")}
+    assert [z for z, _ in choose_qc_slices(masks)] == [5, 15, 25, 35]
+    # a short stack: no two slices within two of each other
+    assert [z for z, _ in choose_qc_slices({"bone": Volume(np.ones((8, 4, 4), np.uint8), unit="mask")})] == [1, 5]
