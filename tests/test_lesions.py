@@ -164,3 +164,23 @@ def test_binary_input_finds_defects_and_lytic(lesion_case):
     assert res.metrics["cortical_defect_count"] == truth["cortical_defect_count"]
     # no partial volume left to correct: a voxel count, 1 voxel per wall of a 7-voxel slab -> 30 %
     assert res.metrics["lytic_volume_mm3"] == pytest.approx(truth["lytic_volume_mm3"], rel=0.30)
+
+
+def test_an_opening_whose_gray_values_show_the_bone_there_is_not_a_defect():
+    from ctbone.measure.lesions import MIN_MISSING_FRACTION, _with_missing_bone
+
+    defects = np.zeros((4, 6, 6), np.uint8)
+    defects[1, 1, 1:3] = 1  # in region 1, which lost its bone
+    defects[2, 4, 4] = 2  # in region 2, where the gray values show the bone still there
+    defects[3, 0, 5] = 3  # in no region of missing bone: nothing to judge it by
+    regions = np.zeros(defects.shape, np.uint8)
+    regions[1, 1, 0:4] = 1
+    regions[2, 3:6, 3:6] = 2
+    areas, thickness = [0.02, 0.03, 0.006], 0.2
+    missing = np.array([0.0, 0.02 * thickness, 0.9 * MIN_MISSING_FRACTION * 0.03 * thickness])
+    labels, kept, dropped = _with_missing_bone(defects, areas, regions, missing, thickness)
+    assert kept == [0.02, 0.006] and dropped == [0.03]
+    assert labels[1, 1, 1] == 1 and labels[2, 4, 4] == 0 and labels[3, 0, 5] == 2
+    # just enough missing bone keeps it
+    missing[2] = MIN_MISSING_FRACTION * 0.03 * thickness
+    assert _with_missing_bone(defects, areas, regions, missing, thickness)[1] == areas
