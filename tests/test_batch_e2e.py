@@ -198,6 +198,10 @@ def test_scan_notes_read_the_bridged_envelope():
     assert scan_notes({"info": {"cortex_voxels": 4.6, "segmentation": {}}}) == []
     (coarse,) = scan_notes({"info": {"cortex_voxels": 3.2, "segmentation": {}}})
     assert "3.2 voxels" in coarse and "false defects" in coarse
+    # openings the threshold reads but the gray values deny: said, with where to look
+    assert scan_notes({"info": {"segmentation": {}, "lesions": {"openings_without_missing_bone_mm2": []}}}) == []
+    (denied,) = scan_notes({"info": {"segmentation": {}, "lesions": {"openings_without_missing_bone_mm2": [0.2988]}}})
+    assert "1 opening(s) of 0.299 mm²" in denied and "qc_slices.png" in denied
     # a shaft leaning in the slices analysed: its slice areas are 1/cos - 1 over its cross-sections
     assert scan_notes({"info": {"segmentation": {"shaft_tilt_deg": 9.9}}}) == []
     (lean,) = scan_notes({"info": {"segmentation": {"shaft_tilt_deg": 20.0}}})

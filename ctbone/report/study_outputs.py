@@ -110,6 +110,11 @@ def scan_notes(data: dict) -> list[str]:
         where = ", ".join(f"{a:.2f}–{b:.2f}" for a, b in runs)
         notes.append(f"an opening the bridge (--max-defect-diameter-mm) did not close left the periosteal envelope "
                      f"open at z {where} mm; bridged there from the slices on either side")
+    unsupported = (info.get("lesions") or {}).get("openings_without_missing_bone_mm2") or []
+    if unsupported:
+        notes.append(f"{len(unsupported)} opening(s) of {', '.join(f'{a:.3g}' for a in unsupported)} mm² read as open "
+                     f"by the threshold show no bone missing in their gray values (a shell thinner than the threshold "
+                     f"sees, or anatomy): not counted as cortical defects; check them in qc_slices.png")
     return notes
 
 
