@@ -1,7 +1,8 @@
 """QC slices: the scan's gray values with the segmentation's outlines and the lesions, slice by slice.
 
 What vendor software shows while ROIs are drawn by hand, and what a reader checks before trusting the
-numbers: does the yellow outline (periosteal envelope, openings bridged) hug the bone, does the cyan one
+numbers: does the green outline (the bone the threshold kept) follow the bone's edges, does the yellow one
+(periosteal envelope, openings bridged) hug the bone, does the cyan one
 (marrow cavity) follow the endosteal surface, are the red (lytic bone and cortical defects) and blue (blastic
 bone) regions where the bone is missing or added? One picture per scan: axial slices evenly spread along the
 analysed bone and through the largest lesion of each kind, and one long section through the shaft with the
@@ -19,8 +20,11 @@ import numpy as np
 from .safeio import replace_into
 
 # outlines and fills; the fills are the snapshot's lesion colours (ctbone.render.DEFAULT_COLOURS)
+BONE_COLOUR = "#5fe35f"
 ENVELOPE_COLOUR = "#ffd400"
 MARROW_COLOUR = "#00c8ff"
+OUTLINES = (("bone", BONE_COLOUR, 0.5, "bone (threshold)"), ("envelope", ENVELOPE_COLOUR, 0.7, "periosteal envelope"),
+            ("marrow", MARROW_COLOUR, 0.7, "marrow cavity"))
 FILLS = (("lytic", (0.85, 0.12, 0.10), "lytic bone"), ("defects", (1.0, 0.2, 0.75), "cortical defect"),
          ("blastic", (0.17, 0.42, 0.86), "blastic bone"))
 LABELS = {name: label for name, _, label in FILLS}
@@ -107,8 +111,8 @@ def write_qc_slices(result, path, *, dpi: int = 110) -> list[tuple[int, str]]:
     ax.set_title(f"long section through row {y0 + yc}: z (across) and x (down), mm; dotted: the slices above",
                  fontsize=8)
     ax.tick_params(labelsize=6)
-    handles = [Patch(facecolor="none", edgecolor=ENVELOPE_COLOUR, label="periosteal envelope"),
-               Patch(facecolor="none", edgecolor=MARROW_COLOUR, label="marrow cavity")]
+    handles = [Patch(facecolor="none", edgecolor=colour, label=label) for name, colour, _, label in OUTLINES
+               if name in masks and not np.asarray(masks[name].array).all()]
     handles += [Patch(facecolor=colour, alpha=FILL_ALPHA, label=label) for name, colour, label in FILLS
                 if name in masks]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
@@ -137,15 +141,15 @@ def _draw(ax, gray, masks, low, high, cols_mm, rows_mm):
             overlay[masks[name] > 0] = (*colour, FILL_ALPHA)
     if overlay[..., 3].any():
         ax.imshow(overlay, extent=extent, interpolation="nearest")
-    for name, colour in (("envelope", ENVELOPE_COLOUR), ("marrow", MARROW_COLOUR)):
+    for name, colour, width, _ in OUTLINES:
         if name in masks and masks[name].any() and not masks[name].all():
             ax.contour(cols_mm, rows_mm, masks[name].astype(np.float32), levels=[0.5], colors=[colour],
-                       linewidths=0.7)
+                       linewidths=width)
     ax.set_aspect("equal")
 
 
 def _present(masks) -> list[str]:
-    return [n for n in ("envelope", "marrow", *[f[0] for f in FILLS]) if n in masks]
+    return [n for n in (*[o[0] for o in OUTLINES], *[f[0] for f in FILLS]) if n in masks]
 
 
 def _mask(masks, name):

@@ -345,7 +345,7 @@ def _write_html(path, manifest, rows, metric_names, key, summary, stats, plots, 
     sections.append(("Group summary", H.table_html(key_summary, list(dict.fromkeys(k for s in summary for k in s)))))
     columns = [*IDENTITY, "status", *ACQUISITION[:3], *key]
     columns = [c for c in dict.fromkeys(columns) if any(c in r for r in rows)]
-    qc_html = ("<p>QC slices (gray values with the envelope and marrow outlined and the lesions filled; check them "
+    qc_html = ("<p>QC slices (gray values with the bone, envelope and marrow outlined and the lesions filled; check them "
                "before trusting a scan's numbers): " + ", ".join(f'<a href="{esc(href)}">{esc(name)}</a>'
                                                                  for name, href in qc) + ".</p>") if qc else ""
     sections.append(("Per animal", H.table_html(rows, columns) + "<p>All columns: per_animal.csv.</p>" + qc_html))
