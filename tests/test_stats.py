@@ -160,6 +160,10 @@ def test_paired_tests_against_scipy_and_their_degenerate_cases():
     assert paired_t([1.0, float("nan"), 3.0], [0.0, 1.0, 1.0]).df == 1
     assert np.isnan(paired_t([1.0], [0.0]).p) and np.isnan(paired_t([1.0, 2.0], [0.0, 1.0]).p)
     assert np.isnan(wilcoxon_signed_rank([1.0, 2.0], [1.0, 2.0]).p)
+    from ctbone.report.stats import paired_effect
+
+    assert np.isnan(paired_effect([1.0, 2.0], [0.0, 1.0]).g) and np.isnan(paired_effect([1.0], [0.0]).g)
+    assert paired_effect([3.0, 5.0, 4.0], [1.0, 2.0, 2.0]).g > 0 > paired_effect([1.0, 2.0, 2.0], [3.0, 5.0, 4.0]).g
 
 
 def test_group_stats_compare_the_two_limbs_of_each_group_paired_by_animal():
@@ -181,6 +185,12 @@ def test_group_stats_compare_the_two_limbs_of_each_group_paired_by_animal():
     assert ctl["limb"] == "R vs L" and ctl["n_a"] == ctl["n_b"] == 4
     assert ctl["p"] == pytest.approx(st.ttest_rel([5.0, 6.0, 7.5, 6.5], [1.0, 2.5, 2.0, 3.0]).pvalue)
     assert ctl["p_adj"] >= ctl["p"]  # Holm over the two groups
+    # the paired effect size: Hedges' g_z of the differences, by hand
+    d = np.array([5.0, 6.0, 7.5, 6.5]) - np.array([1.0, 2.5, 2.0, 3.0])
+    g_z = (1 - 3 / (4 * 3 - 1)) * d.mean() / d.std(ddof=1)
+    se = math.sqrt(1 / 4 + g_z ** 2 / 8)
+    assert ctl["hedges_g"] == pytest.approx(g_z) and ctl["ci_low"] == pytest.approx(g_z - 1.959963984540054 * se)
+    assert paired[("ctl", "wilcoxon_signed_rank")]["hedges_g"] == pytest.approx(g_z)
     # and the unpaired comparisons stay within a limb: trt vs ctl on R, then on L
     assert {r["limb"] for r in stats if r["comparison"] == "trt vs ctl"} == {"R", "L"}
 

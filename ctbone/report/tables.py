@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from .stats import (describe, hedges_g, holm, kruskal, mann_whitney, paired_t, welch_anova, welch_t,
+from .stats import (describe, hedges_g, holm, kruskal, mann_whitney, paired_effect, paired_t, welch_anova, welch_t,
                     wilcoxon_signed_rank)
 
 SUMMARY_STATS = ("n", "mean", "sd", "sem", "median", "q1", "q3", "min", "max")
@@ -128,7 +128,8 @@ def _test_row(metric, tp, comparison, a_name, b_name, a, b, result, effect=None)
 def group_stats(rows, metrics, *, control: str | None = None) -> list[dict]:
     """Per metric (and timepoint, and limb when an animal has several limbs as rows: `limb_strata`): omnibus tests
     for 3+ groups, then each group vs control; with two limbs, also each group's limbs against each other over
-    its animals with both (paired t and Wilcoxon signed-rank; comparison "L vs R (paired)", group_a = group_b).
+    its animals with both (paired t and Wilcoxon signed-rank; comparison "L vs R (paired)", group_a = group_b;
+    their ``hedges_g`` is g_z, the standardized mean of the differences).
 
     Two groups: Welch t and Mann-Whitney U. Three or more: Welch ANOVA and Kruskal-Wallis omnibus rows, then
     Welch t and Mann-Whitney U of every group against ``control`` (default: the first group of the manifest).
@@ -175,7 +176,8 @@ def group_stats(rows, metrics, *, control: str | None = None) -> list[dict]:
 
 def _limb_pairs(rows, metric, groups, timepoints, limb_a, limb_b) -> list[dict]:
     """Within each group (and timepoint): limb_a vs limb_b over the animals with both (tumour vs contralateral),
-    paired t and Wilcoxon signed-rank; Holm over the groups of one test and timepoint. t > 0: limb_a higher."""
+    paired t and Wilcoxon signed-rank; Holm over the groups of one test and timepoint. t > 0: limb_a higher. The
+    effect size (``hedges_g`` and its CI) is then Hedges' g_z of the differences (`stats.paired_effect`)."""
     out = []
     for tp in timepoints:
         for fn in (paired_t, wilcoxon_signed_rank):
@@ -188,7 +190,8 @@ def _limb_pairs(rows, metric, groups, timepoints, limb_a, limb_b) -> list[dict]:
                 pairs = [(v[limb_a], v[limb_b]) for v in by_animal.values()
                          if limb_a in v and limb_b in v and math.isfinite(v[limb_a]) and math.isfinite(v[limb_b])]
                 a, b = [p[0] for p in pairs], [p[1] for p in pairs]
-                row = _test_row(metric, tp, f"{limb_a} vs {limb_b} (paired)", g, g, a, b, fn(a, b))
+                row = _test_row(metric, tp, f"{limb_a} vs {limb_b} (paired)", g, g, a, b, fn(a, b),
+                                paired_effect(a, b))
                 row["limb"] = f"{limb_a} vs {limb_b}"
                 family.append(row)
             for row, p_adj in zip(family, holm([r["p"] for r in family])):
