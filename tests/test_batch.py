@@ -248,9 +248,12 @@ def test_snapshots_copied_and_montages_embedded(tmp_path, monkeypatch):
     assert (out / "plots" / "montage_control.png").is_file() and (out / "plots" / "montage_treated.png").is_file()
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 2 + 4  # 2 montages + the group plots
-    # each analysed scan's QC slices, linked from the report (the failed one has none)
+    # each analysed scan's QC slices (the failed one has none), all on one page, group by group
     assert (out / "scans" / "C0_R" / "qc_slices.png").is_file() and not (out / "scans" / "T3_R" / "qc_slices.png").exists()
-    assert 'href="scans/C0_R/qc_slices.png"' in html and "scans/T3_R/qc_slices.png" not in html
+    qc = (out / "qc.html").read_text()
+    assert qc.count("data:image/png;base64,") == 7 and "T3_R" not in qc
+    assert qc.index("Group control") < qc.index("of C0_R") < qc.index("Group treated") < qc.index("of T0_R")
+    assert "qc.html" in html
 
 
 def test_log_file_does_not_make_the_console_chatty(reference_run, tmp_path):

@@ -10,7 +10,6 @@ import csv
 import json
 import logging
 import math
-import os
 import re
 from pathlib import Path
 
@@ -146,8 +145,8 @@ def _label(row) -> str:
 def write_study_outputs(manifest, outdir, *, statuses: dict, options, parameters: dict, control: str | None,
                         version: str, scans_dir: Path) -> dict[str, Path]:
     """Write per_animal.csv, lesions.csv, group_summary.csv, group_stats.csv, [change_from_baseline.csv],
-    [limb_difference.csv],
-    study.pzfx, plots/, snapshots/ and report.html into ``outdir``; returns name -> path."""
+    [limb_difference.csv], study.pzfx, plots/, snapshots/, [qc.html] and report.html into ``outdir``; returns
+    name -> path."""
     outdir = Path(outdir)
     written: dict[str, Path] = {}
     rows, metric_names = per_animal_rows(manifest, statuses, scans_dir)
@@ -188,9 +187,12 @@ def write_study_outputs(manifest, outdir, *, statuses: dict, options, parameters
     plots = _write_plots(outdir / "plots", rows, key, groups, stats, timepoints, last_tp, limbs)
     snapshots = _copy_snapshots(manifest, rows, scans_dir, outdir / "snapshots")
     montages = _write_montages(outdir / "plots", rows, snapshots, groups, scans_dir)
+    qc = _qc_pictures(manifest, rows, scans_dir)
+    if qc:
+        written["qc"] = _write_qc_page(outdir / "qc.html", manifest, rows, qc, groups)
     written["report"] = _write_html(outdir / "report.html", manifest, rows, metric_names, key, summary, stats,
                                     plots, montages, parameters=parameters, version=version, control=control,
-                                    limbs=limbs, qc=_qc_links(manifest, rows, scans_dir, outdir))
+                                    limbs=limbs, qc=bool(qc))
     return written
 
 
@@ -300,18 +302,42 @@ def _key_table(rows, key, groups, limbs=(None,)) -> str:
     return note + H.table_html(table, ["group", *(["limb"] if limbs != [None] else []), *key])
 
 
-def _qc_links(manifest, rows, scans_dir: Path, outdir: Path) -> list[tuple[str, str]]:
-    """(scan name, path of its qc_slices.png relative to the report) for the ok scans that have one."""
-    out = []
+def _qc_pictures(manifest, rows, scans_dir: Path) -> dict[str, Path]:
+    """Scan name -> its qc_slices.png, for the ok scans that have one."""
+    pictures = {}
     for mrow, row in zip(manifest.rows, rows):
         src = scans_dir / mrow.name / "qc_slices.png"
         if row["status"] == "ok" and src.is_file():
-            out.append((mrow.name, Path(os.path.relpath(src, outdir)).as_posix()))
-    return out
+            pictures[mrow.name] = src
+    return pictures
+
+
+def _write_qc_page(path, manifest, rows, pictures: dict, groups) -> Path:
+    """qc.html: every scan's QC slices on one page, group by group, each with its notes, to review a study's
+    segmentations in one scroll (the pictures embedded: the page stands alone, as the report does)."""
+    esc = H.esc
+    sections = []
+    for g in groups:
+        parts = []
+        for r in rows:
+            if r["group"] != g or r["_name"] not in pictures:
+                continue
+            notes = "".join(f"<li>{esc(note)}</li>" for note in r.get("_notes", []))
+            parts.append(f"<h3>{esc(_label(r))}</h3>" + (f"<ul>{notes}</ul>" if notes else "")
+                         + H.img_tag(pictures[r["_name"]], alt=f"QC slices of {r['_name']}", width=1100))
+        if parts:
+            sections.append((f"Group {g}", "".join(parts)))
+    summary = ("<p>Each analysed scan's QC slices: gray values with the bone (green), the periosteal envelope "
+               "(yellow) and the marrow cavity (cyan) outlined, lytic bone and cortical defects (red, pink) and "
+               "blastic bone (blue) filled; axial slices spread along the bone and through the largest lesion of "
+               "each kind, and a long section. Check that the outlines follow the bone before trusting a scan's "
+               "numbers.</p>")
+    return H.write_report(path, title=f"ctbone QC slices: {manifest.path.parent.name}", summary=summary,
+                          sections=sections)
 
 
 def _write_html(path, manifest, rows, metric_names, key, summary, stats, plots, montages, *, parameters, version,
-                control, limbs=(None,), qc=()):
+                control, limbs=(None,), qc=False):
     esc = H.esc
     n_ok = sum(r["status"] == "ok" for r in rows)
     failed = [r for r in rows if r["status"] != "ok"]
@@ -345,9 +371,9 @@ def _write_html(path, manifest, rows, metric_names, key, summary, stats, plots, 
     sections.append(("Group summary", H.table_html(key_summary, list(dict.fromkeys(k for s in summary for k in s)))))
     columns = [*IDENTITY, "status", *ACQUISITION[:3], *key]
     columns = [c for c in dict.fromkeys(columns) if any(c in r for r in rows)]
-    qc_html = ("<p>QC slices (gray values with the bone, envelope and marrow outlined and the lesions filled; check them "
-               "before trusting a scan's numbers): " + ", ".join(f'<a href="{esc(href)}">{esc(name)}</a>'
-                                                                 for name, href in qc) + ".</p>") if qc else ""
+    qc_html = ("<p>Each scan's QC slices (gray values with the bone, envelope and marrow outlined and the lesions "
+               "filled; check them before trusting a scan's numbers): qc.html, and scans/NAME/qc_slices.png.</p>"
+               if qc else "")
     sections.append(("Per animal", H.table_html(rows, columns) + "<p>All columns: per_animal.csv.</p>" + qc_html))
     notes = [(r["_name"], note) for r in rows for note in r.get("_notes", [])]
     if notes:
