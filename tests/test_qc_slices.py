@@ -64,3 +64,14 @@ def test_a_volume_without_an_envelope_still_gets_its_slices():
     assert [z for z, _ in choose_qc_slices(masks)] == [5, 15, 25, 35]
     # a short stack: no two slices within two of each other
     assert [z for z, _ in choose_qc_slices({"bone": Volume(np.ones((8, 4, 4), np.uint8), unit="mask")})] == [1, 5]
+
+
+def test_a_bare_result_is_drawn_without_outlines_or_legend(tmp_path):
+    # a bone mask filling the volume (nothing to outline) and no other mask: the slices are still drawn
+    from ctbone.result import AnalysisResult
+
+    image = Volume(np.random.default_rng(0).random((12, 10, 11)).astype(np.float32))
+    result = AnalysisResult(metrics={}, masks={"bone": image.with_array(np.ones((12, 10, 11), np.uint8), unit="mask")},
+                            image=image)
+    assert [z for z, _ in write_qc_slices(result, tmp_path / "qc.png")] == [1, 4, 7, 10]
+    assert (tmp_path / "qc.png").stat().st_size > 1000

@@ -115,7 +115,8 @@ def write_qc_slices(result, path, *, dpi: int = 110) -> list[tuple[int, str]]:
                if name in masks and not np.asarray(masks[name].array).all()]
     handles += [Patch(facecolor=colour, alpha=FILL_ALPHA, label=label) for name, colour, label in FILLS
                 if name in masks]
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
     fig.suptitle(str(result.info.get("source") or ""), fontsize=8)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
