@@ -214,3 +214,22 @@ def test_angle_bins_equal_the_atan2_formula_also_at_boundaries():
         want = np.empty(envelope.shape, np.int16)
         formula(np.ascontiguousarray(frame.centres_yx_mm, np.float64), yy, xx, frame.n_bins, want)
         np.testing.assert_array_equal(frame.bin_index, want)
+
+
+@pytest.mark.parametrize("spacing", [(0.01, 0.01, 0.01), (0.02, 0.015, 0.01)])
+def test_whole_surface_area_from_the_boundary_voxels_equals_the_face_scans(spacing):
+    # the periosteal area: the same faces in the same order as surface_area_mm2(inside, inside), so the same float
+    from scipy import ndimage
+
+    from ctbone.measure.lesions_geometry import surface_area_mm2, surface_normals
+
+    rng = np.random.default_rng(4)
+    zz, yy, xx = np.indices((30, 33, 28))
+    tube = (yy - 16) ** 2 + (xx - 13.5) ** 2 < 11.0 ** 2
+    blobs = ndimage.binary_opening(rng.random((17, 21, 9)) < 0.6)
+    for inside in (tube, blobs, np.ones((4, 5, 6), bool)):
+        normals = surface_normals(inside, spacing_mm=spacing)
+        assert normals.whole_area_mm2(inside) == surface_area_mm2(inside, inside, spacing_mm=spacing, normals=normals)
+    assert normals.whole_area_mm2(np.ones((4, 5, 6), bool)) == 0.0  # no face inside the array is open
+    with pytest.raises(ValueError, match="shape"):
+        normals.whole_area_mm2(tube)

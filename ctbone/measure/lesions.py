@@ -185,7 +185,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     shell = expected & frame.between(lower=in_t)
 
     normals = surface_normals(expected, spacing_mm=spacing)
-    periosteal_mm2 = surface_area_mm2(expected, expected, spacing_mm=spacing, normals=normals)
+    periosteal_mm2 = normals.whole_area_mm2(expected)
 
     in_slices = analysable[:, None, None]
     shell &= in_slices

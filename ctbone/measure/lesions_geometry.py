@@ -34,6 +34,26 @@ class SurfaceNormals:
         self._flat = np.ravel_multi_index(index, self.shape)  # ascending: np.nonzero runs in C order
         self._normals = _gradient_normals(smooth, index, self.spacing)
 
+    def whole_area_mm2(self, inside: np.ndarray) -> float:
+        """``surface_area_mm2(inside, inside, ...)`` for the mask these normals were made of, found from its
+        boundary voxels (a few % of the crop) instead of six scans of the whole mask: the same faces, in the
+        same order, summed the same way."""
+        inside = np.asarray(inside, bool)
+        if inside.shape != self.shape:
+            raise ValueError(f"mask of shape {inside.shape}, the normals' is {self.shape}")
+        sz, sy, sx = self.spacing
+        face_area = (sy * sx, sz * sx, sz * sy)
+        total = 0.0
+        for axis in range(3):
+            for shift in (1, -1):
+                pos = _open_boundary_faces(self._flat, inside, axis, shift)
+                if pos.size == 0:
+                    continue
+                n = self._normals[:, pos]
+                keep = np.abs(n[0]) < _END_CAP_NZ
+                total += face_area[axis] * float(np.abs(n[axis][keep]).sum())
+        return total
+
     def at(self, index: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
         """(3, N) unit outward normals, (z, y, x) order, at boundary voxels ``index`` (as from np.nonzero)."""
         flat = np.ravel_multi_index(tuple(np.asarray(i, np.int64) for i in index), self.shape)
@@ -108,6 +128,24 @@ def _open_faces(src, inside, axis, shift):  # pragma: no cover - compiled
                     xs[i] = x
                     i += 1
     return zs, ys, xs
+
+
+@njit(cache=True)
+def _open_boundary_faces(flat, inside, axis, shift):  # pragma: no cover - compiled
+    # positions in ``flat`` (boundary voxels, C order) of the voxels with an open face along ``axis`` towards
+    # ``shift`` (`_open_face`), in that order
+    nz, ny, nx = inside.shape
+    out = np.empty(flat.size, np.int64)
+    n = 0
+    for i in range(flat.size):
+        f = flat[i]
+        z = f // (ny * nx)
+        y = (f // nx) % ny
+        x = f % nx
+        if _open_face(inside, inside, axis, shift, z, y, x):
+            out[n] = i
+            n += 1
+    return out[:n]
 
 
 def surface_normals(inside: np.ndarray, *, spacing_mm, sigma_vox: float = 1.5) -> SurfaceNormals:
