@@ -42,6 +42,12 @@ def test_between_equals_comparisons_with_the_broadcast_tables():
     assert np.array_equal(frame.between(lower, upper), inside)
     assert np.array_equal(frame.between(upper=upper), radius <= upper_v)
     assert np.array_equal(frame.between(lower=lower), radius > lower_v)
+    # restricted to a mask: the radius computed only there, the same voxels as the AND
+    within = rng.random(bins.shape) < 0.4
+    assert np.array_equal(frame.between(lower, upper, within=within), within & inside)
+    assert np.array_equal(frame.between(upper=upper, within=within.view(np.uint8)), within & (radius <= upper_v))
+    with pytest.raises(ValueError, match="shape"):
+        frame.between(lower, upper, within=within[:2])
     # per-bin extremes of the radius, and the cells holding a voxel, against plain loops
     mask = rng.random(bins.shape) < 0.3
     top = np.full((5, 40), -np.inf)

@@ -182,7 +182,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     del marrow_space  # working arrays go as soon as they are used: the lesion stage holds the analysis' peak
     r_in = robust_surface_model(r_mar, tolerance_mm=tol, exclude="both", lower_start=True)
     in_t = _nan_to(r_in, np.inf).astype(np.float32) + 0.5 * s
-    shell = expected & frame.between(lower=in_t)
+    shell = frame.between(lower=in_t, within=expected)
 
     normals = surface_normals(expected, spacing_mm=spacing)
     periosteal_mm2 = normals.whole_area_mm2(expected)
@@ -206,7 +206,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     # 4-voxel cortex (180 um at 40 um) still has a core; full-thickness defects are cores by definition
     thickness_mm = float(np.nanmedian(r_out - r_in)) if np.isfinite(r_out - r_in).any() else 0.0
     core_tol = min(tol, 0.25 * thickness_mm)
-    lytic_core = shell & ~bone & frame.between(in_t + core_tol, out_t - core_tol)
+    lytic_core = frame.between(in_t + core_tol, out_t - core_tol, within=shell & ~bone)
     lytic = _grow_back(lytic_core | (defect_labels > 0), shell & ~bone, min_lesion_vox, tol + s, spacing)
     del lytic_core
 
@@ -215,7 +215,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     # bin) holds a bone mass; the lesion's columns are compared with their intact neighbours
     reach = PV_REACH_VOX * s
     band = in_slices & frame.between(in_t - reach, out_t + reach) & ~blastic
-    interior = shell & bone & frame.between(in_t + s, out_t - s)
+    interior = frame.between(in_t + s, out_t - s, within=shell & bone)
     lamellar = interior if interior.any() else shell & bone
     i_bone = float(np.median(density[lamellar])) if lamellar.any() else None
     lytic_pv_mm3, levels = missing_bone_mm3(density, lytic_labels, n_lytic, band, blastic, frame, i_bone, voxel_mm3,
@@ -381,7 +381,7 @@ def _cortical_defects(bone, shell, tube, expected, env, frame, in_t, normals, sp
     through = touching(labels, n, exterior)
     del exterior
     # the modelled marrow, every slice; made here, where little else is held (the stage's memory peak)
-    marrow = expected & frame.between(upper=in_t)
+    marrow = frame.between(upper=in_t, within=expected)
     through &= touching(labels, n, marrow)
     del marrow
     kept = lookup(through, labels)

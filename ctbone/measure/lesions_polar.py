@@ -106,8 +106,10 @@ class PolarFrame:
         out[~np.isfinite(out)] = np.nan
         return out
 
-    def between(self, lower: np.ndarray | None = None, upper: np.ndarray | None = None) -> np.ndarray:
-        """Voxels with ``lower[z, bin] < radius <= upper[z, bin]`` ((Z, n_bins) float tables; None: no bound).
+    def between(self, lower: np.ndarray | None = None, upper: np.ndarray | None = None, *,
+                within: np.ndarray | None = None) -> np.ndarray:
+        """Voxels with ``lower[z, bin] < radius <= upper[z, bin]`` ((Z, n_bins) float tables; None: no bound),
+        and in ``within`` when given (``within & between(...)``, the radius computed only there).
 
         The same comparisons as against the tables broadcast to the voxels (``table[z, bin_index]``),
         without building those volumes: shifts such as ``table - 0.5 * s`` are applied to the float32
@@ -117,7 +119,13 @@ class PolarFrame:
         lo = np.full((nz, self.n_bins), -np.inf, np.float32) if lower is None else _bin_table(lower)
         hi = np.full((nz, self.n_bins), np.inf, np.float32) if upper is None else _bin_table(upper)
         out = np.empty(self.bin_index.shape, np.bool_)
-        _between_bins(self.bin_index, *self._grid(), lo, hi, out)
+        if within is None:
+            _between_bins(self.bin_index, *self._grid(), lo, hi, out)
+        else:
+            within = np.asarray(within)
+            if within.shape != out.shape:
+                raise ValueError(f"within has shape {within.shape}, the frame {out.shape}")
+            _between_bins_within(self.bin_index, *self._grid(), lo, hi, within, out)
         return out
 
 
@@ -183,6 +191,20 @@ def _between_bins(bin_index, centres, yy, xx, lo, hi, out):  # pragma: no cover 
                 b = bin_index[z, y, x]
                 v = _radius(centres, yy, xx, z, y, x)
                 out[z, y, x] = v > lo[z, b] and v <= hi[z, b]
+
+
+@njit(cache=True, parallel=True)
+def _between_bins_within(bin_index, centres, yy, xx, lo, hi, within, out):  # pragma: no cover - compiled
+    nz, ny, nx = bin_index.shape
+    for z in prange(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if within[z, y, x]:
+                    b = bin_index[z, y, x]
+                    v = _radius(centres, yy, xx, z, y, x)
+                    out[z, y, x] = v > lo[z, b] and v <= hi[z, b]
+                else:
+                    out[z, y, x] = False
 
 
 @njit(cache=True, parallel=True)
