@@ -75,3 +75,20 @@ def test_a_bare_result_is_drawn_without_outlines_or_legend(tmp_path):
                             image=image)
     assert [z for z, _ in write_qc_slices(result, tmp_path / "qc.png")] == [1, 4, 7, 10]
     assert (tmp_path / "qc.png").stat().st_size > 1000
+
+
+def test_reference_comparisons_slices_and_near_duplicates():
+    def mask_at(*zs):
+        a = np.zeros((40, 4, 4), np.uint8)
+        for z in zs:
+            a[z, 1:3, 1:3] = 1
+        return Volume(a, unit="mask")
+
+    masks = {"bone": Volume(np.ones((40, 4, 4), np.uint8), unit="mask"), "defects": mask_at(10),
+             "lost": mask_at(30), "gained": mask_at(11)}
+    chosen = dict((reason, z) for z, reason in choose_qc_slices(masks))
+    # the defect first, the loss on its own slice, the gain two slices from the defect left out, and the even
+    # slices away from both
+    assert chosen["most cortical defect"] == 10 and chosen["most bone lost (vs reference)"] == 30
+    assert "most bone gained (vs reference)" not in chosen
+    assert sorted(z for z, reason in choose_qc_slices(masks) if reason == "even") == [5, 15, 25, 35]

@@ -19,13 +19,15 @@ import numpy as np
 
 from .safeio import replace_into
 
-# outlines and fills; the fills are the snapshot's lesion colours (ctbone.render.DEFAULT_COLOURS)
+# outlines and fills; the lesion fills are the snapshot's colours (ctbone.render.DEFAULT_COLOURS), drawn over
+# the reference comparison's (a misregistered reference shows as lost and gained shells along the whole surface)
 BONE_COLOUR = "#5fe35f"
 ENVELOPE_COLOUR = "#ffd400"
 MARROW_COLOUR = "#00c8ff"
 OUTLINES = (("bone", BONE_COLOUR, 0.5, "bone (threshold)"), ("envelope", ENVELOPE_COLOUR, 0.7, "periosteal envelope"),
             ("marrow", MARROW_COLOUR, 0.7, "marrow cavity"))
-FILLS = (("lytic", (0.85, 0.12, 0.10), "lytic bone"), ("defects", (1.0, 0.2, 0.75), "cortical defect"),
+FILLS = (("lost", (1.0, 0.55, 0.0), "bone lost (vs reference)"), ("gained", (0.55, 0.25, 0.9), "bone gained (vs reference)"),
+         ("lytic", (0.85, 0.12, 0.10), "lytic bone"), ("defects", (1.0, 0.2, 0.75), "cortical defect"),
          ("blastic", (0.17, 0.42, 0.86), "blastic bone"))
 LABELS = {name: label for name, _, label in FILLS}
 FILL_ALPHA = 0.55
@@ -36,18 +38,20 @@ def choose_qc_slices(masks: dict, n_even: int = EVEN_SLICES) -> list[tuple[int, 
     """(z index on the masks' grid, why) of the axial QC slices, in z order.
 
     ``n_even`` slices spread evenly over the slices holding the envelope, and for each lesion kind present
-    (defects, lytic, blastic) the slice holding most of its voxels; an even slice within two slices of one
-    already chosen (a lesion's, or another even one in a short stack) is left out."""
+    (defects, lytic, blastic; bone lost and gained with a reference) the slice holding most of its voxels. A slice
+    within two slices of one already chosen (in that order, then the even ones) is left out."""
     envelope = _mask(masks, "envelope")
     held = np.flatnonzero(envelope.any(axis=(1, 2))) if envelope is not None else np.array([], int)
     if held.size == 0:
         first = next(iter(masks.values()))
         held = np.arange(first.shape[0])
     chosen: dict[int, str] = {}
-    for name in ("blastic", "lytic", "defects"):  # one reason per slice: a defect's over lytic's over blastic's
+    for name in ("defects", "lytic", "blastic", "lost", "gained"):  # a slice near one already chosen is not added
         mask = _mask(masks, name)
         if mask is not None and mask.any():
-            chosen[int(mask.sum(axis=(1, 2)).argmax())] = f"most {LABELS[name]}"
+            z = int(mask.sum(axis=(1, 2)).argmax())
+            if all(abs(z - c) > 2 for c in chosen):
+                chosen[z] = f"most {LABELS[name]}"
     even = [int(held[int((k + 0.5) * held.size / n_even)]) for k in range(n_even)] if n_even > 0 else []
     for z in even:
         if all(abs(z - zl) > 2 for zl in chosen):
