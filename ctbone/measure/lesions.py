@@ -11,7 +11,9 @@ fitted with lesion outliers excluded, give the *expected* intact cortex:
   found as in Peters et al. (cortical breaks): bone dilated by one voxel to
   close sub-resolution gaps, keep non-bone components of the shell touching
   both the outside and the marrow, grow them back by one voxel, keep those of
-  at least ``min_defect_area_mm2`` on the expected periosteal surface.
+  at least ``min_defect_area_mm2`` on the expected periosteal surface whose
+  region of missing bone shows on the gray values at least `MIN_MISSING_FRACTION`
+  of what the opening removes (an opening with the bone still there is not one).
 
 Lytic and blastic regions use a tolerance of 1.5 voxels (partial volume and
 the staircase of the surface) to find their cores, drop cores smaller than
