@@ -147,5 +147,6 @@ def analyze(volume: Volume, reference: Volume | str | Path | None = None, *, opt
 
     info["timings_s"] = timings
     return AnalysisResult(
-        metrics=metrics, masks=masks, image=seg.raw_image, lesions=list(lesions.lesions), options=opts, info=info
+        metrics=metrics, masks=masks, image=seg.raw_image, lesions=list(lesions.lesions), options=opts, info=info,
+        cortex_model=lesions.cortex_model,
     )

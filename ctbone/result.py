@@ -29,6 +29,9 @@ class AnalysisResult:
     options : AnalysisOptions
     info : dict
         Provenance and extra information (threshold method, registration, warnings).
+    cortex_model : dict or None
+        The lesion stage's modelled intact cortex (`LesionMeasurement.cortex_model`), drawn on the QC slices;
+        not written to metrics.json.
     """
 
     metrics: dict[str, Any]
@@ -37,3 +40,4 @@ class AnalysisResult:
     lesions: list[dict[str, Any]] = field(default_factory=list)
     options: AnalysisOptions = field(default_factory=AnalysisOptions)
     info: dict[str, Any] = field(default_factory=dict)
+    cortex_model: dict[str, Any] | None = None

@@ -92,3 +92,32 @@ def test_reference_comparisons_slices_and_near_duplicates():
     assert chosen["most cortical defect"] == 10 and chosen["most bone lost (vs reference)"] == 30
     assert "most bone gained (vs reference)" not in chosen
     assert sorted(z for z, reason in choose_qc_slices(masks) if reason == "even") == [5, 15, 25, 35]
+
+
+def test_the_modelled_cortex_is_drawn_on_the_bone_where_lesions_were_measured(lesioned):
+    # the dashed periosteal model of an intact slice runs along the envelope's edge (the phantom's shaft is
+    # round: the model is its outline), in the scan's mm like the pictures' axes
+    from matplotlib.figure import Figure
+    from scipy import ndimage
+
+    from ctbone.report.qc_slices import _draw_cortex_model
+
+    model = lesioned.cortex_model
+    spacing = lesioned.image.spacing
+    _, (y0, _), (x0, _) = lesioned.info["segmentation"]["crop_zyx"]
+    envelope = lesioned.masks["envelope"].array > 0
+    z = model["start_zyx"][0] + int(np.flatnonzero(model["analysed"])[5])  # an intact slice near the ROI's start
+    ax = Figure().add_subplot()
+    ax.set_xlim(0, 10), ax.set_ylim(10, 0)
+    _draw_cortex_model(ax, model, z, (y0, x0), spacing)
+    periosteal = ax.lines[0].get_xydata()
+    assert len(ax.lines) == 2 and ax.get_xlim() == (0, 10)  # periosteal and endosteal, the frame kept
+    edge = envelope[z] & ~ndimage.binary_erosion(envelope[z])
+    ys, xs = np.nonzero(edge)
+    edge_mm = np.stack([(x0 + xs) * spacing[2], (y0 + ys) * spacing[1]], axis=1)
+    nearest = np.min(np.linalg.norm(periosteal[:, None, :] - edge_mm[None], axis=2), axis=1)
+    assert np.nanmax(nearest) < 1.5 * spacing[1]
+    # a slice the lesions were not measured in gets no model
+    ax2 = Figure().add_subplot()
+    _draw_cortex_model(ax2, {**model, "analysed": np.zeros_like(model["analysed"])}, z, (y0, x0), spacing)
+    assert not ax2.lines

@@ -90,6 +90,12 @@ class LesionMeasurement:
         uint8 mask: outward from the modelled periosteal surface less its tolerance, in the columns
         (slice x angle bin) that hold blastic bone, widened by the tolerance. Where woven bone grows, not
         cortex: Ct.Po leaves it out (`ctbone.measure.porosity`).
+    cortex_model : dict or None
+        The modelled intact cortex, for pictures (`ctbone.report.qc_slices`): "start_zyx" (where the lesion
+        stage's crop starts on the segmentation grid), "centres_yx_mm" ((Z, 2), the frame's slice centres, mm
+        from that crop's first voxel), "periosteal_mm" and "endosteal_mm" ((Z, n_bins) radii, NaN where not
+        modelled), "analysed" ((Z,) bool: the slices the lesions were measured in); bin k spans the angles
+        atan2(y, x) from 2πk/n − π.
     """
 
     metrics: dict[str, Any]
@@ -97,6 +103,7 @@ class LesionMeasurement:
     masks: dict[str, Volume]
     info: dict[str, Any] = field(default_factory=dict)
     outgrowth_region: Volume | None = None
+    cortex_model: dict[str, Any] | None = None
 
 
 def measure_lesions(seg, options) -> LesionMeasurement:
@@ -267,7 +274,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     outgrowth = in_slices & frame.between(lower=np.where(has_blastic, surface_t - np.float32(tol), np.float32(np.inf)))
 
     # the crop-sized working arrays go before the full-size output masks are made (the stage's memory peak)
-    n_bins = frame.n_bins
+    n_bins, centres = frame.n_bins, frame.centres_yx_mm
     del normals, frame, expected, shell, labels
     del lytic_labels, image
 
@@ -310,7 +317,10 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         "density_source": "raw_image" if density_src is not seg.image else "image",
     }
     log.debug("lesions: %s", metrics)
-    return LesionMeasurement(metrics, rows, masks, info, outgrowth_region=outgrowth_region)
+    cortex_model = {"start_zyx": [int(v) for v in offset], "centres_yx_mm": np.asarray(centres, np.float64),
+                    "periosteal_mm": np.asarray(r_out, np.float32), "endosteal_mm": np.asarray(r_in, np.float32),
+                    "analysed": np.asarray(analysable, bool)}
+    return LesionMeasurement(metrics, rows, masks, info, outgrowth_region=outgrowth_region, cortex_model=cortex_model)
 
 
 def _blastic_bone(image, bone, env, frame, surface_t, in_slices, *, dense_level, threshold, tol, min_voxels, spacing):

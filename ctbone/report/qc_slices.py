@@ -2,11 +2,12 @@
 
 What vendor software shows while ROIs are drawn by hand, and what a reader checks before trusting the
 numbers: does the green outline (the bone the threshold kept) follow the bone's edges, does the yellow one
-(periosteal envelope, openings bridged) hug the bone, does the cyan one
-(marrow cavity) follow the endosteal surface, are the red (lytic bone and cortical defects) and blue (blastic
-bone) regions where the bone is missing or added? One picture per scan: axial slices evenly spread along the
-analysed bone and through the largest lesion of each kind, and one long section through the shaft with the
-axial slices marked on it. Matplotlib (Agg), no display needed.
+(periosteal envelope, openings bridged) hug the bone, does the cyan one (marrow cavity) follow the endosteal
+surface, are the red (lytic bone and cortical defects) and blue (blastic bone) regions where the bone is missing
+or added? The dashed lines are the lesion stage's modelled intact cortex (periosteal yellow, endosteal cyan):
+bone missing inside it is lytic, bone beyond its outer line blastic. One picture per scan: axial slices evenly
+spread along the analysed bone and through the largest lesion of each kind, and one long section through the
+shaft with the axial slices marked on it. Matplotlib (Agg), no display needed.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def write_qc_slices(result, path, *, dpi: int = 110) -> list[tuple[int, str]]:
     """Write the QC picture of an `AnalysisResult` to ``path`` (PNG, atomically); returns its axial slices as
     (slice index in the scan, why)."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     path = Path(path)
@@ -100,6 +102,7 @@ def write_qc_slices(result, path, *, dpi: int = 110) -> list[tuple[int, str]]:
         ax = fig.add_subplot(grid[i // columns, i % columns])
         plane = (z, ys, xs)
         _draw(ax, image[plane], {n: _mask(masks, n)[plane] for n in _present(masks)}, low, high, x_mm, y_mm)
+        _draw_cortex_model(ax, getattr(result, "cortex_model", None), z, (y0, x0), spacing)
         reason = "" if why == "even" else f", {why}"
         ax.set_title(f"slice {z0 + z} (z {(z0 + z) * spacing[0]:.2f} mm){reason}", fontsize=8)
         ax.set_xlabel("x mm", fontsize=6, labelpad=1)
@@ -117,6 +120,8 @@ def write_qc_slices(result, path, *, dpi: int = 110) -> list[tuple[int, str]]:
     ax.tick_params(labelsize=6)
     handles = [Patch(facecolor="none", edgecolor=colour, label=label) for name, colour, _, label in OUTLINES
                if name in masks and not np.asarray(masks[name].array).all()]
+    if getattr(result, "cortex_model", None) is not None:
+        handles.append(Line2D([], [], color="grey", lw=0.8, ls="--", label="modelled intact cortex"))
     handles += [Patch(facecolor=colour, alpha=FILL_ALPHA, label=label) for name, colour, label in FILLS
                 if name in masks]
     if handles:
@@ -151,6 +156,30 @@ def _draw(ax, gray, masks, low, high, cols_mm, rows_mm):
             ax.contour(cols_mm, rows_mm, masks[name].astype(np.float32), levels=[0.5], colors=[colour],
                        linewidths=width)
     ax.set_aspect("equal")
+
+
+def _draw_cortex_model(ax, model, z: int, start_yx, spacing) -> None:
+    """The modelled periosteal and endosteal surfaces of slice ``z`` (the image's grid), dashed; nothing where
+    the slice was not modelled. ``start_yx``: where the image's crop starts in the scan (voxels)."""
+    if model is None:
+        return
+    mz, my, mx = model["start_zyx"]
+    k = z - mz
+    if not 0 <= k < len(model["centres_yx_mm"]) or not model["analysed"][k]:
+        return
+    limits = ax.get_xlim(), ax.get_ylim()
+    n_bins = model["periosteal_mm"].shape[1]
+    angle = 2 * np.pi * (np.arange(n_bins + 1) + 0.5) / n_bins - np.pi  # bin centres, closed around
+    cy, cx = model["centres_yx_mm"][k]
+    # mm from the scan's first voxel: the model's positions are mm from the lesion stage's crop
+    oy, ox = (start_yx[0] + my) * spacing[1], (start_yx[1] + mx) * spacing[2]
+    for key, colour in (("periosteal_mm", ENVELOPE_COLOUR), ("endosteal_mm", MARROW_COLOUR)):
+        radius = np.append(model[key][k], model[key][k][0]).astype(float)  # NaN bins break the line
+        if np.isfinite(radius).any():
+            ax.plot(ox + cx + radius * np.cos(angle), oy + cy + radius * np.sin(angle), color=colour, lw=0.8,
+                    ls="--")
+    ax.set_xlim(*limits[0])  # the picture's frame, wherever the model strays
+    ax.set_ylim(*limits[1])
 
 
 def _present(masks) -> list[str]:
