@@ -174,6 +174,27 @@ def test_a_stack_with_a_slice_missing_from_its_numbering_is_refused(tmp_path):
         assert ctbone.read_scan(folder, spacing=0.01).shape == (6, 4, 5)
 
 
+def test_every_other_slice_with_the_logs_pixel_size_is_warned_about(tmp_path, caplog):
+    # numbered in steps of 2 with the voxel size from the *_rec.log: the slices may be twice as far apart
+    import logging
+
+    from PIL import Image
+
+    folder = _nrecon_folder(tmp_path / "every2", [np.zeros((4, 5), np.uint8)] * 3)
+    for f in sorted(folder.glob("tibia_rec0*.bmp")):
+        f.unlink()
+    for i in range(0, 10, 2):
+        Image.fromarray(np.zeros((4, 5), np.uint8)).save(folder / f"tibia_rec{i:08d}.bmp")
+    with caplog.at_level(logging.WARNING, logger="ctbone"):
+        vol = ctbone.read_scan(folder)
+    assert vol.shape[0] == 5 and vol.spacing[0] == pytest.approx(0.0105)
+    assert "numbered every 2" in caplog.text and "--spacing 0.021,0.0105,0.0105" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ctbone"):
+        ctbone.read_scan(folder, spacing=(0.021, 0.0105, 0.0105))  # the voxel size given: nothing to warn
+    assert "numbered every" not in caplog.text
+
+
 def test_info_describes_a_stack_without_a_voxel_size(tmp_path, capsys):
     # `info` is where a user finds out what a folder holds: it describes the stack and names what is missing
     from ctbone.cli import main

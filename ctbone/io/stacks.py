@@ -116,34 +116,42 @@ def _spacing3(spacing, path: Path):
 def stack_header(path: Path, files: list[Path], spacing=None) -> tuple[np.ndarray, tuple, dict]:
     """(first slice, voxel size (z, y, x) mm, the stack's meta) before its slices are read, in memory or slab by
     slab: projections refused, the voxel size from ``spacing`` or the Bruker log (read once), what the log says."""
-    check_slice_numbers(path, files)
+    step = check_slice_numbers(path, files)
     first = read_stack_page(files[0])  # its size checks the log's; a missing voxel size is said before the read
     check_not_projections(path, first.shape)
     found = read_rec_log(path if path.is_dir() else path.parent)
     spacing3, source = stack_spacing(path, spacing, found, page_shape=first.shape)
+    if step > 1 and source == "rec.log":
+        log.warning("%s: the slice files are numbered every %d (%s, %s, ...): if only every %d-th slice was saved, "
+                    "the slices are %d x %.4g mm apart, not %.4g. Potential fix: --spacing Z,Y,X (e.g. --spacing "
+                    "%.4g,%.4g,%.4g)", path, step, files[0].name, files[1].name, step, step, spacing3[0],
+                    spacing3[0], step * spacing3[0], spacing3[1], spacing3[2])
     return first, spacing3, {"spacing_source": source, "files": len(files), **rec_log_meta(found)}
 
 
-def check_slice_numbers(path: Path, files: list[Path]) -> None:
-    """Refuse a stack whose slice numbers skip some (a file lost in a copy): every slice after the gap would be
-    placed a slice too close to those before it, as a DICOM series with a missing slice would (refused too).
+def check_slice_numbers(path: Path, files: list[Path]) -> int:
+    """The step of the slice numbers (1 when not known); refuses a stack whose slice numbers skip some (a file
+    lost in a copy): every slice after the gap would be placed a slice too close to those before it, as a DICOM
+    series with a missing slice would (refused too).
 
     The slice number is the one number in the names that changes from file to file (NRecon's
     ``<name>_rec00000123.bmp``); names with none, or with several changing, are not checked. A stack numbered
-    in steps of k throughout is taken as it is."""
+    in steps of k throughout is taken as it is (`stack_header` warns when its voxel size came from a log)."""
     if len(files) < 3:
-        return
+        return 1
     runs = [re.findall(r"\d+", f.name) for f in files]
     if len({len(r) for r in runs}) != 1:
-        return
+        return 1
     changing = [i for i in range(len(runs[0])) if len({int(r[i]) for r in runs}) > 1]
     if len(changing) != 1:
-        return
+        return 1
     numbers = np.array([int(r[changing[0]]) for r in runs])
     steps = np.diff(numbers)
     step = int(steps.min())
-    if step <= 0 or np.all(steps == step):
-        return
+    if step <= 0:
+        return 1
+    if np.all(steps == step):
+        return step
     gaps = np.flatnonzero(steps != step)
     missing = int(sum(steps[g] // step - 1 for g in gaps))
     where = ", ".join(f"between {files[g].name} and {files[g + 1].name}" for g in gaps[:3])
