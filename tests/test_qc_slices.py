@@ -121,3 +121,14 @@ def test_the_modelled_cortex_is_drawn_on_the_bone_where_lesions_were_measured(le
     ax2 = Figure().add_subplot()
     _draw_cortex_model(ax2, {**model, "analysed": np.zeros_like(model["analysed"])}, z, (y0, x0), spacing)
     assert not ax2.lines
+
+
+def test_the_long_section_follows_a_shaft_leaning_in_y():
+    from ctbone.report.qc_slices import _centre_rows
+
+    zz, yy, xx = np.indices((20, 40, 30))
+    envelope = (yy - (10 + zz // 2)) ** 2 + (xx - 15) ** 2 <= 16  # a rod whose centre row climbs 1 every 2 slices
+    envelope[:3] = envelope[-2:] = False  # slices beyond the bone take their nearest slice's row
+    rows = _centre_rows(envelope)
+    assert rows[3:-2].tolist() == [10 + z // 2 for z in range(3, 18)]
+    assert rows[:3].tolist() == [11] * 3 and rows[-2:].tolist() == [18] * 2

@@ -108,14 +108,20 @@ def write_qc_slices(result, path, *, dpi: int = 110) -> list[tuple[int, str]]:
         ax.set_xlabel("x mm", fontsize=6, labelpad=1)
         ax.set_ylabel("y mm", fontsize=6, labelpad=1)
         ax.tick_params(labelsize=6)
-    # the long section through the shaft's middle row, z across
+    # the long section through each slice's middle row (it follows a shaft leaning in y), z across
     ax = fig.add_subplot(grid[rows, :])
-    yc = (ys.start + ys.stop) // 2 if envelope is None else _middle_row(envelope)
-    plane = (slice(None), yc, xs)
-    _draw(ax, image[plane].T, {n: _mask(masks, n)[plane].T for n in _present(masks)}, low, high, z_mm, x_mm)
+    centre = _centre_rows(envelope if envelope is not None and envelope.any() else np.ones(image.shape, bool))
+    along = np.arange(image.shape[0])
+
+    def section(volume):
+        return volume[along, centre][:, xs].T
+
+    _draw(ax, section(image), {n: section(_mask(masks, n)) for n in _present(masks)}, low, high, z_mm, x_mm)
     for z, _ in chosen:
         ax.axvline((z0 + z) * spacing[0], color="white", lw=0.6, ls=":")
-    ax.set_title(f"long section through row {y0 + yc}: z (across) and x (down), mm; dotted: the slices above",
+    rows_used = f"row {y0 + centre[0]}" if centre.min() == centre.max() else \
+        f"rows {y0 + centre.min()}-{y0 + centre.max()}, each slice's middle"
+    ax.set_title(f"long section through {rows_used}: z (across) and x (down), mm; dotted: the slices above",
                  fontsize=8)
     ax.tick_params(labelsize=6)
     handles = [Patch(facecolor="none", edgecolor=colour, label=label) for name, colour, _, label in OUTLINES
@@ -200,10 +206,17 @@ def _frame(envelope):
             slice(max(0, cols[0] - mx), min(nx, cols[-1] + 1 + mx)))
 
 
-def _middle_row(envelope) -> int:
-    """The row through the envelope's centre, averaged over its slices."""
-    counts = envelope.sum(axis=(0, 2)).astype(float)
-    return int(round(float((np.arange(counts.size) * counts).sum() / counts.sum()))) if counts.sum() else 0
+def _centre_rows(envelope) -> np.ndarray:
+    """(Z,) int: the row through the envelope's centre in each slice (its area-weighted mean row); slices without
+    envelope take the nearest slice's."""
+    counts = envelope.sum(axis=2).astype(float)  # (Z, Y)
+    area = counts.sum(axis=1)
+    held = np.flatnonzero(area > 0)
+    if held.size == 0:
+        return np.full(envelope.shape[0], envelope.shape[1] // 2)
+    mean = (counts[held] * np.arange(envelope.shape[1])).sum(axis=1) / area[held]
+    nearest = held[np.abs(np.arange(envelope.shape[0])[:, None] - held[None]).argmin(axis=1)]
+    return np.rint(np.interp(nearest, held, mean)).astype(int)
 
 
 def _crop_start(result) -> tuple[int, int, int]:
