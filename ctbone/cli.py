@@ -466,7 +466,8 @@ def batch(manifest, outdir, threshold, trabecular_threshold, calibration, rod_de
     Writes per_animal.csv, lesions.csv, group_summary.csv, group_stats.csv, study.pzfx, plots/, snapshots/,
     report.html, qc.html (every scan's QC slices, to review the segmentations), run.json and scans/ (each scan's
     own outputs) to OUTDIR; change_from_baseline.csv with timepoints, limb_difference.csv with both limbs of
-    each animal. Re-running skips scans already done (use --force to recompute).
+    each animal. Re-running skips scans already done with the same inputs, options and ctbone code (use --force to
+    recompute).
     The manifest's roi_mm (START:END in mm, or metaphyseal), threshold, mirror_reference, bone,
     reference_bone and spacing_mm columns override the options per row.
     """

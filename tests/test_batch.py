@@ -113,6 +113,28 @@ def test_rerun_skips_and_is_byte_identical(reference_run, tmp_path):
     assert len(calls) == 7 and _csvs(out) == before
 
 
+def test_rerun_after_the_code_changed_recomputes(reference_run, tmp_path, monkeypatch):
+    # results change with the code even where the version does not (a development install): the fingerprint
+    # holds a digest of ctbone's sources, recorded in run.json
+    import shutil
+
+    from ctbone.study import resume
+
+    manifest, out, _ = reference_run
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    assert json.loads((copy / "run.json").read_text())["ctbone_code_sha256"] == resume.code_digest()
+    calls = []
+
+    def counting(volume, **kw):
+        calls.append(1)
+        return fake_analyze(volume, **kw)
+
+    monkeypatch.setattr(resume, "code_digest", lambda: "another build")
+    assert batch(manifest, copy, analyze_fn=counting) == 1
+    assert len(calls) == 7
+
+
 def test_resume_after_interrupted_run(reference_run, tmp_path):
     manifest, ref_out, _ = reference_run
     out = tmp_path / "out"

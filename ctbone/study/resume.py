@@ -1,12 +1,13 @@
 """Resume support: fast input checksums, per-row fingerprints and ``run.json``.
 
-A row is skipped on a re-run when its fingerprint (ctbone version, analysis
+A row is skipped on a re-run when its fingerprint (ctbone version and code, analysis
 parameters, per-row overrides, input checksums) is unchanged and its scan
 folder holds the completeness marker written last by `write_scan_outputs`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -40,10 +41,22 @@ def input_checksum(path) -> str:
     return digest.hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """SHA-256 of ctbone's own source files (names and contents): results change with the code even where the
+    version number does not (a development install, a patched copy), and a re-run must then recompute."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for f in sorted(package.rglob("*.py")):
+        digest.update(f.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
 def row_fingerprint(*, version: str, parameters: dict, overrides: dict, checksums: dict) -> str:
-    """A stable hash of everything a row's result depends on."""
-    blob = json.dumps({"version": version, "parameters": parameters, "overrides": overrides, "inputs": checksums},
-                      sort_keys=True, default=str)
+    """A stable hash of everything a row's result depends on (the code too: `code_digest`)."""
+    blob = json.dumps({"version": version, "code": code_digest(), "parameters": parameters, "overrides": overrides,
+                       "inputs": checksums}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -24,7 +24,7 @@ from ..report.scan_outputs import COMPLETE_MARKER, ctbone_version
 from .backends import run_dask, run_processes, run_serial
 from .job import Job
 from .manifest import Manifest, read_manifest
-from .resume import input_checksum, load_run, row_fingerprint, save_run
+from .resume import code_digest, input_checksum, load_run, row_fingerprint, save_run
 
 log = logging.getLogger(__name__)
 _pkg_log = logging.getLogger("ctbone")
@@ -168,7 +168,8 @@ def _run(manifest, outdir, *, options, workers, scheduler, force, quiet, verbose
     prev_rows = previous.get("rows", {}) if isinstance(previous.get("rows"), dict) else {}
     log.info("ctbone %s batch: %s (%d scans) -> %s", version, manifest.path, len(manifest.rows), outdir)
 
-    run = {"ctbone_version": version, "manifest": str(manifest.path), "parameters": parameters,
+    run = {"ctbone_version": version, "ctbone_code_sha256": code_digest(), "manifest": str(manifest.path),
+           "parameters": parameters,
            "control": control, "workers": workers, "scheduler": str(scheduler) if scheduler else None,
            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": {}}
     # local worker processes share this machine's memory: each decides in-memory or slab reading on
