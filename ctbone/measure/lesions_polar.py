@@ -120,12 +120,12 @@ class PolarFrame:
         hi = np.full((nz, self.n_bins), np.inf, np.float32) if upper is None else _bin_table(upper)
         out = np.empty(self.bin_index.shape, np.bool_)
         if within is None:
-            _between_bins(self.bin_index, *self._grid(), lo, hi, out)
+            within, everywhere = np.ones((1, 1, 1), np.bool_), True  # never read: every voxel is compared
         else:
-            within = np.asarray(within)
+            within, everywhere = np.asarray(within), False
             if within.shape != out.shape:
                 raise ValueError(f"within has shape {within.shape}, the frame {out.shape}")
-            _between_bins_within(self.bin_index, *self._grid(), lo, hi, within, out)
+        _between_bins(self.bin_index, *self._grid(), lo, hi, within, everywhere, out)
         return out
 
 
@@ -183,23 +183,13 @@ def _radii(centres, yy, xx, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True, parallel=True)
-def _between_bins(bin_index, centres, yy, xx, lo, hi, out):  # pragma: no cover - compiled
+def _between_bins(bin_index, centres, yy, xx, lo, hi, within, everywhere, out):  # pragma: no cover - compiled
+    # lo < radius <= hi per voxel, the radius computed only where ``within`` holds (or ``everywhere``)
     nz, ny, nx = bin_index.shape
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
-                b = bin_index[z, y, x]
-                v = _radius(centres, yy, xx, z, y, x)
-                out[z, y, x] = v > lo[z, b] and v <= hi[z, b]
-
-
-@njit(cache=True, parallel=True)
-def _between_bins_within(bin_index, centres, yy, xx, lo, hi, within, out):  # pragma: no cover - compiled
-    nz, ny, nx = bin_index.shape
-    for z in prange(nz):
-        for y in range(ny):
-            for x in range(nx):
-                if within[z, y, x]:
+                if everywhere or within[z, y, x]:
                     b = bin_index[z, y, x]
                     v = _radius(centres, yy, xx, z, y, x)
                     out[z, y, x] = v > lo[z, b] and v <= hi[z, b]
