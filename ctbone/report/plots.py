@@ -145,6 +145,12 @@ def image_grid(pngs, path: Path, *, labels=None, columns: int = 4, title: str | 
         ax.axis("off")
     if title:
         fig.suptitle(str(title))
+    return save_png(fig, path)
+
+
+def save_png(fig, path) -> Path:
+    """A figure as one PNG file, written atomically (no half-written picture is ever left at ``path``)."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
     os.close(fd)
     try:

@@ -12,13 +12,11 @@ shaft with the axial slices marked on it. Matplotlib (Agg), no display needed.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .safeio import replace_into
+from .plots import save_png
 
 # outlines and fills; the lesion fills are the snapshot's colours (ctbone.render.DEFAULT_COLOURS), drawn over
 # the reference comparison's (a misregistered reference shows as lost and gained shells along the whole surface)
@@ -134,13 +132,7 @@ def write_qc_slices(result, path, *, dpi: int = 110) -> list[tuple[int, str]]:
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
     fig.suptitle(str(result.info.get("source") or ""), fontsize=8)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", metadata={"Software": None})
-        replace_into(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    save_png(fig, path)
     return [(z0 + z, why) for z, why in chosen]
 
 
