@@ -96,17 +96,22 @@ def _stand_in_voxel_size(path: Path):
     return None, None
 
 
-def _slabs_info(path: Path, scan, problem=None) -> dict:
-    """An image stack or a MetaImage too large for memory, described from its `ScanSlabs` (its header or first
-    page and the slices the unit test needs; no full read)."""
+def _volume_info(path: Path, scan, problem, *, stack: bool) -> dict:
+    """What a read volume or a `ScanSlabs` says of itself (a file or an image stack, not DICOM): format, unit,
+    geometry (the voxel size None when ``problem`` says it is unknown), the stack's slice files when ``stack``."""
     return {"path": str(path), "format": scan.meta.get("format"), "series": [], "skipped": [], "chosen": str(path),
-            "problem": problem,
-            "unit": scan.unit, "unit_reason": scan.meta.get("unit_reason"),
+            "problem": problem, "unit": scan.unit, "unit_reason": scan.meta.get("unit_reason"),
             "geometry": {"shape_zyx": list(scan.shape), "spacing_zyx_mm": None if problem else list(scan.spacing),
                          "origin_xyz_mm": list(scan.origin), "direction": scan.direction.round(6).tolist(),
                          "spacing_source": None if problem else scan.meta.get("spacing_source")},
             "attenuation_range": scan.meta.get("attenuation_range"),
-            "stack": _stack_description(path) if scan.meta.get("files") else None,
+            "stack": _stack_description(path) if stack else None}
+
+
+def _slabs_info(path: Path, scan, problem=None) -> dict:
+    """An image stack or a MetaImage too large for memory, described from its `ScanSlabs` (its header or first
+    page and the slices the unit test needs; no full read)."""
+    return {**_volume_info(path, scan, problem, stack=bool(scan.meta.get("files"))),
             "reading": _reading_plan(scan.n_voxels, True)}
 
 
@@ -142,17 +147,9 @@ def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False
         from . import read_scan
 
         volume = read_scan(path, spacing=spacing)
-        return {"path": str(path), "format": volume.meta.get("format"), "series": [], "skipped": [],
-                "chosen": str(path), "problem": problem, "unit": volume.unit,
-                "unit_reason": volume.meta.get("unit_reason"),
-                "geometry": {"shape_zyx": list(volume.shape),
-                             "spacing_zyx_mm": None if problem else list(volume.spacing),
-                             "origin_xyz_mm": list(volume.origin), "direction": volume.direction.round(6).tolist(),
-                             "spacing_source": None if problem else volume.meta.get("spacing_source")},
+        return {**_volume_info(path, volume, problem, stack=is_stack_dir),
                 "value_range": [float(volume.array.min()), float(volume.array.max())],
                 "is_binary": volume.meta.get("is_binary"),
-                "attenuation_range": volume.meta.get("attenuation_range"),
-                "stack": _stack_description(path) if is_stack_dir else None,
                 "reading": _reading_plan(int(np.prod(volume.shape)), is_stack_dir and volume.meta.get("files", 1) > 1)}
     if path.is_dir() and not any(path.iterdir()):
         raise ScanReadError(f"{path}: folder is empty. Potential fix: point to the folder of the scan's files.")
