@@ -170,8 +170,9 @@ def stack_spacing(path: Path, spacing, found: dict | None, page_shape=None) -> t
     if spacing3 is not None:
         return spacing3, "given"  # --spacing, or the manifest's spacing_mm
     if found is None:
-        raise VoxelSizeMissingError(f"{path}: slice pictures (TIFF, BMP, PNG) carry no voxel size. Potential fix: pass "
-                            f"--spacing MM (e.g. --spacing 0.0105), or keep the scanner's *_rec.log beside the stack.")
+        raise VoxelSizeMissingError(f"{path}: slice pictures (TIFF, BMP, PNG) carry no voxel size. Potential fix: "
+                                    f"pass --spacing MM (e.g. --spacing 0.0105), or keep the scanner's *_rec.log "
+                                    f"beside the stack.")
     if not found["pixel_size_mm"] > 0:
         raise GeometryError(f"{found['file']}: pixel size {found['pixel_size_mm'] * 1000:g} um is not positive. "
                             f"Potential fix: pass --spacing MM")

@@ -200,6 +200,11 @@ def _limb_pairs(rows, metric, groups, timepoints, limb_a, limb_b) -> list[dict]:
     return out
 
 
+def _pct_of(x: float, reference: float) -> float:
+    """(x − reference) / reference × 100; NaN when the reference is missing or zero."""
+    return (x - reference) / reference * 100 if math.isfinite(reference) and reference != 0 else math.nan
+
+
 def limb_difference(rows, metrics, limb_a: str, limb_b: str) -> list[dict]:
     """Per animal (and timepoint): % difference of each metric between its two limbs, (X_a − X_b) / X_b × 100
     (METHODS-NOTES' contralateral normalisation, with ``limb_a`` the tumour limb); NaN when a limb is missing,
@@ -215,7 +220,7 @@ def limb_difference(rows, metrics, limb_a: str, limb_b: str) -> list[dict]:
         diff = {"animal_id": animal, "group": group, "limb": f"{limb_a} vs {limb_b}", "timepoint": tp}
         for m in names:
             x, x0 = (_value(a, m) if a else math.nan), (_value(b, m) if b else math.nan)
-            diff[m + LIMB_DIFF_SUFFIX] = (x - x0) / x0 * 100 if math.isfinite(x0) and x0 != 0 else math.nan
+            diff[m + LIMB_DIFF_SUFFIX] = _pct_of(x, x0)
         out.append(diff)
     return out
 
@@ -238,6 +243,6 @@ def baseline_change(rows, metrics) -> list[dict]:
         change = {"animal_id": key[0], "group": r["group"], "limb": key[1], "timepoint": str(r.get("timepoint") or "")}
         for m in numeric_metrics(rows, metrics):
             x, x0 = _value(r, m), _value(b, m) if b else math.nan
-            change[m + CHANGE_SUFFIX] = (x - x0) / x0 * 100 if math.isfinite(x0) and x0 != 0 else math.nan
+            change[m + CHANGE_SUFFIX] = _pct_of(x, x0)
         out.append(change)
     return out
