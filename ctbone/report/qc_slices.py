@@ -25,7 +25,8 @@ ENVELOPE_COLOUR = "#ffd400"
 MARROW_COLOUR = "#00c8ff"
 OUTLINES = (("bone", BONE_COLOUR, 0.5, "bone (threshold)"), ("envelope", ENVELOPE_COLOUR, 0.7, "periosteal envelope"),
             ("marrow", MARROW_COLOUR, 0.7, "marrow cavity"))
-FILLS = (("lost", (1.0, 0.55, 0.0), "bone lost (vs reference)"), ("gained", (0.55, 0.25, 0.9), "bone gained (vs reference)"),
+FILLS = (("lost", (1.0, 0.55, 0.0), "bone lost (vs reference)"),
+         ("gained", (0.55, 0.25, 0.9), "bone gained (vs reference)"),
          ("lytic", (0.85, 0.12, 0.10), "lytic bone"), ("defects", (1.0, 0.2, 0.75), "cortical defect"),
          ("blastic", (0.17, 0.42, 0.86), "blastic bone"))
 LABELS = {name: label for name, _, label in FILLS}

@@ -330,8 +330,8 @@ def _write_qc_page(path, manifest, rows, pictures: dict, groups) -> Path:
     summary = ("<p>Each analysed scan's QC slices: gray values with the bone (green), the periosteal envelope "
                "(yellow) and the marrow cavity (cyan) outlined, lytic bone and cortical defects (red, pink) and "
                "blastic bone (blue) filled, the lesion stage's modelled intact cortex dashed (bone missing inside it "
-               "reads lytic, bone beyond it blastic); axial slices spread along the bone and through the largest lesion of "
-               "each kind, and a long section. Check that the outlines follow the bone before trusting a scan's "
+               "reads lytic, bone beyond it blastic); axial slices spread along the bone and through the largest "
+               "lesion of each kind, and a long section. Check that the outlines follow the bone before trusting a scan's "
                "numbers.</p>")
     return H.write_report(path, title=f"ctbone QC slices: {manifest.path.parent.name}", summary=summary,
                           sections=sections)

@@ -179,16 +179,14 @@ def _limb_pairs(rows, metric, groups, timepoints, limb_a, limb_b) -> list[dict]:
     paired t and Wilcoxon signed-rank; Holm over the groups of one test and timepoint. t > 0: limb_a higher. The
     effect size (``hedges_g`` and its CI) is then Hedges' g_z of the differences (`stats.paired_effect`)."""
     out = []
+    limbs_of = _limbs_by_animal(rows)
     for tp in timepoints:
         for fn in (paired_t, wilcoxon_signed_rank):
             family = []
             for g in groups:
-                by_animal: dict[str, dict] = {}
-                for r in ok_rows(rows):
-                    if str(r["group"]) == g and in_stratum(r, tp):
-                        by_animal.setdefault(str(r["animal_id"]), {})[str(r.get("limb") or "")] = _value(r, metric)
-                pairs = [(v[limb_a], v[limb_b]) for v in by_animal.values()
-                         if limb_a in v and limb_b in v and math.isfinite(v[limb_a]) and math.isfinite(v[limb_b])]
+                pairs = [(_value(v[limb_a], metric), _value(v[limb_b], metric)) for (_, group, t), v in limbs_of.items()
+                         if group == g and (tp is None or t == tp) and limb_a in v and limb_b in v]
+                pairs = [(x, y) for x, y in pairs if math.isfinite(x) and math.isfinite(y)]
                 a, b = [p[0] for p in pairs], [p[1] for p in pairs]
                 row = _test_row(metric, tp, f"{limb_a} vs {limb_b} (paired)", g, g, a, b, fn(a, b),
                                 paired_effect(a, b))
@@ -200,6 +198,15 @@ def _limb_pairs(rows, metric, groups, timepoints, limb_a, limb_b) -> list[dict]:
     return out
 
 
+def _limbs_by_animal(rows) -> dict[tuple, dict]:
+    """(animal_id, group, timepoint) -> {limb: its ok row}, in the order the animals first appear."""
+    by_animal: dict[tuple, dict] = {}
+    for r in ok_rows(rows):
+        key = (str(r["animal_id"]), str(r["group"]), str(r.get("timepoint") or ""))
+        by_animal.setdefault(key, {})[str(r.get("limb") or "")] = r
+    return by_animal
+
+
 def _pct_of(x: float, reference: float) -> float:
     """(x − reference) / reference × 100; NaN when the reference is missing or zero."""
     return (x - reference) / reference * 100 if math.isfinite(reference) and reference != 0 else math.nan
@@ -209,13 +216,9 @@ def limb_difference(rows, metrics, limb_a: str, limb_b: str) -> list[dict]:
     """Per animal (and timepoint): % difference of each metric between its two limbs, (X_a − X_b) / X_b × 100
     (METHODS-NOTES' contralateral normalisation, with ``limb_a`` the tumour limb); NaN when a limb is missing,
     failed or zero. One row per animal with an ok limb; ``limb`` reads "A vs B"."""
-    by_animal: dict[tuple, dict] = {}
-    for r in ok_rows(rows):
-        key = (str(r["animal_id"]), str(r["group"]), str(r.get("timepoint") or ""))
-        by_animal.setdefault(key, {})[str(r.get("limb") or "")] = r
     names = numeric_metrics(rows, metrics)
     out = []
-    for (animal, group, tp), limbs in by_animal.items():
+    for (animal, group, tp), limbs in _limbs_by_animal(rows).items():
         a, b = limbs.get(limb_a), limbs.get(limb_b)
         diff = {"animal_id": animal, "group": group, "limb": f"{limb_a} vs {limb_b}", "timepoint": tp}
         for m in names:
