@@ -212,3 +212,29 @@ def test_long_axis_tilt_of_a_shaft_along_z_along_x_and_of_a_short_wide_piece():
     # anisotropic voxels count in mm: 80 slices of 0.002 mm make a disc 0.16 mm thick, 0.2 mm wide
     tilt, elongation = long_axis_tilt_deg(shaft, (0.002, 0.01, 0.01))
     assert elongation < 2  # a short wide piece: its principal axis says nothing about the shaft
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_prominent_peaks_equal_scipy_find_peaks(seed):
+    from scipy import signal
+
+    from ctbone.segment.threshold import prominent_peaks
+
+    rng = np.random.default_rng(seed)
+    for _ in range(50):
+        n = int(rng.integers(1, 60))
+        # few levels, so flat tops, flat valleys and equal peaks (plateaus) are common; a smooth curve besides
+        x = rng.integers(0, 5, n).astype(float) if rng.random() < 0.5 else np.cumsum(rng.normal(size=n))
+        for threshold in (0.0, 0.5, 1.0, np.log(2.0)):
+            expected = signal.find_peaks(x, prominence=threshold)[0]
+            assert np.array_equal(prominent_peaks(x, min_prominence=threshold), expected), (x, threshold)
+
+
+def test_prominent_peaks_of_a_two_mode_histogram():
+    from ctbone.segment.threshold import prominent_peaks
+
+    x = np.array([-1.0, 0.0, 3.0, 1.0, 0.5, 2.0, 2.0, 2.0, 0.0, -1.0])
+    # 3.0 stands 4 above the array's ends (nothing higher on either side); the plateau at 2.0 (middle index 6)
+    # 1.5 above the higher of its two lowest points (0.5 before the 3.0 on the left, -1 on the right)
+    assert prominent_peaks(x, min_prominence=1.5).tolist() == [2, 6]
+    assert prominent_peaks(x, min_prominence=1.6).tolist() == [2]
