@@ -386,6 +386,22 @@ def test_run_demo_writes_the_study_once_then_runs_the_batch(tmp_path, monkeypatc
     assert calls[0][2]["control"] == "control" and (tmp_path / "demo" / "report.html").is_file()
 
 
+def test_run_demo_shows_the_phantoms_being_written(tmp_path, monkeypatch, capsys):
+    import ctbone.phantoms
+    from ctbone.study import demo
+
+    def fake_write_study(folder, *, seed=0, progress=None, **kw):
+        for scan in ctbone.phantoms.study_scans():
+            progress(scan["name"])
+        return make_study(folder, corrupt=(), hostile=False)
+
+    monkeypatch.setattr(ctbone.phantoms, "write_study", fake_write_study, raising=False)
+    monkeypatch.setattr(demo, "run_batch", lambda *a, **kw: 0)
+    assert demo.run_demo(tmp_path / "demo", quiet=False) == 0
+    err = capsys.readouterr().err
+    assert "demo phantoms" in err and "12/12" in err and "T3_L" in err  # every scan counted, the last one named
+
+
 def test_unreachable_scheduler_is_a_clear_error(reference_run, tmp_path, monkeypatch):
     pytest.importorskip("distributed")
     monkeypatch.setattr("ctbone.study.backends.CONNECT_TIMEOUT_S", 1)
