@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .safeio import replace_into
+from .safeio import replace_into, save_png
 from .stats import stars
 
 # deterministic SVG output (matplotlib otherwise writes random ids and a date)
@@ -146,16 +146,3 @@ def image_grid(pngs, path: Path, *, labels=None, columns: int = 4, title: str | 
     if title:
         fig.suptitle(str(title))
     return save_png(fig, path)
-
-
-def save_png(fig, path) -> Path:
-    """A figure as one PNG file, written atomically (no half-written picture is ever left at ``path``)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", metadata={"Software": None})
-        replace_into(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .plots import save_png
+from .safeio import save_png
 
 # outlines and fills; the lesion fills are the snapshot's colours (ctbone.render.DEFAULT_COLOURS), drawn over
 # the reference comparison's (a misregistered reference shows as lost and gained shells along the whole surface)

@@ -95,6 +95,19 @@ def atomic_write_text(path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def save_png(fig, path) -> Path:
+    """A matplotlib figure as one PNG file, written atomically (no half-written picture is ever left at ``path``)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+        replace_into(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
 def atomic_copy(src, dst) -> Path:
     """Copy a file atomically (read fully, then `atomic_write_bytes`)."""
     return atomic_write_bytes(dst, Path(src).read_bytes())
