@@ -1,4 +1,4 @@
-"""Morphometry on analytic shapes: Euler/Conn.D (ANALYTIC #1, #2, #5, #7), BV/TV (#9), surface (#10-12), tube."""
+"""Morphometry on analytic shapes: Euler/Conn.D (ANALYTIC #1, #2, #4-#8), BV/TV (#9), surface (#10-12), tube."""
 
 import numpy as np
 import pytest
@@ -54,9 +54,25 @@ def test_hollow_cube_and_single_voxel():
     assert connectivity_density_per_mm3(empty, spacing_mm=(0.9,) * 3) == pytest.approx(1 / (27 * 0.729), rel=1e-12)
 
 
+def test_solid_block_and_a_handle_on_a_hollow_cube():
+    # ANALYTIC #4: a solid 5^3 cuboid touching the stack's edges -> chi 1 (one component, no tunnel, no cavity)
+    assert euler_characteristic(np.ones((5, 5, 5), bool)) == 1
+    # ANALYTIC #6: a hollow 9^3 cuboid (1-voxel wall) with a 1-voxel handle on one face -> chi 1 = 1 - 1 + 1
+    # (one component, one tunnel through the handle, one cavity); without the handle 2
+    m = np.zeros((15, 15, 15), bool)
+    m[3:12, 3:12, 3:12] = True
+    m[4:11, 4:11, 4:11] = False
+    assert euler_characteristic(m) == 2
+    m[6, 6, 2] = m[6, 10, 2] = True  # two legs out of the face x = 3, joined by a bar along y at x = 1
+    m[6, 6:11, 1] = True
+    assert euler_characteristic(m) == 1
+
+
 def test_block_through_voi_has_no_connectivity():
-    # edge correction: a solid block cut by the VOI on all sides continues outside: delta chi = 0
+    # edge correction: a solid block cut by the VOI on all sides continues outside: delta chi = 0.
+    # ANALYTIC #8: for a 3^3 cube filling its 3^3 stack the edge-correction term is 1 (= chi), so delta chi = 0
     assert delta_euler(np.ones((5, 6, 7), bool)) == 0
+    assert euler_characteristic(np.ones((3, 3, 3), bool)) == 1 and delta_euler(np.ones((3, 3, 3), bool)) == 0
 
 
 def test_cube_voxel_fractions_binary():
