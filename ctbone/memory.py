@@ -11,7 +11,9 @@ This changes the allocator of the whole process, so ctbone does it where it owns
 ``ctbone`` command and the batch's local worker processes (`ctbone.study`; not dask workers, whose
 memory their nannies watch and trim). From a notebook, call
 `retain_freed_memory` once, or start Python with ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647``.
-``CTBONE_KEEP_FREED_MEMORY=0`` in the environment leaves the allocator as it is.
+The same call turns off numpy's advice to use transparent huge pages, whose first touch stalled in memory
+compaction (`set_numpy_huge_page_advice`; ``NUMPY_MADVISE_HUGEPAGE=0`` does it from the environment).
+``CTBONE_KEEP_FREED_MEMORY=0`` in the environment leaves both as they are.
 """
 
 from __future__ import annotations
@@ -78,14 +80,20 @@ def trim_heap() -> None:
 def retain_freed_memory() -> bool:
     """Make glibc's malloc serve large blocks from the heap and keep freed memory for reuse.
 
-    Returns True when the setting is in effect (glibc on Linux), False elsewhere (macOS, Windows,
+    Also turns off numpy's huge-page advice for its arrays (`set_numpy_huge_page_advice`): both settings are
+    about how fast this process's working arrays get their pages.
+
+    Returns True when the malloc setting is in effect (glibc on Linux), False elsewhere (macOS, Windows,
     musl) or when ``CTBONE_KEEP_FREED_MEMORY=0``, where nothing is changed. Safe to call more than once.
     """
     global _done
     if _done:
         return True
+    if os.environ.get("CTBONE_KEEP_FREED_MEMORY", "1") == "0":
+        return False
+    set_numpy_huge_page_advice(False)
     libc = _glibc()
-    if libc is None or os.environ.get("CTBONE_KEEP_FREED_MEMORY", "1") == "0":
+    if libc is None:
         return False
     # mallopt returns 1 on success; a kept heap without the mmap limit (or the reverse) is harmless
     if libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES) != 1 or libc.mallopt(_M_MMAP_MAX, 0) != 1:
@@ -93,6 +101,30 @@ def retain_freed_memory() -> bool:
     _done = True
     log.debug("malloc: large blocks from the heap, freed memory kept (mallopt)")
     return True
+
+
+def set_numpy_huge_page_advice(enabled: bool) -> bool | None:
+    """Whether numpy asks Linux for transparent huge pages (``madvise(MADV_HUGEPAGE)``) for its large arrays;
+    returns the previous setting (None where numpy has no such switch).
+
+    With the kernel's usual ``defrag = madvise``, every first touch of such an array may stall while the kernel
+    compacts memory into 2 MB pages. `retain_freed_memory` turns the advice off: a fresh 512^3 analysis spent
+    4.0-4.6 s in the kernel with it and 1.4-2.2 s without, and ran 1.3-4.6 s faster (five alternating pairs:
+    27.1 s against 24.2 s on average; the same user time, and a 40 MB lower peak); at 256^3 no difference.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray
+    getter = getattr(multiarray, "_get_madvise_hugepage", None)
+    setter = getattr(multiarray, "_set_madvise_hugepage", None)
+    if getter is None or setter is None:
+        return None
+    previous = bool(getter())
+    setter(bool(enabled))
+    return previous
 
 
 def return_freed_memory() -> None:

@@ -88,3 +88,22 @@ def test_kept_free_memory_counts_as_available(monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(memory, "_done", False)
     assert memory.kept_free_bytes() == 0  # nothing is kept for reuse when the allocator is left alone
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="numpy advises huge pages on Linux only")
+def test_numpy_huge_page_advice_is_turned_off_with_the_allocator_and_left_alone_on_request(monkeypatch):
+    import ctbone.memory as memory
+
+    previous = memory.set_numpy_huge_page_advice(True)
+    if previous is None:
+        pytest.skip("this numpy has no huge-page switch")
+    try:
+        monkeypatch.setattr(memory, "_done", False)
+        monkeypatch.setenv("CTBONE_KEEP_FREED_MEMORY", "0")
+        memory.retain_freed_memory()
+        assert memory.set_numpy_huge_page_advice(True) is True  # left alone
+        monkeypatch.delenv("CTBONE_KEEP_FREED_MEMORY")
+        memory.retain_freed_memory()
+        assert memory.set_numpy_huge_page_advice(True) is False  # turned off
+    finally:
+        memory.set_numpy_huge_page_advice(previous)
