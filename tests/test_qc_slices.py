@@ -132,3 +132,15 @@ def test_the_long_section_follows_a_shaft_leaning_in_y():
     rows = _centre_rows(envelope)
     assert rows[3:-2].tolist() == [10 + z // 2 for z in range(3, 18)]
     assert rows[:3].tolist() == [11] * 3 and rows[-2:].tolist() == [18] * 2
+
+
+def test_qc_module_shares_the_snapshot_colours_without_loading_vtk():
+    import subprocess
+    import sys
+
+    script = ("import sys, ctbone.report.qc_slices as q, ctbone.render as r; "
+              "assert dict((n, c) for n, c, _ in q.FILLS)['lytic'] == r.DEFAULT_COLOURS['lytic']; "
+              "assert dict((n, c) for n, c, _ in q.FILLS)['blastic'] == r.DEFAULT_COLOURS['blastic']; "
+              "print(sorted(m for m in sys.modules if m.startswith('vtk')))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr

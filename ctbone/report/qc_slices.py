@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..render.snapshot import DEFAULT_COLOURS  # VTK is imported only when a snapshot is drawn
 from .safeio import save_png
 
-# outlines and fills; the lesion fills are the snapshot's colours (ctbone.render.DEFAULT_COLOURS), drawn over
-# the reference comparison's (a misregistered reference shows as lost and gained shells along the whole surface)
+# outlines and fills; the lesion fills are the snapshot's colours, drawn over the reference comparison's
+# (a misregistered reference shows as lost and gained shells along the whole surface)
 BONE_COLOUR = "#5fe35f"
 ENVELOPE_COLOUR = "#ffd400"
 MARROW_COLOUR = "#00c8ff"
@@ -27,8 +28,8 @@ OUTLINES = (("bone", BONE_COLOUR, 0.5, "bone (threshold)"), ("envelope", ENVELOP
             ("marrow", MARROW_COLOUR, 0.7, "marrow cavity"))
 FILLS = (("lost", (1.0, 0.55, 0.0), "bone lost (vs reference)"),
          ("gained", (0.55, 0.25, 0.9), "bone gained (vs reference)"),
-         ("lytic", (0.85, 0.12, 0.10), "lytic bone"), ("defects", (1.0, 0.2, 0.75), "cortical defect"),
-         ("blastic", (0.17, 0.42, 0.86), "blastic bone"))
+         ("lytic", DEFAULT_COLOURS["lytic"], "lytic bone"), ("defects", (1.0, 0.2, 0.75), "cortical defect"),
+         ("blastic", DEFAULT_COLOURS["blastic"], "blastic bone"))
 LABELS = {name: label for name, _, label in FILLS}
 FILL_ALPHA = 0.55
 EVEN_SLICES = 4
