@@ -33,6 +33,10 @@ FILLS = (("lost", (1.0, 0.55, 0.0), "bone lost (vs reference)"),
 LABELS = {name: label for name, _, label in FILLS}
 FILL_ALPHA = 0.55
 EVEN_SLICES = 4
+# the picture's fixed margins and gaps, inches: room for the suptitle, the legend, tick labels at 6 pt, axis
+# labels and panel titles at 8 pt (what tight_layout found on the phantoms and the femur, without its 0.5 s of
+# text measuring per picture)
+MARGINS_IN = {"left": 0.45, "right": 0.15, "top": 0.5, "bottom": 0.55, "between_rows": 0.55, "between_columns": 0.5}
 
 
 def choose_qc_slices(masks: dict, n_even: int = EVEN_SLICES) -> list[tuple[int, str]]:
@@ -136,12 +140,6 @@ def write_qc_slices(result, path, *, dpi: int = 110) -> list[tuple[int, str]]:
     fig.suptitle(str(result.info.get("source") or ""), fontsize=8)
     save_png(fig, path)
     return [(z0 + z, why) for z, why in chosen]
-
-
-# the picture's fixed margins and gaps, inches: room for the suptitle, the legend, tick labels at 6 pt, axis
-# labels and panel titles at 8 pt (what tight_layout found on the phantoms and the femur, without its 0.5 s of
-# text measuring per picture)
-MARGINS_IN = {"left": 0.45, "right": 0.15, "top": 0.5, "bottom": 0.55, "between_rows": 0.55, "between_columns": 0.5}
 
 
 def _margins(width_in: float, height_in: float, rows: int, columns: int) -> dict:
