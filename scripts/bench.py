@@ -200,7 +200,8 @@ def main():
     parser.add_argument("--render", action="store_true")
     parser.add_argument("--localthickness", action="store_true", help="also time the localthickness package (slow)")
     parser.add_argument("--default-malloc", action="store_true",
-                        help="leave glibc's malloc as it is (the ctbone command keeps freed memory: ctbone.memory)")
+                        help="leave glibc's malloc and numpy's huge-page advice as they are (the ctbone command keeps "
+                             "freed memory and turns the advice off: ctbone.memory)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
