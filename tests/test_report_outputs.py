@@ -1,6 +1,7 @@
 """Per-scan outputs: files, geometry of masks, atomic writing, formula-injection and input protection."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,3 +97,20 @@ def test_prism_file_round_trips_hostile_names(tmp_path):
     assert [d.text for d in cols[0].findall("Subcolumn/d")] == ["0.5", None]  # NaN -> empty cell
     assert [d.text for d in cols[1].findall("Subcolumn/d")] == ["2.25", None]  # padded to the row count
     assert [d.text for d in table.findall("RowTitlesColumn/Subcolumn/d")] == ["A1 / B1", "A2"]
+
+
+def test_written_into_renames_a_finished_file_and_leaves_nothing_when_the_writer_fails(tmp_path):
+    import stat
+
+    from ctbone.report.safeio import FILE_MODE, written_into
+
+    with written_into(tmp_path / "a.png", suffix=".png") as tmp:
+        assert tmp.endswith(".png") and Path(tmp).parent == tmp_path  # beside the target, named for the format
+        Path(tmp).write_bytes(b"picture")
+    assert (tmp_path / "a.png").read_bytes() == b"picture"
+    assert stat.S_IMODE((tmp_path / "a.png").stat().st_mode) == FILE_MODE  # shared like any output, not 0600
+    with pytest.raises(RuntimeError):
+        with written_into(tmp_path / "b.png", suffix=".png") as tmp:
+            Path(tmp).write_bytes(b"half")
+            raise RuntimeError("the writer failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]  # no b.png, no temporary file

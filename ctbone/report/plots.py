@@ -8,13 +8,11 @@ the group means. PNG (for the HTML report) and SVG (for papers) of each.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .safeio import replace_into, save_png
+from .safeio import save_png, written_into
 from .stats import stars
 
 # deterministic SVG output (matplotlib otherwise writes random ids and a date)
@@ -36,14 +34,9 @@ def _save(fig, stem: Path) -> dict[str, Path]:
     with matplotlib.rc_context(_RC):
         for ext in ("png", "svg"):
             path = stem.with_suffix(f".{ext}")
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{ext}", dir=path.parent)
-            os.close(fd)
-            try:
+            with written_into(path, suffix=f".{ext}") as tmp:
                 meta = {"Date": None} if ext == "svg" else {"Software": None}
                 fig.savefig(tmp, format=ext, metadata=meta, bbox_inches="tight")
-                replace_into(tmp, path)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
             out[ext] = path
     return out
 

@@ -13,7 +13,8 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import OutputError
@@ -73,20 +74,32 @@ def replace_into(tmp, path) -> Path:
     return Path(path)
 
 
+@contextmanager
+def written_into(path, *, suffix: str = ".tmp") -> Iterator[str]:
+    """A temporary file beside ``path`` (ending in ``suffix``: writers that choose the format by the name need
+    it) for the block to write; renamed to ``path`` when the block ends, deleted when it raises.
+
+    >>> with written_into(out / "mask.nii.gz", suffix=".nii.gz") as tmp:   # doctest: +SKIP
+    ...     sitk.WriteImage(image, tmp, True)
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        replace_into(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def atomic_write_bytes(path, data: bytes) -> Path:
     """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        replace_into(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with written_into(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
     return path
 
 
@@ -97,15 +110,9 @@ def atomic_write_text(path, text: str) -> Path:
 
 def save_png(fig, path) -> Path:
     """A matplotlib figure as one PNG file, written atomically (no half-written picture is ever left at ``path``)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with written_into(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", metadata={"Software": None})
-        replace_into(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def atomic_copy(src, dst) -> Path:

@@ -8,15 +8,13 @@ names the files whose presence marks a scan as complete for the batch resume.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import OutputError
 from ..result import AnalysisResult
-from .safeio import atomic_write_bytes, check_output_dir, csv_text, replace_into, write_csv, write_json
+from .safeio import atomic_write_bytes, check_output_dir, csv_text, write_csv, write_json, written_into
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +61,11 @@ def lesion_columns(lesions) -> list[str]:
 def _write_mask(volume, path: Path) -> None:
     import SimpleITK as sitk
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".nii.gz", dir=path.parent)
-    os.close(fd)
-    try:
-        image = volume.to_sitk()
-        if image.GetPixelID() != sitk.sitkUInt8:
-            image = sitk.Cast(image, sitk.sitkUInt8)
+    image = volume.to_sitk()
+    if image.GetPixelID() != sitk.sitkUInt8:
+        image = sitk.Cast(image, sitk.sitkUInt8)
+    with written_into(path, suffix=".nii.gz") as tmp:
         sitk.WriteImage(image, tmp, True)
-        replace_into(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _write_snapshot(result: AnalysisResult, path: Path) -> bool:
@@ -82,17 +74,13 @@ def _write_snapshot(result: AnalysisResult, path: Path) -> bool:
     except ImportError:
         log.warning("ctbone.render.render_snapshot is not available; no snapshot for %s", path.parent)
         return False
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        render_snapshot(result, tmp)
-        replace_into(tmp, path)
+        with written_into(path, suffix=".png") as tmp:
+            render_snapshot(result, tmp)
         return True
     except Exception as exc:  # noqa: BLE001 - a picture is never worth losing the numbers of a scan
         log.warning("%s: snapshot not rendered (%s: %s)", path, type(exc).__name__, exc)
         return False
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _write_qc_slices(result: AnalysisResult, path: Path) -> bool:
