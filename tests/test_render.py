@@ -197,8 +197,14 @@ def test_meshes_are_closed_in_scanner_coordinates_with_the_mask_volume(tmp_path,
     from vtkmodules.vtkFiltersCore import vtkMassProperties
     from vtkmodules.vtkIOGeometry import vtkSTLReader
 
+    import stat
+
+    from ctbone.atomic_write import FILE_MODE
+
     written = export_meshes(_result(lesioned), tmp_path, fmt="stl")
     assert set(written) == {"bone", "lytic", "blastic"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blastic.stl", "bone.stl", "lytic.stl"]  # no temporary
+    assert all(stat.S_IMODE(p.stat().st_mode) == FILE_MODE for p in written.values())  # shared, not mkstemp's 0600
     reader = vtkSTLReader()
     reader.SetFileName(str(written["bone"]))
     reader.Update()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic_write import written_into
 from ..errors import RenderError
 from .surfaces import mask_surface, to_physical, write_mesh
 
@@ -38,12 +37,7 @@ def export_meshes(result, outdir, *, fmt: str = "stl") -> dict[str, Path]:
         if surface is None:
             continue
         path = outdir / f"{name}.{fmt}"
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".{fmt}", dir=outdir)
-        os.close(fd)
-        try:
+        with written_into(path, suffix=f".{fmt}") as tmp:
             write_mesh(to_physical(surface, reference), tmp)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
         written[name] = path
     return written

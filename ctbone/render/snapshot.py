@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ..atomic_write import atomic_write_bytes
 from ..errors import RenderError
 from ..volume import bounding_box, mask_as_bool
 from .overlay import annotate
@@ -198,8 +199,6 @@ def write_png(rgb: np.ndarray, path) -> Path:
     """Write an RGB array as PNG atomically (a temporary file renamed into place)."""
     from PIL import Image
 
-    from ..report.safeio import atomic_write_bytes
-
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="PNG", optimize=False)
     return atomic_write_bytes(Path(path), buffer.getvalue())
@@ -278,8 +277,6 @@ def render_turntable(result, path, *, frames: int = 36, size=(800, 600), fps: fl
             rgb = scene.shoot([(camera_for(d, frame, scale), (0.0, 0.0, 1.0, 1.0))])
             pictures.append(annotate(rgb, px_per_mm=size[1] / (2 * scale), background=background, label=label,
                                      legend=None))
-    from ..report.safeio import atomic_write_bytes
-
     try:
         if suffix == ".gif":
             data = iio.imwrite("<bytes>", np.stack(pictures), extension=".gif", duration=1000.0 / fps, loop=0)

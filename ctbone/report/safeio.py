@@ -11,12 +11,10 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from ..atomic_write import FILE_MODE, atomic_write_bytes, replace_into, written_into  # noqa: F401 (re-exported)
 from ..errors import OutputError
 
 # cells starting with one of these are executed as formulas by Excel / LibreOffice / Sheets
@@ -61,46 +59,6 @@ def format_cell(value) -> str:
     if text.startswith(FORMULA_PREFIXES) and not _is_number_text(text):
         text = "'" + text
     return text
-
-
-# mkstemp creates 0600 files; outputs are meant to be shared like any other file
-FILE_MODE = 0o644
-
-
-def replace_into(tmp, path) -> Path:
-    """Give a finished temporary file the normal permissions and rename it to ``path`` (atomic)."""
-    os.chmod(tmp, FILE_MODE)
-    os.replace(tmp, path)
-    return Path(path)
-
-
-@contextmanager
-def written_into(path, *, suffix: str = ".tmp") -> Iterator[str]:
-    """A temporary file beside ``path`` (ending in ``suffix``: writers that choose the format by the name need
-    it) for the block to write; renamed to ``path`` when the block ends, deleted when it raises.
-
-    >>> with written_into(out / "mask.nii.gz", suffix=".nii.gz") as tmp:   # doctest: +SKIP
-    ...     sitk.WriteImage(image, tmp, True)
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        replace_into(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with written_into(path) as tmp, open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return path
 
 
 def atomic_write_text(path, text: str) -> Path:
