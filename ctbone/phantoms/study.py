@@ -141,7 +141,7 @@ def write_study(outdir, *, seed: int = 0, definition=None, progress=None) -> Pat
     definition : dict or path, keyword-only
         Study definition (default ``phantoms/demo_study.json``).
     progress : callable, optional
-        Called with each scan name before it is written.
+        Called with each scan's name once it is written (for a progress bar).
 
     Returns
     -------
@@ -155,14 +155,14 @@ def write_study(outdir, *, seed: int = 0, definition=None, progress=None) -> Pat
     scans = study_scans(definition)
     truth_rows = []
     for scan in scans:
-        if progress:
-            progress(scan["name"])
         folder = outdir / "scans" / scan["name"]
         scan_seed = seed * 1000 + scan["seed_offset"]
         write_phantom(scan["spec"], folder, seed=scan_seed, patient_id=f"{scan['animal_id']}")
         truth = json.loads((folder / "truth.json").read_text())
         truth_rows.append({"animal_id": scan["animal_id"], "group": scan["group"], "limb": scan["limb"],
                            "scan": f"scans/{scan['name']}/dicom", **_scalar_truth(truth)})
+        if progress:
+            progress(scan["name"])
     manifest = outdir / "manifest.csv"
     _write_csv(manifest, manifest_rows(definition), list(MANIFEST_COLUMNS))
     columns = list(dict.fromkeys(k for row in truth_rows for k in row))

@@ -54,17 +54,13 @@ def _write_phantoms(study: Path, *, seed: int, quiet: bool) -> Path:
 
     bar = tqdm(total=len(phantoms.study_scans()), file=sys.stderr, disable=quiet, unit="scan",
                desc="demo phantoms", dynamic_ncols=True)
-    started: list[str] = []
 
-    def step(name: str) -> None:  # called as each scan starts: the one before it is written
-        if started:
-            bar.update(1)
-        started.append(name)
-        bar.set_postfix_str(name)
+    def written(name: str) -> None:
+        bar.set_postfix_str(name, refresh=False)
+        bar.update(1)
 
     try:
-        manifest = phantoms.write_study(study, seed=seed, progress=step)
-        bar.update(len(started) - bar.n)
+        manifest = phantoms.write_study(study, seed=seed, progress=written)
     finally:
         bar.close()
     return manifest
