@@ -567,7 +567,9 @@ def phantom(outdir, seed, study, spec):
     if study:
         if spec is not None:
             raise click.BadParameter("--study writes the demo study's own phantoms; drop --spec", param_hint="--spec")
-        manifest = phantoms.write_study(outdir, seed=seed)
+        from .study.demo import write_phantom_study
+
+        manifest = write_phantom_study(outdir, seed=seed, quiet=False)
         click.echo(f"wrote demo study; manifest: {manifest}")
         return
     if spec is None:

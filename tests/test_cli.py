@@ -335,6 +335,23 @@ def test_phantom_spec_file_is_used(tmp_path, capsys):
     assert ctbone.read_scan(tmp_path / "out" / "dicom").spacing == pytest.approx((0.05, 0.05, 0.05))
 
 
+
+def test_phantom_study_shows_each_scan_written_and_the_manifest(tmp_path, capsys, monkeypatch):
+    import ctbone.phantoms
+
+    names = [scan["name"] for scan in ctbone.phantoms.study_scans()]
+
+    def fake_write_study(folder, *, seed=0, progress=None, **kw):  # the real one takes ~25 s
+        for name in names:
+            progress(name)
+        return folder / "manifest.csv"
+
+    monkeypatch.setattr(ctbone.phantoms, "write_study", fake_write_study)
+    assert main(["phantom", str(tmp_path / "study"), "--study"]) == 0
+    captured = capsys.readouterr()
+    assert f"{len(names)}/{len(names)}" in captured.err and names[-1] in captured.err
+    assert str(tmp_path / "study" / "manifest.csv") in captured.out
+
 # --- help texts --------------------------------------------------------------------------------------
 
 def test_analyze_help_explains_calibration_and_roi(capsys):

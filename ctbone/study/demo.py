@@ -41,13 +41,14 @@ def run_demo(outdir, *, workers: int = 1, quiet: bool = False, seed: int = 0) ->
     manifest = study / "manifest.csv"
     if not manifest.is_file():
         log.info("writing the demo phantom study to %s", study)
-        manifest = _write_phantoms(study, seed=seed, quiet=quiet)
+        manifest = write_phantom_study(study, seed=seed, quiet=quiet)
     options = AnalysisOptions(max_defect_diameter_mm=DEMO_BRIDGE_MM)
     return run_batch(manifest, outdir, options=options, workers=workers, quiet=quiet, control="control")
 
 
-def _write_phantoms(study: Path, *, seed: int, quiet: bool) -> Path:
-    """`write_study` with a progress bar: the twelve scans take about half a minute, before the batch's own bar."""
+def write_phantom_study(study: Path, *, seed: int, quiet: bool) -> Path:
+    """`phantoms.write_study` with a progress bar: the twelve scans take about half a minute (for `ctbone demo`,
+    before the batch's own bar, and `ctbone phantom --study`)."""
     from tqdm import tqdm
 
     from .. import phantoms
