@@ -121,15 +121,15 @@ def _parse_calibration(text: str | None, rod_densities: str | None, allow_nonuni
 
 
 def _parse_spacing(text: str | None):
+    from .study.manifest import parse_spacing_mm  # the manifest's spacing column reads the same way
+
     if text is None:
         return None
     try:
-        values = [float(v) for v in text.replace("x", ",").split(",")]
+        return parse_spacing_mm(text)
     except ValueError:
-        raise click.BadParameter(f"expected SPACING_MM or Z,Y,X in mm, got {text!r}", param_hint="--spacing") from None
-    if len(values) not in (1, 3) or any(not v > 0 or v == float("inf") for v in values):
-        raise click.BadParameter(f"expected one or three positive mm values, got {text!r}", param_hint="--spacing")
-    return values[0] if len(values) == 1 else tuple(values)
+        raise click.BadParameter(f"expected one or three positive mm values (z,y,x), got {text!r}",
+                                 param_hint="--spacing") from None
 
 
 def _analysis_overrides(threshold, calibration, roi_mm, max_defect_diameter_mm, min_defect_area_mm2, min_lesion_mm3,
