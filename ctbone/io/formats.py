@@ -120,12 +120,19 @@ def read_sitk(path: Path) -> Volume:
                    np.array(image.GetDirection()).reshape(3, 3), "sitk")
 
 
+def is_volume_file(path: Path) -> bool:
+    """A one-file volume ctbone reads: NIfTI, MetaImage, NRRD (SimpleITK) or a Scanco ISQ."""
+    from .scanco import is_isq
+
+    return (path.is_file() and has_suffix(path, SITK_SUFFIXES)) or is_isq(path)
+
+
 # files that sit beside a volume file without being a scan: its data file, and notes a scanner or a user leaves
 _VOLUME_COMPANION_SUFFIXES = (".raw", ".zraw", ".raw.gz", ".txt", ".log", ".csv", ".json", ".md")
 
 
 def lone_volume_file(path: Path) -> Path | None:
-    """The volume file of a folder that holds one NIfTI/MetaImage/NRRD volume and nothing but its data file
+    """The volume file of a folder that holds one NIfTI/MetaImage/NRRD/ISQ volume and nothing but its data file
     and notes (no sub-folders: a DICOM export may hide in them); None for anything else.
 
     A user pointing at the folder of such a scan (``mouse07/`` holding ``mouse07.mhd`` and ``mouse07.raw``)
@@ -137,7 +144,7 @@ def lone_volume_file(path: Path) -> Path | None:
     entries = [p for p in path.iterdir() if not p.name.startswith(".")]
     if any(p.is_dir() for p in entries):
         return None
-    volumes = [p for p in entries if has_suffix(p, SITK_SUFFIXES)]
+    volumes = [p for p in entries if is_volume_file(p)]
     others = [p for p in entries if p not in volumes]
     if len(volumes) != 1 or not all(has_suffix(p, _VOLUME_COMPANION_SUFFIXES) for p in others):
         return None
@@ -158,7 +165,7 @@ def no_dicom_fix(path: Path) -> str:
     if path.is_dir() and sum(has_suffix(p, (".jpg", ".jpeg")) for p in path.iterdir()) > 1:
         return ("its slices are JPEG pictures, whose lossy compression alters the gray values: export the "
                 "reconstruction as TIFF, BMP or PNG (NRecon's output format) and point to that folder")
-    volumes = sorted(p.name for p in path.iterdir() if has_suffix(p, SITK_SUFFIXES)) if path.is_dir() else []
+    volumes = sorted(p.name for p in path.iterdir() if is_volume_file(p)) if path.is_dir() else []
     if volumes:
         shown = ", ".join(volumes[:3]) + (", ..." if len(volumes) > 3 else "")
         return f"point to one of the volume files it holds ({shown}), or to the folder of the scan's DICOM export"

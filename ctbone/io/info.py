@@ -104,7 +104,8 @@ def _volume_info(path: Path, scan, problem, *, stack: bool) -> dict:
             "geometry": {"shape_zyx": list(scan.shape), "spacing_zyx_mm": None if problem else list(scan.spacing),
                          "origin_xyz_mm": list(scan.origin), "direction": scan.direction.round(6).tolist(),
                          "spacing_source": None if problem else scan.meta.get("spacing_source")},
-            "attenuation_range": scan.meta.get("attenuation_range"),
+            "attenuation_range": scan.meta.get("attenuation_range"), "vendor": scan.meta.get("vendor") or None,
+            "scanco": {k: v for k, v in scan.meta.items() if k.startswith("scanco")} or None,
             "stack": _stack_description(path) if stack else None}
 
 
@@ -130,27 +131,29 @@ def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     other formats are read. With ``allow_nonuniform`` a DICOM series with non-uniform slice spacing is
     described as `read_scan` would resample it (``"nonuniform"`` lists the gaps) instead of as a problem.
     """
-    from .formats import SITK_SUFFIXES, has_suffix, resolve_scan_path
+    from .formats import is_volume_file, resolve_scan_path
     from .slabs import slabs_if_too_big
     from .stacks import is_image_stack, is_stack_file
 
     path = resolve_scan_path(path, spacing)
-    is_volume_file = (path.is_file() and has_suffix(path, SITK_SUFFIXES)) or is_stack_file(path)
+    single_file = is_volume_file(path) or is_stack_file(path)
     is_stack_dir = is_image_stack(path)
     problem = None
-    if spacing is None and (is_volume_file or is_stack_dir):
+    if spacing is None and (single_file or is_stack_dir):
         spacing, problem = _stand_in_voxel_size(path)
     big = slabs_if_too_big(path, spacing=spacing)  # described without reading it all
     if big is not None:
         return _slabs_info(path, big, problem)
-    if is_volume_file or is_stack_dir:
+    if single_file or is_stack_dir:
         from . import read_scan
+        from .scanco import is_isq
 
         volume = read_scan(path, spacing=spacing)
         return {**_volume_info(path, volume, problem, stack=is_stack_dir),
                 "value_range": [float(volume.array.min()), float(volume.array.max())],
                 "is_binary": volume.meta.get("is_binary"),
-                "reading": _reading_plan(int(np.prod(volume.shape)), is_stack_dir and volume.meta.get("files", 1) > 1)}
+                "reading": _reading_plan(int(np.prod(volume.shape)),
+                                         (is_stack_dir and volume.meta.get("files", 1) > 1) or is_isq(path))}
     if path.is_dir() and not any(path.iterdir()):
         raise ScanReadError(f"{path}: folder is empty. Potential fix: point to the folder of the scan's files.")
     return _dicom_info(path, series, allow_nonuniform)
@@ -194,6 +197,11 @@ def format_scan_info(info: dict, *, verbose: bool = False) -> str:
                      f"{' (varies per slice)' if r['varies_per_slice'] else ''}")
     if info.get("vendor"):
         lines.append(f"vendor: {info['vendor']}")
+    scanco = info.get("scanco") or {}
+    if scanco.get("scanco_density_slope") is not None and scanco.get("scanco_density_intercept") is not None:
+        intercept = scanco["scanco_density_intercept"]
+        lines.append(f"density calibration (Scanco): mg HA/cm3 = value / {scanco.get('scanco_mu_scaling')} x "
+                     f"{scanco['scanco_density_slope']:.6g} {'-' if intercept < 0 else '+'} {abs(intercept):.6g}")
     if info.get("reading"):
         r = info["reading"]
         room = f"{r['available_gb']:g} GB available" if r["available_gb"] is not None else "memory available unknown"

@@ -1,0 +1,70 @@
+"""Scanco ISQ files written to the layout `ctbone.io.scanco` documents, for the reader's tests.
+
+Only what the reader needs is filled in; the other header fields are left at zero, as on files written by
+other tools (ITK writes the same 512-byte header with no extended blocks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+BLOCK = 512
+
+
+def vax_g_bytes(value: float) -> bytes:
+    """``value`` as the 8 bytes of a VAX G-float in a Scanco header (the inverse of `scanco.vax_g_float`)."""
+    ieee = np.array([value * 4.0], ">f8").tobytes()
+    return bytes(ieee[i ^ 1] for i in range(8))
+
+
+def _put_int(buf: bytearray, at: int, value: int) -> None:
+    buf[at:at + 4] = int(value).to_bytes(4, "little", signed=True)
+
+
+def write_isq(path, voxels_zyx: np.ndarray, spacing_um: float, *, mu_scaling: int = 8192, calibration=None,
+              multiheader: bool = True, entry_before: int = 0, patient: str = "MOUSE 07", data_type: int = 3) -> Path:
+    """Write ``voxels_zyx`` (int16) as an ISQ. ``calibration``: (slope, intercept, mu_water) in a "Calibration"
+    block of the extended header, laid out as ITK's writer lays it out: a "MultiHeader" block, a directory whose
+    second entry names the two calibration blocks that follow. ``entry_before`` > 0 gives the directory's first
+    entry that many blocks of its own, before the calibration's."""
+    path = Path(path)
+    voxels = np.ascontiguousarray(voxels_zyx, dtype="<i2")
+    nz, ny, nx = voxels.shape
+    blocks = []  # extended header blocks after the first
+    if calibration is not None:
+        directory = bytearray(BLOCK)
+        for i, (name, size) in enumerate((("Scan info" if entry_before else "", entry_before), ("Calibration", 2))):
+            directory[128 * i + 8:128 * i + 24] = name.ljust(16).encode()
+            _put_int(directory, 128 * i + 24, size)
+        cal = bytearray(2 * BLOCK)
+        cal[28:92] = b"70 kVp, BH: 200 mg HA/ccm, Scaling 8192".ljust(64)
+        _put_int(cal, 632, 2)  # rescale type
+        cal[648:664] = b"mg HA/ccm".ljust(16)
+        for at, value in zip((664, 672, 688), calibration):
+            cal[at:at + 8] = vax_g_bytes(value)
+        lead = bytearray(BLOCK)
+        lead[8:24] = b"MultiHeader     "
+        blocks = ([lead] if multiheader else []) + [directory, bytearray(BLOCK * entry_before), cal]
+    head = bytearray(BLOCK)
+    head[0:16] = b"CTDATA-HEADER_V1"
+    _put_int(head, 16, data_type)
+    _put_int(head, 20, voxels.nbytes)
+    _put_int(head, 24, voxels.nbytes // BLOCK)
+    _put_int(head, 28, 77)  # patient index
+    for i, n in enumerate((nx, ny, nz)):
+        _put_int(head, 44 + 4 * i, n)
+        _put_int(head, 56 + 4 * i, round(n * spacing_um))
+    _put_int(head, 68, round(spacing_um))
+    _put_int(head, 72, round(spacing_um))
+    _put_int(head, 76, 12_500)  # first slice at 12.5 mm
+    _put_int(head, 80, int(voxels.min()))
+    _put_int(head, 84, int(voxels.max()))
+    _put_int(head, 88, mu_scaling)
+    _put_int(head, 112, 4255)  # measurement index
+    head[128:168] = patient.encode().ljust(40)
+    _put_int(head, 168, 70_000)  # 70 kV
+    _put_int(head, 172, 114)     # 114 µA
+    _put_int(head, 508, sum(len(b) for b in blocks) // BLOCK)  # data offset: the blocks after the first
+    path.write_bytes(bytes(head) + b"".join(bytes(b) for b in blocks) + voxels.tobytes())
+    return path

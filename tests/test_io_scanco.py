@@ -1,0 +1,166 @@
+"""Scanco ISQ files: header, voxels, geometry and density calibration, refusals, slab reading, and the
+phantom through `ctbone analyze` as an ISQ in mg HA/cm³.
+
+The files are written by `scanco_files.write_isq` to the layout `ctbone.io.scanco` documents; ITK's Scanco reader
+(itk-ioscanco 1.0.1) read the same files with the same voxels, voxel size and calibration (docs/inputs.md)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from scanco_files import vax_g_bytes, write_isq
+
+import ctbone
+from ctbone.calibrate import vendor_calibration
+from ctbone.cli import EXIT_FAILED, main
+from ctbone.errors import ScanReadError
+from ctbone.io.scanco import read_isq_header, vax_g_float
+
+CALIBRATION = (365.712, -199.726, 0.4939)  # slope (mg HA/cm3 per 1/cm), intercept, mu of water (1/cm)
+
+
+@pytest.fixture
+def voxels():
+    return np.random.default_rng(0).integers(-2813, 32767, size=(6, 5, 4)).astype(np.int16)
+
+
+def test_vax_g_float_reads_the_vax_layout():
+    # 1.0 in VAX G-float: sign 0, exponent 1025 (bias 1024, fraction 0.1b), so the first 16-bit word is 0x4010,
+    # stored low byte first; 0.5 has exponent 1024 (0x4000); -2.0 sets the sign and exponent 1026 (0xC020)
+    assert vax_g_float(b"\x10\x40" + bytes(6)) == 1.0
+    assert vax_g_float(b"\x00\x40" + bytes(6)) == 0.5
+    assert vax_g_float(b"\x20\xc0" + bytes(6)) == -2.0
+    for value in (365.712, -199.726, 0.4939, 1603.51904):
+        assert vax_g_float(vax_g_bytes(value)) == value
+
+
+def test_isq_voxels_geometry_and_header(tmp_path, voxels):
+    path = write_isq(tmp_path / "C0004255.ISQ", voxels, 10.5, calibration=CALIBRATION)
+    volume = ctbone.read_scan(path)
+    assert volume.array.dtype == np.float32 and np.array_equal(volume.array, voxels)  # x fastest, then y, then z
+    # the voxel size is the field of view (whole µm) over the voxel count: 6 x 10.5 = 63 µm, but 5 x 10.5 is
+    # stored as 52 µm (the header's rounding is the file's: ITK reads the same 10.4 µm)
+    assert volume.spacing == pytest.approx((0.0105, 0.052 / 5, 0.0105))
+    assert volume.unit == "raw"
+    assert volume.meta["vendor"] == "SCANCO" and volume.meta["format"] == "isq"
+    assert volume.meta["patient_name"] == "MOUSE 07" and volume.meta["measurement_index"] == 4255
+    assert (volume.meta["energy_kv"], volume.meta["intensity_ua"]) == (70.0, 114.0)
+    assert volume.meta["slice1_position_mm"] == 12.5
+
+
+@pytest.mark.parametrize("layout", [{}, {"multiheader": False}, {"entry_before": 1}])
+def test_density_calibration_of_the_extended_header(tmp_path, voxels, layout):
+    volume = ctbone.read_scan(write_isq(tmp_path / "s.isq", voxels, 10.0, calibration=CALIBRATION, **layout))
+    meta = volume.meta
+    assert (meta["scanco_density_slope"], meta["scanco_density_intercept"], meta["scanco_mu_water"]) == CALIBRATION
+    # as for Scanco's DICOM tags: mg HA/cm3 = value / mu_scaling x slope + intercept
+    assert vendor_calibration(volume) == pytest.approx((365.712 / 8192, -199.726))
+    assert "density calibration in the header" in meta["unit_reason"]
+
+
+def test_without_calibration_the_values_stay_raw_and_say_how_to_calibrate(tmp_path, voxels):
+    volume = ctbone.read_scan(write_isq(tmp_path / "s.isq", voxels, 10.0))
+    assert "scanco_density_slope" not in volume.meta and vendor_calibration(volume) is None
+    assert "--calibration" in volume.meta["unit_reason"]
+
+
+def test_openvms_name_and_a_folder_holding_one_isq(tmp_path, voxels):
+    (tmp_path / "scan").mkdir()
+    write_isq(tmp_path / "scan" / "C0001234.ISQ;1", voxels, 10.0)
+    (tmp_path / "scan" / "notes.txt").write_text("left tibia")
+    assert np.array_equal(ctbone.read_scan(tmp_path / "scan" / "C0001234.ISQ;1").array, voxels)
+    assert np.array_equal(ctbone.read_scan(tmp_path / "scan").array, voxels)  # the folder means its one volume
+
+
+def test_read_slab_by_slab_equals_in_memory(tmp_path, voxels):
+    path = write_isq(tmp_path / "s.isq", voxels, 10.0, calibration=CALIBRATION)
+    scan = ctbone.open_scan(path, memory="slabs")
+    volume = ctbone.read_scan(path)
+    assert not isinstance(scan, ctbone.Volume)
+    assert np.array_equal(scan.read(2, 5, slice(1, 4), slice(0, 3)), volume.array[2:5, 1:4, 0:3])
+    assert scan.spacing == volume.spacing and scan.unit == volume.unit
+    assert scan.meta["scanco_density_slope"] == 365.712
+
+
+def _header_with(path, at: int, value: int):
+    data = bytearray(path.read_bytes())
+    data[at:at + 4] = value.to_bytes(4, "little", signed=True)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage,problem", [
+    ("truncate", "truncated copy"),
+    ("aim", "a Scanco AIM file"),
+    ("garbage", "not a Scanco ISQ file"),
+    ("short", "shorter than a Scanco ISQ header"),
+    ("rad", r"scout view \(RAD\)"),
+    ("dims", "not a plausible scan"),
+])
+def test_bad_isq_is_one_line_naming_the_file(tmp_path, voxels, capsys, damage, problem):
+    path = write_isq(tmp_path / "bad.isq", voxels, 10.0)
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[:-10])
+    elif damage == "aim":
+        path.write_bytes(b"AIMDATA_V030   \0" + data[16:])
+    elif damage == "garbage":
+        path.write_bytes(b"\0" * 16 + data[16:])
+    elif damage == "short":
+        path.write_bytes(data[:100])
+    elif damage == "rad":
+        _header_with(path, 16, 9)
+    elif damage == "dims":
+        _header_with(path, 44, 0)
+    with pytest.raises(ScanReadError, match=problem):
+        ctbone.read_scan(path)
+    assert main(["info", str(path)]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "bad.isq" in err and problem.replace("\\", "") in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_rsq_raw_data_is_refused(tmp_path, voxels):
+    with pytest.raises(ScanReadError, match="projections, not reconstructed slices"):
+        read_isq_header(write_isq(tmp_path / "C0001.RSQ", voxels, 10.0))
+
+
+def test_info_shows_the_scan_and_its_calibration(tmp_path, voxels, capsys):
+    path = write_isq(tmp_path / "s.isq", voxels, 10.0, calibration=CALIBRATION)
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "(isq)" in out and "shape (z, y, x): (6, 5, 4)" in out and "vendor: SCANCO" in out
+    assert "density calibration (Scanco): mg HA/cm3 = value / 8192 x 365.712 - 199.726" in out
+    assert main(["info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["scanco"]["scanco_mu_scaling"] == 8192 and info["reading"]["slabs_possible"] is True
+
+
+def test_phantom_as_a_scanco_isq_is_measured_in_mg_ha(tmp_path):
+    # the end-to-end phantom (tests/test_end_to_end.py) as a Scanco scanner stores it: mu = mu_water (1 + HU/1000),
+    # gray = mu x 8192; the header's calibration takes the analysis to mg HA/cm3, which must leave the geometry
+    # metrics at the DICOM test's tolerances and put the bone's TMD where the calibration puts it
+    from test_end_to_end import _truth_and_metrics, _write_phantom
+
+    _write_phantom(tmp_path)
+    hu = ctbone.read_scan(tmp_path / "ph" / "dicom").array
+    mu_water, scaling, slope, intercept = 0.24, 8192, 1603.5, -391.2
+    gray = np.rint(mu_water * (1 + hu / 1000.0) * scaling).astype(np.int16)
+    (tmp_path / "isq").mkdir()
+    isq = write_isq(tmp_path / "isq" / "C0000001.ISQ", gray, 30.0, mu_scaling=scaling,
+                    calibration=(slope, intercept, mu_water))
+    assert main(["analyze", str(isq), "-o", str(tmp_path / "out"), "--no-render", "-q"]) == 0
+    truth, row, m = _truth_and_metrics(tmp_path)
+    assert (row["input_format"], row["voxel_size_from"], row["image_unit"]) == ("isq", "header", "mgHA/cm3")
+    assert m["cortical_defect_count"] == truth["cortical_defect_count"] == 2
+    assert m["lytic_volume_mm3"] == pytest.approx(truth["lytic_volume_mm3"], rel=0.05)
+    assert 0.0 < m["blastic_volume_mm3"] / truth["blastic_volume_mm3"] - 1 <= 0.25
+    assert abs(m["ct_th_mm"] - truth["ct_th_mm"]) <= 0.03
+    assert m["tv_mm3"] == pytest.approx(truth["tv_mm3"], rel=0.03)
+    with open(tmp_path / "out" / "metrics.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    # the bone's mean density: the cortex at 1400 HU (PhantomSpec.cortical_hu) is 532 mg HA/cm3 by the header's
+    # calibration; trabeculae (1000 HU) and partial volume pull the mean down (measured 507)
+    cortex_mgha = mu_water * (1 + 1400.0 / 1000.0) * slope + intercept
+    assert 0.9 * cortex_mgha <= float(row["tmd"]) <= cortex_mgha
