@@ -8,6 +8,10 @@ from typing import Any
 from .options import AnalysisOptions
 from .volume import Volume
 
+# the columns of a lesion row, in order (`measure.lesions` makes the rows, `report` writes them to lesions.csv)
+LESION_COLUMNS = ("id", "kind", "volume_mm3", "area_mm2", "max_diameter_mm", "centroid_x_mm", "centroid_y_mm",
+                  "centroid_z_mm", "mean_density")
+
 
 @dataclass
 class AnalysisResult:
@@ -24,8 +28,7 @@ class AnalysisResult:
     image : Volume
         The (calibrated, cropped) image the masks live on.
     lesions : list of dict
-        One row per lesion (id, kind, volume_mm3, area_mm2, max_diameter_mm,
-        centroid_x_mm, centroid_y_mm, centroid_z_mm, mean_density).
+        One row per lesion, `LESION_COLUMNS` first.
     options : AnalysisOptions
     info : dict
         Provenance and extra information (threshold method, registration, warnings).

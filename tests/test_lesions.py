@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ctbone.measure.lesions import LESION_COLUMNS, measure_lesions
+from ctbone.measure.lesions import measure_lesions
+from ctbone.result import LESION_COLUMNS
 from ctbone.measure.lesions_standin import standin_segmentation
 from ctbone.options import AnalysisOptions
 from ctbone.phantoms import PhantomSpec, intact_twin, make_phantom

@@ -63,8 +63,6 @@ MAIN_SECTION_FRACTION = 0.75
 # (10-50 um, perforations of radius 75-250 um, breaching cavities): 0.89-10; the opening a threshold reads in
 # the thin shell at a healthy femur's third trochanter: 0.0
 MIN_MISSING_FRACTION = 0.25
-LESION_COLUMNS = ("id", "kind", "volume_mm3", "area_mm2", "max_diameter_mm", "centroid_x_mm", "centroid_y_mm",
-                  "centroid_z_mm", "mean_density")
 
 
 @dataclass
@@ -77,7 +75,7 @@ class LesionMeasurement:
         cortical_defect_count, cortical_defect_area_mm2, largest_defect_area_mm2, cortical_defect_pct,
         lytic_volume_mm3, blastic_volume_mm3, blastic_mean_density_<unit> (None without blastic bone).
     lesions : list of dict
-        One row per lesion with `LESION_COLUMNS`. A perforation appears twice, on purpose: as a
+        One row per lesion with `ctbone.result.LESION_COLUMNS`. A perforation appears twice, on purpose: as a
         "defect" (its opening: area on the periosteal surface, voxel volume of the channel) and inside
         a "lytic" region (the bone it removed, partial-volume corrected); do not sum volumes across kinds.
     masks : dict of Volume

@@ -13,15 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OutputError
-from ..result import AnalysisResult
+from ..result import LESION_COLUMNS, AnalysisResult
 from .safeio import atomic_write_bytes, check_output_dir, csv_text, write_csv, write_json, written_into
 
 log = logging.getLogger(__name__)
 
 # written last: its presence means every other file of the scan is complete
 COMPLETE_MARKER = "metrics.json"
-LESION_COLUMNS = ("id", "kind", "volume_mm3", "area_mm2", "max_diameter_mm", "centroid_x_mm", "centroid_y_mm",
-                  "centroid_z_mm", "mean_density")
 
 
 def ctbone_version() -> str:

@@ -18,7 +18,8 @@ from . import html as H
 from .plots import group_plot, image_grid, longitudinal_plot
 from .prism import write_pzfx
 from .safeio import atomic_copy, write_csv
-from .scan_outputs import COMPLETE_MARKER, LESION_COLUMNS
+from ..result import LESION_COLUMNS
+from .scan_outputs import COMPLETE_MARKER
 from .stats import describe
 from .tables import (CHANGE_SUFFIX, LIMB_DIFF_SUFFIX, baseline_change, group_order, group_samples, group_stats,
                      group_summary, has_timepoints, in_stratum, limb_difference, limb_strata, numeric_metrics,
