@@ -73,15 +73,21 @@ def _parse_threshold(text: str | None):
 
 
 def _parse_roi(text: str | None):
-    if text is None:
-        return None
     from .study.manifest import parse_roi_mm
 
+    return _parsed_as_in_manifest(text, parse_roi_mm, "--roi-mm",
+                                  "START:END in mm along z with 0 <= START < END, or 'metaphyseal'")
+
+
+def _parsed_as_in_manifest(text: str | None, parse, param_hint: str, expected: str):
+    """``parse(text)`` (a manifest column's parser: the option and the column read the same way), None for None,
+    a usage error saying what was ``expected`` for a ValueError."""
+    if text is None:
+        return None
     try:
-        return parse_roi_mm(text)
+        return parse(text)
     except ValueError:
-        raise click.BadParameter(f"expected START:END in mm along z with 0 <= START < END, or 'metaphyseal', "
-                                 f"got {text!r}", param_hint="--roi-mm") from None
+        raise click.BadParameter(f"expected {expected}, got {text!r}", param_hint=param_hint) from None
 
 
 def _parse_calibration(text: str | None, rod_densities: str | None, allow_nonuniform: bool = False):
@@ -121,15 +127,9 @@ def _parse_calibration(text: str | None, rod_densities: str | None, allow_nonuni
 
 
 def _parse_spacing(text: str | None):
-    from .study.manifest import parse_spacing_mm  # the manifest's spacing column reads the same way
+    from .study.manifest import parse_spacing_mm
 
-    if text is None:
-        return None
-    try:
-        return parse_spacing_mm(text)
-    except ValueError:
-        raise click.BadParameter(f"expected one or three positive mm values (z,y,x), got {text!r}",
-                                 param_hint="--spacing") from None
+    return _parsed_as_in_manifest(text, parse_spacing_mm, "--spacing", "one or three positive mm values (z,y,x)")
 
 
 def _analysis_overrides(threshold, calibration, roi_mm, max_defect_diameter_mm, min_defect_area_mm2, min_lesion_mm3,
