@@ -13,7 +13,7 @@ BLOCK = 512
 
 
 def vax_g_bytes(value: float) -> bytes:
-    """``value`` as the 8 bytes of a VAX G-float in a Scanco header (the inverse of `scanco.vax_g_float`)."""
+    """``value`` as the 8 bytes of a VAX G-float in a Scanco header (the inverse of `scanco.vax_float`)."""
     ieee = np.array([value * 4.0], ">f8").tobytes()
     return bytes(ieee[i ^ 1] for i in range(8))
 
@@ -67,4 +67,51 @@ def write_isq(path, voxels_zyx: np.ndarray, spacing_um: float, *, mu_scaling: in
     _put_int(head, 172, 114)     # 114 µA
     _put_int(head, 508, sum(len(b) for b in blocks) // BLOCK)  # data offset: the blocks after the first
     path.write_bytes(bytes(head) + b"".join(bytes(b) for b in blocks) + voxels.tobytes())
+    return path
+
+
+AIM_TYPE_CODES = {"int8": 0x00010001, "uint8": 0x00160001, "int16": 0x00020002, "uint16": 0x00170002,
+                  "int32": 0x00030004, "float32": 0x001A0004}
+
+
+def vax_f_bytes(value: float) -> bytes:
+    """``value`` as the 4 bytes of a VAX F-float (an AIM 020 voxel size)."""
+    ieee = np.array([value * 4.0], ">f4").tobytes()
+    return bytes(ieee[i ^ 1] for i in range(4))
+
+
+def _log_text(entries: dict) -> bytes:
+    """A processing log as Scanco writes it: comment lines, then "key  value" lines padded to columns."""
+    lines = ["!", "! Processing Log", "!", "!" + "-" * 79]
+    lines += [f"{key:<30}{value:>20}" for key, value in entries.items()]
+    return ("\n".join(lines) + "\n").encode("latin-1")
+
+
+def write_aim(path, voxels_zyx: np.ndarray, spacing_um: float, *, version: str = "030", position=(0, 0, 0),
+              log: dict | None = None, type_code: int | None = None) -> Path:
+    """Write ``voxels_zyx`` as an AIM of ``version`` "020" or "030" (its dtype's type code unless ``type_code``),
+    the volume's first voxel at ``position`` (x, y, z voxels) of the scan it was cut from, ``log`` the processing
+    log's entries (key -> value text)."""
+    path = Path(path)
+    voxels = np.ascontiguousarray(voxels_zyx)
+    voxels = voxels.astype(voxels.dtype.newbyteorder("<"))
+    code = AIM_TYPE_CODES[voxels.dtype.name] if type_code is None else type_code
+    nz, ny, nx = voxels.shape
+    log_bytes = _log_text(log or {})
+    if version == "030":
+        image = bytearray(224)
+        image[12:16] = code.to_bytes(4, "little")
+        image[16:40] = np.array(position, "<i8").tobytes()
+        image[40:64] = np.array((nx, ny, nz), "<i8").tobytes()
+        image[184:208] = np.array([round(spacing_um * 1000)] * 3, "<i8").tobytes()  # 1e-6 mm
+        pre = np.array([40, len(image), len(log_bytes), voxels.nbytes, 0], "<i8").tobytes()
+        head = b"AIMDATA_V030   \0" + pre
+    else:
+        image = bytearray(140)
+        image[20:24] = code.to_bytes(4, "little")
+        image[24:36] = np.array(position, "<i4").tobytes()
+        image[36:48] = np.array((nx, ny, nz), "<i4").tobytes()
+        image[108:120] = vax_f_bytes(spacing_um / 1000.0) * 3
+        head = np.array([20, len(image), len(log_bytes), voxels.nbytes, 0], "<i4").tobytes()
+    path.write_bytes(head + bytes(image) + log_bytes + voxels.tobytes())
     return path

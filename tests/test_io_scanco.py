@@ -1,8 +1,8 @@
-"""Scanco ISQ files: header, voxels, geometry and density calibration, refusals, slab reading, and the
+"""Scanco ISQ and AIM files: header, voxels, geometry and density calibration, refusals, slab reading, and the
 phantom through `ctbone analyze` as an ISQ in mg HA/cm³.
 
-The files are written by `scanco_files.write_isq` to the layout `ctbone.io.scanco` documents; ITK's Scanco reader
-(itk-ioscanco 1.0.1) read the same files with the same voxels, voxel size and calibration (docs/inputs.md)."""
+The files are written by `scanco_files` to the layouts `ctbone.io.scanco` documents; ITK's Scanco reader
+(itk-ioscanco 1.0.1) read such files with the same voxels, voxel size and calibration (docs/inputs.md)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import json
 
 import numpy as np
 import pytest
-from scanco_files import vax_g_bytes, write_isq
+from scanco_files import vax_f_bytes, vax_g_bytes, write_aim, write_isq
 
 import ctbone
 from ctbone.calibrate import vendor_calibration
 from ctbone.cli import EXIT_FAILED, main
 from ctbone.errors import ScanReadError
-from ctbone.io.scanco import read_isq_header, vax_g_float
+from ctbone.io.scanco import read_scanco_header, vax_float
 
 CALIBRATION = (365.712, -199.726, 0.4939)  # slope (mg HA/cm3 per 1/cm), intercept, mu of water (1/cm)
 
@@ -27,17 +27,17 @@ def voxels():
     return np.random.default_rng(0).integers(-2813, 32767, size=(6, 5, 4)).astype(np.int16)
 
 
-def test_vax_g_float_reads_the_vax_layout():
+def test_vax_float_reads_the_vax_layout():
     # 1.0 in VAX G-float: sign 0, exponent 1025 (bias 1024, fraction 0.1b), so the first 16-bit word is 0x4010,
     # stored low byte first; 0.5 has exponent 1024 (0x4000); -2.0 sets the sign and exponent 1026 (0xC020)
-    assert vax_g_float(b"\x10\x40" + bytes(6)) == 1.0
-    assert vax_g_float(b"\x00\x40" + bytes(6)) == 0.5
-    assert vax_g_float(b"\x20\xc0" + bytes(6)) == -2.0
+    assert vax_float(b"\x10\x40" + bytes(6)) == 1.0
+    assert vax_float(b"\x00\x40" + bytes(6)) == 0.5
+    assert vax_float(b"\x20\xc0" + bytes(6)) == -2.0
     for value in (365.712, -199.726, 0.4939, 1603.51904):
-        assert vax_g_float(vax_g_bytes(value)) == value
+        assert vax_float(vax_g_bytes(value)) == value
 
 
-def test_isq_voxels_geometry_and_header(tmp_path, voxels):
+def test_scanco_voxels_geometry_and_header(tmp_path, voxels):
     path = write_isq(tmp_path / "C0004255.ISQ", voxels, 10.5, calibration=CALIBRATION)
     volume = ctbone.read_scan(path)
     assert volume.array.dtype == np.float32 and np.array_equal(volume.array, voxels)  # x fastest, then y, then z
@@ -93,8 +93,8 @@ def _header_with(path, at: int, value: int):
 
 @pytest.mark.parametrize("damage,problem", [
     ("truncate", "truncated copy"),
-    ("aim", "a Scanco AIM file"),
-    ("garbage", "not a Scanco ISQ file"),
+    ("aim", "corrupt header"),
+    ("garbage", "not a Scanco ISQ or AIM file"),
     ("short", "shorter than a Scanco ISQ header"),
     ("rad", r"scout view \(RAD\)"),
     ("dims", "not a plausible scan"),
@@ -118,12 +118,13 @@ def test_bad_isq_is_one_line_naming_the_file(tmp_path, voxels, capsys, damage, p
         ctbone.read_scan(path)
     assert main(["info", str(path)]) == EXIT_FAILED
     err = capsys.readouterr().err
-    assert "bad.isq" in err and problem.replace("\\", "") in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "bad.isq" in err and problem.replace("\\", "") in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_rsq_raw_data_is_refused(tmp_path, voxels):
     with pytest.raises(ScanReadError, match="projections, not reconstructed slices"):
-        read_isq_header(write_isq(tmp_path / "C0001.RSQ", voxels, 10.0))
+        read_scanco_header(write_isq(tmp_path / "C0001.RSQ", voxels, 10.0))
 
 
 def test_info_shows_the_scan_and_its_calibration(tmp_path, voxels, capsys):
@@ -164,3 +165,69 @@ def test_phantom_as_a_scanco_isq_is_measured_in_mg_ha(tmp_path):
     # calibration; trabeculae (1000 HU) and partial volume pull the mean down (measured 507)
     cortex_mgha = mu_water * (1 + 1400.0 / 1000.0) * slope + intercept
     assert 0.9 * cortex_mgha <= float(row["tmd"]) <= cortex_mgha
+
+
+# --- AIM ---------------------------------------------------------------------------------------------------
+
+SCANCO_LOG = {"Patient Name": "MOUSE 11", "Index Measurement": "4301", "Mu_Scaling": "8192",
+              "Density: unit": "mg HA/ccm", "Density: slope": "1.60351904E+03", "Density: intercept": "-3.91209015E+02",
+              "HU: mu water": "0.24090"}
+
+
+def test_vax_f_float_reads_the_vax_layout():
+    # 1.0 as a VAX F-float: the word 0x4080 (sign 0, exponent 129, bias 128, fraction 0.1b), low byte first
+    assert vax_float(b"\x80\x40\x00\x00") == 1.0
+    assert vax_float(vax_f_bytes(0.0105)) == pytest.approx(0.0105, rel=1e-7)  # float32 precision
+
+
+@pytest.mark.parametrize("version", ["020", "030"])
+@pytest.mark.parametrize("dtype", ["int16", "uint8", "float32"])
+def test_aim_voxels_geometry_and_log(tmp_path, voxels, version, dtype):
+    data = (voxels % 200).astype(dtype)
+    path = write_aim(tmp_path / "C0004301_GRAY.AIM;1", data, 10.5, version=version, position=(20, 30, 50),
+                     log=SCANCO_LOG)
+    volume = ctbone.read_scan(path)
+    assert np.array_equal(volume.array, data.astype(np.float32)) and volume.unit == "raw"
+    assert volume.spacing == pytest.approx((0.0105,) * 3, rel=1e-7)
+    # the first voxel where it sat in the scan the AIM was cut from: position x voxel size
+    assert volume.origin == pytest.approx((20 * 0.0105, 30 * 0.0105, 50 * 0.0105), rel=1e-6)
+    meta = volume.meta
+    assert meta["format"] == "aim" and meta["patient_name"] == "MOUSE 11" and meta["measurement_index"] == 4301
+    assert (meta["scanco_density_slope"], meta["scanco_density_intercept"]) == (1603.51904, -391.209015)
+    assert vendor_calibration(volume) == pytest.approx((1603.51904 / 8192, -391.209015))
+
+
+def test_aim_with_the_identity_calibration_stays_raw(tmp_path, voxels):
+    # ITK's writer fills the log with slope 1, intercept 0, mu-scaling 1: no calibration, not mg HA/cm3 = value
+    log = {"Mu_Scaling": "1", "Density: slope": "1", "Density: intercept": "0", "HU: mu water": "0.7033"}
+    volume = ctbone.read_scan(write_aim(tmp_path / "s.aim", voxels, 10.0, log=log))
+    assert vendor_calibration(volume) is None and "--calibration" in volume.meta["unit_reason"]
+
+
+@pytest.mark.parametrize("version", ["020", "030"])
+def test_aim_read_slab_by_slab_equals_in_memory(tmp_path, voxels, version):
+    path = write_aim(tmp_path / "s.aim", voxels, 10.0, version=version, position=(3, 4, 5), log=SCANCO_LOG)
+    scan, volume = ctbone.open_scan(path, memory="slabs"), ctbone.read_scan(path)
+    assert np.array_equal(scan.read(1, 4), volume.array[1:4])
+    assert scan.origin == volume.origin and scan.spacing == volume.spacing
+
+
+@pytest.mark.parametrize("type_code,problem", [(0x00150001, "compressed AIM"), (0x00060001, "compressed AIM"),
+                                               (0x00120003, "not one ctbone reads")])
+def test_aim_masks_and_unknown_types_are_refused(tmp_path, voxels, type_code, problem):
+    with pytest.raises(ScanReadError, match=problem):
+        ctbone.read_scan(write_aim(tmp_path / "seg.aim", voxels, 10.0, type_code=type_code))
+
+
+def test_aim_with_a_corrupt_pre_header_or_cut_short(tmp_path, voxels):
+    path = write_aim(tmp_path / "s.aim", voxels, 10.0, version="020")
+    data = path.read_bytes()
+    path.write_bytes(data[:-1])
+    with pytest.raises(ScanReadError, match="truncated copy"):
+        ctbone.read_scan(path)
+    path.write_bytes(data[:4] + (7).to_bytes(4, "little") + data[8:])  # the image structure 7 bytes long
+    with pytest.raises(ScanReadError, match="not a Scanco ISQ or AIM file"):
+        ctbone.read_scan(path)
+    path.write_bytes(data[:12] + (99).to_bytes(4, "little") + data[16:])  # 99 bytes of data declared
+    with pytest.raises(ScanReadError, match="corrupt header"):
+        ctbone.read_scan(path)

@@ -1,4 +1,5 @@
-"""Reading scans: DICOM series (any export), NIfTI, MetaImage, NRRD, Scanco ISQ, image stacks (TIFF, BMP, PNG slices).
+"""Reading scans: DICOM series (any export), NIfTI, MetaImage, NRRD, Scanco ISQ / AIM, image stacks (TIFF, BMP,
+PNG slices).
 
 `read_scan` is the one entry point; `scan_info` describes a path without
 decoding pixels (for ``ctbone info``); `write_dicom_series` writes one.
@@ -19,9 +20,9 @@ def read_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     ----------
     path : path
         A folder of DICOM files (any names, any order, sub-folders, other files skipped), a single
-        DICOM file (one slice or multi-frame), a NIfTI/MetaImage/NRRD file or a Scanco ISQ (or a folder holding
-        just one, with its data file), or an image stack (a folder of one TIFF, BMP or PNG per slice, as Bruker's NRecon
-        writes, or a multi-page TIFF; `ctbone.io.stacks`).
+        DICOM file (one slice or multi-frame), a NIfTI/MetaImage/NRRD file or a Scanco ISQ / AIM (or a folder
+        holding just one, with its data file), or an image stack (a folder of one TIFF, BMP or PNG per slice,
+        as Bruker's NRecon writes, or a multi-page TIFF; `ctbone.io.stacks`).
     series : str or int, optional
         DICOM series to read (SeriesInstanceUID, SeriesNumber, or a key from `scan_info`);
         default the largest 3D series.
@@ -44,14 +45,14 @@ def read_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     """
     from .dicom import read_dicom
     from .formats import SITK_SUFFIXES, has_suffix, read_sitk, resolve_scan_path
-    from .scanco import is_isq, read_isq
+    from .scanco import is_scanco, read_scanco
     from .stacks import is_stack, read_stack
 
     path = resolve_scan_path(path, spacing)  # a folder holding one .mhd/.nrrd/.nii/.isq volume means that volume
     if path.is_file() and has_suffix(path, SITK_SUFFIXES):
         return read_sitk(path)
-    if is_isq(path):
-        return read_isq(path)
+    if is_scanco(path):
+        return read_scanco(path)
     if is_stack(path):
         return read_stack(path, spacing=spacing)
     if path.is_dir() and not any(path.iterdir()):
@@ -71,9 +72,9 @@ def open_scan(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     path, series, spacing, allow_nonuniform
         As for `read_scan`.
     memory : {"auto", "load", "slabs"}
-        "load": always `read_scan`. "slabs": a DICOM series, an image stack or a MetaImage (.mhd with an
-        uncompressed raw file) read slab by slab (`ctbone.io.slabs`), for scans larger than memory. "auto": slab by slab only when
-        the in-memory path would not fit in the memory available now (about
+        "load": always `read_scan`. "slabs": a DICOM series, an image stack, a MetaImage (.mhd with an
+        uncompressed raw file) or a Scanco ISQ / AIM read slab by slab (`ctbone.io.slabs`), for scans larger than
+        memory. "auto": slab by slab only when the in-memory path would not fit in the memory available now (about
         `IN_MEMORY_BYTES_PER_VOXEL` bytes per voxel of the scan) and the series allows it.
     memory_share : float
         The fraction of the available memory "auto" may count on (1 / the scans read at once).

@@ -122,9 +122,9 @@ def read_sitk(path: Path) -> Volume:
 
 def is_volume_file(path: Path) -> bool:
     """A one-file volume ctbone reads: NIfTI, MetaImage, NRRD (SimpleITK) or a Scanco ISQ."""
-    from .scanco import is_isq
+    from .scanco import is_scanco
 
-    return (path.is_file() and has_suffix(path, SITK_SUFFIXES)) or is_isq(path)
+    return (path.is_file() and has_suffix(path, SITK_SUFFIXES)) or is_scanco(path)
 
 
 # files that sit beside a volume file without being a scan: its data file, and notes a scanner or a user leaves

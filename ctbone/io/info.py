@@ -146,14 +146,14 @@ def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False
         return _slabs_info(path, big, problem)
     if single_file or is_stack_dir:
         from . import read_scan
-        from .scanco import is_isq
+        from .scanco import is_scanco
 
         volume = read_scan(path, spacing=spacing)
         return {**_volume_info(path, volume, problem, stack=is_stack_dir),
                 "value_range": [float(volume.array.min()), float(volume.array.max())],
                 "is_binary": volume.meta.get("is_binary"),
                 "reading": _reading_plan(int(np.prod(volume.shape)),
-                                         (is_stack_dir and volume.meta.get("files", 1) > 1) or is_isq(path))}
+                                         (is_stack_dir and volume.meta.get("files", 1) > 1) or is_scanco(path))}
     if path.is_dir() and not any(path.iterdir()):
         raise ScanReadError(f"{path}: folder is empty. Potential fix: point to the folder of the scan's files.")
     return _dicom_info(path, series, allow_nonuniform)
@@ -198,9 +198,9 @@ def format_scan_info(info: dict, *, verbose: bool = False) -> str:
     if info.get("vendor"):
         lines.append(f"vendor: {info['vendor']}")
     scanco = info.get("scanco") or {}
-    if scanco.get("scanco_density_slope") is not None and scanco.get("scanco_density_intercept") is not None:
+    if all(scanco.get(f"scanco_{k}") is not None for k in ("density_slope", "density_intercept", "mu_scaling")):
         intercept = scanco["scanco_density_intercept"]
-        lines.append(f"density calibration (Scanco): mg HA/cm3 = value / {scanco.get('scanco_mu_scaling')} x "
+        lines.append(f"density calibration (Scanco): mg HA/cm3 = value / {float(scanco['scanco_mu_scaling']):g} x "
                      f"{scanco['scanco_density_slope']:.6g} {'-' if intercept < 0 else '+'} {abs(intercept):.6g}")
     if info.get("reading"):
         r = info["reading"]

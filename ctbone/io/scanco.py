@@ -1,25 +1,35 @@
-"""Scanco ISQ files: the scanner's own reconstructed volumes (µCT 35/40/45/50, vivaCT 40/80, XtremeCT).
+"""Scanco's own files: ISQ (the scanner's reconstructed volume) and AIM (a volume processed in Scanco's IPL).
 
-An ISQ file is a 512-byte header, optional extended header blocks, then the voxels as little-endian int16,
-x fastest, then y, then z (slice by slice). The header says the voxel counts, the field of view in µm
-(voxel size = field / count), the µ-scaling (gray value = µ × µ-scaling, µ the linear attenuation in 1/cm)
-and, in its "Calibration" block, the density calibration (mg HA/cm³ = µ × slope + intercept) and µ of water.
+Scanners: µCT 35/40/45/50, vivaCT 40/80, XtremeCT. Both formats hold a header, then the voxels uncompressed,
+little-endian, x fastest, then y, then z (slice by slice), so they are memory-mapped (read in memory or slab by
+slab alike).
+
+* **ISQ**: a 512-byte header (``CTDATA-HEADER_V1``) with the voxel counts, the field of view in µm (voxel size
+  = field / count), the µ-scaling (gray value = µ × µ-scaling, µ the linear attenuation in 1/cm) and, in the
+  extended header's "Calibration" block, the density calibration (mg HA/cm³ = µ × slope + intercept) and µ of
+  water; int16 voxels.
+* **AIM** (version 020: 32-bit header integers; 030: ``AIMDATA_V030`` and 64-bit integers): a pre-header
+  giving the lengths of the image structure, the processing log and the data; the structure gives the data
+  type, the position of the volume's first voxel in the original scan, the voxel counts and size; the
+  processing log (text lines "key  value") holds the µ-scaling and the density calibration. Uncompressed
+  gray-value types are read (int8/uint8/int16/uint16/int32/float32); the run-length or bit-packed masks IPL
+  writes for segmentations are refused.
+
 ctbone keeps the native gray values (unit "raw") and records the calibration as the Scanco DICOM tags are
 recorded (``scanco_mu_scaling``, ``scanco_density_slope``, ...), so `calibrate.vendor_calibration` takes the
 analysis to mg HA/cm³ as the vendor's software does.
 
-The layout is the one ITK's ScancoImageIO and vtk-dicom's vtkScancoCTReader decode (written by D. Gobbi from real
-files); ctbone's tests check it on files written to that layout, and it was checked once against ITK's reader on
-those files (docs/formats.md). Floating-point header fields are VAX G-floats: the four 16-bit words in order,
-each word's two bytes swapped, and an exponent bias that makes the IEEE reading 4× too large.
-
-AIM files (Scanco's processed volumes, often run-length compressed masks) and RAD scout views are not read.
+The layouts are the ones ITK's ScancoImageIO (and vtk-dicom's vtkScancoCTReader) decode; ctbone's tests check
+them on files written to those layouts, and they were checked against ITK's reader and writer (docs/inputs.md).
+Floating-point header fields are VAX floats: 16-bit words in order, each word's two bytes swapped, and an
+exponent bias that makes the IEEE reading 4× too large.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,55 +37,64 @@ import numpy as np
 from ..errors import ScanReadError
 
 ISQ_MAGIC = b"CTDATA-HEADER_V1"
-AIM_MAGIC = b"AIMDATA_V030"
-HEADER_BYTES = 512
+AIM030_MAGIC = b"AIMDATA_V030"
 BLOCK_BYTES = 512
-# ISQ names from the scanner's OpenVMS file system keep their version: C0004255.ISQ;1
-_ISQ_NAME = re.compile(r"\.(isq|rsq)(;\d+)?$", re.IGNORECASE)
-_RAD_NAME = re.compile(r"\.rad(;\d+)?$", re.IGNORECASE)
+# names from the scanner's OpenVMS file system keep their version: C0004255.ISQ;1
+_SCANCO_NAME = re.compile(r"\.(isq|rsq|rad|aim)(;\d+)?$", re.IGNORECASE)
 MAX_VOXELS = 6_000_000_000
+# AIM data types: the uncompressed ones read, and the compressed masks refused
+AIM_TYPES = {0x00010001: "i1", 0x00160001: "u1", 0x00020002: "<i2", 0x00170002: "<u2", 0x00030004: "<i4",
+             0x001A0004: "<f4"}
+AIM_COMPRESSED = {0x00150001: "run-length bits", 0x00080002: "run-length bytes", 0x00060001: "packed bits"}
 
 
 @dataclass(frozen=True)
-class IsqHeader:
-    """What an ISQ header says (lengths in mm, the voxel counts in array order)."""
+class ScancoHeader:
+    """What an ISQ or AIM header says: the voxels' place in the file and the scan's geometry (mm, arrays in
+    (z, y, x) order, the origin in (x, y, z) as on `Volume`) and calibration."""
 
+    format: str  # "isq" or "aim"
     shape_zyx: tuple[int, int, int]
     spacing_zyx_mm: tuple[float, float, float]
     data_offset_bytes: int
-    mu_scaling: int
-    patient_name: str
-    patient_index: int
-    measurement_index: int
-    energy_kv: float
-    intensity_ua: float
-    slice1_position_mm: float
+    dtype: str = "<i2"
+    origin_xyz_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    mu_scaling: float | None = None
     density_slope: float | None = None  # mg HA/cm³ per µ (1/cm), as the DICOM tag (0029,1004)
     density_intercept: float | None = None
     mu_water: float | None = None
     density_unit: str = ""
+    about: dict = field(default_factory=dict)  # patient, measurement, energy, ... (for meta)
 
     def meta(self) -> dict:
-        """The Volume meta of this scan: the Scanco fields under the names the DICOM reader uses."""
+        """The Volume meta of this scan: the Scanco fields under the names the DICOM reader gives them."""
         scanco = {"scanco_mu_scaling": self.mu_scaling, "scanco_density_slope": self.density_slope,
                   "scanco_density_intercept": self.density_intercept, "scanco_mu_water": self.mu_water}
-        return {"vendor": "SCANCO", "format": "isq", "series_uid": "", "modality": "CT",
-                "patient_name": self.patient_name, "patient_index": self.patient_index,
-                "measurement_index": self.measurement_index, "energy_kv": self.energy_kv,
-                "intensity_ua": self.intensity_ua, "slice1_position_mm": self.slice1_position_mm,
-                **{k: v for k, v in scanco.items() if v is not None}}
+        return {"vendor": "SCANCO", "format": self.format, "series_uid": "", "modality": "CT", **self.about,
+                **{k: v for k, v in scanco.items() if v is not None}, "unit_reason": self.unit_reason()}
+
+    def unit_reason(self) -> str:
+        scaling = f"µ × {self.mu_scaling:g}" if self.mu_scaling else "µ × µ-scaling"
+        if self.density_slope is None:
+            return (f"Scanco native values ({scaling}); no density calibration in the header. Potential fix: "
+                    "--calibration SLOPE,INTERCEPT")
+        sign = "-" if self.density_intercept < 0 else "+"
+        unit = self.density_unit or "mg HA/ccm"
+        return (f"Scanco native values ({scaling}); density calibration in the header ({unit} = "
+                f"µ × {self.density_slope:.6g} {sign} {abs(self.density_intercept):.6g})")
 
 
-def is_isq(path) -> bool:
-    """True for a file named like a Scanco ISQ (``*.isq``, ``*.ISQ;1``; RSQ raw sinograms are refused on reading)."""
+def is_scanco(path) -> bool:
+    """True for a file named like a Scanco ISQ or AIM (``*.isq``, ``*.AIM;2``, ...; RSQ raw data and RAD scout
+    views too, to be refused by name on reading)."""
     path = Path(path)
-    return path.is_file() and bool(_ISQ_NAME.search(path.name) or _RAD_NAME.search(path.name))
+    return path.is_file() and bool(_SCANCO_NAME.search(path.name))
 
 
-def vax_g_float(raw: bytes) -> float:
-    """A VAX G-float (8 bytes as Scanco headers store it) as a Python float."""
-    swapped = bytes(raw[i ^ 1] for i in range(8))  # each 16-bit word's bytes swapped -> big-endian IEEE layout
-    return float(np.frombuffer(swapped, ">f8")[0]) / 4.0
+def vax_float(raw: bytes) -> float:
+    """A VAX float as Scanco headers store it: F-float (4 bytes) or G-float (8 bytes), as a Python float."""
+    swapped = bytes(raw[i ^ 1] for i in range(len(raw)))  # each 16-bit word's bytes swapped: IEEE big-endian layout
+    return float(np.frombuffer(swapped, ">f8" if len(raw) == 8 else ">f4")[0]) / 4.0
 
 
 def _int(header: bytes, at: int) -> int:
@@ -86,54 +105,64 @@ def _text(header: bytes, at: int, length: int) -> str:
     return header[at:at + length].split(b"\0")[0].decode("latin-1").strip()
 
 
-def read_isq_header(path) -> IsqHeader:
-    """Parse an ISQ header; `ScanReadError` naming the file when it is not one ctbone can read."""
+def read_scanco_header(path) -> ScancoHeader:
+    """Parse an ISQ or AIM header; `ScanReadError` naming the file when it is not one ctbone can read."""
     path = Path(path)
+    kind = _SCANCO_NAME.search(path.name)
+    kind = kind.group(1).lower() if kind else ""
+    if kind == "rad":
+        raise ScanReadError(f"{path}: a Scanco scout view (RAD), not a 3-D scan. Potential fix: point to the "
+                            "scan's ISQ file.")
+    if kind == "rsq":
+        raise ScanReadError(f"{path}: a Scanco raw-data file (RSQ: projections, not reconstructed slices). "
+                            "Potential fix: point to the reconstructed ISQ file.")
     with open(path, "rb") as fh:
-        head = fh.read(HEADER_BYTES)
-        if len(head) < HEADER_BYTES:
-            raise ScanReadError(f"{path}: {len(head)} bytes, shorter than a Scanco ISQ header (512 bytes): "
-                                "truncated or not an ISQ file.")
-        if not head.startswith(ISQ_MAGIC):
-            what = ("a Scanco AIM file" if head.startswith(AIM_MAGIC) or (_int(head, 0), _int(head, 4)) == (20, 140)
-                    else "not a Scanco ISQ file (no CTDATA-HEADER_V1 header)")
-            raise ScanReadError(f"{path}: {what}; ctbone reads Scanco's ISQ volumes, not AIM files. Potential fix: "
-                                "export the scan from the Scanco software as ISQ or DICOM.")
-        data_type = _int(head, 16)
-        counts_xyz = [_int(head, 44 + 4 * i) for i in range(3)]
-        field_um_xyz = [_int(head, 56 + 4 * i) for i in range(3)]
-        if data_type == 9 or field_um_xyz[2] == 0 or _RAD_NAME.search(path.name):
-            raise ScanReadError(f"{path}: a Scanco scout view (RAD), not a 3-D scan. Potential fix: point to the "
-                                "scan's ISQ file.")
-        if _ISQ_NAME.search(path.name).group(1).lower() == "rsq":
-            raise ScanReadError(f"{path}: a Scanco raw-data file (RSQ: projections, not reconstructed slices). "
-                                "Potential fix: point to the reconstructed ISQ file.")
-        if min(counts_xyz) < 1 or min(field_um_xyz) < 1 or int(np.prod(counts_xyz, dtype=np.int64)) > MAX_VOXELS:
-            raise ScanReadError(f"{path}: the ISQ header declares {counts_xyz} voxels over {field_um_xyz} µm, not a "
-                                "plausible scan: corrupt header.")
-        data_offset = (_int(head, 508) + 1) * BLOCK_BYTES
-        extended = fh.read(max(0, data_offset - HEADER_BYTES))
-    calibration = _calibration_block(head + extended)
-    spacing_xyz = [f / n / 1000.0 for f, n in zip(field_um_xyz, counts_xyz)]
-    return IsqHeader(
-        shape_zyx=tuple(counts_xyz[::-1]), spacing_zyx_mm=tuple(spacing_xyz[::-1]), data_offset_bytes=data_offset,
-        mu_scaling=_int(head, 88), patient_name=_text(head, 128, 40), patient_index=_int(head, 28),
-        measurement_index=_int(head, 112), energy_kv=_int(head, 168) / 1000.0, intensity_ua=float(_int(head, 172)),
-        slice1_position_mm=_int(head, 76) / 1000.0, **calibration)
+        head = fh.read(BLOCK_BYTES)
+        if head.startswith(ISQ_MAGIC):
+            header = _isq_header(path, head, fh)
+        elif head.startswith(AIM030_MAGIC) or head[:8] == struct.pack("<2i", 20, 140):
+            header = _aim_header(path, head, fh)
+        else:
+            raise ScanReadError(f"{path}: not a Scanco ISQ or AIM file ({len(head)} bytes, no ISQ or AIM header): "
+                                "truncated or another format. Potential fix: export the scan from the Scanco "
+                                "software as ISQ or DICOM.")
+    counts = header.shape_zyx
+    if min(counts) < 1 or int(np.prod(counts, dtype=np.int64)) > MAX_VOXELS or min(header.spacing_zyx_mm) <= 0:
+        raise ScanReadError(f"{path}: the header declares {counts[::-1]} voxels (x, y, z) of "
+                            f"{header.spacing_zyx_mm[::-1]} mm, not a plausible scan: corrupt header.")
+    return header
 
 
-def _calibration_block(header: bytes) -> dict:
-    """The density calibration of the extended header, {} when it has none.
+def _isq_header(path: Path, head: bytes, fh) -> ScancoHeader:
+    if len(head) < BLOCK_BYTES:
+        raise ScanReadError(f"{path}: {len(head)} bytes, shorter than a Scanco ISQ header (512 bytes): truncated.")
+    counts_xyz = [_int(head, 44 + 4 * i) for i in range(3)]
+    field_um_xyz = [_int(head, 56 + 4 * i) for i in range(3)]
+    if _int(head, 16) == 9 or field_um_xyz[2] == 0:  # data type 9: a RAD scout view renamed
+        raise ScanReadError(f"{path}: a Scanco scout view (RAD), not a 3-D scan. Potential fix: point to the "
+                            "scan's ISQ file.")
+    data_offset = (_int(head, 508) + 1) * BLOCK_BYTES
+    extended = fh.read(max(0, data_offset - BLOCK_BYTES))
+    spacing_xyz = [f / n / 1000.0 if n > 0 else 0.0 for f, n in zip(field_um_xyz, counts_xyz)]
+    about = {"patient_name": _text(head, 128, 40), "patient_index": _int(head, 28),
+             "measurement_index": _int(head, 112), "energy_kv": _int(head, 168) / 1000.0,
+             "intensity_ua": float(_int(head, 172)), "slice1_position_mm": _int(head, 76) / 1000.0}
+    return ScancoHeader("isq", shape_zyx=tuple(counts_xyz[::-1]), spacing_zyx_mm=tuple(spacing_xyz[::-1]),
+                        data_offset_bytes=data_offset, mu_scaling=float(_int(head, 88)), about=about,
+                        **_isq_calibration(head + extended))
+
+
+def _isq_calibration(header: bytes) -> dict:
+    """The density calibration of an ISQ's extended header, {} when it has none.
 
     Blocks after the first: an optional "MultiHeader" block, then a directory of up to four 128-byte entries
     (name at +8, length in blocks at +24) naming the blocks that follow in order; "Calibration" holds the
     density unit at +648 and slope, intercept and µ of water as G-floats at +664, +672 and +688."""
     if len(header) < 4 * BLOCK_BYTES:
         return {}
-    directory, first = BLOCK_BYTES, 2
+    directory, block = BLOCK_BYTES, 2
     if header[directory + 8:directory + 24].startswith(b"MultiHeader"):
-        directory, first = directory + BLOCK_BYTES, first + 1
-    block = first
+        directory, block = directory + BLOCK_BYTES, block + 1
     for entry in range(4):
         at = directory + 128 * entry
         name, size = header[at + 8:at + 24], _int(header, at + 24)
@@ -141,57 +170,123 @@ def _calibration_block(header: bytes) -> dict:
             return {}
         if name.startswith(b"Calibration") and size >= 2:
             cal = header[block * BLOCK_BYTES:(block + size) * BLOCK_BYTES]
-            slope, intercept, mu_water = (vax_g_float(cal[i:i + 8]) for i in (664, 672, 688))
-            if not (np.isfinite(slope) and slope > 0 and np.isfinite(intercept)):
-                return {}
-            return {"density_slope": slope, "density_intercept": intercept,
-                    "mu_water": mu_water if np.isfinite(mu_water) and mu_water > 0 else None,
-                    "density_unit": _text(cal, 648, 16)}
+            slope, intercept, mu_water = (vax_float(cal[i:i + 8]) for i in (664, 672, 688))
+            return _calibration(slope, intercept, mu_water, _text(cal, 648, 16))
         block += size
     return {}
 
 
-def isq_voxels(path, header: IsqHeader | None = None) -> np.memmap:
-    """The ISQ's voxels as a read-only (z, y, x) int16 memory map; `ScanReadError` when the file is too short."""
+def _calibration(slope, intercept, mu_water, unit: str) -> dict:
+    """The calibration fields, {} when they hold none (missing, not finite, or the identity some writers put)."""
+    if slope is None or intercept is None or not (np.isfinite(slope) and slope > 0 and np.isfinite(intercept)):
+        return {}
+    if (slope, intercept) == (1.0, 0.0):
+        return {}
+    mu_water = mu_water if mu_water is not None and np.isfinite(mu_water) and mu_water > 0 else None
+    return {"density_slope": slope, "density_intercept": intercept, "mu_water": mu_water, "density_unit": unit}
+
+
+def _aim_header(path: Path, head: bytes, fh) -> ScancoHeader:
+    v030 = head.startswith(AIM030_MAGIC)
+    start, int_format = (16, "<5q") if v030 else (0, "<5i")
+    if len(head) < start + struct.calcsize(int_format):
+        raise ScanReadError(f"{path}: {len(head)} bytes, shorter than a Scanco AIM header: truncated.")
+    pre_len, struct_len, log_len, data_len, _ = struct.unpack_from(int_format, head, start)
+    if pre_len != struct.calcsize(int_format) or struct_len < (224 if v030 else 140) or log_len < 0:
+        raise ScanReadError(f"{path}: its AIM pre-header declares lengths {pre_len}, {struct_len}, {log_len} that "
+                            "no AIM file has: corrupt header.")
+    fh.seek(0)
+    header = fh.read(start + pre_len + struct_len + log_len)
+    at = start + pre_len  # the image structure
+    if len(header) < at + struct_len + log_len:
+        raise ScanReadError(f"{path}: {len(header)} bytes, shorter than its AIM header: truncated.")
+    if v030:  # version, id, reference, type (4 bytes each), then 64-bit triplets; voxel size in 1e-6 mm
+        data_type = _int(header, at + 12)
+        position, counts = (struct.unpack_from("<3q", header, at + o) for o in (16, 40))
+        spacing_xyz = [v * 1e-6 for v in struct.unpack_from("<3q", header, at + 184)]
+    else:  # version, log, data, id, reference, type (4 bytes each), then 32-bit triplets; F-float voxel size
+        data_type = _int(header, at + 20)
+        position, counts = (struct.unpack_from("<3i", header, at + o) for o in (24, 36))
+        spacing_xyz = [vax_float(header[at + 108 + 4 * i:at + 112 + 4 * i]) for i in range(3)]
+    if data_type in AIM_COMPRESSED:
+        raise ScanReadError(f"{path}: a compressed AIM ({AIM_COMPRESSED[data_type]}: a segmented mask), not a "
+                            "gray-value scan. Potential fix: point to the scan's ISQ or its gray-value AIM.")
+    if data_type not in AIM_TYPES:
+        raise ScanReadError(f"{path}: AIM data type 0x{data_type & 0xFFFFFFFF:08x} is not one ctbone reads "
+                            "(int8/uint8/int16/uint16/int32/float32). Potential fix: export the scan as ISQ or DICOM.")
+    dtype = AIM_TYPES[data_type]
+    n_bytes = int(np.prod(counts, dtype=np.int64)) * np.dtype(dtype).itemsize
+    if data_len not in (0, n_bytes):
+        raise ScanReadError(f"{path}: its AIM header declares {data_len} bytes of data for {list(counts)} voxels of "
+                            f"{np.dtype(dtype).itemsize} bytes: corrupt header.")
+    log = _aim_log(header[at + struct_len:at + struct_len + log_len])
+    about = {"patient_name": log.get("Patient Name", ""), "patient_index": _log_int(log, "Index Patient"),
+             "measurement_index": _log_int(log, "Index Measurement"),
+             "energy_kv": (_log_number(log, "Energy [V]") or 0.0) / 1000.0,
+             "intensity_ua": _log_number(log, "Intensity [uA]"), "position_voxels_xyz": list(position)}
+    calibration = _calibration(_log_number(log, "Density: slope"), _log_number(log, "Density: intercept"),
+                               _log_number(log, "HU: mu water"), log.get("Density: unit", ""))
+    return ScancoHeader("aim", shape_zyx=tuple(counts[::-1]), spacing_zyx_mm=tuple(spacing_xyz[::-1]),
+                        data_offset_bytes=at + struct_len + log_len, dtype=dtype,
+                        # the volume's first voxel where it sat in the scan it was cut from
+                        origin_xyz_mm=tuple(float(p * s) for p, s in zip(position, spacing_xyz)),
+                        mu_scaling=_log_number(log, "Mu_Scaling"), about=about, **calibration)
+
+
+def _aim_log(text: bytes) -> dict[str, str]:
+    """The processing log's "key  value" lines (key and value apart by two or more spaces; "!" starts a comment)."""
+    entries = {}
+    for line in text.split(b"\0")[0].decode("latin-1").splitlines():
+        key, sep, value = line.partition("  ")
+        if sep and key.strip() and not line.startswith("!"):
+            entries.setdefault(key.strip(), value.strip())
+    return entries
+
+
+def _log_number(log: dict, key: str) -> float | None:
+    try:
+        return float(log[key].split()[0])
+    except (KeyError, IndexError, ValueError):
+        return None
+
+
+def _log_int(log: dict, key: str) -> int | None:
+    number = _log_number(log, key)
+    return None if number is None else int(number)
+
+
+def scanco_voxels(path, header: ScancoHeader | None = None) -> np.memmap:
+    """The file's voxels as a read-only (z, y, x) memory map; `ScanReadError` when the file is too short."""
     path = Path(path)
-    header = header or read_isq_header(path)
-    n_bytes = int(np.prod(header.shape_zyx, dtype=np.int64)) * 2
+    header = header or read_scanco_header(path)
+    n_bytes = int(np.prod(header.shape_zyx, dtype=np.int64)) * np.dtype(header.dtype).itemsize
     size = path.stat().st_size
     if size < header.data_offset_bytes + n_bytes:
-        raise ScanReadError(f"{path}: the ISQ header declares {header.shape_zyx[::-1]} voxels (x, y, z: {n_bytes} "
-                            f"bytes from byte {header.data_offset_bytes}) but the file has {size} bytes: truncated "
-                            "copy. Potential fix: copy the file again from the scanner.")
-    return np.memmap(path, dtype="<i2", mode="r", offset=header.data_offset_bytes, shape=header.shape_zyx)
+        raise ScanReadError(f"{path}: the {header.format.upper()} header declares {header.shape_zyx[::-1]} voxels "
+                            f"(x, y, z: {n_bytes} bytes from byte {header.data_offset_bytes}) but the file has {size} "
+                            "bytes: truncated copy. Potential fix: copy the file again from the scanner.")
+    return np.memmap(path, dtype=header.dtype, mode="r", offset=header.data_offset_bytes, shape=header.shape_zyx)
 
 
-def unit_reason(header: IsqHeader) -> str:
-    if header.density_slope is None:
-        return ("Scanco native values (µ × µ-scaling); no density calibration in the header. Potential fix: "
-                "--calibration SLOPE,INTERCEPT")
-    return (f"Scanco native values (µ × {header.mu_scaling}); density calibration in the header "
-            f"({header.density_unit or 'mg HA/ccm'} = µ × {header.density_slope:.6g} "
-            f"{'-' if header.density_intercept < 0 else '+'} {abs(header.density_intercept):.6g})")
-
-
-def read_isq(path):
-    """A Scanco ISQ file as a float32 `Volume` of native gray values, its density calibration in ``meta``."""
+def read_scanco(path):
+    """A Scanco ISQ or AIM file as a float32 `Volume` of native gray values, its density calibration in ``meta``."""
     from ..volume import Volume
     from .formats import _is_binary
 
     path = Path(path)
-    header = read_isq_header(path)
-    array = np.array(isq_voxels(path, header), dtype=np.float32)
-    meta = {"source": str(path), **header.meta(), "is_binary": _is_binary(array), "unit_reason": unit_reason(header)}
-    return Volume(array, spacing=header.spacing_zyx_mm, unit="raw", meta=meta)
+    header = read_scanco_header(path)
+    array = np.array(scanco_voxels(path, header), dtype=np.float32)
+    return Volume(array, spacing=header.spacing_zyx_mm, origin=header.origin_xyz_mm, unit="raw",
+                  meta={"source": str(path), **header.meta(), "is_binary": _is_binary(array)})
 
 
-def open_isq_slabs(path):
-    """A Scanco ISQ memory-mapped, read slab by slab (values and geometry equal to `read_isq`'s)."""
+def open_scanco_slabs(path):
+    """A Scanco ISQ or AIM memory-mapped, read slab by slab (values and geometry equal to `read_scanco`'s)."""
     from .slabs import ArraySlabs
 
     path = Path(path)
-    header = read_isq_header(path)
+    header = read_scanco_header(path)
     # is_binary needs every voxel: the slab segmentation's first pass sets it
-    meta = {"source": str(path), **header.meta(), "is_binary": False, "unit_reason": unit_reason(header),
-            "read": "slab by slab"}
-    return ArraySlabs(isq_voxels(path, header), spacing=header.spacing_zyx_mm, unit="raw", meta=meta)
+    meta = {"source": str(path), **header.meta(), "is_binary": False, "read": "slab by slab"}
+    return ArraySlabs(scanco_voxels(path, header), spacing=header.spacing_zyx_mm, origin=header.origin_xyz_mm,
+                      unit="raw", meta=meta)

@@ -272,18 +272,19 @@ def open_mhd_slabs(path: Path) -> ArraySlabs:
 
 
 def open_slabs(path: Path, series=None, *, spacing=None) -> ScanSlabs:
-    """A folder holding a DICOM series or an image stack, or a MetaImage (.mhd) or Scanco ISQ, read slab by slab."""
-    from .scanco import is_isq, open_isq_slabs
+    """A folder holding a DICOM series or an image stack, or a MetaImage (.mhd) or Scanco ISQ / AIM, read slab by
+    slab."""
+    from .scanco import is_scanco, open_scanco_slabs
 
     path = Path(path)
     if is_mhd(path):
         return open_mhd_slabs(path)
-    if is_isq(path):
-        return open_isq_slabs(path)
+    if is_scanco(path):
+        return open_scanco_slabs(path)
     if path.is_file() or not path.exists():
-        raise ScanReadError(f"{path}: only a folder holding a DICOM series or an image stack (one file per slice), or a "
-                            f"MetaImage (.mhd) or a Scanco ISQ, can be read slab by slab. Potential fix: drop --low-memory, or export "
-                            f"the scan slice by slice.")
+        raise ScanReadError(f"{path}: only a folder holding a DICOM series or an image stack (one file per slice), a "
+                            f"MetaImage (.mhd) or a Scanco ISQ or AIM can be read slab by slab. Potential fix: drop "
+                            f"--low-memory, or export the scan slice by slice.")
     if is_image_stack(path):
         return open_stack_slabs(path, spacing)
     return open_dicom_slabs(path, series)
@@ -310,12 +311,12 @@ def slabs_if_too_big(path: Path, *, spacing=None, share: float = 1.0) -> ScanSla
         except ScanReadError:  # e.g. compressed: the in-memory reader reads it, or says what is wrong
             return None
     else:
-        from .scanco import is_isq, open_isq_slabs, read_isq_header
+        from .scanco import is_scanco, open_scanco_slabs, read_scanco_header
 
-        if is_isq(path):
+        if is_scanco(path):
             try:
-                big = not fits_in_memory(int(np.prod(read_isq_header(path).shape_zyx, dtype=np.int64)), share=share)
-                return open_isq_slabs(path) if big else None
+                n_voxels = int(np.prod(read_scanco_header(path).shape_zyx, dtype=np.int64))
+                return None if fits_in_memory(n_voxels, share=share) else open_scanco_slabs(path)
             except ScanReadError:  # the in-memory reader says what is wrong
                 return None
     return None
