@@ -1,4 +1,5 @@
-"""Morphometry on analytic shapes: Euler/Conn.D (ANALYTIC #1, #2, #4-#8), BV/TV (#9), surface (#10-12), tube."""
+"""Morphometry on analytic shapes: Euler/Conn.D (ANALYTIC #1, #2, #4-#8), BV/TV (#9), surface (#10-12), tube,
+sheets (#27)."""
 
 import numpy as np
 import pytest
@@ -174,3 +175,18 @@ def test_delta_euler_cropping_invariant():
     big_m = np.pad(m, ((3, 1), (2, 4), (0, 5)))
     big_voi = np.pad(voi, ((3, 1), (2, 4), (0, 5)))
     assert delta_euler(m, voi) == delta_euler(big_m, big_voi)
+
+
+def test_alternating_one_voxel_sheets_direct_not_plate_model():
+    # ANALYTIC #27 (derived from ITKBoneMorphometry's formulas): 1-voxel sheets on every other slice. The plate
+    # model gives Tb.Th = Tb.Sp = 1.5 and BS/BV = 4/3; the true sheets are 1 voxel thick with BS/BV = 2. ctbone's
+    # direct measures: BS/BV 2 (marching cubes; measured 2.010), and Tb.Th = Tb.Sp = 2, the plain-EDT convention
+    # for an odd number of voxels (n + 1, ANALYTIC #15/#17), not the plate model's 1.5; Tb.N = 1 / (Tb.Th + Tb.Sp)
+    # = 0.25 per mm follows (the sheets' true frequency is 0.5 per mm: the convention's cost at 1-voxel structures)
+    sheets = np.zeros((60, 40, 40), np.float32)
+    sheets[::2] = 1000.0
+    m = trabecular_cube_morphometry(Volume(sheets, spacing=(1.0, 1.0, 1.0), unit="HU"))
+    assert m["bv_tv_pct"] == pytest.approx(50.0)
+    assert m["bs_bv_per_mm"] == pytest.approx(2.0, rel=0.01)
+    assert m["tb_th_mm"] == pytest.approx(2.0, rel=1e-6) and m["tb_sp_mm"] == pytest.approx(2.0, rel=1e-6)
+    assert m["tb_n_per_mm"] == pytest.approx(0.25)
