@@ -75,6 +75,18 @@ def test_openvms_name_and_a_folder_holding_one_isq(tmp_path, voxels):
     assert np.array_equal(ctbone.read_scan(tmp_path / "scan").array, voxels)  # the folder means its one volume
 
 
+def test_a_measurement_folder_means_its_isq_beside_raw_data_and_scout_view(tmp_path, voxels):
+    folder = tmp_path / "00000456"
+    folder.mkdir()
+    write_isq(folder / "C0000456.ISQ;1", voxels, 10.0)
+    (folder / "C0000456.RSQ;1").write_bytes(bytes(2048))  # the projections
+    (folder / "D0000456.RAD;1").write_bytes(bytes(1024))  # the scout view
+    assert ctbone.read_scan(folder).meta["source"].endswith("C0000456.ISQ;1")
+    write_isq(folder / "C0000457.ISQ;1", voxels, 10.0)  # two scans: the user must choose, and is told which
+    with pytest.raises(ScanReadError, match="C0000456.ISQ;1, C0000457.ISQ;1"):
+        ctbone.read_scan(folder)
+
+
 def test_read_slab_by_slab_equals_in_memory(tmp_path, voxels):
     path = write_isq(tmp_path / "s.isq", voxels, 10.0, calibration=CALIBRATION)
     scan = ctbone.open_scan(path, memory="slabs")

@@ -120,15 +120,23 @@ def read_sitk(path: Path) -> Volume:
                    np.array(image.GetDirection()).reshape(3, 3), "sitk")
 
 
-def is_volume_file(path: Path) -> bool:
-    """A one-file volume ctbone reads: NIfTI, MetaImage, NRRD (SimpleITK) or a Scanco ISQ."""
-    from .scanco import is_scanco
-
-    return (path.is_file() and has_suffix(path, SITK_SUFFIXES)) or is_scanco(path)
-
-
 # files that sit beside a volume file without being a scan: its data file, and notes a scanner or a user leaves
 _VOLUME_COMPANION_SUFFIXES = (".raw", ".zraw", ".raw.gz", ".txt", ".log", ".csv", ".json", ".md")
+
+
+def is_volume_file(path: Path) -> bool:
+    """A one-file volume ctbone reads: NIfTI, MetaImage, NRRD (SimpleITK) or a Scanco ISQ or AIM."""
+    from .scanco import scanco_kind
+
+    return path.is_file() and (has_suffix(path, SITK_SUFFIXES) or scanco_kind(path) in ("isq", "aim"))
+
+
+def _is_companion(path: Path) -> bool:
+    """A file beside a volume that is not a scan to read: its data file, notes, a Scanco measurement's raw data
+    (RSQ) or scout view (RAD)."""
+    from .scanco import scanco_kind
+
+    return has_suffix(path, _VOLUME_COMPANION_SUFFIXES) or scanco_kind(path) in ("rsq", "rad")
 
 
 def lone_volume_file(path: Path) -> Path | None:
@@ -146,7 +154,7 @@ def lone_volume_file(path: Path) -> Path | None:
         return None
     volumes = [p for p in entries if is_volume_file(p)]
     others = [p for p in entries if p not in volumes]
-    if len(volumes) != 1 or not all(has_suffix(p, _VOLUME_COMPANION_SUFFIXES) for p in others):
+    if len(volumes) != 1 or not all(_is_companion(p) for p in others):
         return None
     return volumes[0]
 

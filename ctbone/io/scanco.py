@@ -91,6 +91,12 @@ def is_scanco(path) -> bool:
     return path.is_file() and bool(_SCANCO_NAME.search(path.name))
 
 
+def scanco_kind(path) -> str:
+    """"isq", "aim", "rsq", "rad" by the file's name, "" for other names."""
+    match = _SCANCO_NAME.search(Path(path).name)
+    return match.group(1).lower() if match else ""
+
+
 def vax_float(raw: bytes) -> float:
     """A VAX float as Scanco headers store it: F-float (4 bytes) or G-float (8 bytes), as a Python float."""
     swapped = bytes(raw[i ^ 1] for i in range(len(raw)))  # each 16-bit word's bytes swapped: IEEE big-endian layout
@@ -108,8 +114,7 @@ def _text(header: bytes, at: int, length: int) -> str:
 def read_scanco_header(path) -> ScancoHeader:
     """Parse an ISQ or AIM header; `ScanReadError` naming the file when it is not one ctbone can read."""
     path = Path(path)
-    kind = _SCANCO_NAME.search(path.name)
-    kind = kind.group(1).lower() if kind else ""
+    kind = scanco_kind(path)
     if kind == "rad":
         raise ScanReadError(f"{path}: a Scanco scout view (RAD), not a 3-D scan. Potential fix: point to the "
                             "scan's ISQ file.")
