@@ -228,3 +228,33 @@ def test_three_valued_dicom_is_not_binary(tmp_path):
     array[3, 8, 8] = 500  # one voxel of a third value
     write_dicom_series(Volume(array, spacing=(0.02,) * 3), tmp_path)
     assert ctbone.read_scan(tmp_path).meta["is_binary"] is False
+
+
+@pytest.mark.parametrize("stored", ["native", "HU"])
+def test_scanco_export_native_or_hu_with_its_density_tags(tmp_path, stored):
+    # Scanco's DICOM export writes native values (mu x mu-scaling: air near 0) or HU (air near -1000), with the
+    # same density tags in group 0029 and no RescaleType; the values say which, and the calibration follows
+    from ctbone.calibrate import vendor_calibration
+
+    mu_water, scaling, slope, intercept = 0.24, 8192, 1603.5, -391.2
+    rng = np.random.default_rng(1)
+    hu = np.full((6, 40, 48), -1000.0) + rng.normal(0, 30, (6, 40, 48))
+    hu[:, 10:30, 10:38] = 1200.0  # bone in air
+    values = hu if stored == "HU" else mu_water * (1 + hu / 1000.0) * scaling
+    paths = write_dicom_series(Volume(np.rint(values).astype(np.float32), spacing=(0.01,) * 3, unit="raw"), tmp_path,
+                               manufacturer="SCANCO Medical AG")
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        if "RescaleType" in ds:
+            del ds.RescaleType
+        ds.private_block(0x0029, "SCANCO calibration", create=True)
+        for element, vr, value in ((0x1000, "SL", scaling), (0x1004, "DS", slope), (0x1005, "DS", intercept),
+                                   (0x1006, "DS", mu_water)):
+            ds.add_new((0x0029, element), vr, value)
+        ds.save_as(p)
+    volume = ctbone.read_scan(tmp_path)
+    assert volume.unit == ("HU" if stored == "HU" else "raw")
+    a, b = vendor_calibration(volume)
+    # the bone's 1200 HU: mu = 0.24 x 2.2 = 0.528 /cm, so 0.528 x 1603.5 - 391.2 = 455.4 mg HA/cm3 either way
+    bone_value = 1200.0 if stored == "HU" else 0.528 * scaling
+    assert bone_value * a + b == pytest.approx(455.448, rel=1e-3)

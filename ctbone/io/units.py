@@ -28,6 +28,10 @@ def decide_unit(*, modality: str, rescale_type: str, manufacturer: str, intercep
     if kind in ("MGHA/CCM", "MG HA/CCM", "MGHA/CM3", "MG HA/CM3", "BMD"):
         return "mgHA/cm3", f"RescaleType is {rescale_type}"
     if "SCANCO" in manufacturer.upper() and extra.get("scanco_density_slope") is not None:
+        # Scanco's DICOM export writes native values (air near 0) or HU (air near -1000), with the same tags;
+        # the calibration's formula differs (calibrate.vendor_calibration), so the values decide
+        if looks_like_hu(array):
+            return "HU", "Scanco values in HU (air near -1000); density calibration tags available (scanco_density_*)"
         return "raw", "Scanco native values; density calibration tags available (scanco_density_*)"
     if modality.upper() == "CT" and looks_like_hu(array):
         return "HU", "CT with air near -1000 after rescale"
