@@ -110,6 +110,7 @@ def _header_with(path, at: int, value: int):
     ("short", "shorter than a Scanco ISQ header"),
     ("rad", r"scout view \(RAD\)"),
     ("dims", "not a plausible scan"),
+    ("offset", "outside the file"),
 ])
 def test_bad_isq_is_one_line_naming_the_file(tmp_path, voxels, capsys, damage, problem):
     path = write_isq(tmp_path / "bad.isq", voxels, 10.0)
@@ -126,6 +127,8 @@ def test_bad_isq_is_one_line_naming_the_file(tmp_path, voxels, capsys, damage, p
         _header_with(path, 16, 9)
     elif damage == "dims":
         _header_with(path, 44, 0)
+    elif damage == "offset":
+        _header_with(path, 508, 2 ** 31 - 1)  # data 1 TB into a file of 1 kB: never allocated
     with pytest.raises(ScanReadError, match=problem):
         ctbone.read_scan(path)
     assert main(["info", str(path)]) == EXIT_FAILED
@@ -242,4 +245,7 @@ def test_aim_with_a_corrupt_pre_header_or_cut_short(tmp_path, voxels):
         ctbone.read_scan(path)
     path.write_bytes(data[:12] + (99).to_bytes(4, "little") + data[16:])  # 99 bytes of data declared
     with pytest.raises(ScanReadError, match="corrupt header"):
+        ctbone.read_scan(path)
+    path.write_bytes(data[:8] + (2 ** 31 - 1).to_bytes(4, "little") + data[12:])  # a 2 GB log in a 1 kB file
+    with pytest.raises(ScanReadError, match="do not fit the file"):
         ctbone.read_scan(path)

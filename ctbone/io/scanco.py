@@ -147,7 +147,11 @@ def _isq_header(path: Path, head: bytes, fh) -> ScancoHeader:
         raise ScanReadError(f"{path}: a Scanco scout view (RAD), not a 3-D scan. Potential fix: point to the "
                             "scan's ISQ file.")
     data_offset = (_int(head, 508) + 1) * BLOCK_BYTES
-    extended = fh.read(max(0, data_offset - BLOCK_BYTES))
+    size = path.stat().st_size
+    if not BLOCK_BYTES <= data_offset <= size:
+        raise ScanReadError(f"{path}: its ISQ header puts the data at byte {data_offset}, outside the file's {size} "
+                            "bytes: corrupt header or truncated copy.")
+    extended = fh.read(data_offset - BLOCK_BYTES)
     spacing_xyz = [f / n / 1000.0 if n > 0 else 0.0 for f, n in zip(field_um_xyz, counts_xyz)]
     about = {"patient_name": _text(head, 128, 40), "patient_index": _int(head, 28),
              "measurement_index": _int(head, 112), "energy_kv": _int(head, 168) / 1000.0,
@@ -197,14 +201,14 @@ def _aim_header(path: Path, head: bytes, fh) -> ScancoHeader:
     if len(head) < start + struct.calcsize(int_format):
         raise ScanReadError(f"{path}: {len(head)} bytes, shorter than a Scanco AIM header: truncated.")
     pre_len, struct_len, log_len, data_len, _ = struct.unpack_from(int_format, head, start)
-    if pre_len != struct.calcsize(int_format) or struct_len < (224 if v030 else 140) or log_len < 0:
+    size = path.stat().st_size
+    if (pre_len != struct.calcsize(int_format) or struct_len < (224 if v030 else 140) or log_len < 0
+            or start + pre_len + struct_len + log_len > size):
         raise ScanReadError(f"{path}: its AIM pre-header declares lengths {pre_len}, {struct_len}, {log_len} that "
-                            "no AIM file has: corrupt header.")
+                            f"do not fit the file's {size} bytes: corrupt header or truncated copy.")
     fh.seek(0)
     header = fh.read(start + pre_len + struct_len + log_len)
     at = start + pre_len  # the image structure
-    if len(header) < at + struct_len + log_len:
-        raise ScanReadError(f"{path}: {len(header)} bytes, shorter than its AIM header: truncated.")
     if v030:  # version, id, reference, type (4 bytes each), then 64-bit triplets; voxel size in 1e-6 mm
         data_type = _int(header, at + 12)
         position, counts = (struct.unpack_from("<3q", header, at + o) for o in (16, 40))
