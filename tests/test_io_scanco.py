@@ -137,9 +137,12 @@ def test_bad_isq_is_one_line_naming_the_file(tmp_path, voxels, capsys, damage, p
     assert len(err.strip().splitlines()) == 1
 
 
-def test_rsq_raw_data_is_refused(tmp_path, voxels):
+def test_rsq_raw_data_is_refused(tmp_path, voxels, capsys):
+    path = write_isq(tmp_path / "C0001.RSQ", voxels, 10.0)
     with pytest.raises(ScanReadError, match="projections, not reconstructed slices"):
-        read_scanco_header(write_isq(tmp_path / "C0001.RSQ", voxels, 10.0))
+        read_scanco_header(path)
+    assert main(["info", str(path)]) == EXIT_FAILED
+    assert "projections, not reconstructed slices" in capsys.readouterr().err
 
 
 def test_info_shows_the_scan_and_its_calibration(tmp_path, voxels, capsys):

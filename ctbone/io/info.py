@@ -132,11 +132,12 @@ def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     described as `read_scan` would resample it (``"nonuniform"`` lists the gaps) instead of as a problem.
     """
     from .formats import is_volume_file, resolve_scan_path
+    from .scanco import is_scanco
     from .slabs import slabs_if_too_big
     from .stacks import is_image_stack, is_stack_file
 
     path = resolve_scan_path(path, spacing)
-    single_file = is_volume_file(path) or is_stack_file(path)
+    single_file = is_volume_file(path) or is_scanco(path) or is_stack_file(path)  # Scanco: RSQ/RAD refused by name
     is_stack_dir = is_image_stack(path)
     problem = None
     if spacing is None and (single_file or is_stack_dir):
@@ -146,7 +147,6 @@ def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False
         return _slabs_info(path, big, problem)
     if single_file or is_stack_dir:
         from . import read_scan
-        from .scanco import is_scanco
 
         volume = read_scan(path, spacing=spacing)
         return {**_volume_info(path, volume, problem, stack=is_stack_dir),
