@@ -225,7 +225,7 @@ def _aim_header(path: Path, head: bytes, fh) -> ScancoHeader:
                             "(int8/uint8/int16/uint16/int32/float32). Potential fix: export the scan as ISQ or DICOM.")
     dtype = AIM_TYPES[data_type]
     n_bytes = int(np.prod(counts, dtype=np.int64)) * np.dtype(dtype).itemsize
-    if data_len not in (0, n_bytes):
+    if 0 < data_len < n_bytes:  # more is let be: the voxels are read from where the header puts them
         raise ScanReadError(f"{path}: its AIM header declares {data_len} bytes of data for {list(counts)} voxels of "
                             f"{np.dtype(dtype).itemsize} bytes: corrupt header.")
     log = _aim_log(header[at + struct_len:at + struct_len + log_len])
