@@ -75,8 +75,8 @@ class ScancoHeader:
 
     def unit_reason(self) -> str:
         scaling = f"µ × {self.mu_scaling:g}" if self.mu_scaling else "µ × µ-scaling"
-        if self.density_slope is None:
-            return (f"Scanco native values ({scaling}); no density calibration in the header. Potential fix: "
+        if self.density_slope is None or not self.mu_scaling:  # µ-scaling unknown: values cannot be turned into µ
+            return (f"Scanco native values ({scaling}); no usable density calibration in the header. Potential fix: "
                     "--calibration SLOPE,INTERCEPT")
         sign = "-" if self.density_intercept < 0 else "+"
         unit = self.density_unit or "mg HA/ccm"
