@@ -27,7 +27,7 @@ def voxels():
     return np.random.default_rng(0).integers(-2813, 32767, size=(6, 5, 4)).astype(np.int16)
 
 
-def test_vax_float_reads_the_vax_layout():
+def test_vax_g_float_reads_the_vax_layout():
     # 1.0 in VAX G-float: sign 0, exponent 1025 (bias 1024, fraction 0.1b), so the first 16-bit word is 0x4010,
     # stored low byte first; 0.5 has exponent 1024 (0x4000); -2.0 sets the sign and exponent 1026 (0xC020)
     assert vax_float(b"\x10\x40" + bytes(6)) == 1.0
@@ -37,7 +37,7 @@ def test_vax_float_reads_the_vax_layout():
         assert vax_float(vax_g_bytes(value)) == value
 
 
-def test_scanco_voxels_geometry_and_header(tmp_path, voxels):
+def test_isq_voxels_geometry_and_header(tmp_path, voxels):
     path = write_isq(tmp_path / "C0004255.ISQ", voxels, 10.5, calibration=CALIBRATION)
     volume = ctbone.read_scan(path)
     assert volume.array.dtype == np.float32 and np.array_equal(volume.array, voxels)  # x fastest, then y, then z
