@@ -110,8 +110,8 @@ def _volume_info(path: Path, scan, problem, *, stack: bool) -> dict:
 
 
 def _slabs_info(path: Path, scan, problem=None) -> dict:
-    """An image stack or a MetaImage too large for memory, described from its `ScanSlabs` (its header or first
-    page and the slices the unit test needs; no full read)."""
+    """An image stack or a MetaImage too large for memory, or a Scanco file, described from its `ScanSlabs` (its
+    header or first page and the slices the unit test needs; no full read)."""
     return {**_volume_info(path, scan, problem, stack=bool(scan.meta.get("files"))),
             "reading": _reading_plan(scan.n_voxels, True)}
 
@@ -127,8 +127,9 @@ def _stack_description(path: Path) -> dict:
 def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False) -> dict:
     """A JSON-able description of the scan(s) at ``path``: series, choice, geometry, rescale, unit, vendor.
 
-    DICOM folders are described from their headers (plus one decoded slice to tell HU from raw gray);
-    other formats are read. With ``allow_nonuniform`` a DICOM series with non-uniform slice spacing is
+    DICOM folders are described from their headers (plus one decoded slice to tell HU from raw gray), Scanco
+    files from their header (their voxels memory-mapped, not read: ISQ files run to gigabytes); other formats
+    are read. With ``allow_nonuniform`` a DICOM series with non-uniform slice spacing is
     described as `read_scan` would resample it (``"nonuniform"`` lists the gaps) instead of as a problem.
     """
     from .formats import is_volume_file, resolve_scan_path
@@ -145,6 +146,10 @@ def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     big = slabs_if_too_big(path, spacing=spacing)  # described without reading it all
     if big is not None:
         return _slabs_info(path, big, problem)
+    if is_scanco(path):
+        from .scanco import open_scanco_slabs
+
+        return _slabs_info(path, open_scanco_slabs(path))
     if single_file or is_stack_dir:
         from . import read_scan
 
@@ -152,8 +157,7 @@ def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False
         return {**_volume_info(path, volume, problem, stack=is_stack_dir),
                 "value_range": [float(volume.array.min()), float(volume.array.max())],
                 "is_binary": volume.meta.get("is_binary"),
-                "reading": _reading_plan(int(np.prod(volume.shape)),
-                                         (is_stack_dir and volume.meta.get("files", 1) > 1) or is_scanco(path))}
+                "reading": _reading_plan(int(np.prod(volume.shape)), is_stack_dir and volume.meta.get("files", 1) > 1)}
     if path.is_dir() and not any(path.iterdir()):
         raise ScanReadError(f"{path}: folder is empty. Potential fix: point to the folder of the scan's files.")
     return _dicom_info(path, series, allow_nonuniform)
