@@ -259,3 +259,18 @@ def test_aim_with_a_corrupt_pre_header_or_cut_short(tmp_path, voxels):
     path.write_bytes(data[:8] + (2 ** 31 - 1).to_bytes(4, "little") + data[12:])  # a 2 GB log in a 1 kB file
     with pytest.raises(ScanReadError, match="do not fit the file"):
         ctbone.read_scan(path)
+
+
+def test_corrupt_counts_or_voxel_size_are_one_line_errors(tmp_path, voxels):
+    # counts whose product overflows a 64-bit integer (it would wrap to a small number), and a NaN voxel size
+    path = write_isq(tmp_path / "big.isq", voxels, 10.0)
+    for i in range(3):
+        _header_with(path, 44 + 4 * i, 2 ** 21 + 1)
+    with pytest.raises(ScanReadError, match="not a plausible scan"):
+        ctbone.read_scan(path)
+    aim = write_aim(tmp_path / "nan.aim", voxels, 10.0, version="020")
+    data = bytearray(aim.read_bytes())
+    data[20 + 108:20 + 112] = b"\xff\x7f\xff\xff"  # the x voxel size: a VAX bit pattern that reads as NaN
+    aim.write_bytes(bytes(data))
+    with pytest.raises(ScanReadError, match="not a plausible scan"):
+        ctbone.read_scan(aim)

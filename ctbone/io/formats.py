@@ -5,6 +5,7 @@ Image stacks (TIFF, BMP, PNG slices) are read in `stacks`."""
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +96,7 @@ def read_sitk(path: Path) -> Volume:
     size = reader.GetSize()
     if len(size) != 3 and not (len(size) == 2):
         raise ScanReadError(f"{path}: {len(size)}-dimensional image; ctbone reads 2D or 3D scalar images.")
-    if int(np.prod(size, dtype=np.int64)) > MAX_VOXELS:
+    if math.prod(size) > MAX_VOXELS:  # Python integers: a corrupt header cannot overflow
         raise ScanReadError(f"{path}: header claims {size} voxels, not a plausible scan; refusing to allocate it.")
     spacing = reader.GetSpacing()
     if any(s <= 0 for s in spacing):

@@ -27,6 +27,7 @@ exponent bias that makes the IEEE reading 4× too large.
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 from dataclasses import dataclass, field
@@ -132,7 +133,9 @@ def read_scanco_header(path) -> ScancoHeader:
                                 "truncated or another format. Potential fix: export the scan from the Scanco "
                                 "software as ISQ or DICOM.")
     counts = header.shape_zyx
-    if min(counts) < 1 or int(np.prod(counts, dtype=np.int64)) > MAX_VOXELS or min(header.spacing_zyx_mm) <= 0:
+    # Python integers: a corrupt count would overflow numpy's int64 product and pass as small
+    if (min(counts) < 1 or math.prod(counts) > MAX_VOXELS
+            or not all(math.isfinite(s) and s > 0 for s in header.spacing_zyx_mm)):
         raise ScanReadError(f"{path}: the header declares {counts[::-1]} voxels (x, y, z) of "
                             f"{header.spacing_zyx_mm[::-1]} mm, not a plausible scan: corrupt header.")
     return header
@@ -224,7 +227,7 @@ def _aim_header(path: Path, head: bytes, fh) -> ScancoHeader:
         raise ScanReadError(f"{path}: AIM data type 0x{data_type & 0xFFFFFFFF:08x} is not one ctbone reads "
                             "(int8/uint8/int16/uint16/int32/float32). Potential fix: export the scan as ISQ or DICOM.")
     dtype = AIM_TYPES[data_type]
-    n_bytes = int(np.prod(counts, dtype=np.int64)) * np.dtype(dtype).itemsize
+    n_bytes = math.prod(counts) * np.dtype(dtype).itemsize
     if 0 < data_len < n_bytes:  # more is let be: the voxels are read from where the header puts them
         raise ScanReadError(f"{path}: its AIM header declares {data_len} bytes of data for {list(counts)} voxels of "
                             f"{np.dtype(dtype).itemsize} bytes: corrupt header.")
@@ -268,7 +271,7 @@ def scanco_voxels(path, header: ScancoHeader | None = None) -> np.memmap:
     """The file's voxels as a read-only (z, y, x) memory map; `ScanReadError` when the file is too short."""
     path = Path(path)
     header = header or read_scanco_header(path)
-    n_bytes = int(np.prod(header.shape_zyx, dtype=np.int64)) * np.dtype(header.dtype).itemsize
+    n_bytes = math.prod(header.shape_zyx) * np.dtype(header.dtype).itemsize
     size = path.stat().st_size
     if size < header.data_offset_bytes + n_bytes:
         raise ScanReadError(f"{path}: the {header.format.upper()} header declares {header.shape_zyx[::-1]} voxels "

@@ -15,6 +15,7 @@ The segmentation's slab path (`ctbone.segment.streamed`) uses them.
 from __future__ import annotations
 
 import logging
+import math
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -215,7 +216,7 @@ def _mhd_header(path: Path) -> dict:
 def mhd_voxels(path: Path) -> int:
     """Voxel count of a MetaImage header (0 when it does not say)."""
     try:
-        return int(np.prod([int(v) for v in _mhd_header(path).get("DimSize", "0").split()], dtype=np.int64))
+        return math.prod(int(v) for v in _mhd_header(path).get("DimSize", "0").split())
     except ValueError:
         return 0
 
@@ -252,7 +253,7 @@ def open_mhd_slabs(path: Path) -> ArraySlabs:
     dtype = np.dtype(kind).newbyteorder(">" if msb else "<")
     data = path.parent / data_name
     shape = tuple(dims[::-1])
-    n_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    n_bytes = math.prod(shape) * dtype.itemsize  # Python integers: a corrupt DimSize cannot overflow
     size = data.stat().st_size if data.is_file() else -1
     offset = int(header.get("HeaderSize", "0"))
     offset = size - n_bytes if offset == -1 else offset
@@ -315,7 +316,7 @@ def slabs_if_too_big(path: Path, *, spacing=None, share: float = 1.0) -> ScanSla
 
         if is_scanco(path):
             try:
-                n_voxels = int(np.prod(read_scanco_header(path).shape_zyx, dtype=np.int64))
+                n_voxels = math.prod(read_scanco_header(path).shape_zyx)
                 return None if fits_in_memory(n_voxels, share=share) else open_scanco_slabs(path)
             except ScanReadError:  # the in-memory reader says what is wrong
                 return None
