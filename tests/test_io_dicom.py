@@ -175,6 +175,23 @@ def test_missing_slice_is_refused_naming_positions(tmp_path):
         ctbone.read_scan(tmp_path)
 
 
+def test_a_slice_with_a_corrupt_header_element_is_skipped_and_named(tmp_path, capsys):
+    # pydicom parses element values when they are read: an element whose VR bytes were garbled (a bad copy) raised
+    # NotImplementedError from deep inside the reader; the file is now skipped with its reason, and the gap it
+    # leaves is refused as a missing slice is
+    from ctbone.cli import EXIT_FAILED, main
+
+    paths = _series(tmp_path)
+    data = paths[3].read_bytes()
+    at = data.index(b"\x20\x00\x13\x00IS")  # InstanceNumber, explicit VR "IS"
+    paths[3].write_bytes(data[:at + 4] + b"I\n" + data[at + 6:])
+    with pytest.raises(GeometryError, match=r"1 missing slice\(s\) between 10.1000 and 10.2000 mm"):
+        ctbone.read_scan(tmp_path)
+    assert main(["info", str(tmp_path), "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert f"{paths[3]}: unreadable DICOM header (NotImplementedError" in out and "PROBLEM" in out
+
+
 def test_duplicate_positions_are_refused(tmp_path):
     paths = _series(tmp_path)
     ds = pydicom.dcmread(paths[2])

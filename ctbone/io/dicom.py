@@ -132,6 +132,14 @@ def read_header(path: Path, forced: bool) -> SliceHeader | str:
         return f"not DICOM ({exc})"
     except Exception as exc:  # noqa: BLE001 - truncated or garbage files raise many kinds
         return f"unreadable DICOM header ({type(exc).__name__}: {exc})"
+    try:
+        return _slice_header(ds, path)
+    except Exception as exc:  # noqa: BLE001 - pydicom parses values on access: a corrupt element raises here
+        return f"unreadable DICOM header ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+
+
+def _slice_header(ds, path: Path) -> SliceHeader | str:
+    """`read_header`'s parsing of a read dataset."""
     sop_class = str(ds.get("SOPClassUID", "") or getattr(ds.get("file_meta", None), "MediaStorageSOPClassUID", ""))
     if sop_class == DICOMDIR_CLASS:
         return "DICOMDIR index, not an image"
@@ -416,13 +424,16 @@ def _attach_frame_data(s: Series) -> None:
     for h in s.headers:
         if not (h.enhanced and h.frames > 1) or "frame_positions" in h.extra:
             continue
-        ds = pydicom.dcmread(h.path, stop_before_pixels=True, force=True)
-        h.extra["frame_positions"] = [
-            _floats(_functional(ds, i, "PlanePositionSequence", "ImagePositionPatient"), 3) for i in range(h.frames)]
-        h.extra["frame_rescale"] = [
-            (_float(_functional(ds, i, "PixelValueTransformationSequence", "RescaleSlope"), 1.0) or 1.0,
-             _float(_functional(ds, i, "PixelValueTransformationSequence", "RescaleIntercept"), 0.0))
-            for i in range(h.frames)]
+        try:
+            ds = pydicom.dcmread(h.path, stop_before_pixels=True, force=True)
+            positions = [_floats(_functional(ds, i, "PlanePositionSequence", "ImagePositionPatient"), 3)
+                         for i in range(h.frames)]
+            rescale = [(_float(_functional(ds, i, "PixelValueTransformationSequence", "RescaleSlope"), 1.0) or 1.0,
+                        _float(_functional(ds, i, "PixelValueTransformationSequence", "RescaleIntercept"), 0.0))
+                       for i in range(h.frames)]
+        except Exception as exc:  # noqa: BLE001 - read once already: changed or corrupt since
+            raise ScanReadError(f"{h.path}: cannot read the frames' positions ({type(exc).__name__}: {exc})") from exc
+        h.extra["frame_positions"], h.extra["frame_rescale"] = positions, rescale
 
 
 def _frames(header: SliceHeader) -> np.ndarray:
