@@ -95,6 +95,36 @@ def corrupt_compressed(d):
     return d, ScanReadError, paths[1].name
 
 
+def rle_decoder_panics(d):
+    # a literal run longer than the row makes the Rust RLE decoder panic (a pyo3 PanicException, no Exception,
+    # with a backtrace printed to the process's stderr)
+    from pydicom.uid import RLELossless
+
+    paths = write_dicom_series(_vol((3, 32, 32)), d, transfer_syntax=RLELossless)
+    raw = bytearray(paths[1].read_bytes())
+    item = raw.find(b"\xfe\xff\x00\xe0", raw.find(b"\xfe\xff\x00\xe0") + 8) + 8  # the first fragment's data
+    segment = item + int.from_bytes(raw[item + 4:item + 8], "little")
+    raw[segment] = raw[segment + 2] = 127
+    paths[1].write_bytes(bytes(raw))
+    return d, ScanReadError, "pixel data are truncated or corrupt"
+
+
+def truncated_mha(d):
+    d.mkdir()
+    sitk.WriteImage(sitk.GetImageFromArray(_vol().array), str(d / "scan.mha"))
+    data = (d / "scan.mha").read_bytes()
+    (d / "scan.mha").write_bytes(data[:-1000])  # MetaIO prints its complaint to the process's stderr
+    return d / "scan.mha", ScanReadError, "data not read completely"
+
+
+def mhd_without_data_file_line(d):
+    d.mkdir()
+    sitk.WriteImage(sitk.GetImageFromArray(_vol().array), str(d / "scan.mha"))
+    data = (d / "scan.mha").read_bytes().replace(b"ElementDataFile", b"ElementDataFilx")
+    (d / "scan.mha").write_bytes(data)
+    return d / "scan.mha", ScanReadError, "ElementDataFile required"
+
+
 def absurd_size(d):
     paths = write_dicom_series(_vol(), d)
     for p in paths:
@@ -131,8 +161,8 @@ def tiff_without_spacing(d):
 
 
 CASES = [empty_folder, no_dicom, text_named_dcm, header_only, half_pixel_data, missing_slice, duplicate_positions,
-         mixed_orientations, zero_spacing, corrupt_compressed, absurd_size, nan_nifti, negative_spacing_mha,
-         tiff_without_spacing]
+         mixed_orientations, zero_spacing, corrupt_compressed, rle_decoder_panics, absurd_size, nan_nifti,
+         negative_spacing_mha, truncated_mha, mhd_without_data_file_line, tiff_without_spacing]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])
@@ -147,11 +177,13 @@ def test_bad_input_raises_a_clear_error(tmp_path, case):
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])
-def test_cli_bad_input_one_line_exit_1_no_output(tmp_path, case, capsys):
+def test_cli_bad_input_one_line_exit_1_no_output(tmp_path, case, capfd):
+    # capfd: what native libraries print to the process's stderr counts as much as Python's own lines
     path, _, _ = case(tmp_path / "scan")
+    capfd.readouterr()
     out = tmp_path / "out"
     status = main(["analyze", str(path), "-o", str(out), "--no-render"])
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err
     assert status == 1
     assert err.startswith("ctbone: error: ")
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -171,3 +203,18 @@ def test_non_ct_modality_warns_and_continues(tmp_path, caplog):
         volume = ctbone.read_scan(tmp_path / "mr")
     assert volume.shape == (5, 32, 32)
     assert any("modality MR is not CT" in r.getMessage() for r in caplog.records)
+
+
+def test_native_stderr_is_held_back_in_nested_blocks_and_restored(capfd):
+    import os
+
+    from ctbone.io.native_stderr import native_stderr_held
+
+    with native_stderr_held("outer") as outer:
+        os.write(2, b"one\n")
+        with native_stderr_held("inner") as inner:
+            os.write(2, b"two\n")
+        os.write(2, b"three\n")
+    os.write(2, b"shown\n")
+    assert (outer, inner) == (["one three"], ["two"])
+    assert capfd.readouterr().err == "shown\n"

@@ -179,7 +179,7 @@ def test_a_slice_with_a_corrupt_header_element_is_skipped_and_named(tmp_path, ca
     # pydicom parses element values when they are read: an element whose VR bytes were garbled (a bad copy) raised
     # NotImplementedError from deep inside the reader; the file is now skipped with its reason, and the gap it
     # leaves is refused as a missing slice is
-    from ctbone.cli import EXIT_FAILED, main
+    from ctbone.cli import main
 
     paths = _series(tmp_path)
     data = paths[3].read_bytes()

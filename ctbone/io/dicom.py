@@ -389,6 +389,12 @@ def _decode(path: Path, transfer_syntax: str):
     except Exception as exc:  # noqa: BLE001 - corrupt data raise ValueError, EOFError, ...
         raise ScanReadError(f"{path}: pixel data are truncated or corrupt ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from exc
+    except BaseException as exc:
+        # the Rust decoders (pylibjpeg-rle) panic on corrupt data, and a pyo3 PanicException is no Exception
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise ScanReadError(f"{path}: pixel data are truncated or corrupt (the {transfer_syntax} decoder failed: "
+                            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
     return ds, array
 
 
@@ -484,7 +490,9 @@ def read_series(s: Series, path: Path, *, allow_nonuniform: bool = False) -> Vol
     # file reading and numpy copies release the GIL: two threads keep both cores busy
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
+    from .native_stderr import native_stderr_held
+
+    with native_stderr_held(str(path)), ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
         for _ in pool.map(fill, s.headers):
             pass
     spacing_z = geometry.spacing_z

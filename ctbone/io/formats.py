@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import GeometryError, ScanReadError
 from ..volume import Volume
+from .native_stderr import native_stderr_held
 from .units import looks_like_hu
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,13 @@ def _nifti_nonfinite_count(path: Path) -> int:
     return int((~np.isfinite(data)).sum())
 
 
+def _sitk_reason(exc: RuntimeError, said: list[str]) -> str:
+    """The library's own words on a failed read (MetaIO's message when it printed one; ITK's exception's last line
+    otherwise, which for MetaImage is a stale "No such file or directory")."""
+    text = said[0] if said and said[0] else str(exc).strip().splitlines()[-1]
+    return text[:200]
+
+
 def read_sitk(path: Path) -> Volume:
     """NIfTI / MetaImage / NRRD through SimpleITK, refusing absurd headers before reading the data."""
     import SimpleITK as sitk
@@ -90,9 +98,10 @@ def read_sitk(path: Path) -> Volume:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        with native_stderr_held(str(path)) as said:
+            reader.ReadImageInformation()
     except RuntimeError as exc:
-        raise ScanReadError(f"{path}: cannot read image header ({str(exc).strip().splitlines()[-1][:200]})") from exc
+        raise ScanReadError(f"{path}: cannot read image header ({_sitk_reason(exc, said)})") from exc
     size = reader.GetSize()
     if len(size) != 3 and not (len(size) == 2):
         raise ScanReadError(f"{path}: {len(size)}-dimensional image; ctbone reads 2D or 3D scalar images.")
@@ -107,9 +116,10 @@ def read_sitk(path: Path) -> Volume:
             raise ScanReadError(f"{path}: {bad} voxel(s) are NaN or infinite. Potential fix: replace them (e.g. with "
                                 f"the background value) before analysis.")
     try:
-        image = reader.Execute()
+        with native_stderr_held(str(path)) as said:
+            image = reader.Execute()
     except RuntimeError as exc:
-        raise ScanReadError(f"{path}: cannot read image data ({str(exc).strip().splitlines()[-1][:200]}); "
+        raise ScanReadError(f"{path}: cannot read image data ({_sitk_reason(exc, said)}); "
                             f"the file may be truncated.") from exc
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise ScanReadError(f"{path}: {image.GetNumberOfComponentsPerPixel()}-component pixels; ctbone needs a "

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import ScanReadError
 from ..volume import Volume
+from .native_stderr import native_stderr_held
 from .stacks import is_image_stack
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,8 @@ class ScanSlabs:
         """A float32 block filled slice by slice by ``fill_slice(z, out_slice)``, two files at a time (file
         reading and numpy copies release the GIL)."""
         out = np.empty((z1 - z0, len(range(self.shape[1])[ys]), len(range(self.shape[2])[xs])), np.float32)
-        with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
+        held = native_stderr_held(str(self.meta.get("source", "")))
+        with held, ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
             for _ in pool.map(lambda z: fill_slice(z, out[z - z0]), range(z0, z1)):
                 pass
         return out
@@ -228,7 +230,7 @@ def open_mhd_slabs(path: Path) -> ArraySlabs:
     file's, cast to float32 (equal to `read_scan`'s)."""
     import SimpleITK as sitk
 
-    from .formats import file_unit_and_meta
+    from .formats import _sitk_reason, file_unit_and_meta
 
     path = Path(path)
     header = _mhd_header(path)
@@ -262,7 +264,11 @@ def open_mhd_slabs(path: Path) -> ArraySlabs:
                             f"{max(size, 0)} bytes: missing, truncated or corrupt.")
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
-    reader.ReadImageInformation()
+    try:
+        with native_stderr_held(str(path)) as said:
+            reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise ScanReadError(f"{path}: cannot read image header ({_sitk_reason(exc, said)})") from exc
     array = np.memmap(data, dtype=dtype, mode="r", offset=offset, shape=shape)
     scan = ArraySlabs(array, spacing=tuple(reader.GetSpacing())[::-1], origin=tuple(reader.GetOrigin()),
                       direction=np.array(reader.GetDirection()).reshape(3, 3))
