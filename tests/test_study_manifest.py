@@ -47,6 +47,12 @@ def test_all_problems_at_once_with_line_numbers(tmp_path):
     assert str(info.value).count("; line ") == 5 and "\n" not in str(info.value)
 
 
+def test_a_nul_character_in_a_path_is_a_problem_not_a_crash(tmp_path):
+    # found by fuzzing: pathlib raises ValueError on NUL, which escaped read_manifest
+    with pytest.raises(ManifestError, match="line 2: scan path .* holds a NUL character"):
+        read_manifest(_study(tmp_path, "animal_id,group,scan\nA1,ctl,s\x001\n"))
+
+
 def test_missing_columns_reported_together(tmp_path):
     with pytest.raises(ManifestError, match="missing column\\(s\\) group, scan"):
         read_manifest(_study(tmp_path, "animal_id,notes\nA1,x\n"))

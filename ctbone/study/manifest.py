@@ -150,6 +150,8 @@ def _parse_threshold(text: str) -> str | float:
 
 def _resolve(text: str, folder: Path, allow_absolute: bool) -> tuple[Path, str | None]:
     """The path of a manifest cell and a problem (None when fine)."""
+    if "\x00" in text:  # no file system takes it (and pathlib raises ValueError on it)
+        return Path(text.replace("\x00", "")), f"path {text!r} holds a NUL character (a damaged file?)"
     raw = Path(text).expanduser()
     if raw.is_absolute():
         if not allow_absolute:
