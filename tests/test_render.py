@@ -171,6 +171,15 @@ def test_empty_bone_is_a_clear_error():
         snapshot_image({"bone": np.zeros((10, 10, 10), bool)}, (0.02,) * 3)
 
 
+def test_a_bone_too_thin_for_a_surface_is_a_clear_error():
+    # a one-voxel plane: the smoothed mask never reaches the surface level (an AttributeError from VTK's empty
+    # output before; found by rendering random analysed volumes)
+    plane = np.zeros((9, 30, 9), bool)
+    plane[4] = True
+    with pytest.raises(RenderError, match="too thin for a surface"):
+        snapshot_image({"bone": plane}, (0.02,) * 3)
+
+
 def test_unknown_view_is_refused(lesioned):
     with pytest.raises(RenderError, match="view"):
         _snap(lesioned, "sideways")

@@ -86,6 +86,9 @@ def _layers(bone, missing, blastic, spacing_zyx, colours, bone_opacity, *, facto
         surface = gray_surface(image, bone, threshold, spacing_zyx, sigma_vox=sigma_vox, factor=factor)
     if surface is None:  # no gray image, or one that does not match the mask: draw the mask itself
         surface = mask_surface(bone, spacing_zyx, factor=factor)
+    if surface is None:  # the smoothed mask never reaches the surface level: a bone a voxel or so thick
+        raise RenderError(f"nothing to render: the bone ({int(bone.sum())} voxels) is too thin for a surface "
+                          "at this resolution")
     patches = []
     blastic_box = bounding_box(blastic, margin_vox=2) if blastic is not None else None
     if blastic_box is not None:
