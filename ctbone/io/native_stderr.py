@@ -3,8 +3,8 @@
 MetaIO (SimpleITK's MetaImage reader) prints its parse errors to std::cerr before ITK raises, and a Rust
 decoder (pylibjpeg-rle) prints a panic backtrace before Python sees the exception: a bad file would cost the
 user a screenful besides ctbone's one-line error. Reads that call such libraries run inside
-`native_stderr_held`; what was printed is logged at INFO (``--verbose``) and handed to the caller, whose error
-message can quote it.
+`native_stderr_held`; what was printed is handed to the caller, whose error message can quote it, and logged at
+INFO (``--verbose``) when the block ends without an error.
 
 The redirection is of file descriptor 2, which is the whole process's: one block at a time (a lock), entered
 by the thread that starts the reading threads, never by them.
