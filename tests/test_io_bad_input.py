@@ -109,20 +109,23 @@ def rle_decoder_panics(d):
     return d, ScanReadError, "pixel data are truncated or corrupt"
 
 
-def truncated_mha(d):
+def _edited_mha(d, edit):
+    """A MetaImage of `_vol` in ``d``, its bytes passed through ``edit``."""
     d.mkdir()
-    sitk.WriteImage(sitk.GetImageFromArray(_vol().array), str(d / "scan.mha"))
-    data = (d / "scan.mha").read_bytes()
-    (d / "scan.mha").write_bytes(data[:-1000])  # MetaIO prints its complaint to the process's stderr
-    return d / "scan.mha", ScanReadError, "data not read completely"
+    path = d / "scan.mha"
+    sitk.WriteImage(sitk.GetImageFromArray(_vol().array), str(path))
+    path.write_bytes(edit(path.read_bytes()))
+    return path
+
+
+def truncated_mha(d):
+    path = _edited_mha(d, lambda data: data[:-1000])  # MetaIO prints its complaint to the process's stderr
+    return path, ScanReadError, "data not read completely"
 
 
 def mhd_without_data_file_line(d):
-    d.mkdir()
-    sitk.WriteImage(sitk.GetImageFromArray(_vol().array), str(d / "scan.mha"))
-    data = (d / "scan.mha").read_bytes().replace(b"ElementDataFile", b"ElementDataFilx")
-    (d / "scan.mha").write_bytes(data)
-    return d / "scan.mha", ScanReadError, "ElementDataFile required"
+    path = _edited_mha(d, lambda data: data.replace(b"ElementDataFile", b"ElementDataFilx"))
+    return path, ScanReadError, "ElementDataFile required"
 
 
 def absurd_size(d):
@@ -144,11 +147,8 @@ def nan_nifti(d):
 
 
 def negative_spacing_mha(d):
-    d.mkdir()
-    sitk.WriteImage(sitk.GetImageFromArray(_vol().array), str(d / "scan.mha"))
-    text = (d / "scan.mha").read_bytes().replace(b"ElementSpacing = 1 1 1", b"ElementSpacing = 1 -1 1")
-    (d / "scan.mha").write_bytes(text)
-    return d / "scan.mha", ScanReadError, "scan.mha"
+    path = _edited_mha(d, lambda data: data.replace(b"ElementSpacing = 1 1 1", b"ElementSpacing = 1 -1 1"))
+    return path, ScanReadError, "scan.mha"
 
 
 def tiff_without_spacing(d):
