@@ -135,6 +135,28 @@ def test_rerun_after_the_code_changed_recomputes(reference_run, tmp_path, monkey
     assert len(calls) == 7
 
 
+@pytest.mark.parametrize("damage", [b"", b'{"metrics": {"bv_mm3": 1', b"[1, 2, 3]", bytes(range(256))],
+                         ids=["empty", "cut-short", "a-list", "garbled"])
+def test_rerun_analyses_again_a_scan_whose_record_is_damaged(reference_run, tmp_path, damage):
+    # a metrics.json emptied, cut short, replaced or garbled since the last run (a disk error, a stray edit):
+    # the scan is analysed again, not reported as failed (or, for a JSON list, the whole batch crashing)
+    import shutil
+
+    manifest, out, _ = reference_run
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    (copy / "scans" / "C2_R" / "metrics.json").write_bytes(damage)
+    calls = []
+
+    def counting(volume, **kw):
+        calls.append(1)
+        return fake_analyze(volume, **kw)
+
+    assert batch(manifest, copy, analyze_fn=counting) == 1  # the corrupt scan of the study still fails, alone
+    assert len(calls) == 1
+    assert _csvs(copy) == _csvs(out)
+
+
 def test_resume_after_interrupted_run(reference_run, tmp_path):
     manifest, ref_out, _ = reference_run
     out = tmp_path / "out"

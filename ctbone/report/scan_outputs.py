@@ -7,6 +7,7 @@ names the files whose presence marks a scan as complete for the batch resume.
 
 from __future__ import annotations
 
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -111,6 +112,19 @@ def lesion_label_map(masks: dict):
     for name in present:
         labels[np.asarray(masks[name].array) > 0] = LESION_LABELS[name]
     return first.with_array(labels, unit="mask")
+
+
+def read_scan_record(folder) -> dict:
+    """A scan folder's completed record (its ``metrics.json``) as a dict; ValueError saying why when it is missing,
+    not JSON or not a ctbone record (a damaged or foreign file: the batch then analyses the scan again)."""
+    path = Path(folder) / COMPLETE_MARKER
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise ValueError(f"{path.name}: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
+        raise ValueError(f"{path.name}: not a ctbone scan record (no metrics)")
+    return data
 
 
 def write_scan_outputs(result: AnalysisResult, outdir, *, render: bool = True, extra: dict | None = None,

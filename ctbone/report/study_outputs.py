@@ -7,19 +7,18 @@ a resumed run and an uninterrupted one give the same files.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import re
 from pathlib import Path
 
+from ..result import LESION_COLUMNS
 from ..segment.checks import AREA_TILT_DEG, MAX_TILT_DEG, MIN_CORTEX_VOXELS, MIN_MARROW_PCT, area_excess_pct
 from . import html as H
 from .plots import group_plot, image_grid, longitudinal_plot
 from .prism import write_pzfx
 from .safeio import atomic_copy, write_csv
-from ..result import LESION_COLUMNS
-from .scan_outputs import COMPLETE_MARKER
+from .scan_outputs import read_scan_record
 from .stats import describe
 from .tables import (CHANGE_SUFFIX, LIMB_DIFF_SUFFIX, baseline_change, group_order, group_samples, group_stats,
                      group_summary, has_timepoints, in_stratum, limb_difference, limb_strata, numeric_metrics,
@@ -56,8 +55,8 @@ def per_animal_rows(manifest, statuses: dict, scans_dir: Path) -> tuple[list[dic
         row.update({"status": status, "error": error})
         if status == "ok":
             try:
-                data = json.loads((scans_dir / mrow.name / COMPLETE_MARKER).read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
+                data = read_scan_record(scans_dir / mrow.name)
+            except ValueError as exc:
                 row.update(status="error", error=f"outputs of {mrow.name} unreadable ({exc})")
             else:
                 row.update({k: data.get("provenance", {}).get(k) for k in ACQUISITION})

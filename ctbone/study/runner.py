@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import OutputError
 from ..options import AnalysisOptions
 from ..report.safeio import check_output_dir
-from ..report.scan_outputs import COMPLETE_MARKER, ctbone_version
+from ..report.scan_outputs import COMPLETE_MARKER, ctbone_version, read_scan_record
 from .backends import run_dask, run_processes, run_serial
 from .job import Job
 from .manifest import Manifest, read_manifest
@@ -30,6 +30,17 @@ log = logging.getLogger(__name__)
 _pkg_log = logging.getLogger("ctbone")
 SCANS_DIR = "scans"
 LOG_FILE = "batch.log"
+
+
+def _record_readable(scan_dir: Path, name: str) -> bool:
+    """Whether a scan's completed record can be read back; a damaged one is analysed again, not reported as failed."""
+    try:
+        read_scan_record(scan_dir)
+    except ValueError as exc:
+        if (scan_dir / COMPLETE_MARKER).exists():
+            log.warning("%s: its outputs are damaged (%s); analysed again", name, exc)
+        return False
+    return True
 
 
 def _row_options(options: AnalysisOptions, row) -> AnalysisOptions:
@@ -189,7 +200,7 @@ def _run(manifest, outdir, *, options, workers, scheduler, force, quiet, verbose
                  "checksums": checksums, "fingerprint": fingerprint, "status": "pending", "error": ""}
         prev = prev_rows.get(row.name, {})
         if (not force and prev.get("fingerprint") == fingerprint and prev.get("status") == "ok"
-                and (scan_dir / COMPLETE_MARKER).is_file()):
+                and _record_readable(scan_dir, row.name)):
             entry.update(status="ok", seconds=prev.get("seconds"), skipped=True)
             skipped += 1
         else:
