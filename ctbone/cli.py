@@ -533,8 +533,11 @@ def render(path, out_png, view, size, label, series, spacing, threshold, bone, t
         width, height = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise click.BadParameter(f"expected WIDTHxHEIGHT, got {size!r}", param_hint="--size") from None
-    if width < 1 or height < 1:
-        raise click.BadParameter(f"expected positive WIDTHxHEIGHT in pixels, got {size!r}", param_hint="--size")
+    from .render.scene import MAX_PIXELS, MAX_SIDE_PX
+
+    if not (16 <= width <= MAX_SIDE_PX and 16 <= height <= MAX_SIDE_PX) or width * height > MAX_PIXELS:
+        raise click.BadParameter(f"expected WIDTHxHEIGHT of 16 to {MAX_SIDE_PX} pixels a side and at most "
+                                 f"{MAX_PIXELS // 1_000_000} million pixels, got {size!r}", param_hint="--size")
     if turntable is not None and turntable.suffix.lower() not in (".gif", ".mp4"):
         raise click.BadParameter(f"expected a .gif or .mp4 file, got {turntable.name!r}", param_hint="--turntable")
     _configure_logging(False, False)

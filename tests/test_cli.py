@@ -352,6 +352,13 @@ def test_phantom_study_shows_each_scan_written_and_the_manifest(tmp_path, capsys
     assert f"{len(names)}/{len(names)}" in captured.err and names[-1] in captured.err
     assert str(tmp_path / "study" / "manifest.csv") in captured.out
 
+
+def test_render_size_beyond_the_renderer_is_a_usage_error_before_any_work(tmp_path, capsys):
+    scan = tmp_path / "scan"
+    scan.mkdir()  # an empty folder: the size is refused before the scan is even looked at
+    assert main(["render", str(scan), "-o", str(tmp_path / "s.png"), "--size", "17000x4000"]) == EXIT_USAGE
+    assert "16 to 16384 pixels a side" in capsys.readouterr().err
+
 # --- help texts --------------------------------------------------------------------------------------
 
 def test_analyze_help_explains_calibration_and_roi(capsys):

@@ -180,6 +180,13 @@ def test_a_bone_too_thin_for_a_surface_is_a_clear_error():
         snapshot_image({"bone": plane}, (0.02,) * 3)
 
 
+@pytest.mark.parametrize("size", [(17000, 400), (400, 17000), (10, 300), (9000, 9000)])
+def test_picture_sizes_the_renderer_cannot_draw_are_refused(lesioned, size):
+    # Mesa's off-screen renderer returned an empty 17000x4000 picture without a word
+    with pytest.raises(RenderError, match="not usable: 16 to 16384 pixels a side"):
+        snapshot_image(lesioned, (VOXEL,) * 3, size=size)
+
+
 def test_unknown_view_is_refused(lesioned):
     with pytest.raises(RenderError, match="view"):
         _snap(lesioned, "sideways")

@@ -14,6 +14,11 @@ from ..errors import RenderError
 from .views import Camera
 
 MULTISAMPLES = 8
+# the largest picture side Mesa's off-screen renderer draws into: a wider window comes back empty, silently
+# (17000x4000 rendered nothing; 16000x4000 rendered the bone)
+MAX_SIDE_PX = 16384
+# and the most pixels a picture may have (~240 MB of RGBA plus the depth buffer)
+MAX_PIXELS = 80_000_000
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,9 @@ class OffscreenScene:
 
         _quiet_vtk()
         width, height = (int(v) for v in size)
-        if width < 16 or height < 16 or width * height > 80_000_000:
-            raise RenderError(f"picture size {width}x{height} is not usable. Potential fix: e.g. --size 1600x1200.")
+        if not (16 <= width <= MAX_SIDE_PX and 16 <= height <= MAX_SIDE_PX) or width * height > MAX_PIXELS:
+            raise RenderError(f"picture size {width}x{height} is not usable: 16 to {MAX_SIDE_PX} pixels a side, at "
+                              f"most {MAX_PIXELS // 1_000_000} million pixels. Potential fix: e.g. --size 1600x1200.")
         self.size = (width, height)
         self.background = tuple(float(c) for c in background)
         self.actors = [_actor(layer) for layer in layers]
