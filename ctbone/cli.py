@@ -350,6 +350,9 @@ def analyze(path, outdir, series, spacing, threshold, trabecular_threshold, cali
                                     allow_nonuniform=allow_nonuniform, rod_densities=rod_densities,
                                     trabecular_threshold=trabecular_threshold, low_memory=low_memory, bone=bone,
                                     reference_bone=reference_bone)
+    from .report.safeio import make_output_dir
+
+    make_output_dir(outdir)  # the arguments are usable: an unusable -o is said now, not after minutes of work
     if scheduler is not None:
         return _analyze_on_cluster(path, outdir, reference, overrides, scheduler, quiet)
     from . import analyze as run_analysis, open_scan, read_scan

@@ -359,6 +359,16 @@ def test_render_size_beyond_the_renderer_is_a_usage_error_before_any_work(tmp_pa
     assert main(["render", str(scan), "-o", str(tmp_path / "s.png"), "--size", "17000x4000"]) == EXIT_USAGE
     assert "16 to 16384 pixels a side" in capsys.readouterr().err
 
+
+def test_an_output_path_that_is_a_file_is_refused_before_the_scan_is_read(tmp_path, capsys):
+    scan = tmp_path / "scan"
+    scan.mkdir()  # empty: reading it would fail, but the unusable -o is said first, before any work
+    (tmp_path / "results").write_text("an older file")
+    assert main(["analyze", str(scan), "-o", str(tmp_path / "results")]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "cannot create the output folder (a file of that name is in the way)" in err
+    assert len(err.strip().splitlines()) == 1
+
 # --- help texts --------------------------------------------------------------------------------------
 
 def test_analyze_help_explains_calibration_and_roi(capsys):

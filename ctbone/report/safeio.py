@@ -129,6 +129,18 @@ def _input_folders(inputs: Iterable) -> list[Path]:
     return folders
 
 
+def make_output_dir(outdir) -> Path:
+    """Create the output folder (and its parents) if need be; `OutputError` saying why when it cannot be."""
+    outdir = Path(outdir)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "a file of that name is in the way" if outdir.exists() and not outdir.is_dir() else exc.strerror
+        raise OutputError(f"{outdir}: cannot create the output folder ({why}). Potential fix: choose a writable "
+                          f"-o folder") from exc
+    return outdir
+
+
 def check_output_dir(outdir, inputs: Iterable, *, what: str = "output folder") -> Path:
     """Refuse an output folder that is an input, or lies inside an input folder.
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import OutputError
 from ..result import LESION_COLUMNS, AnalysisResult
-from .safeio import atomic_write_bytes, check_output_dir, csv_text, write_csv, write_json, written_into
+from .safeio import (atomic_write_bytes, check_output_dir, csv_text, make_output_dir, write_csv, write_json,
+                     written_into)
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +156,7 @@ def write_scan_outputs(result: AnalysisResult, outdir, *, render: bool = True, e
         ``outdir`` is an input folder or inside one.
     """
     sources = [result.info.get("source"), (result.image.meta or {}).get("source"), *inputs]
-    outdir = check_output_dir(outdir, [s for s in sources if s])
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{outdir}: cannot create the output folder ({exc.strerror}). "
-                          f"Potential fix: choose a writable -o folder") from exc
+    outdir = make_output_dir(check_output_dir(outdir, [s for s in sources if s]))
     extra = dict(extra or {})
     written: dict[str, Path] = {}
     # the completeness marker goes first to be removed, last to be written

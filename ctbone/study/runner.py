@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import OutputError
 from ..options import AnalysisOptions
-from ..report.safeio import check_output_dir
+from ..report.safeio import check_output_dir, make_output_dir
 from ..report.scan_outputs import COMPLETE_MARKER, ctbone_version, read_scan_record
 from .backends import run_dask, run_processes, run_serial
 from .job import Job
@@ -155,11 +155,8 @@ def run_batch(manifest_path, outdir, *, options: AnalysisOptions | None = None, 
         return 0
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    try:
-        (outdir / SCANS_DIR).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{outdir}: cannot create the output folder ({exc.strerror}). "
-                          f"Potential fix: choose a writable -o folder") from exc
+    make_output_dir(outdir)
+    make_output_dir(outdir / SCANS_DIR)
 
     with _FileLog(outdir / LOG_FILE, verbose) as file_log:
         return _run(manifest, outdir, options=options, workers=workers, scheduler=scheduler, force=force,
