@@ -548,6 +548,11 @@ def render(path, out_png, view, size, label, series, spacing, threshold, bone, t
         if destination is not None:
             _refuse_output_inside_input(destination, path)
     options = {"threshold": _parse_threshold(threshold)} if threshold else {}
+    from .report.safeio import make_output_dir
+
+    for destination in (out_png.parent, turntable.parent if turntable else None, meshes_dir):
+        if destination is not None:
+            make_output_dir(destination)  # said now, not after the analysis
     if bone is not None:
         options["bone"] = bone
     volume = open_scan(path, series, spacing=_parse_spacing(spacing), allow_nonuniform=allow_nonuniform)
@@ -573,10 +578,12 @@ def render(path, out_png, view, size, label, series, spacing, threshold, bone, t
 def phantom(outdir, seed, study, spec):
     """Write synthetic mouse-bone scans with exact ground truth (DICOM series + truth.json)."""
     from . import phantoms
+    from .report.safeio import check_dir_can_be_made
 
     if study:
         if spec is not None:
             raise click.BadParameter("--study writes the demo study's own phantoms; drop --spec", param_hint="--spec")
+        check_dir_can_be_made(outdir)
         from .study.demo import write_phantom_study
 
         manifest = write_phantom_study(outdir, seed=seed, quiet=False)
@@ -589,6 +596,7 @@ def phantom(outdir, seed, study, spec):
             phantom_spec = phantoms.PhantomSpec.from_file(spec)
         except phantoms.PhantomSpecError as exc:
             raise ArgumentError(str(exc)) from exc
+    check_dir_can_be_made(outdir)
     try:
         folder = phantoms.write_phantom(phantom_spec, outdir, seed=seed)
     except phantoms.PhantomSpecError as exc:  # found while drawing (e.g. a shape too small for the bone)
@@ -603,9 +611,11 @@ def phantom(outdir, seed, study, spec):
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def demo(outdir, workers, quiet):
     """Generate the demo study from phantoms/ (control vs treated, both limbs) and run batch on it."""
+    from .report.safeio import check_dir_can_be_made
     from .study.demo import run_demo
 
     _configure_logging(False, quiet)
+    check_dir_can_be_made(outdir)
     status = run_demo(outdir, workers=workers, quiet=quiet)
     if not quiet:
         click.echo(f"demo finished: open {Path(outdir) / 'report.html'}")

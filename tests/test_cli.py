@@ -369,6 +369,22 @@ def test_an_output_path_that_is_a_file_is_refused_before_the_scan_is_read(tmp_pa
     assert "cannot create the output folder (a file of that name is in the way)" in err
     assert len(err.strip().splitlines()) == 1
 
+
+@pytest.mark.parametrize("command", [["phantom", "{out}"], ["phantom", "{out}", "--study"], ["demo", "-o", "{out}"],
+                                     ["render", "{scan}", "-o", "{out}/s.png"], ["batch", "{manifest}", "-o", "{out}"]])
+def test_every_command_says_in_one_line_when_its_output_sits_under_a_file(tmp_path, capsys, command):
+    # found by trying: phantom, demo and render ended in "internal error: NotADirectoryError / FileExistsError"
+    (tmp_path / "afile").write_text("in the way")
+    scan = tmp_path / "scan"
+    scan.mkdir()
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("animal_id,group,scan\nA1,ctl,scan\n")
+    args = [a.format(out=tmp_path / "afile" / "sub", scan=scan, manifest=manifest) for a in command]
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert "cannot create the output folder" in err and "is a file, not a folder" in err
+    assert "internal error" not in err and len(err.strip().splitlines()) == 1
+
 # --- help texts --------------------------------------------------------------------------------------
 
 def test_analyze_help_explains_calibration_and_roi(capsys):

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -129,15 +130,31 @@ def _input_folders(inputs: Iterable) -> list[Path]:
     return folders
 
 
+def check_dir_can_be_made(outdir) -> Path:
+    """``outdir`` as a Path, or `OutputError` when it cannot become a folder: it, or a folder on its way, is a
+    file, or the nearest existing folder is not writable. Nothing is created (a command checks before its work)."""
+    outdir = Path(outdir)
+    existing = outdir
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        where = "a file of that name is in the way" if existing == outdir else f"{existing} is a file, not a folder"
+        raise OutputError(f"{outdir}: cannot create the output folder ({where}). Potential fix: choose another "
+                          f"-o folder")
+    if existing != outdir and not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"{outdir}: cannot create the output folder (no permission to write in {existing}). "
+                          f"Potential fix: choose a writable -o folder")
+    return outdir
+
+
 def make_output_dir(outdir) -> Path:
     """Create the output folder (and its parents) if need be; `OutputError` saying why when it cannot be."""
-    outdir = Path(outdir)
+    outdir = check_dir_can_be_made(outdir)
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        why = "a file of that name is in the way" if outdir.exists() and not outdir.is_dir() else exc.strerror
-        raise OutputError(f"{outdir}: cannot create the output folder ({why}). Potential fix: choose a writable "
-                          f"-o folder") from exc
+        raise OutputError(f"{outdir}: cannot create the output folder ({exc.strerror}). Potential fix: choose a "
+                          f"writable -o folder") from exc
     return outdir
 
 
