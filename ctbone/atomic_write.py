@@ -1,7 +1,7 @@
 """Files written under a temporary name and renamed into place, so that a killed run never leaves a
 half-written file under the final name.
 
-Low in the data flow (no ctbone imports) so that every stage that writes — the renderer's pictures and
+Low in the data flow (it imports only ctbone.errors) so that every stage that writes — the renderer's pictures and
 meshes, the report's tables and masks — uses the same steps; `ctbone.report.safeio` re-exports them.
 """
 
@@ -12,6 +12,8 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import OutputError
 
 # mkstemp creates 0600 files; outputs are meant to be shared like any other file
 FILE_MODE = 0o644
@@ -33,6 +35,8 @@ def written_into(path, *, suffix: str = ".tmp") -> Iterator[str]:
     ...     sitk.WriteImage(image, tmp, True)
     """
     path = Path(path)
+    if path.is_dir():  # os.replace would refuse it after the work, with an IsADirectoryError
+        raise OutputError(f"{path}: is a folder; a file name is needed here. Potential fix: add the file's name")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:

@@ -7,7 +7,14 @@ bones scanned at 5–50 µm (see docs/metrics.md for the reasoning).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
+
+# fields that are sizes or counts: finite and >= 0 (a notebook user's typo is said, not silently measured with)
+_NON_NEGATIVE = ("sigma_vox", "support_vox", "min_particle_mm3", "max_defect_diameter_mm", "min_defect_area_mm2",
+                 "min_lesion_mm3", "reference_tolerance_vox")
+# (trabecular_threshold is read leniently, "Local " too, and checked where it is used, naming the scan)
+_CHOICES = {"mode": ("long-bone", "trabecular-cube"), "memory": ("auto", "load", "slabs")}
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,15 @@ class AnalysisOptions:
     # reading: voxel size (z, y, x) mm of an image stack (TIFF, BMP, PNG slices), which carries none; None: from the
     # Bruker *_rec.log beside it. Applied to batch rows whose scan (or reference) is an image stack
     spacing_mm: tuple[float, float, float] | None = None
+
+    def __post_init__(self):
+        for name in _NON_NEGATIVE:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < math.inf):
+                raise ValueError(f"option {name} must be a finite number >= 0, got {value!r}")
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"option {name} must be one of {choices}, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -55,6 +55,18 @@ def _json_safe(value):
     return str(value)
 
 
+def _check_inputs(volume, reference) -> None:
+    """TypeError saying the fix when ``analyze`` is handed a bare array (or something else) instead of a scan."""
+    from .io.slabs import ScanSlabs
+
+    if not isinstance(volume, (Volume, ScanSlabs)):
+        raise TypeError(f"analyze needs a ctbone.Volume (voxels with their geometry), got {type(volume).__name__}. "
+                        "Potential fix: ctbone.read_scan(path), or ctbone.Volume(array, spacing=(z, y, x) in mm, "
+                        "unit='HU')")
+    if reference is not None and not isinstance(reference, (Volume, str, Path)):
+        raise TypeError(f"reference must be a ctbone.Volume or the path of a scan, got {type(reference).__name__}")
+
+
 def _check_measurable(volume: Volume) -> None:
     source = volume.meta.get("source", "the volume")
     if min(volume.shape) < MIN_SLICES:
@@ -97,6 +109,7 @@ def analyze(volume: Volume, reference: Volume | str | Path | None = None, *, opt
     from .segment.checks import check_cortex_resolution
 
     opts = make_options(options, **overrides)
+    _check_inputs(volume, reference)
     _check_measurable(volume)
     stage = progress or (lambda name: None)
     timings: dict[str, float] = {}

@@ -77,3 +77,28 @@ def test_a_cortex_under_four_voxels_is_flagged_at_in_vivo_resolution(caplog):
         assert (voxels < 4.5) == flagged and bool(warned) == flagged
         if flagged:
             assert f"phantom_{voxel_mm}.nii" in warned[0]
+
+
+@pytest.mark.parametrize("call,error,words", [
+    (lambda vol: analyze(vol.array), TypeError, "analyze needs a ctbone.Volume"),
+    (lambda vol: analyze(vol, reference=vol.array), TypeError, "reference must be a ctbone.Volume or the path"),
+    (lambda vol: analyze(vol, max_defect_diameter_mm=-1), ValueError, "max_defect_diameter_mm must be a finite"),
+    (lambda vol: analyze(vol, sigma_vox=float("nan")), ValueError, "sigma_vox must be a finite number"),
+    (lambda vol: analyze(vol, min_lesion_mm3="0.1"), ValueError, "min_lesion_mm3 must be a finite number"),
+    (lambda vol: analyze(vol, mode="cube"), ValueError, "mode must be one of"),
+])
+def test_notebook_mistakes_are_said_before_any_work(call, error, words):
+    # found by trying the API as a notebook user would: a bare array ended in "AttributeError: meta", a negative
+    # bridge was measured with, a NaN smoothing sigma gave "no bone above threshold"
+    vol, _ = make_phantom(PhantomSpec(voxel_mm=0.05, length_mm=0.5, metaphysis_length_mm=0.0), seed=0)
+    with pytest.raises(error, match=words):
+        call(vol)
+
+
+def test_a_picture_path_that_is_a_folder_is_refused_before_writing(tmp_path):
+    from ctbone.atomic_write import atomic_write_bytes
+    from ctbone.errors import OutputError
+
+    with pytest.raises(OutputError, match="is a folder; a file name is needed"):
+        atomic_write_bytes(tmp_path, b"png bytes")
+    assert list(tmp_path.iterdir()) == []  # no temporary file left
