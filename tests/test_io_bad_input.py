@@ -218,3 +218,17 @@ def test_native_stderr_is_held_back_in_nested_blocks_and_restored(capfd):
     os.write(2, b"shown\n")
     assert (outer, inner) == (["one three"], ["two"])
     assert capfd.readouterr().err == "shown\n"
+
+
+def test_a_text_file_named_dcm_is_skipped_as_not_dicom(tmp_path):
+    # read with force=True any file parses into some dataset; one with no DICOM element was called "a report,
+    # structured data or index"
+    from ctbone.io import scan_info
+
+    path, _, _ = text_named_dcm(tmp_path / "scan")
+    with pytest.raises(SeriesError):
+        scan_info(path)
+    from ctbone.io.dicom import scan_headers
+
+    _, skipped = scan_headers(path)
+    assert [reason for _, reason in skipped] == ["not DICOM (no DICOM elements: a text or other file)"]

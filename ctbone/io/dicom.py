@@ -144,6 +144,9 @@ def _slice_header(ds, path: Path) -> SliceHeader | str:
     if sop_class == DICOMDIR_CLASS:
         return "DICOMDIR index, not an image"
     if "Rows" not in ds or "Columns" not in ds:
+        if not any(tag.group in (0x0008, 0x0010, 0x0020, 0x0028) for tag in ds.keys()):
+            # read with force=True, any file parses into something: no identifying element means no DICOM file
+            return "not DICOM (no DICOM elements: a text or other file)"
         return "no image (DICOM without Rows/Columns: a report, structured data or index)"
     enhanced = sop_class == ENHANCED_CT_CLASS or "PerFrameFunctionalGroupsSequence" in ds
     frames = int(_float(ds.get("NumberOfFrames", 1), 1) or 1)
