@@ -232,3 +232,15 @@ def test_a_text_file_named_dcm_is_skipped_as_not_dicom(tmp_path):
 
     _, skipped = scan_headers(path)
     assert [reason for _, reason in skipped] == ["not DICOM (no DICOM elements: a text or other file)"]
+
+
+def test_reading_works_in_a_process_without_stderr(tmp_path):
+    # a service may run ctbone with descriptor 2 closed: holding back native messages must not stop the read
+    import subprocess
+    import sys
+
+    sitk.WriteImage(sitk.GetImageFromArray(_vol().array), str(tmp_path / "scan.mha"))
+    code = ("import os, sys; os.close(2); sys.stderr = None; import ctbone; "
+            f"print(ctbone.read_scan({str(tmp_path / 'scan.mha')!r}).shape)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "(5, 32, 32)"

@@ -30,8 +30,13 @@ def native_stderr_held(what: str = "") -> Iterator[list[str]]:
     whitespace-normalised string when the block ends (empty string: nothing was printed)."""
     said: list[str] = []
     with _LOCK:
-        sys.stderr.flush()
-        saved = os.dup(2)
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no stderr (closed descriptor, a daemon): nothing to hold
+            said.append("")
+            yield said
+            return
         with tempfile.TemporaryFile() as held:
             os.dup2(held.fileno(), 2)
             try:
