@@ -310,10 +310,10 @@ ANALYZE_HELP = """Analyse one scan at PATH and write metrics.csv, metrics.json, 
     Units: when the scan carries a vendor density calibration (Scanco's density slope and intercept: DICOM tags, or
     an ISQ or AIM header), it is applied automatically: the image is then in mg HA/cm3, and a fixed --threshold is
     read in mg HA/cm3. Otherwise the image is in HU (DICOM rescale) or raw gray values. --calibration
-    SLOPE,INTERCEPT maps the image values to
-    mg HA/cm3 as value * SLOPE + INTERCEPT (instead of any vendor calibration); --threshold is then in mg HA/cm3 too.
-    --calibration PHANTOM_SCAN --rod-densities 250,750 fits SLOPE and INTERCEPT from a scan of a density phantom.
-    Metric names carry their unit (threshold_hu or threshold_mgha_cm3, ..._mm3, ..._pct).
+    SLOPE,INTERCEPT maps the image values to mg HA/cm3 as value * SLOPE + INTERCEPT (instead of any vendor
+    calibration); --threshold is then in mg HA/cm3 too. --calibration PHANTOM_SCAN --rod-densities 250,750 fits
+    SLOPE and INTERCEPT from a scan of a density phantom. Metric names carry their unit (threshold_hu or
+    threshold_mgha_cm3, ..._mm3, ..._pct).
     """
 
 
