@@ -275,3 +275,8 @@ def test_scanco_export_native_or_hu_with_its_density_tags(tmp_path, stored):
     # the bone's 1200 HU: mu = 0.24 x 2.2 = 0.528 /cm, so 0.528 x 1603.5 - 391.2 = 455.4 mg HA/cm3 either way
     bone_value = 1200.0 if stored == "HU" else 0.528 * scaling
     assert bone_value * a + b == pytest.approx(455.448, rel=1e-3)
+    from ctbone.io import format_scan_info
+
+    text = format_scan_info(scan_info(tmp_path))
+    assert ("applied to HU through mu water" in text) == (stored == "HU")
+    assert ("mg HA/cm3 = value / 8192 x 1603.5 - 391.2" in text) == (stored == "native")

@@ -202,10 +202,15 @@ def format_scan_info(info: dict, *, verbose: bool = False) -> str:
     if info.get("vendor"):
         lines.append(f"vendor: {info['vendor']}")
     scanco = info.get("scanco") or {}
-    if all(scanco.get(f"scanco_{k}") is not None for k in ("density_slope", "density_intercept", "mu_scaling")):
-        intercept = scanco["scanco_density_intercept"]
-        lines.append(f"density calibration (Scanco): mg HA/cm3 = value / {float(scanco['scanco_mu_scaling']):g} x "
-                     f"{scanco['scanco_density_slope']:.6g} {'-' if intercept < 0 else '+'} {abs(intercept):.6g}")
+    slope, intercept = scanco.get("scanco_density_slope"), scanco.get("scanco_density_intercept")
+    if slope is not None and intercept is not None:
+        sign = "-" if intercept < 0 else "+"
+        if info.get("unit") == "HU":  # a Scanco export in HU: the tags apply through mu of water
+            lines.append(f"density calibration (Scanco, applied to HU through mu water "
+                         f"{scanco.get('scanco_mu_water')}): mg HA/cm3 = mu x {slope:.6g} {sign} {abs(intercept):.6g}")
+        elif scanco.get("scanco_mu_scaling"):
+            lines.append(f"density calibration (Scanco): mg HA/cm3 = value / {float(scanco['scanco_mu_scaling']):g} x "
+                         f"{slope:.6g} {sign} {abs(intercept):.6g}")
     if info.get("reading"):
         r = info["reading"]
         room = f"{r['available_gb']:g} GB available" if r["available_gb"] is not None else "memory available unknown"
