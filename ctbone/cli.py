@@ -543,6 +543,13 @@ def render(path, out_png, view, size, label, series, spacing, threshold, bone, t
                                  f"{MAX_PIXELS // 1_000_000} million pixels, got {size!r}", param_hint="--size")
     if turntable is not None and turntable.suffix.lower() not in (".gif", ".mp4"):
         raise click.BadParameter(f"expected a .gif or .mp4 file, got {turntable.name!r}", param_hint="--turntable")
+    if turntable is not None:
+        from .render.snapshot import check_turntable_path
+
+        check_turntable_path(turntable)  # before the analysis: .mp4 needs a plugin that may be missing
+    if out_png.suffix.lower() != ".png":
+        raise click.BadParameter(f"snapshots are PNG pictures (lossless): expected a .png file name, got "
+                                 f"{out_png.name!r}", param_hint="--output")
     _configure_logging(False, False)
     for destination in (out_png.parent, turntable.parent if turntable else None, meshes_dir):
         if destination is not None:

@@ -385,6 +385,28 @@ def test_every_command_says_in_one_line_when_its_output_sits_under_a_file(tmp_pa
     assert "cannot create the output folder" in err and "is a file, not a folder" in err
     assert "internal error" not in err and len(err.strip().splitlines()) == 1
 
+
+def test_render_says_before_any_work_what_it_cannot_write(tmp_path, capsys, monkeypatch):
+    # a .jpg name got PNG bytes; an .mp4 without imageio's ffmpeg plugin ended, after the rendering, in
+    # "internal error: KeyError: None" (imageio fell back to Pillow)
+    import builtins
+
+    scan = tmp_path / "scan"
+    scan.mkdir()  # empty: each refusal must come before the scan is read
+    assert main(["render", str(scan), "-o", str(tmp_path / "s.jpg")]) == EXIT_USAGE
+    assert "expected a .png file name" in capsys.readouterr().err
+    real_import = builtins.__import__
+
+    def no_ffmpeg(name, *args, **kwargs):
+        if name == "imageio_ffmpeg":
+            raise ImportError("no imageio_ffmpeg")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ffmpeg)
+    assert main(["render", str(scan), "-o", str(tmp_path / "s.png"), "--turntable", str(tmp_path / "t.mp4")]) != 0
+    err = capsys.readouterr().err
+    assert "needs imageio's ffmpeg plugin" in err and "internal error" not in err
+
 # --- help texts --------------------------------------------------------------------------------------
 
 def test_analyze_help_explains_calibration_and_roi(capsys):

@@ -263,9 +263,8 @@ def render_turntable(result, path, *, frames: int = 36, size=(800, 600), fps: fl
     import imageio.v3 as iio
 
     path = Path(path)
+    check_turntable_path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".gif", ".mp4"):
-        raise RenderError(f"{path}: a turntable is written as .gif or .mp4")
     masks, spacing = result_masks(result)
     background = style.pop("background", WHITE)
     frame, layers = _scene_parts(masks, spacing, _colours(style.pop("colours", None)), style.pop("bone_opacity", 1.0),
@@ -285,10 +284,25 @@ def render_turntable(result, path, *, frames: int = 36, size=(800, 600), fps: fl
             data = iio.imwrite("<bytes>", np.stack(pictures), extension=".gif", duration=1000.0 / fps, loop=0)
         else:
             data = iio.imwrite("<bytes>", np.stack(pictures), extension=".mp4", fps=fps)
-    except (ImportError, ValueError, RuntimeError) as exc:
+    except (ImportError, ValueError, RuntimeError, KeyError) as exc:  # KeyError: imageio fell back to Pillow
         raise RenderError(f"{path}: cannot encode {suffix} ({exc}). Potential fix: write .gif, or "
                           "pip install imageio[ffmpeg] for .mp4.") from None
     return atomic_write_bytes(path, data)
+
+
+def check_turntable_path(path) -> None:
+    """`RenderError` when a turntable cannot be written to ``path``: not .gif or .mp4, or .mp4 without imageio's
+    ffmpeg plugin (checked before the frames are rendered: imageio would fall back to Pillow and fail at the end)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".gif", ".mp4"):
+        raise RenderError(f"{path}: a turntable is written as .gif or .mp4")
+    if suffix == ".mp4":
+        try:
+            import imageio_ffmpeg  # noqa: F401 - imageio's ffmpeg plugin needs it
+        except ImportError:
+            raise RenderError(f"{path}: writing .mp4 needs imageio's ffmpeg plugin, which is not installed. Potential "
+                              "fix: pip install imageio[ffmpeg], or write the turntable as .gif") from None
 
 
 def montage_from_masks(mask_dirs, path, *, labels=None, view: str = "oblique", tile_size=(800, 600), columns: int = 4,
