@@ -53,6 +53,17 @@ def test_a_nul_character_in_a_path_is_a_problem_not_a_crash(tmp_path):
         read_manifest(_study(tmp_path, "animal_id,group,scan\nA1,ctl,s\x001\n"))
 
 
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_semicolon_and_tab_separated_manifests_are_read(tmp_path, delimiter):
+    # what a spreadsheet saves as "CSV" where the decimal mark is a comma: cells apart by ';' (quoted when they
+    # hold one); these were refused with "missing column(s) animal_id, group, scan"
+    text = delimiter.join(["animal_id", "group", "scan", "roi_mm"]) + "\r\n"
+    text += delimiter.join(["A1", "ctl", "s1", "0.5:2.5"]) + "\r\n" + delimiter.join(["B1", "trt", '"s2"', ""]) + "\r\n"
+    m = read_manifest(_study(tmp_path, "\ufeff" + text))
+    assert [r.animal_id for r in m.rows] == ["A1", "B1"] and m.rows[0].overrides() == {"roi_mm": (0.5, 2.5)}
+    assert m.rows[1].scan == (tmp_path / "s2").resolve()
+
+
 def test_missing_columns_reported_together(tmp_path):
     with pytest.raises(ManifestError, match="missing column\\(s\\) group, scan"):
         read_manifest(_study(tmp_path, "animal_id,notes\nA1,x\n"))

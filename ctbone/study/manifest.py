@@ -139,6 +139,16 @@ def parse_spacing_mm(text: str) -> tuple[float, float, float]:
     return (values[0],) * 3 if len(values) == 1 else tuple(values)
 
 
+def _delimiter(text: str) -> str:
+    """The cell separator: ',' unless the header names the required columns only when split at ';' (what
+    spreadsheet programs write as "CSV" in locales with a decimal comma) or at a tab."""
+    first = text.splitlines()[0] if text else ""
+    for delimiter in (",", ";", "\t"):
+        if set(REQUIRED) <= {cell.strip() for cell in next(csv.reader([first], delimiter=delimiter), [])}:
+            return delimiter
+    return ","
+
+
 def _parse_threshold(text: str) -> str | float:
     if text.lower() == "auto":
         return "auto"
@@ -192,7 +202,7 @@ def read_manifest(path, *, allow_absolute_paths: bool = False, control: str | No
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{path}: cannot read the manifest as UTF-8 text ({exc}). "
                             f"Potential fix: save it as CSV UTF-8") from exc
-    reader = csv.reader(text.splitlines(keepends=True))
+    reader = csv.reader(text.splitlines(keepends=True), delimiter=_delimiter(text))
     header = next(reader, None)
     if not header or not any(h.strip() for h in header):
         raise ManifestError(f"{path}: the manifest is empty. Potential fix: add a header line "
