@@ -64,6 +64,15 @@ def test_semicolon_and_tab_separated_manifests_are_read(tmp_path, delimiter):
     assert m.rows[1].scan == (tmp_path / "s2").resolve()
 
 
+def test_a_semicolon_manifest_takes_decimal_commas(tmp_path):
+    (tmp_path / "s1").mkdir()
+    text = "animal_id;group;scan;roi_mm;threshold;spacing_mm;note\nA1;ctl;s1;0,5:2,5;450,5;0,0195;12,5 g\n"
+    m = read_manifest(_study(tmp_path, text, scans=("s2", "s3")))
+    row = m.rows[0]
+    assert (row.roi_mm, row.threshold, row.spacing_mm) == ((0.5, 2.5), 450.5, (0.0195,) * 3)
+    assert row.columns["note"] == "12,5 g" and row.columns["roi_mm"] == "0,5:2,5"  # carried through as written
+
+
 def test_missing_columns_reported_together(tmp_path):
     with pytest.raises(ManifestError, match="missing column\\(s\\) group, scan"):
         read_manifest(_study(tmp_path, "animal_id,notes\nA1,x\n"))

@@ -202,7 +202,10 @@ def read_manifest(path, *, allow_absolute_paths: bool = False, control: str | No
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{path}: cannot read the manifest as UTF-8 text ({exc}). "
                             f"Potential fix: save it as CSV UTF-8") from exc
-    reader = csv.reader(text.splitlines(keepends=True), delimiter=_delimiter(text))
+    delimiter = _delimiter(text)
+    # a ';' file comes from a decimal-comma locale: its numbers may read 0,5 (a single spacing_mm too)
+    number = (lambda t: t.replace(",", ".")) if delimiter == ";" else (lambda t: t)
+    reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
     header = next(reader, None)
     if not header or not any(h.strip() for h in header):
         raise ManifestError(f"{path}: the manifest is empty. Potential fix: add a header line "
@@ -257,13 +260,13 @@ def read_manifest(path, *, allow_absolute_paths: bool = False, control: str | No
         roi = threshold = mirror = None
         if values.get("roi_mm"):
             try:
-                roi = parse_roi_mm(values["roi_mm"])
+                roi = parse_roi_mm(number(values["roi_mm"]))
             except ValueError:
                 row_problems.append(f"roi_mm {values['roi_mm']!r} is not START:END in mm with 0 <= START < END, "
                                     f"nor 'metaphyseal'")
         if values.get("threshold"):
             try:
-                threshold = _parse_threshold(values["threshold"])
+                threshold = _parse_threshold(number(values["threshold"]))
             except ValueError:
                 row_problems.append(f"threshold {values['threshold']!r} is neither 'auto' nor a number")
         if "mirror_reference" in values:
@@ -283,7 +286,8 @@ def read_manifest(path, *, allow_absolute_paths: bool = False, control: str | No
                     row_problems.append(f"{name} {values[name]!r} is not a bone number (1, 2, ... along x)")
         if values.get("spacing_mm"):
             try:
-                per_row["spacing_mm"] = parse_spacing_mm(values["spacing_mm"])
+                cell = values["spacing_mm"]
+                per_row["spacing_mm"] = parse_spacing_mm(number(cell) if cell.count(",") == 1 else cell)
             except ValueError:
                 row_problems.append(f"spacing_mm {values['spacing_mm']!r} is not one or three positive sizes in mm")
         key = (values["animal_id"], values.get("limb", ""), values.get("timepoint", ""))
