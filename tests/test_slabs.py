@@ -239,6 +239,24 @@ def test_metaimage_by_slabs_equals_in_memory(phantom_with_particles, tmp_path, m
     assert not isinstance(open_scan(tmp_path / "packed.mhd"), ArraySlabs)  # read in memory: it cannot be mapped
 
 
+def test_scanco_isq_by_slabs_equals_in_memory(phantom_with_particles, tmp_path, monkeypatch):
+    from scanco_files import write_isq
+
+    import ctbone.io.slabs as slabs_module
+
+    native = np.rint(0.24 * (1 + phantom_with_particles.array / 1000.0) * 8192).astype(np.int16)
+    path = write_isq(tmp_path / "C0000001.ISQ", native, phantom_with_particles.spacing[0] * 1000,
+                     calibration=(1603.5, -391.2, 0.24))
+    memory = read_scan(path)
+    mapped = open_scan(path, memory="slabs")
+    assert isinstance(mapped, ArraySlabs) and mapped.meta["scanco_density_slope"] == 1603.5
+    assert np.array_equal(mapped.read(0, memory.shape[0]), memory.array)
+    options = AnalysisOptions()
+    _same_segmentation(segment(memory, options), segment_slabs(mapped, options, slab_voxels=8 * 64 * 81))
+    monkeypatch.setattr(slabs_module, "available_memory_bytes", lambda: 1_000_000)
+    assert isinstance(open_scan(path), ArraySlabs)  # too big for the memory said to be free: slab by slab
+
+
 def test_tiff_stack_by_slabs_equals_in_memory(tiff_folder, monkeypatch):
     from ctbone.io.slabs import StackSlabs
 
