@@ -309,6 +309,8 @@ def test_batch_refuses_a_global_reference(tmp_path):
     ('{"lesions": [{"kind": "fracture", "z_mm": 1}]}', "unknown kind 'fracture'"),
     ('{"shape": [20, 5, 5]}', "too small for a bone"),   # found only while drawing the phantom
     ('[1, 2]', "must be an object"),
+    ('{"supersample": 100}', "supersample must be an integer from 1 to 8"),  # took 10 GB and more before
+    ('{"length_mm": 1e6}', "more than a phantom built in memory may hold"),
 ])
 def test_bad_phantom_spec_is_one_line_exit_2_nothing_written(tmp_path, capsys, text, problem):
     spec = tmp_path / "my_spec.json"

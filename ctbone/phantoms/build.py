@@ -28,7 +28,7 @@ from .geometry import (
     trabecular_rods,
     vascular_canals,
 )
-from .spec import PhantomSpec, PhantomSpecError
+from .spec import MAX_PHANTOM_VOXELS, PhantomSpec, PhantomSpecError
 from .surface import periosteal_openings
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,7 @@ def make_grid(spec: PhantomSpec) -> Grid:
     v, vz = spec.voxel_mm, spec.z_spacing_mm
     nz = max(1, int(round(spec.length_mm / vz)))
     shape = spec.shape or (nz, 0, 0)
-    z_mm = np.arange(shape[0]) * vz
-    z_dense = np.linspace(z_mm[0] - vz, z_mm[-1] + vz, 1024)
+    z_dense = np.linspace(-vz, (shape[0] - 1) * vz + vz, 1024)  # the slices' span, before they are counted out
     a_all, b_all = outer_axes_mm(spec, z_dense)
     # the soft-tissue sleeve ignores lesions, so a scan and its intact twin differ only by the lesions
     soft = (float(a_all.max()) + spec.soft_tissue_mm, float(b_all.max()) + spec.soft_tissue_mm)
@@ -73,6 +72,11 @@ def make_grid(spec: PhantomSpec) -> Grid:
     else:
         ny = int(np.ceil(2 * (max(soft[1], bone_b) + spec.air_margin_mm) / v))
         nx = int(np.ceil(2 * (max(soft[0], bone_a) + spec.air_margin_mm) / v))
+    if nz * ny * nx > MAX_PHANTOM_VOXELS:
+        raise PhantomSpecError(f"phantom spec: {nz} x {ny} x {nx} voxels is more than a phantom built in memory may "
+                               f"hold ({MAX_PHANTOM_VOXELS:.0e}). Potential fix: a larger voxel_mm or a shorter "
+                               f"length_mm")
+    z_mm = np.arange(nz) * vz
     y_mm = (np.arange(ny) - (ny - 1) / 2) * v
     x_mm = (np.arange(nx) - (nx - 1) / 2) * v
     if bone_a + v > x_mm[-1] or bone_b + v > y_mm[-1]:
