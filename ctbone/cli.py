@@ -176,10 +176,16 @@ def allow_nonuniform_option(func):
     return click.option("--allow-nonuniform", is_flag=True, help=ALLOW_NONUNIFORM_HELP)(func)
 
 
-LOW_MEMORY_HELP = ("Read a DICOM series, an image stack or a MetaImage (.mhd) slab by slab and hold only the bone's rows and "
-                   "columns in memory, for scans "
-                   "larger than memory (a 2000^3 scan in a few GB). Same results, slower. Default: only when the "
-                   "scan would not fit in the memory available.")
+def spacing_option(func):
+    """--spacing of the one-scan commands (info, analyze, render); batch words it for a study."""
+    return click.option("--spacing", metavar="MM|Z,Y,X", default=None,
+                        help="Voxel size in mm for image stacks (TIFF, BMP, PNG slices), which carry none; default: "
+                             "from a Bruker *_rec.log beside them. One value, or Z,Y,X in mm.")(func)
+
+
+LOW_MEMORY_HELP = ("Read a DICOM series, an image stack, a MetaImage (.mhd) or a Scanco ISQ / AIM slab by slab and "
+                   "hold only the bone's rows and columns in memory, for scans larger than memory (a 2000^3 scan in a "
+                   "few GB). Same results, slower. Default: only when the scan would not fit in the memory available.")
 
 
 def analysis_options(func):
@@ -261,9 +267,7 @@ def cli(ctx, debug):
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--series", default=None, help="Series to describe as chosen (UID or SeriesNumber).")
-@click.option("--spacing", metavar="MM|Z,Y,X", default=None,
-              help="Voxel size in mm for image stacks (TIFF, BMP, PNG slices), which carry none; default: from a Bruker "
-                   "*_rec.log beside them. One value, or Z,Y,X in mm.")
+@spacing_option
 @allow_nonuniform_option
 @click.option("-v", "--verbose", is_flag=True, help="Also list skipped files and why.")
 def info(path, as_json, series, spacing, allow_nonuniform, verbose):
@@ -321,9 +325,7 @@ ANALYZE_HELP = """Analyse one scan at PATH and write metrics.csv, metrics.json, 
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--series", default=None, help="Series to analyse (UID or SeriesNumber) when PATH holds several.")
-@click.option("--spacing", metavar="MM|Z,Y,X", default=None,
-              help="Voxel size in mm for image stacks (TIFF, BMP, PNG slices), which carry none; default: from a Bruker "
-                   "*_rec.log beside them. One value, or Z,Y,X in mm.")
+@spacing_option
 @analysis_options
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Threads (a count) for the compiled measurement kernels of this scan (default: all cores).")
@@ -507,9 +509,7 @@ def batch(manifest, outdir, threshold, trabecular_threshold, calibration, rod_de
               help="Image size in pixels.")
 @click.option("--label", default=None, help="Text written on the picture (e.g. animal and group).")
 @click.option("--series", default=None, help="Series to render (UID or SeriesNumber).")
-@click.option("--spacing", metavar="MM|Z,Y,X", default=None,
-              help="Voxel size in mm for image stacks (TIFF, BMP, PNG slices), which carry none; default: from a Bruker "
-                   "*_rec.log beside them. One value, or Z,Y,X in mm.")
+@spacing_option
 @click.option("--threshold", metavar="auto|VALUE", default=None,
               help="Bone threshold: 'auto' (default) or a VALUE in the image unit (HU; mg HA/cm3 when the scan "
                    "carries a vendor density calibration; raw gray value otherwise).")
