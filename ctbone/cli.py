@@ -551,15 +551,14 @@ def render(path, out_png, view, size, label, series, spacing, threshold, bone, t
         raise click.BadParameter(f"snapshots are PNG pictures (lossless): expected a .png file name, got "
                                  f"{out_png.name!r}", param_hint="--output")
     _configure_logging(False, False)
-    for destination in (out_png.parent, turntable.parent if turntable else None, meshes_dir):
-        if destination is not None:
-            _refuse_output_inside_input(destination, path)
+    destinations = [d for d in (out_png.parent, turntable.parent if turntable else None, meshes_dir) if d is not None]
+    for destination in destinations:
+        _refuse_output_inside_input(destination, path)
     options = {"threshold": _parse_threshold(threshold)} if threshold else {}
     from .report.safeio import make_output_dir
 
-    for destination in (out_png.parent, turntable.parent if turntable else None, meshes_dir):
-        if destination is not None:
-            make_output_dir(destination)  # said now, not after the analysis
+    for destination in destinations:
+        make_output_dir(destination)  # said now, not after the analysis
     if bone is not None:
         options["bone"] = bone
     volume = open_scan(path, series, spacing=_parse_spacing(spacing), allow_nonuniform=allow_nonuniform)

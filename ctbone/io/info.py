@@ -138,7 +138,11 @@ def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     from .stacks import is_image_stack, is_stack_file
 
     path = resolve_scan_path(path, spacing)
-    single_file = is_volume_file(path) or is_scanco(path) or is_stack_file(path)  # Scanco: RSQ/RAD refused by name
+    if is_scanco(path):  # RSQ and RAD files are refused by name there
+        from .scanco import open_scanco_slabs
+
+        return _slabs_info(path, open_scanco_slabs(path))
+    single_file = is_volume_file(path) or is_stack_file(path)
     is_stack_dir = is_image_stack(path)
     problem = None
     if spacing is None and (single_file or is_stack_dir):
@@ -146,10 +150,6 @@ def scan_info(path, series=None, *, spacing=None, allow_nonuniform: bool = False
     big = slabs_if_too_big(path, spacing=spacing)  # described without reading it all
     if big is not None:
         return _slabs_info(path, big, problem)
-    if is_scanco(path):
-        from .scanco import open_scanco_slabs
-
-        return _slabs_info(path, open_scanco_slabs(path))
     if single_file or is_stack_dir:
         from . import read_scan
 

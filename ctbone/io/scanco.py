@@ -292,12 +292,13 @@ def read_scanco(path):
                   meta={"source": str(path), **header.meta(), "is_binary": _is_binary(array)})
 
 
-def open_scanco_slabs(path):
-    """A Scanco ISQ or AIM memory-mapped, read slab by slab (values and geometry equal to `read_scanco`'s)."""
+def open_scanco_slabs(path, header: ScancoHeader | None = None):
+    """A Scanco ISQ or AIM memory-mapped, read slab by slab (values and geometry equal to `read_scanco`'s);
+    ``header``: its `read_scanco_header`, when the caller has it already."""
     from .slabs import ArraySlabs
 
     path = Path(path)
-    header = read_scanco_header(path)
+    header = header or read_scanco_header(path)
     # is_binary needs every voxel: the slab segmentation's first pass sets it
     meta = {"source": str(path), **header.meta(), "is_binary": False, "read": "slab by slab"}
     return ArraySlabs(scanco_voxels(path, header), spacing=header.spacing_zyx_mm, origin=header.origin_xyz_mm,

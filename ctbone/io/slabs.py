@@ -322,8 +322,9 @@ def slabs_if_too_big(path: Path, *, spacing=None, share: float = 1.0) -> ScanSla
 
         if is_scanco(path):
             try:
-                n_voxels = math.prod(read_scanco_header(path).shape_zyx)
-                return None if fits_in_memory(n_voxels, share=share) else open_scanco_slabs(path)
+                header = read_scanco_header(path)
+                return None if fits_in_memory(math.prod(header.shape_zyx), share=share) else \
+                    open_scanco_slabs(path, header)
             except ScanReadError:  # the in-memory reader says what is wrong
                 return None
     return None

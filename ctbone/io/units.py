@@ -18,7 +18,7 @@ def looks_like_hu(array: np.ndarray) -> bool:
     so the sampling below then keeps them all)."""
     sample = array[hu_sample_slices(array.shape[0])]
     low = float(np.percentile(sample, 0.5))
-    return -1100.0 <= low <= -850.0 or has_air_peak_at_minus_1000(array)
+    return -1100.0 <= low <= -850.0 or _air_peak(sample)
 
 
 def has_air_peak_at_minus_1000(array: np.ndarray) -> bool:
@@ -28,7 +28,11 @@ def has_air_peak_at_minus_1000(array: np.ndarray) -> bool:
     air sits at 0, and with a noise of ~400 gray values (160 HU at a µ-scaling of 8192, as in vivo scans may
     have) its 0.5th percentile reaches -1000 too. A peak does not move with the noise: the counts between -1150
     and -850 must exceed twice those 200-350 below and above it."""
-    sample = array[hu_sample_slices(array.shape[0])]
+    return _air_peak(array[hu_sample_slices(array.shape[0])])
+
+
+def _air_peak(sample: np.ndarray) -> bool:
+    """`has_air_peak_at_minus_1000` on slices already sampled."""
     counts, _ = np.histogram(sample, bins=(-1350, -1200, -1150, -850, -800, -650))
     return bool(counts[2] > 2 * counts[0] and counts[2] > 2 * counts[4] and counts[2] > 0.001 * sample.size)
 

@@ -225,8 +225,8 @@ def _centre_rows(envelope) -> np.ndarray:
     if held.size == 0:
         return np.full(envelope.shape[0], envelope.shape[1] // 2)
     mean = (counts[held] * np.arange(envelope.shape[1])).sum(axis=1) / area[held]
-    nearest = held[np.abs(np.arange(envelope.shape[0])[:, None] - held[None]).argmin(axis=1)]
-    return np.rint(np.interp(nearest, held, mean)).astype(int)
+    nearest = np.abs(np.arange(envelope.shape[0])[:, None] - held[None]).argmin(axis=1)  # index into held
+    return np.rint(mean[nearest]).astype(int)
 
 
 def _crop_start(result) -> tuple[int, int, int]:

@@ -78,8 +78,7 @@ def _write_snapshot(result: AnalysisResult, path: Path) -> bool:
         log.warning("ctbone.render.render_snapshot is not available; no snapshot for %s", path.parent)
         return False
     try:
-        with written_into(path, suffix=".png") as tmp:
-            render_snapshot(result, tmp)
+        render_snapshot(result, path)  # written atomically (`render.snapshot.write_png`)
         return True
     except Exception as exc:  # noqa: BLE001 - a picture is never worth losing the numbers of a scan
         log.warning("%s: snapshot not rendered (%s: %s)", path, type(exc).__name__, exc)
