@@ -238,3 +238,28 @@ def test_prominent_peaks_of_a_two_mode_histogram():
     # 1.5 above the higher of its two lowest points (0.5 before the 3.0 on the left, -1 on the right)
     assert prominent_peaks(x, min_prominence=1.5).tolist() == [2, 6]
     assert prominent_peaks(x, min_prominence=1.6).tolist() == [2]
+
+
+def _box_by_definition(mask, margin_vox):
+    """Each axis's first and last index holding a nonzero voxel, grown by the margin and clipped."""
+    box = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(np.moveaxis(mask, axis, 0).reshape(mask.shape[axis], -1).any(axis=1))
+        if hit.size == 0:
+            return None
+        box.append(slice(max(0, hit[0] - margin_vox), min(mask.shape[axis], hit[-1] + 1 + margin_vox)))
+    return tuple(box)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bounding_box_equals_its_definition(seed):
+    from ctbone.volume import bounding_box
+
+    rng = np.random.default_rng(seed)
+    for _ in range(300):
+        shape = tuple(int(n) for n in rng.integers(1, 9, int(rng.integers(1, 5))))
+        mask = rng.random(shape) < rng.choice([0.0, 0.02, 0.2, 0.7])
+        if rng.random() < 0.3:  # stored masks are uint8; any nonzero value counts
+            mask = mask.astype(np.uint8) * np.uint8(rng.integers(1, 4))
+        margin = int(rng.integers(0, 3))
+        assert bounding_box(mask, margin_vox=margin) == _box_by_definition(mask, margin), (shape, margin)
