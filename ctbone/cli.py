@@ -363,7 +363,7 @@ def analyze(path, outdir, series, spacing, threshold, trabecular_threshold, cali
 
     _set_kernel_threads(workers)
     # a stage bar on stderr: a 512^3 scan takes a minute or more
-    stages = ["read", "segment", "morphometry", "lesions"] + (["reference"] if reference is not None else []) + ["outputs"]
+    stages = ["read", "segment", "lesions", "morphometry"] + (["reference"] if reference is not None else []) + ["outputs"]
     with _stage_bar(stages, quiet) as step:
         step("read")
         # slab by slab when the scan would not fit in memory (or --low-memory): same results
