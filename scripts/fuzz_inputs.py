@@ -1,10 +1,11 @@
 """Corrupt input files at random and check that ctbone answers with its own one-line errors only.
 
 Each round copies a valid input (a DICOM series plain and RLE-compressed, a TIFF stack, NIfTI / NRRD /
-MetaImage files, Scanco ISQ and AIM files, a study manifest, a Bruker *_rec.log), changes a few random bytes
-(or cuts the file short), and reads it with `ctbone.read_scan` and `ctbone.io.scan_info` (the manifest with
-`read_manifest`, the log with `read_rec_log`). Anything but a `CtboneError` is a bug: it reaches the user as a
-traceback. Exit status 1 when one was found, with the first of each kind listed.
+MetaImage files, Scanco ISQ and AIM files (gray values, and masks run-length compressed), a study manifest, a
+Bruker *_rec.log), changes a few random bytes (or cuts the file short), and reads it with `ctbone.read_scan`
+and `ctbone.io.scan_info` (the manifest with `read_manifest`, the log with `read_rec_log`). Anything but a
+`CtboneError` is a bug: it reaches the user as a traceback. Exit status 1 when one was found, with the first
+of each kind listed.
 
     python scripts/fuzz_inputs.py [--rounds 300] [--seed 0]
 
@@ -59,6 +60,10 @@ def make_sources(root: Path) -> dict[str, Path]:
     for version in ("020", "030"):
         sources[f"aim{version}"] = write_aim(root / f"scan{version}.aim", native, 10.0, version=version,
                                              log={"Mu_Scaling": "8192", "Density: slope": "1603.5"})
+    mask = (hu > 500).astype(np.int8) * np.int8(127)
+    for compression in ("run-length bits", "run-length bytes"):
+        sources[f"aim-{compression.split()[1]}"] = write_aim(root / f"seg_{compression.split()[1]}.aim", mask, 10.0,
+                                                             compression=compression)
     (root / "study" / "scans" / "a").mkdir(parents=True)
     (root / "study" / "manifest.csv").write_text(
         "animal_id,group,limb,scan,roi_mm,threshold,spacing_mm\nM1,control,L,scans/a,1:2,auto,0.01\n")

@@ -87,15 +87,61 @@ def _log_text(entries: dict) -> bytes:
     return ("\n".join(lines) + "\n").encode("latin-1")
 
 
+AIM_RUN_LENGTH_CODES = {"run-length bits": 0x00150001, "run-length bytes": 0x00080002}
+
+
+def _runs(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(value, length) of each maximal run of equal values along ``flat``."""
+    starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
+    return flat[starts], np.diff(np.r_[starts, flat.size])
+
+
+def run_length_stream(voxels: np.ndarray, compression: str, size_field_bytes: int) -> bytes:
+    """``voxels`` (int8) as the data of a run-length compressed AIM: its length (counting this field), then
+    (count, value) pairs ("run-length bytes"), or the mask's two values and one count per run, 255 standing for
+    254 voxels after which the same value goes on ("run-length bits")."""
+    values, lengths = _runs(np.ascontiguousarray(voxels, np.int8).ravel())
+    out = bytearray()
+    if compression == "run-length bytes":
+        for value, length in zip(values.tolist(), lengths.tolist()):
+            while length > 0:
+                step = min(length, 255)
+                out += bytes([step, value & 0xFF])
+                length -= step
+    else:
+        pair = sorted(set(values.tolist()))  # a mask: its background (the lower value) first
+        if len(pair) > 2:
+            raise ValueError("a run-length-bits AIM holds two values")
+        pair = (pair + [pair[0]])[:2] if len(pair) < 2 else pair
+        out += bytes([pair[0] & 0xFF, pair[1] & 0xFF])
+        current = pair[0]
+        for value, length in zip(values.tolist(), lengths.tolist()):
+            if value != current:  # the volume starts with the second value: an empty first run switches to it
+                out.append(0)
+                current = value
+            while length > 254:
+                out.append(255)  # 254 voxels, the same value goes on
+                length -= 254
+            out.append(length)  # then the other value
+            current = pair[1] if current == pair[0] else pair[0]
+    return (len(out) + size_field_bytes).to_bytes(size_field_bytes, "little") + bytes(out)
+
+
 def write_aim(path, voxels_zyx: np.ndarray, spacing_um: float, *, version: str = "030", position=(0, 0, 0),
-              log: dict | None = None, type_code: int | None = None) -> Path:
+              log: dict | None = None, type_code: int | None = None, compression: str | None = None) -> Path:
     """Write ``voxels_zyx`` as an AIM of ``version`` "020" or "030" (its dtype's type code unless ``type_code``),
     the volume's first voxel at ``position`` (x, y, z voxels) of the scan it was cut from, ``log`` the processing
-    log's entries (key -> value text)."""
+    log's entries (key -> value text); ``compression`` "run-length bits" or "run-length bytes" writes int8
+    voxels as IPL writes segmented masks."""
     path = Path(path)
     voxels = np.ascontiguousarray(voxels_zyx)
     voxels = voxels.astype(voxels.dtype.newbyteorder("<"))
     code = AIM_TYPE_CODES[voxels.dtype.name] if type_code is None else type_code
+    if compression is not None:
+        code = AIM_RUN_LENGTH_CODES[compression]
+        data = run_length_stream(voxels, compression, 8 if version == "030" else 4)
+    else:
+        data = voxels.tobytes()
     nz, ny, nx = voxels.shape
     log_bytes = _log_text(log or {})
     if version == "030":
@@ -104,7 +150,7 @@ def write_aim(path, voxels_zyx: np.ndarray, spacing_um: float, *, version: str =
         image[16:40] = np.array(position, "<i8").tobytes()
         image[40:64] = np.array((nx, ny, nz), "<i8").tobytes()
         image[184:208] = np.array([round(spacing_um * 1000)] * 3, "<i8").tobytes()  # 1e-6 mm
-        pre = np.array([40, len(image), len(log_bytes), voxels.nbytes, 0], "<i8").tobytes()
+        pre = np.array([40, len(image), len(log_bytes), len(data), 0], "<i8").tobytes()
         head = b"AIMDATA_V030   \0" + pre
     else:
         image = bytearray(140)
@@ -112,6 +158,6 @@ def write_aim(path, voxels_zyx: np.ndarray, spacing_um: float, *, version: str =
         image[24:36] = np.array(position, "<i4").tobytes()
         image[36:48] = np.array((nx, ny, nz), "<i4").tobytes()
         image[108:120] = vax_f_bytes(spacing_um / 1000.0) * 3
-        head = np.array([20, len(image), len(log_bytes), voxels.nbytes, 0], "<i4").tobytes()
-    path.write_bytes(head + bytes(image) + log_bytes + voxels.tobytes())
+        head = np.array([20, len(image), len(log_bytes), len(data), 0], "<i4").tobytes()
+    path.write_bytes(head + bytes(image) + log_bytes + data)
     return path

@@ -237,11 +237,80 @@ def test_aim_read_slab_by_slab_equals_in_memory(tmp_path, voxels, version):
     assert scan.origin == volume.origin and scan.spacing == volume.spacing
 
 
-@pytest.mark.parametrize("type_code,problem", [(0x00150001, "compressed AIM"), (0x00060001, "compressed AIM"),
+@pytest.mark.parametrize("type_code,problem", [(0x00060001, "bit-packed AIM mask"),
                                                (0x00120003, "not one ctbone reads")])
-def test_aim_masks_and_unknown_types_are_refused(tmp_path, voxels, type_code, problem):
+def test_bit_packed_masks_and_unknown_types_are_refused(tmp_path, voxels, type_code, problem):
     with pytest.raises(ScanReadError, match=problem):
         ctbone.read_scan(write_aim(tmp_path / "seg.aim", voxels, 10.0, type_code=type_code))
+
+
+def _masks(seed):
+    """Masks whose runs cover the run-length cases: runs longer than 254 and 255 voxels, a volume starting
+    with the mask's second value (an empty first run), one value only, and a labelled (several-valued) mask."""
+    rng = np.random.default_rng(seed)
+    long_rows = np.zeros((3, 4, 700), np.int8)
+    long_rows[:, :, 254:509] = 127  # a run of exactly 255 voxels, after one of 254
+    starts_inside = np.full((2, 3, 5), 127, np.int8)
+    starts_inside[1, 2, 4] = 0
+    return {"random": (rng.random((7, 9, 11)) < 0.4).astype(np.int8) * np.int8(127), "long rows": long_rows,
+            "starts inside": starts_inside, "empty": np.zeros((2, 2, 3), np.int8),
+            "labels": rng.integers(-128, 128, (4, 5, 6)).astype(np.int8)}
+
+
+@pytest.mark.parametrize("version", ["020", "030"])
+@pytest.mark.parametrize("compression", ["run-length bits", "run-length bytes"])
+def test_run_length_compressed_masks_are_decoded(tmp_path, version, compression):
+    for name, mask in _masks(int(version)).items():
+        if compression == "run-length bits" and len(np.unique(mask)) > 2:
+            continue  # a bit mask holds two values
+        path = write_aim(tmp_path / "seg.aim", mask, 10.0, version=version, position=(3, 4, 5), log=SCANCO_LOG,
+                         compression=compression)
+        volume = ctbone.read_scan(path)
+        assert np.array_equal(volume.array, mask.astype(np.float32)), name
+        assert volume.origin == pytest.approx((0.03, 0.04, 0.05)) and volume.spacing == pytest.approx((0.01,) * 3)
+        # the log's calibration belongs to the gray scan the mask was made from: not applied to labels
+        assert volume.unit == "raw" and "scanco_density_slope" not in volume.meta, name
+        assert "segmented mask" in volume.meta["unit_reason"]
+        scan = ctbone.open_scan(path, memory="slabs")
+        assert np.array_equal(scan.read(0, mask.shape[0]), volume.array), name
+
+
+@pytest.mark.parametrize("version", ["020", "030"])
+def test_a_cut_or_short_run_length_stream_is_one_line(tmp_path, version, capsys):
+    mask = _masks(0)["random"]
+    path = write_aim(tmp_path / "seg.aim", mask, 10.0, version=version, compression="run-length bytes")
+    data = path.read_bytes()
+    path.write_bytes(data[:-3])  # cut: the stream's length field says more than the file holds
+    with pytest.raises(ScanReadError, match="truncated copy"):
+        ctbone.read_scan(path)
+    # runs for fewer voxels than the header's counts (a stream with its tail pairs zeroed)
+    path.write_bytes(data[:-4] + bytes(4))
+    with pytest.raises(ScanReadError, match=r"hold \d+ voxels, the header 693"):
+        ctbone.read_scan(path)
+    assert main(["info", str(path)]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "seg.aim" in err
+
+
+def test_a_compressed_mask_measures_as_the_same_mask_uncompressed(tmp_path):
+    from ctbone.phantoms import PhantomSpec, make_phantom
+
+    volume, _ = make_phantom(PhantomSpec(voxel_mm=0.03, length_mm=1.5, metaphysis_length_mm=0, noise_hu=0), seed=0)
+    mask = (volume.array > 1000).astype(np.int8) * np.int8(127)  # IPL's segmented bone: 127 on 0
+    spacing_um = volume.spacing[0] * 1000
+    plain = ctbone.read_scan(write_aim(tmp_path / "plain.aim", mask.astype(np.uint8), spacing_um))
+    packed = ctbone.read_scan(write_aim(tmp_path / "seg.aim", mask, spacing_um, compression="run-length bits"))
+    assert packed.meta["is_binary"] and np.array_equal(packed.array, plain.array)
+    metrics, expected = (ctbone.analyze(v, render=False).metrics for v in (packed, plain))
+    assert metrics == expected
+    assert metrics["bv_mm3"] == pytest.approx(np.count_nonzero(mask) * np.prod(volume.spacing), rel=0.02)
+
+
+def test_info_says_a_compressed_aim_is_a_mask(tmp_path, capsys):
+    path = write_aim(tmp_path / "seg.aim", _masks(0)["random"], 10.0, log=SCANCO_LOG, compression="run-length bits")
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "segmented mask (AIM, run-length bits)" in out and "density calibration" not in out
 
 
 def test_aim_with_a_corrupt_pre_header_or_cut_short(tmp_path, voxels):

@@ -2,7 +2,7 @@
 
 Scanners: µCT 35/40/45/50, vivaCT 40/80, XtremeCT. Both formats hold a header, then the voxels uncompressed,
 little-endian, x fastest, then y, then z (slice by slice), so they are memory-mapped (read in memory or slab by
-slab alike).
+slab alike); only IPL's run-length compressed AIM masks are decoded (`decode_run_lengths`).
 
 * **ISQ**: a 512-byte header (``CTDATA-HEADER_V1``) with the voxel counts, the field of view in µm (voxel size
   = field / count), the µ-scaling (gray value = µ × µ-scaling, µ the linear attenuation in 1/cm) and, in the
@@ -12,8 +12,8 @@ slab alike).
   giving the lengths of the image structure, the processing log and the data; the structure gives the data
   type, the position of the volume's first voxel in the original scan, the voxel counts and size; the
   processing log (text lines "key  value") holds the µ-scaling and the density calibration. Uncompressed
-  gray-value types are read (int8/uint8/int16/uint16/int32/float32); the run-length or bit-packed masks IPL
-  writes for segmentations are refused.
+  gray-value types are read (int8/uint8/int16/uint16/int32/float32), and the run-length compressed masks IPL
+  writes for segmentations (decoded in memory: a mask is one byte a voxel); bit-packed masks are refused.
 
 ctbone keeps the native gray values (unit "raw") and records the calibration as the Scanco DICOM tags are
 recorded (``scanco_mu_scaling``, ``scanco_density_slope``, ...), so `calibrate.vendor_calibration` takes the
@@ -43,10 +43,14 @@ BLOCK_BYTES = 512
 # names from the scanner's OpenVMS file system keep their version: C0004255.ISQ;1
 _SCANCO_NAME = re.compile(r"\.(isq|rsq|rad|aim)(;\d+)?$", re.IGNORECASE)
 MAX_VOXELS = 6_000_000_000
-# AIM data types: the uncompressed ones read, and the compressed masks refused
+# AIM data types: the uncompressed ones, memory-mapped
 AIM_TYPES = {0x00010001: "i1", 0x00160001: "u1", 0x00020002: "<i2", 0x00170002: "<u2", 0x00030004: "<i4",
              0x001A0004: "<f4"}
-AIM_COMPRESSED = {0x00150001: "run-length bits", 0x00080002: "run-length bytes", 0x00060001: "packed bits"}
+# the run-length compressed masks of IPL's segmentations, decoded to signed bytes (IPL's char)
+AIM_RUN_LENGTH = {0x00150001: "run-length bits", 0x00080002: "run-length bytes"}
+AIM_PACKED_BITS = 0x00060001
+# a run-length-bits count meaning "254 voxels, and the same value goes on" (any other count switches value after)
+RUN_GOES_ON = 255
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,8 @@ class ScancoHeader:
     mu_water: float | None = None
     density_unit: str = ""
     about: dict = field(default_factory=dict)  # patient, measurement, energy, ... (for meta)
+    compression: str = ""  # "", or an AIM_RUN_LENGTH name: the data is a compressed stream, not the voxels
+    size_field_bytes: int = 4  # a compressed stream starts with its length: 4 bytes in AIM 020, 8 in 030
 
     def meta(self) -> dict:
         """The Volume meta of this scan: the Scanco fields under the names the DICOM reader gives them."""
@@ -75,6 +81,8 @@ class ScancoHeader:
                 **{k: v for k, v in scanco.items() if v is not None}, "unit_reason": self.unit_reason()}
 
     def unit_reason(self) -> str:
+        if self.compression:
+            return f"a segmented mask (AIM, {self.compression}): its values are labels, not densities"
         scaling = f"µ × {self.mu_scaling:g}" if self.mu_scaling else "µ × µ-scaling"
         if self.density_slope is None or not self.mu_scaling:  # µ-scaling unknown: values cannot be turned into µ
             return (f"Scanco native values ({scaling}); no usable density calibration in the header. Potential fix: "
@@ -220,15 +228,19 @@ def _aim_header(path: Path, head: bytes, fh) -> ScancoHeader:
         data_type = _int(header, at + 20)
         position, counts = (struct.unpack_from("<3i", header, at + o) for o in (24, 36))
         spacing_xyz = [vax_float(header[at + 108 + 4 * i:at + 112 + 4 * i]) for i in range(3)]
-    if data_type in AIM_COMPRESSED:
-        raise ScanReadError(f"{path}: a compressed AIM ({AIM_COMPRESSED[data_type]}: a segmented mask), not a "
-                            "gray-value scan. Potential fix: point to the scan's ISQ or its gray-value AIM.")
-    if data_type not in AIM_TYPES:
+    if data_type == AIM_PACKED_BITS:
+        raise ScanReadError(f"{path}: a bit-packed AIM mask (type 0x00060001), which ctbone does not read: no "
+                            "description of its bit layout could be checked. Potential fix: save the mask from IPL "
+                            "uncompressed or run-length compressed, or point to the scan's ISQ or gray-value AIM.")
+    if data_type not in AIM_TYPES and data_type not in AIM_RUN_LENGTH:
         raise ScanReadError(f"{path}: AIM data type 0x{data_type & 0xFFFFFFFF:08x} is not one ctbone reads "
-                            "(int8/uint8/int16/uint16/int32/float32). Potential fix: export the scan as ISQ or DICOM.")
-    dtype = AIM_TYPES[data_type]
+                            "(int8/uint8/int16/uint16/int32/float32, run-length masks). Potential fix: export the scan "
+                            "as ISQ or DICOM.")
+    compression = AIM_RUN_LENGTH.get(data_type, "")
+    dtype = "i1" if compression else AIM_TYPES[data_type]
     n_bytes = math.prod(counts) * np.dtype(dtype).itemsize
-    if 0 < data_len < n_bytes:  # more is let be: the voxels are read from where the header puts them
+    # (more is let be: the voxels are read from where the header puts them; a compressed stream is checked on decoding)
+    if not compression and 0 < data_len < n_bytes:
         raise ScanReadError(f"{path}: its AIM header declares {data_len} bytes of data for {list(counts)} voxels of "
                             f"{np.dtype(dtype).itemsize} bytes: corrupt header.")
     log = _aim_log(header[at + struct_len:at + struct_len + log_len])
@@ -236,13 +248,16 @@ def _aim_header(path: Path, head: bytes, fh) -> ScancoHeader:
              "measurement_index": _log_int(log, "Index Measurement"),
              "energy_kv": (_log_number(log, "Energy [V]") or 0.0) / 1000.0,
              "intensity_ua": _log_number(log, "Intensity [uA]"), "position_voxels_xyz": list(position)}
-    calibration = _calibration(_log_number(log, "Density: slope"), _log_number(log, "Density: intercept"),
-                               _log_number(log, "HU: mu water"), log.get("Density: unit", ""))
+    # a mask's log keeps the gray scan's calibration, but its values are labels: none applies to them
+    calibration = {} if compression else _calibration(
+        _log_number(log, "Density: slope"), _log_number(log, "Density: intercept"), _log_number(log, "HU: mu water"),
+        log.get("Density: unit", ""))
     return ScancoHeader("aim", shape_zyx=tuple(counts[::-1]), spacing_zyx_mm=tuple(spacing_xyz[::-1]),
                         data_offset_bytes=at + struct_len + log_len, dtype=dtype,
                         # the volume's first voxel where it sat in the scan it was cut from
                         origin_xyz_mm=tuple(float(p * s) for p, s in zip(position, spacing_xyz)),
-                        mu_scaling=_log_number(log, "Mu_Scaling"), about=about, **calibration)
+                        mu_scaling=None if compression else _log_number(log, "Mu_Scaling"), about=about,
+                        compression=compression, size_field_bytes=8 if v030 else 4, **calibration)
 
 
 def _aim_log(text: bytes) -> dict[str, str]:
@@ -267,10 +282,14 @@ def _log_int(log: dict, key: str) -> int | None:
     return None if number is None else int(number)
 
 
-def scanco_voxels(path, header: ScancoHeader | None = None) -> np.memmap:
-    """The file's voxels as a read-only (z, y, x) memory map; `ScanReadError` when the file is too short."""
+def scanco_voxels(path, header: ScancoHeader | None = None) -> np.ndarray:
+    """The file's voxels, (z, y, x): a read-only memory map, or for a run-length compressed AIM the decoded
+    int8 array; `ScanReadError` when the file is too short or its stream does not hold the voxels."""
     path = Path(path)
     header = header or read_scanco_header(path)
+    if header.compression:
+        return decode_run_lengths(_compressed_stream(path, header), header.compression,
+                                  math.prod(header.shape_zyx), path).reshape(header.shape_zyx)
     n_bytes = math.prod(header.shape_zyx) * np.dtype(header.dtype).itemsize
     size = path.stat().st_size
     if size < header.data_offset_bytes + n_bytes:
@@ -278,6 +297,55 @@ def scanco_voxels(path, header: ScancoHeader | None = None) -> np.memmap:
                             f"(x, y, z: {n_bytes} bytes from byte {header.data_offset_bytes}) but the file has {size} "
                             "bytes: truncated copy. Potential fix: copy the file again from the scanner.")
     return np.memmap(path, dtype=header.dtype, mode="r", offset=header.data_offset_bytes, shape=header.shape_zyx)
+
+
+def _compressed_stream(path: Path, header: ScancoHeader) -> bytes:
+    """A compressed AIM's data after its length field (the length counts the field itself)."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        fh.seek(header.data_offset_bytes)
+        field_bytes = fh.read(header.size_field_bytes)
+        if len(field_bytes) < header.size_field_bytes:
+            raise ScanReadError(f"{path}: the compressed AIM ends before its data: truncated copy. Potential fix: "
+                                "copy the file again.")
+        length = int.from_bytes(field_bytes, "little")
+        if length < header.size_field_bytes or header.data_offset_bytes + length > size:
+            raise ScanReadError(f"{path}: its compressed data declares {length} bytes from byte "
+                                f"{header.data_offset_bytes} but the file has {size}: truncated copy or corrupt "
+                                "header. Potential fix: copy the file again.")
+        return fh.read(length - header.size_field_bytes)
+
+
+def decode_run_lengths(stream: bytes, compression: str, n_voxels: int, source="the AIM") -> np.ndarray:
+    """The first ``n_voxels`` voxels (flat int8, IPL's signed char) of a run-length compressed AIM stream.
+
+    * "run-length bytes": (count, value) byte pairs, each ``count`` voxels of ``value``.
+    * "run-length bits": two values, then one byte per run: ``count`` voxels of the current value, after which
+      the other value takes over, except after a count of 255, which stands for 254 voxels of the value that
+      then goes on (so a run of any length, and a run of 0 to start with the second value, can be written).
+
+    The layouts are those ITK's ScancoImageIO decodes (checked against it, docs/inputs.md). A stream holding
+    fewer voxels is refused; runs past ``n_voxels`` are ignored, as ITK does.
+    """
+    data = np.frombuffer(stream, np.uint8)
+    if compression == "run-length bytes":
+        pairs = data[: data.size // 2 * 2].reshape(-1, 2)
+        counts, values = pairs[:, 0], pairs[:, 1].view(np.int8)
+    elif compression == "run-length bits":
+        if data.size < 2:
+            raise ScanReadError(f"{source}: its run-length data is {data.size} bytes long, without the mask's two "
+                                "values: corrupt file.")
+        pair, runs = data[:2].view(np.int8), data[2:]
+        switches = np.concatenate(([0], np.cumsum(runs[:-1] != RUN_GOES_ON)))  # value switches before each run
+        counts = np.where(runs == RUN_GOES_ON, np.uint8(RUN_GOES_ON - 1), runs)
+        values = pair[switches % 2]
+    else:
+        raise ValueError(f"unknown AIM compression {compression!r}")
+    total = int(counts.sum(dtype=np.int64))
+    if total < n_voxels:
+        raise ScanReadError(f"{source}: its {compression} hold {total} voxels, the header {n_voxels}: truncated or "
+                            "corrupt file. Potential fix: copy the file again, or save the mask from IPL again.")
+    return np.repeat(values, counts)[:n_voxels]
 
 
 def read_scanco(path):
