@@ -86,6 +86,7 @@ def test_cube_voxel_fractions_binary():
     assert m["bv_tv_pct"] == pytest.approx(100 * 125 / 343, rel=1e-9)
     assert m["tb_bv_tv_pct"] == pytest.approx(m["bv_tv_pct"], rel=1e-12)
     assert np.isnan(m["ct_th_mm"])  # no cortex in a cube: NaN, not 0
+    assert np.isnan(m["tmd"])  # a binary image's values are labels, not densities
 
 
 @pytest.mark.parametrize("slab_cubes", [1, 5, 1000])

@@ -51,6 +51,7 @@ def test_shrew_binary_bv_tv_exact():
     m = trabecular_cube_morphometry(vol)
     # README: BV/TV by voxel count is 29.35 % (two decimals)
     assert round(m["bv_tv_pct"], 2) == 29.35
+    assert np.isnan(m["tmd"])  # 0/255 labels: no density to average
     assert m["tv_mm3"] == pytest.approx(np.prod(vol.shape) * vol.voxel_volume_mm3, rel=1e-12)
 
 

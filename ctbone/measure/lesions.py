@@ -73,7 +73,8 @@ class LesionMeasurement:
     ----------
     metrics : dict
         cortical_defect_count, cortical_defect_area_mm2, largest_defect_area_mm2, cortical_defect_pct,
-        lytic_volume_mm3, blastic_volume_mm3, blastic_mean_density_<unit> (None without blastic bone).
+        lytic_volume_mm3, blastic_volume_mm3, blastic_mean_density_<unit> (None without blastic bone, and on
+        binary input, whose values are labels).
     lesions : list of dict
         One row per lesion with `ctbone.result.LESION_COLUMNS`. A perforation appears twice, on purpose: as a
         "defect" (its opening: area on the periosteal surface, voxel volume of the channel) and inside
@@ -277,6 +278,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     del lytic_labels, image
 
     areas = [float(a) for a in defect_areas]
+    has_density = not getattr(seg, "is_binary_input", False)  # a binary image's values are labels
     metrics = {
         "cortical_defect_count": len(areas),
         "cortical_defect_area_mm2": float(sum(areas)),
@@ -284,7 +286,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         "cortical_defect_pct": 100.0 * float(sum(areas)) / periosteal_mm2 if periosteal_mm2 > 0 else 0.0,
         "lytic_volume_mm3": float(lytic_pv_mm3[1:].sum()),
         "blastic_volume_mm3": float(blastic.sum()) * voxel_mm3,
-        DENSITY_METRIC[density_src.unit]: float(density[blastic].mean()) if blastic.any() else None,
+        DENSITY_METRIC[density_src.unit]: float(density[blastic].mean()) if blastic.any() and has_density else None,
     }
     def on_scan_grid(mask):
         full = np.zeros(seg.bone.shape, np.uint8)
@@ -571,7 +573,7 @@ def _row(seg, part, box, kind, area, density, offset, spacing, *, volume_mm3=Non
         "area_mm2": float(area),
         "max_diameter_mm": max_diameter_mm(idx, spacing_mm=spacing),
         "centroid_x_mm": float(centre[0]), "centroid_y_mm": float(centre[1]), "centroid_z_mm": float(centre[2]),
-        "mean_density": float(density[box][part].mean()),
+        "mean_density": float("nan") if getattr(seg, "is_binary_input", False) else float(density[box][part].mean()),
     }
 
 

@@ -72,7 +72,8 @@ def standard_morphometry(seg, lesions=None) -> dict:
     bs = _bone_surface_mm2(seg, bone)
     out["bs_mm2"] = bs
     out["bs_bv_per_mm"] = float(bs / bv) if bv > 0 else NAN
-    out["tmd"] = float(seg.raw_image.array[bone].mean()) if bone.any() else NAN
+    # a binary image's values are labels, not densities
+    out["tmd"] = float(seg.raw_image.array[bone].mean()) if bone.any() and not seg.is_binary_input else NAN
 
     # trabecular compartment (the VOI is the marrow cavity)
     tb_tv = np.count_nonzero(marrow) * v
