@@ -148,7 +148,7 @@ def bounding_box(mask: np.ndarray, *, margin_vox: int = 0):
 
     Axis by axis on a shrinking projection: the first axis from a reduction over the others (contiguous,
     fast), then the rest from the OR of the slices within that range. Two passes over a 3-D mask instead of
-    three, the slow middle-axis reduction among them (41 calls took 0.44 s of a 512^3 analysis, 0.2 s now)."""
+    three, the slow middle-axis reduction among them (the 41 calls of a 512^3 analysis: 0.44 s before, 0.16 s)."""
     mask = np.asarray(mask)
     slices = []
     for size in mask.shape:
