@@ -18,7 +18,7 @@ METRIC_DEFINITIONS = {
     "tv_mm3": "total volume: the periosteal envelope (cortical openings bridged) inside the ROI",
     "bv_mm3": "bone volume: voxels at or above the bone threshold inside the ROI",
     "bv_tv_pct": "BV/TV × 100",
-    "tmd": "tissue mineral density: mean value of bone voxels in the image unit",
+    "tmd": "tissue mineral density: mean value of bone voxels in the image unit (blank for binary input)",
     "tb_bv_tv_pct": "trabecular bone volume fraction within the marrow cavity",
     "tb_th_mm": "trabecular thickness: mean local thickness (Hildebrand & Rüegsegger 1997)",
     "tb_sp_mm": "trabecular separation: mean local thickness of the marrow space",
