@@ -336,9 +336,10 @@ def decode_run_lengths(stream: bytes, compression: str, n_voxels: int, source="t
             raise ScanReadError(f"{source}: its run-length data is {data.size} bytes long, without the mask's two "
                                 "values: corrupt file.")
         pair, runs = data[:2].view(np.int8), data[2:]
-        switches = np.concatenate(([0], np.cumsum(runs[:-1] != RUN_GOES_ON)))  # value switches before each run
+        # whether an odd number of switches came before each run: the second value then (a byte a run)
+        second = np.concatenate(([False], np.logical_xor.accumulate(runs[:-1] != RUN_GOES_ON)))
         counts = np.where(runs == RUN_GOES_ON, np.uint8(RUN_GOES_ON - 1), runs)
-        values = pair[switches % 2]
+        values = np.where(second, pair[1], pair[0])
     else:
         raise ValueError(f"unknown AIM compression {compression!r}")
     total = int(counts.sum(dtype=np.int64))
