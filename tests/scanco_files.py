@@ -1,4 +1,5 @@
-"""Scanco ISQ files written to the layout `ctbone.io.scanco` documents, for the reader's tests.
+"""Scanco ISQ and AIM files (AIM masks run-length compressed too) written to the layouts `ctbone.io.scanco`
+documents, for the reader's tests.
 
 Only what the reader needs is filled in; the other header fields are left at zero, as on files written by
 other tools (ITK writes the same 512-byte header with no extended blocks)."""
@@ -112,7 +113,8 @@ def run_length_stream(voxels: np.ndarray, compression: str, size_field_bytes: in
         pair = sorted(set(values.tolist()))  # a mask: its background (the lower value) first
         if len(pair) > 2:
             raise ValueError("a run-length-bits AIM holds two values")
-        pair = (pair + [pair[0]])[:2] if len(pair) < 2 else pair
+        if len(pair) == 1:  # one value throughout: the second is never switched to
+            pair *= 2
         out += bytes([pair[0] & 0xFF, pair[1] & 0xFF])
         current = pair[0]
         for value, length in zip(values.tolist(), lengths.tolist()):

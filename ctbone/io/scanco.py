@@ -120,13 +120,18 @@ def _text(header: bytes, at: int, length: int) -> str:
     return header[at:at + length].split(b"\0")[0].decode("latin-1").strip()
 
 
+def _scout_view(path: Path) -> ScanReadError:
+    """The refusal of a RAD scout view, known by its name or by an ISQ header's data type."""
+    return ScanReadError(f"{path}: a Scanco scout view (RAD), not a 3-D scan. Potential fix: point to the scan's ISQ "
+                         "file.")
+
+
 def read_scanco_header(path) -> ScancoHeader:
     """Parse an ISQ or AIM header; `ScanReadError` naming the file when it is not one ctbone can read."""
     path = Path(path)
     kind = scanco_kind(path)
     if kind == "rad":
-        raise ScanReadError(f"{path}: a Scanco scout view (RAD), not a 3-D scan. Potential fix: point to the "
-                            "scan's ISQ file.")
+        raise _scout_view(path)
     if kind == "rsq":
         raise ScanReadError(f"{path}: a Scanco raw-data file (RSQ: projections, not reconstructed slices). "
                             "Potential fix: point to the reconstructed ISQ file.")
@@ -155,8 +160,7 @@ def _isq_header(path: Path, head: bytes, fh) -> ScancoHeader:
     counts_xyz = [_int(head, 44 + 4 * i) for i in range(3)]
     field_um_xyz = [_int(head, 56 + 4 * i) for i in range(3)]
     if _int(head, 16) == 9 or field_um_xyz[2] == 0:  # data type 9: a RAD scout view renamed
-        raise ScanReadError(f"{path}: a Scanco scout view (RAD), not a 3-D scan. Potential fix: point to the "
-                            "scan's ISQ file.")
+        raise _scout_view(path)
     data_offset = (_int(head, 508) + 1) * BLOCK_BYTES
     size = path.stat().st_size
     if not BLOCK_BYTES <= data_offset <= size:

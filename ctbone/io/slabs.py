@@ -302,9 +302,10 @@ def is_mhd(path: Path) -> bool:
 
 
 def slabs_if_too_big(path: Path, *, spacing=None, share: float = 1.0) -> ScanSlabs | None:
-    """An image stack (one file per slice) or a MetaImage that would not fit in ``share`` of the memory available,
-    as its `ScanSlabs`; None for anything else (it is read in memory). Only a header or a first picture is read.
-    DICOM series are decided in `open_dicom_auto`, which reads their headers once for either path."""
+    """An image stack (one file per slice), a MetaImage or a Scanco ISQ / AIM that would not fit in ``share`` of the
+    memory available, as its `ScanSlabs`; None for anything else (it is read in memory). Only a header or a first
+    picture is read. DICOM series are decided in `open_dicom_auto`, which reads their headers once for either path."""
+    from .scanco import is_scanco, open_scanco_slabs, read_scanco_header
     from .stacks import read_stack_page, stack_files
 
     path = Path(path)
@@ -317,16 +318,13 @@ def slabs_if_too_big(path: Path, *, spacing=None, share: float = 1.0) -> ScanSla
             return open_mhd_slabs(path)
         except ScanReadError:  # e.g. compressed: the in-memory reader reads it, or says what is wrong
             return None
-    else:
-        from .scanco import is_scanco, open_scanco_slabs, read_scanco_header
-
-        if is_scanco(path):
-            try:
-                header = read_scanco_header(path)
-                return None if fits_in_memory(math.prod(header.shape_zyx), share=share) else \
-                    open_scanco_slabs(path, header)
-            except ScanReadError:  # the in-memory reader says what is wrong
-                return None
+    elif is_scanco(path):
+        try:
+            header = read_scanco_header(path)
+            if not fits_in_memory(math.prod(header.shape_zyx), share=share):
+                return open_scanco_slabs(path, header)
+        except ScanReadError:  # the in-memory reader says what is wrong
+            return None
     return None
 
 

@@ -247,18 +247,20 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     # one row per lesion, each worked on its own box (a full-crop pass per lesion adds up at 512^3)
     rows = []
     offset = _starts(crop)
+    has_density = not getattr(seg, "is_binary_input", False)  # a binary image's values are labels
+    row_density = density if has_density else None
     for k, (area, box) in enumerate(zip(defect_areas, label_boxes(defect_labels, len(defect_areas))), start=1):
-        rows.append(_row(seg, defect_labels[box] == k, box, "defect", area, density, offset, spacing))
+        rows.append(_row(seg, defect_labels[box] == k, box, "defect", area, row_density, offset, spacing))
     for k, box in enumerate(label_boxes(lytic_labels, n_lytic), start=1):
         part = lytic_labels[box] == k
         area = surface_area_mm2(expected[box], part, spacing_mm=spacing, normals=normals, origin=_starts(box))
-        rows.append(_row(seg, part, box, "lytic", area, density, offset, spacing, volume_mm3=lytic_pv_mm3[k]))
+        rows.append(_row(seg, part, box, "lytic", area, row_density, offset, spacing, volume_mm3=lytic_pv_mm3[k]))
     labels, n = components(blastic)
     for k, box in enumerate(label_boxes(labels, n, margin_vox=2), start=1):  # 2: the footprint reaches 1 out
         part = labels[box] == k
         foot = expected[box] & dilate_cross(part)
         area = surface_area_mm2(expected[box], foot, spacing_mm=spacing, normals=normals, origin=_starts(box))
-        rows.append(_row(seg, part, box, "blastic", area, density, offset, spacing))
+        rows.append(_row(seg, part, box, "blastic", area, row_density, offset, spacing))
     for i, row in enumerate(rows, start=1):
         row["id"] = i
 
@@ -278,7 +280,6 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     del lytic_labels, image
 
     areas = [float(a) for a in defect_areas]
-    has_density = not getattr(seg, "is_binary_input", False)  # a binary image's values are labels
     metrics = {
         "cortical_defect_count": len(areas),
         "cortical_defect_area_mm2": float(sum(areas)),
@@ -564,7 +565,8 @@ def _main_sections(env: np.ndarray):
 
 
 def _row(seg, part, box, kind, area, density, offset, spacing, *, volume_mm3=None):
-    """One lesions.csv row; ``part`` is the lesion's mask on ``box`` of the lesion grid."""
+    """One lesions.csv row; ``part`` is the lesion's mask on ``box`` of the lesion grid; ``density`` None: no
+    mean density (binary input)."""
     idx = np.argwhere(part) + _starts(box)
     centre = seg.bone.index_to_physical(idx.mean(axis=0) + offset)
     return {
@@ -573,7 +575,7 @@ def _row(seg, part, box, kind, area, density, offset, spacing, *, volume_mm3=Non
         "area_mm2": float(area),
         "max_diameter_mm": max_diameter_mm(idx, spacing_mm=spacing),
         "centroid_x_mm": float(centre[0]), "centroid_y_mm": float(centre[1]), "centroid_z_mm": float(centre[2]),
-        "mean_density": float("nan") if getattr(seg, "is_binary_input", False) else float(density[box][part].mean()),
+        "mean_density": float("nan") if density is None else float(density[box][part].mean()),
     }
 
 
