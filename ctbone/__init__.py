@@ -13,7 +13,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from .errors import CtboneError
 from .options import AnalysisOptions
 from .result import AnalysisResult
-from .volume import Volume
+from .volume import HandedOver, Volume
 
 try:
     __version__ = _version("ctbone")
@@ -53,6 +53,7 @@ __all__ = [
     "AnalysisOptions",
     "AnalysisResult",
     "CtboneError",
+    "HandedOver",
     "Volume",
     "__version__",
     "analyze",

@@ -357,7 +357,7 @@ def analyze(path, outdir, series, spacing, threshold, trabecular_threshold, cali
     make_output_dir(outdir)  # the arguments are usable: an unusable -o is said now, not after minutes of work
     if scheduler is not None:
         return _analyze_on_cluster(path, outdir, reference, overrides, scheduler, quiet)
-    from . import analyze as run_analysis, open_scan, read_scan
+    from . import HandedOver, analyze as run_analysis, open_scan, read_scan
     from .report.scan_outputs import write_scan_outputs
     from .study.job import check_mode_applied
 
@@ -367,9 +367,10 @@ def analyze(path, outdir, series, spacing, threshold, trabecular_threshold, cali
     with _stage_bar(stages, quiet) as step:
         step("read")
         # slab by slab when the scan would not fit in memory (or --low-memory): same results
-        volume = open_scan(path, series=series, spacing=spacing_mm, allow_nonuniform=allow_nonuniform,
-                           memory=overrides.get("memory", "auto"))
-        log.info("read %s: %s", path, volume)
+        # handed over: the analysis drops the whole scan once it has cut out the bone
+        scan = HandedOver(open_scan(path, series=series, spacing=spacing_mm, allow_nonuniform=allow_nonuniform,
+                                    memory=overrides.get("memory", "auto")))
+        log.info("read %s: %s", path, scan.peek())
         reference_volume = None
         if reference is not None:
             # --spacing gives an image stack's voxel size: the reference's too when it is one (DICOM carries its own)
@@ -377,7 +378,7 @@ def analyze(path, outdir, series, spacing, threshold, trabecular_threshold, cali
 
             ref_spacing = spacing_mm if is_stack(reference) else None
             reference_volume = read_scan(reference, spacing=ref_spacing, allow_nonuniform=allow_nonuniform)
-        result = run_analysis(volume, reference=reference_volume, progress=step, **overrides)
+        result = run_analysis(scan, reference=reference_volume, progress=step, **overrides)
         check_mode_applied(result, result.options)
         step("outputs")
         written = write_scan_outputs(result, outdir, render=result.options.render,
@@ -531,6 +532,7 @@ def render(path, out_png, view, size, label, series, spacing, threshold, bone, t
     from .io import open_scan
     from .pipeline import analyze
     from .render import export_meshes, render_snapshot, render_turntable
+    from .volume import HandedOver
 
     try:
         width, height = (int(v) for v in size.lower().split("x"))
@@ -561,8 +563,8 @@ def render(path, out_png, view, size, label, series, spacing, threshold, bone, t
         make_output_dir(destination)  # said now, not after the analysis
     if bone is not None:
         options["bone"] = bone
-    volume = open_scan(path, series, spacing=_parse_spacing(spacing), allow_nonuniform=allow_nonuniform)
-    result = analyze(volume, render=False, **options)
+    scan = HandedOver(open_scan(path, series, spacing=_parse_spacing(spacing), allow_nonuniform=allow_nonuniform))
+    result = analyze(scan, render=False, **options)
     render_snapshot(result, out_png, view=view, size=(width, height), label=label)
     click.echo(f"wrote {out_png}")
     if turntable is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from .errors import SegmentationError
 from .options import AnalysisOptions
 from .result import AnalysisResult
-from .volume import Volume
+from .volume import HandedOver, Volume
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +59,19 @@ def _check_inputs(volume, reference) -> None:
     """TypeError saying the fix when ``analyze`` is handed a bare array (or something else) instead of a scan."""
     from .io.slabs import ScanSlabs
 
+    if isinstance(volume, HandedOver):
+        volume = volume.peek()
     if not isinstance(volume, (Volume, ScanSlabs)):
         raise TypeError(f"analyze needs a ctbone.Volume (voxels with their geometry), got {type(volume).__name__}. "
                         "Potential fix: ctbone.read_scan(path), or ctbone.Volume(array, spacing=(z, y, x) in mm, "
                         "unit='HU')")
     if reference is not None and not isinstance(reference, (Volume, str, Path)):
         raise TypeError(f"reference must be a ctbone.Volume or the path of a scan, got {type(reference).__name__}")
+
+
+def _peek(volume):
+    """The scan itself, without taking it out of a `HandedOver` (segmentation takes it)."""
+    return volume.peek() if isinstance(volume, HandedOver) else volume
 
 
 def _check_measurable(volume: Volume) -> None:
@@ -82,8 +89,10 @@ def analyze(volume: Volume, reference: Volume | str | Path | None = None, *, opt
 
     Parameters
     ----------
-    volume : Volume
-        The scan, e.g. from `ctbone.read_scan` or `ctbone.phantoms.make_phantom`.
+    volume : Volume, ScanSlabs or HandedOver
+        The scan, e.g. from `ctbone.read_scan` or `ctbone.phantoms.make_phantom`; from `ctbone.open_scan`, a
+        scan too large for memory is read slab by slab. ``HandedOver(scan)``, of a scan no one else holds, lets
+        the analysis drop the whole scan once the bone is cut out (less memory; the ``ctbone`` command does).
     reference : Volume or path, optional
         Contralateral (set ``mirror_reference=True``) or baseline scan of the same animal;
         adds bone_lost_mm3 / bone_gained_mm3 and their _pct.
@@ -110,7 +119,8 @@ def analyze(volume: Volume, reference: Volume | str | Path | None = None, *, opt
 
     opts = make_options(options, **overrides)
     _check_inputs(volume, reference)
-    _check_measurable(volume)
+    scan_meta = dict(_peek(volume).meta)
+    _check_measurable(_peek(volume))
     stage = progress or (lambda name: None)
     timings: dict[str, float] = {}
 
@@ -130,15 +140,15 @@ def analyze(volume: Volume, reference: Volume | str | Path | None = None, *, opt
     resolution: dict = {}
     if seg.mode == "long-bone":
         check_cortex_resolution(metrics.get("ct_th_mm", float("nan")), seg.image.spacing, resolution,
-                                volume.meta.get("source", "the scan"))
+                                scan_meta.get("source", "the scan"))
 
     masks = {name: getattr(seg, name) for name in ("bone", "envelope", "cortex", "marrow", "trabecular")}
     masks.update(lesions.masks)
     info = {
         "threshold_method": seg.threshold_method,
         "roi_mm": list(seg.roi_mm) if seg.roi_mm is not None else None,
-        "source": volume.meta.get("source"),
-        "series_uid": volume.meta.get("series_uid"),
+        "source": scan_meta.get("source"),
+        "series_uid": scan_meta.get("series_uid"),
         "unit": seg.image.unit,
         "mode": seg.mode,
         "segmentation": _json_safe(seg.info),

@@ -142,6 +142,33 @@ class Volume:
         return f"Volume(shape={self.shape}, spacing_mm=({sp}), unit={self.unit!r}, dtype={self.array.dtype})"
 
 
+class HandedOver:
+    """A scan handed to `ctbone.analyze` to own: the analysis lets go of the whole scan once segmentation has
+    cut out the bone, so the lesion and morphometry stages run beside the bone's crop instead of the scan.
+
+    ``ctbone.analyze(volume)`` cannot do that: the caller holds ``volume`` (the crop is then a view of it, no
+    copy). Build it around a scan no one else keeps, e.g. ``ctbone.analyze(HandedOver(ctbone.open_scan(path)))``;
+    the ``ctbone`` command and batch workers do. Holds a `Volume` or a `ctbone.io.ScanSlabs`.
+    """
+
+    def __init__(self, scan):
+        self._scan = scan
+
+    def peek(self):
+        """The scan, still held here (for its shape and provenance)."""
+        if self._scan is None:
+            raise RuntimeError("this scan was handed over to an analysis, which let it go; read it again")
+        return self._scan
+
+    def take(self):
+        """The scan, no longer held here: the taker owns it."""
+        scan, self._scan = self.peek(), None
+        return scan
+
+    def __repr__(self) -> str:
+        return f"HandedOver({self._scan!r})"
+
+
 def bounding_box(mask: np.ndarray, *, margin_vox: int = 0):
     """Slices of the bounding box of ``mask``'s nonzero voxels grown by ``margin_vox`` (clipped at the
     array edge), one per axis; None if the mask is empty.

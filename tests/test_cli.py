@@ -126,7 +126,8 @@ def test_analyze_allow_nonuniform_reaches_the_reader(tmp_path, monkeypatch, caps
     _record(monkeypatch, ctbone, "analyze", calls)
     status = main(["analyze", str(scan), "-o", str(tmp_path / "out"), "--allow-nonuniform"])
     assert status == EXIT_FAILED  # the fake analysis stops after recording
-    (volume,), kwargs = calls[0]
+    (handed,), kwargs = calls[0]
+    volume = handed.peek()  # the command hands the scan over to the analysis
     assert volume.spacing[0] == pytest.approx(0.05) and volume.shape == (6, 16, 16)
     assert kwargs["allow_nonuniform"] is True  # recorded in the options (run.json, metrics.json)
 

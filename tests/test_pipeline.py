@@ -102,3 +102,42 @@ def test_a_picture_path_that_is_a_folder_is_refused_before_writing(tmp_path):
     with pytest.raises(OutputError, match="is a folder; a file name is needed"):
         atomic_write_bytes(tmp_path, b"png bytes")
     assert list(tmp_path.iterdir()) == []  # no temporary file left
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_a_handed_over_scan_is_let_go_after_segmentation_with_equal_results(calibrated):
+    # the memory lever of issue 7: the lesion and morphometry stages run beside the bone's crop, not the scan
+    import gc
+    import weakref
+
+    import numpy as np
+
+    from ctbone.volume import HandedOver
+
+    spec = PhantomSpec(voxel_mm=0.03, length_mm=1.2, metaphysis_length_mm=0.0,
+                       lesions=({"kind": "perforation", "z_mm": 0.6, "angle_deg": 0.0, "radius_mm": 0.1},))
+    options = {"render": False, "calibration": (0.5, -10.0) if calibrated else None}
+    kept, _ = make_phantom(spec, seed=0)
+    plain = analyze(kept, **options)
+    if not calibrated:  # a scan its caller holds is not copied: the result's image is a view of it
+        assert np.shares_memory(plain.image.array, kept.array)
+
+    handed = HandedOver(make_phantom(spec, seed=0)[0])
+    scan_array = weakref.ref(handed.peek().array)
+    alive_at = {}
+
+    def progress(stage):
+        gc.collect()
+        alive_at[stage] = scan_array() is not None
+
+    result = analyze(handed, progress=progress, **options)
+    assert alive_at == {"segment": True, "lesions": False, "morphometry": False}
+    with pytest.raises(RuntimeError, match="handed over to an analysis, which let it go"):
+        handed.peek()
+    assert result.metrics.keys() == plain.metrics.keys()
+    for name, value in plain.metrics.items():
+        assert result.metrics[name] == value or (value != value and result.metrics[name] != result.metrics[name]), name
+    for name, mask in plain.masks.items():
+        assert np.array_equal(result.masks[name].array, mask.array), name
+    assert np.array_equal(result.image.array, plain.image.array) and result.image.origin == plain.image.origin
+    assert result.image.array.flags.c_contiguous  # a compact crop, not a view of a freed scan

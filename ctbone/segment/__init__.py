@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import SegmentationError
 from ..options import AnalysisOptions
-from ..volume import Volume, mask_as_bool
+from ..volume import HandedOver, Volume, mask_as_bool
 from .checks import check_long_bone, check_marrow, check_second_bone, check_shaft_tilt
 from .cleanup import keep_bone_of_interest
 from .compartments import split_compartments
@@ -115,7 +115,8 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     Parameters
     ----------
     volume : Volume
-        HU, mg HA/cm³ or raw gray image (or a binary image: two values).
+        HU, mg HA/cm³ or raw gray image (or a binary image: two values); a `ScanSlabs` is segmented slab by
+        slab; a `HandedOver` scan is let go once the bone is cut out (the result then holds copies).
     options : AnalysisOptions
         calibration (else the vendor's density calibration when the scan carries one, e.g. Scanco
         tags: the image then is in mg HA/cm³ and a fixed threshold is read in that unit), sigma_vox, support_vox, threshold ("auto" or a value), min_particle_mm3,
@@ -145,6 +146,9 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     opts = options or AnalysisOptions()
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    owned = isinstance(volume, HandedOver)
+    if owned:
+        volume = volume.take()  # this frame's is then the only reference: dropped once the bone is cut out
     if not isinstance(volume, Volume):  # a ScanSlabs: a scan read slab by slab
         from ..memory import return_freed_memory
         from .streamed import segment_slabs
@@ -179,10 +183,11 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
         # envelope and marrow are the same voxels, held apart (the result's masks share the arrays given here)
         return _result(image, raw, threshold, method, bone, whole, whole.copy(), None, mode, info)
     del smoothed
-    # the scan's own array is not copied into the result; anything made here is (see _long_bone)
-    share_raw = raw.array is volume.array
+    # the scan's own array is not copied into the result while the caller holds it; anything made here is, and
+    # so is the crop of a scan handed over, which then goes (see _long_bone)
+    share_raw = raw.array is volume.array and not owned
     work = _Work(raw=raw, image=image, bone=bone)
-    del raw, image, bone
+    del raw, image, bone, volume
     return _long_bone(work, threshold, method, binary, opts, info, source, share_raw=share_raw)
 
 
