@@ -491,3 +491,41 @@ def test_despeckle_picks_the_bone_asked_for_counted_along_x():
     assert np.array_equal(keep_bone_of_interest(bone, **kw), right)  # by default the largest
     with pytest.raises(ValueError, match="bone 3 asked for, but the scan holds 2"):
         keep_bone_of_interest(bone, bone_index=3, **kw)
+
+
+@pytest.fixture(scope="module")
+def shaft_in_a_wide_field():
+    """A noisy shaft with a metaphysis in a field of view three times its width (air with noise and a soft
+    tissue slab), a big particle far from the bone (dropped), one near it (kept) and a one-voxel speckle."""
+    vol, _ = make_phantom(PhantomSpec(voxel_mm=0.03, length_mm=1.5, noise_hu=60), seed=0)
+    nz, ny, nx = vol.shape
+    rng = np.random.default_rng(1)
+    field = rng.normal(-1000.0, 60.0, size=(nz, 3 * ny, 2 * nx + 20)).astype(np.float32)
+    field[:, ny:2 * ny, 12:12 + nx] = vol.array
+    field[:, 2 * ny + 5:2 * ny + 15, :] = rng.normal(40.0, 60.0, size=(nz, 10, field.shape[2]))  # soft tissue
+    field[5:15, 5:12, -12:-4] = 1400  # far: dropped by the despeckle
+    field[20:30, ny - 3:ny, 40:44] = 1400  # near: a fragment, kept
+    field[40, 2 * ny + 30, 30] = 1400  # a speckle
+    return Volume(field, spacing=vol.spacing, unit=vol.unit, meta={"source": "wide field"})
+
+
+@pytest.mark.parametrize("options", [{}, {"threshold": 650.0}, {"roi_mm": "metaphyseal"}, {"bone": 1},
+                                     {"calibration": (0.5, 12.0)}, {"sigma_vox": 1.2, "support_vox": 2}])
+def test_the_bone_block_gives_what_the_whole_field_gives(shaft_in_a_wide_field, monkeypatch, options):
+    # issue 7: in memory, only the rows and columns that can hold bone are smoothed and labelled
+    import ctbone.segment as segment_module
+
+    opts = AnalysisOptions(**options)
+    cut = segment(shaft_in_a_wide_field, opts)
+    monkeypatch.setattr(segment_module, "MIN_BLOCK_SAVING", 2.0)  # never cut a block: the whole field
+    whole = segment(shaft_in_a_wide_field, opts)
+    block = cut.info.pop("bone_block_yx")
+    assert "bone_block_yx" not in whole.info
+    (y0, y1), (x0, x1) = block
+    # every particle is in the block (the despeckle sees them all); only air and soft tissue are left out
+    assert (y1 - y0) * (x1 - x0) < 0.9 * shaft_in_a_wide_field.array[0].size
+    assert cut.threshold == whole.threshold and cut.threshold_method == whole.threshold_method
+    assert cut.info == whole.info  # crop, particles, long-axis tilt, growth plate...
+    for name in ("bone", "envelope", "marrow", "cortex", "trabecular", "image", "raw_image"):
+        a, b = getattr(cut, name), getattr(whole, name)
+        assert np.array_equal(a.array, b.array) and a.origin == b.origin and a.unit == b.unit, name

@@ -214,6 +214,19 @@ def test_long_axis_tilt_of_a_shaft_along_z_along_x_and_of_a_short_wide_piece():
     assert elongation < 2  # a short wide piece: its principal axis says nothing about the shaft
 
 
+def test_long_axis_tilt_of_a_block_of_the_scan_is_the_whole_scans():
+    # more than a million voxels: the fit subsamples every 2nd voxel of the scan's grid, also in a block of it
+    from ctbone.segment.checks import long_axis_tilt_deg
+
+    zz, yy, xx = np.mgrid[:400, :140, :100]
+    r2 = (yy - 45 - zz / 20) ** 2 + (xx - 50) ** 2  # leaning in y by 1/20
+    shaft = (r2 <= 40 ** 2) & (r2 >= 18 ** 2)
+    assert shaft.sum() > 1_000_000
+    whole = long_axis_tilt_deg(shaft, (0.01, 0.01, 0.01))
+    block = long_axis_tilt_deg(shaft[:, 3:, 5:], (0.01, 0.01, 0.01), offset_zyx=(0, 3, 5))
+    assert block == whole and 2 < whole[0] < 4  # atan(1/20) = 2.9 degrees
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_prominent_peaks_equal_scipy_find_peaks(seed):
     from scipy import signal

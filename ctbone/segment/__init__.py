@@ -6,14 +6,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from ..errors import SegmentationError
 from ..options import AnalysisOptions
-from ..volume import HandedOver, Volume, mask_as_bool
+from ..volume import HandedOver, Volume, bounding_box, mask_as_bool
 from .checks import check_long_bone, check_marrow, check_second_bone, check_shaft_tilt
 from .cleanup import keep_bone_of_interest
 from .compartments import split_compartments
@@ -162,18 +162,35 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     binary = is_binary_image(raw)
     if binary:
         lo, hi = float(raw.array.min()), float(raw.array.max())
-        smoothed, threshold, method = raw.array.astype(np.float32), (lo + hi) / 2, "binary-input"
+        threshold, method = (lo + hi) / 2, "binary-input"
+    elif isinstance(opts.threshold, str):
+        _check_threshold_word(opts.threshold, source)
+        # the histogram of the unsmoothed image: its modes are sharper (smoothing blends the classes)
+        threshold, method = auto_threshold(raw.array, source=source)
     else:
-        smoothed = gaussian_smooth(raw.array, sigma_vox=opts.sigma_vox, support_vox=opts.support_vox)
-        if isinstance(opts.threshold, str):
-            _check_threshold_word(opts.threshold, source)
-            # the histogram of the unsmoothed image: its modes are sharper (smoothing blends the classes)
-            threshold, method = auto_threshold(raw.array, source=source)
-        else:
-            threshold, method = float(opts.threshold), "fixed"
+        threshold, method = float(opts.threshold), "fixed"
+    # the scan's own array is not copied into the result while the caller holds it; anything made here is, and
+    # so is the crop of a scan handed over, which then goes (see _long_bone)
+    share_raw = raw.array is volume.array and not owned
+    block = _bone_block(raw.array, threshold, opts) if mode == "long-bone" and not binary else None
+    if block == "none":
+        raise _no_bone_error(source, threshold, raw.unit, float(raw.array.min()), float(raw.array.max()))
+    if block is not None:  # smoothed and labelled there only: nothing beyond it can be bone
+        hy, hx = (_widened(sl, _halo(opts), n) for sl, n in zip(block, raw.shape[1:]))
+        inner = (slice(None), slice(block[0].start - hy.start, block[0].stop - hy.start),
+                 slice(block[1].start - hx.start, block[1].stop - hx.start))
+        smoothed = _smooth(raw.array[:, hy, hx], binary, opts)[inner]
+        smoothed = np.ascontiguousarray(smoothed) if hy != block[0] or hx != block[1] else smoothed
+        whole = raw
+        raw = raw.crop((slice(None), *block))  # a view of the scan
+        info["bone_block_yx"] = [[block[0].start, block[0].stop], [block[1].start, block[1].stop]]
+    else:
+        smoothed = _smooth(raw.array, binary, opts)
+        whole = raw
     bone = smoothed > threshold
     if not bone.any():
-        raise _no_bone_error(source, threshold, raw.unit, float(raw.array.min()), float(raw.array.max()))
+        raise _no_bone_error(source, threshold, raw.unit, float(whole.array.min()), float(whole.array.max()))
+    del whole
     log.info("threshold %.4g %s (%s)", threshold, raw.unit, method)
 
     image = raw.with_array(smoothed)
@@ -183,12 +200,60 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
         # envelope and marrow are the same voxels, held apart (the result's masks share the arrays given here)
         return _result(image, raw, threshold, method, bone, whole, whole.copy(), None, mode, info)
     del smoothed
-    # the scan's own array is not copied into the result while the caller holds it; anything made here is, and
-    # so is the crop of a scan handed over, which then goes (see _long_bone)
-    share_raw = raw.array is volume.array and not owned
-    work = _Work(raw=raw, image=image, bone=bone)
+    geometry = _geometry_of(volume) if block is not None else None
+    work = _Work(raw=raw, image=image, bone=bone, scan_geometry=geometry)
     del raw, image, bone, volume
-    return _long_bone(work, threshold, method, binary, opts, info, source, share_raw=share_raw)
+    offset = (block[0].start, block[1].start) if block is not None else (0, 0)
+    return _long_bone(work, threshold, method, binary, opts, info, source, share_raw=share_raw, offset_yx=offset)
+
+
+def _geometry_of(volume) -> Volume:
+    """A one-voxel volume with ``volume``'s geometry (spacing, origin, direction)."""
+    return Volume(np.zeros((1, 1, 1), np.float32), spacing=volume.spacing, origin=volume.origin,
+                  direction=volume.direction)
+
+
+def _smooth(array: np.ndarray, binary: bool, opts: AnalysisOptions) -> np.ndarray:
+    if binary:
+        return array.astype(np.float32)
+    return gaussian_smooth(array, sigma_vox=opts.sigma_vox, support_vox=opts.support_vox)
+
+
+def _halo(opts: AnalysisOptions) -> int:
+    """Voxels a smoothed value reaches across (the kernel's half-width)."""
+    return max(1, int(opts.support_vox)) if opts.sigma_vox > 0 else 0
+
+
+# a block of rows and columns is cut out only when it leaves at least this fraction of each slice aside
+MIN_BLOCK_SAVING = 0.1
+
+
+def _bone_block(array: np.ndarray, threshold: float, opts: AnalysisOptions):
+    """(rows, columns) of the scan outside which nothing can be bone, or None when that is (nearly) all of
+    each slice, or "none" when nothing can be bone at all.
+
+    Smoothing is a weighted mean with positive weights, so a voxel ends above the threshold only within the
+    kernel's half-width of a voxel at or above it (less a guard far above float rounding): all the bone lies
+    within that reach of the box of those voxels, and the block adds the crop margin and one voxel more, so
+    that the bone touches the block's sides only where they are the field's (`check_long_bone`) and its crop
+    lies inside. The despeckle sees every particle it would on the whole scan, so the results are the same
+    (tested); a scan whose bone is a small part of the field of view is smoothed and labelled there only."""
+    guard = threshold - 1e-4 * max(1.0, abs(threshold))
+    near = np.zeros(array.shape[1:], bool)
+    for z0 in range(0, array.shape[0], 32):  # 32 slices at a time: no scan-sized boolean array
+        near |= (array[z0:z0 + 32] >= guard).any(axis=0)
+    box = bounding_box(near)
+    if box is None:
+        return "none"
+    reach = _halo(opts) + CROP_MARGIN_VOX + 1
+    block = tuple(_widened(sl, reach, n) for sl, n in zip(box, near.shape))
+    kept = (block[0].stop - block[0].start) * (block[1].stop - block[1].start)
+    return block if kept <= (1 - MIN_BLOCK_SAVING) * near.size else None
+
+
+def _widened(sl: slice, by: int, n: int) -> slice:
+    """``sl`` grown by ``by`` at both ends, clipped to 0..n."""
+    return slice(max(0, sl.start - by), min(n, sl.stop + by))
 
 
 def bone_mask_like(volume: Volume, seg: Segmentation, options: AnalysisOptions | None = None) -> np.ndarray:
@@ -203,8 +268,6 @@ def bone_mask_like(volume: Volume, seg: Segmentation, options: AnalysisOptions |
     Raises SegmentationError when it holds no bone above the threshold, CalibrationError when its own vendor
     calibration takes it to another unit than ``seg``'s.
     """
-    from dataclasses import replace
-
     opts = options or AnalysisOptions()
     # the reference's own bone (the other limb of the same scan: --reference-bone), not the scan's choice
     opts = replace(opts, threshold=float(seg.threshold), roi_mm=None, calibration=None, bone=opts.reference_bone)
@@ -241,6 +304,9 @@ class _Work:
     raw: Volume
     image: Volume
     bone: np.ndarray
+    # a one-voxel volume with the whole scan's geometry when ``raw`` is a block of it: the crop's origin is
+    # then computed from the scan's, as a crop of the whole scan would be (the same floats, not a sum of two)
+    scan_geometry: Volume | None = None
 
 
 def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, share_raw=False,
@@ -259,7 +325,7 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     except ValueError as exc:
         raise SegmentationError(f"{source}: {exc}. Potential fix: a smaller --bone, or none (the largest)") from None
     work.bone = None
-    check_long_bone(bone, raw.spacing, info, source)
+    check_long_bone(bone, raw.spacing, info, source, offset_zyx=(0, *offset_yx))
     check_second_bone(particles, opts.max_defect_diameter_mm, info, source, chosen=opts.bone)
     # ROI along z, with masks computed on a slightly longer range so the envelope is right at its ends
     roi = opts.roi_mm
@@ -298,9 +364,14 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     # compact copies: a view would keep the whole smoothed (or calibrated) scan alive with the result. The
     # smoothed image has the calibrated one's geometry, so its crop's origin is computed as that one's
     same_slices = zs.start == zlo and zs.stop == zhi
-    image_c = raw.crop(final).with_array(smoothed_x if same_slices else np.array(smoothed_x[cut], order="C", copy=True))
+    cropped = raw.crop(final)
+    if work.scan_geometry is not None:
+        start = (final[0].start, final[1].start + offset_yx[0], final[2].start + offset_yx[1])
+        cropped = replace(cropped, origin=tuple(work.scan_geometry.index_to_physical(start)))
+    image_c = cropped.with_array(smoothed_x if same_slices else np.array(smoothed_x[cut], order="C", copy=True))
     del smoothed_x
-    raw_c = raw.crop(final) if share_raw else _compact(raw.crop(final))
+    raw_c = cropped if share_raw else _compact(cropped)
+    del cropped
     work.raw = raw = None
     return _result(image_c, raw_c, threshold, method, bone_x[cut], envelope[cut], marrow[cut], roi_used, "long-bone",
                    info)

@@ -21,9 +21,10 @@ ELONGATED = 2.0
 MAX_TILT_DEG = 45.0
 
 
-def check_long_bone(bone, spacing, info, source) -> None:
+def check_long_bone(bone, spacing, info, source, *, offset_zyx=(0, 0, 0)) -> None:
     """Warnings, and ``info["fills_field_of_view_pct"]`` / ``info["long_axis_tilt_deg"]``, when the bone fills
-    the field of view sideways or its shaft does not run along z (slices across it)."""
+    the field of view sideways or its shaft does not run along z (slices across it). ``bone`` may be a block
+    of the scan starting at ``offset_zyx`` whose sides are the field's wherever the bone could reach them."""
     fraction = side_contact_fraction(bone)
     if fraction > FILLS_VIEW_FRACTION:
         info["fills_field_of_view_pct"] = round(100.0 * fraction, 1)
@@ -31,7 +32,7 @@ def check_long_bone(bone, spacing, info, source) -> None:
                     "long bone lying in the scan: its envelope, cortex and lesions mean little. If the scan is a block "
                     "cut from trabecular bone, use --mode trabecular-cube", source, 100.0 * fraction)
         return
-    tilt, elongation = long_axis_tilt_deg(bone, spacing)
+    tilt, elongation = long_axis_tilt_deg(bone, spacing, offset_zyx=offset_zyx)
     info["long_axis_tilt_deg"] = round(tilt, 1)
     if tilt > MAX_TILT_DEG and elongation >= ELONGATED:
         info["shaft_across_slices"] = True
@@ -166,7 +167,7 @@ def side_contact_fraction(bone: np.ndarray) -> float:
 AXIS_SAMPLE_VOXELS = 1_000_000
 
 
-def long_axis_tilt_deg(bone: np.ndarray, spacing_mm) -> tuple[float, float]:
+def long_axis_tilt_deg(bone: np.ndarray, spacing_mm, *, offset_zyx=(0, 0, 0)) -> tuple[float, float]:
     """(angle in degrees between the bone's principal axis and z, elongation) of a bone mask.
 
     The principal axis is the eigenvector of the largest eigenvalue of the covariance of the bone voxels'
@@ -175,14 +176,18 @@ def long_axis_tilt_deg(bone: np.ndarray, spacing_mm) -> tuple[float, float]:
     transverse eigenvalues (elongation near 1), so its axis says nothing. (0.0, 1.0) for fewer than 3 voxels.
     A short shaft cut across by the first and last slices is a sheared cylinder whose voxels lean further than
     its axis (a 2.3 mm piece of a 1.9 mm wide shaft leaning 15 degrees reads 18): a coarse angle, enough to
-    tell a shaft leaning in the holder from one lying across the slices.
+    tell a shaft leaning in the holder from one lying across the slices. The subsample is every ``step``-th
+    voxel of the scan's grid, so a block of it starting at ``offset_zyx`` gives the whole scan's answer.
     """
     bone = np.asarray(bone, bool)
     n = int(np.count_nonzero(bone))
     if n < 3:
         return 0.0, 1.0
     step = max(1, int(np.ceil((n / AXIS_SAMPLE_VOXELS) ** (1.0 / 3.0))))
-    points = np.argwhere(bone[::step, ::step, ::step]).astype(np.float64) * (np.asarray(spacing_mm, float) * step)
+    first = [(-int(o)) % step for o in offset_zyx]  # the block's first index on the scan's every-step grid
+    sub = bone[first[0]::step, first[1]::step, first[2]::step]
+    # scan indices (integers), then mm: the same numbers from the scan or from a block of it
+    points = (np.argwhere(sub) * step + np.add(first, offset_zyx)).astype(np.float64) * np.asarray(spacing_mm, float)
     if len(points) < 3:
         return 0.0, 1.0
     points -= points.mean(axis=0)

@@ -33,9 +33,11 @@ def gaussian_filter_nearest(array: np.ndarray, sigma_vox: float, *, radius_vox: 
     with the same float64 sums in the same order and float32 rounding between axes, so the result is
     bit-identical (tested); compiled and parallel over slices it is ~5x faster at 512^3 on 2 cores.
     A boolean or uint8 array is read as it is (as its float32 copy would be, without making it), and
-    the passes along y and x run in place: one float32 volume is allocated, the result.
+    the passes along y and x run in place: one float32 volume is allocated, the result. A strided view (a
+    block of the scan) is read in place too: faster than copying it out first (0.06 vs 0.03 + 0.07 s on 512 x
+    340 x 460) and no block-sized copy.
     """
-    array = np.ascontiguousarray(array)
+    array = np.asarray(array)
     if array.dtype == np.bool_:
         array = array.view(np.uint8)
     elif array.dtype not in (np.uint8, np.float32):

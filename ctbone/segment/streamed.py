@@ -35,6 +35,7 @@ import numpy as np
 from ..errors import SegmentationError
 from ..options import AnalysisOptions
 from ..volume import bounding_box
+from . import _halo, _widened
 from .smooth import gaussian_smooth
 from .threshold import sample_stride, threshold_of_sample
 
@@ -65,7 +66,7 @@ def segment_slabs(scan, options: AnalysisOptions | None = None, *, mode: str = "
     Segmentation
         Equal to ``segment(read_scan(path), options)``; ``info["slab_read"]`` tells what was read.
     """
-    from . import _Work, _check_threshold_word, _long_bone, _no_bone_error
+    from . import _Work, _check_threshold_word, _geometry_of, _long_bone, _no_bone_error
 
     opts = options or AnalysisOptions()
     source = scan.meta.get("source", "the scan")
@@ -96,7 +97,7 @@ def segment_slabs(scan, options: AnalysisOptions | None = None, *, mode: str = "
             threshold, method = threshold_of_sample(sample, source=source)
         else:
             threshold, method = float(opts.threshold), "fixed"
-        halo = max(1, int(opts.support_vox)) if opts.sigma_vox > 0 else 0
+        halo = _halo(opts)
     del sample
 
     def smooth(block: np.ndarray) -> np.ndarray:
@@ -120,7 +121,7 @@ def segment_slabs(scan, options: AnalysisOptions | None = None, *, mode: str = "
     log.info("%s: read slab by slab; block of rows %d:%d, columns %d:%d (%.1f %% of each slice) in %.1f s",
              source, ys.start, ys.stop, xs.start, xs.stop, 100 * info["slab_read"]["block_fraction"],
              info["slab_read"]["seconds"])
-    work = _Work(raw=raw, image=image, bone=bone)
+    work = _Work(raw=raw, image=image, bone=bone, scan_geometry=_geometry_of(scan))
     del raw, image, bone
     return _long_bone(work, threshold, method, binary, opts, info, source, offset_yx=(ys.start, xs.start))
 
@@ -264,11 +265,6 @@ def _reach_above(raw: np.ndarray, threshold: float, halo: int) -> list:
         near = ndimage.binary_dilation(near, np.ones((2 * halo + 1,) * 2, bool))
     labels, n = ndimage.label(near, np.ones((3, 3), bool))
     return [bounding_box(near)] if n > MAX_REGIONS else ndimage.find_objects(labels)
-
-
-def _widened(sl: slice, by: int, n: int) -> slice:
-    """``sl`` grown by ``by`` at both ends, clipped to 0..n."""
-    return slice(max(0, sl.start - by), min(n, sl.stop + by))
 
 
 def _within(inner: slice, outer: slice) -> slice:
