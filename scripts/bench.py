@@ -10,7 +10,7 @@ then, in a fresh child process so peak memory is the scan's own:
   cc3d for labelling, the `localthickness` package vs ctbone's local thickness),
 * optionally times one snapshot.
 
-Usage:  python scripts/bench.py [--sizes 256,512,long] [--repeat N] [--render] [--localthickness]
+Usage:  python scripts/bench.py [--sizes 256,512,long,wide] [--repeat N] [--render] [--localthickness]
 Prints Markdown tables (docs/performance.md holds the latest, with the machine). On a shared machine one
 run moves by 10-20 %: --repeat runs each size N times (each in its own process) and reports the median
 analysis time and peak with the range, against the fastest SimpleITK read.
@@ -37,6 +37,8 @@ SIZES = {
     "256": {"shape": (256, 256, 256), "voxel_mm": 0.0085},
     "512": {"shape": (512, 512, 512), "voxel_mm": 0.00425},
     "long": {"shape": (1800, 300, 300), "voxel_mm": 0.0075},
+    # the 256 bone's section in a field three times as wide (a scan not cropped to the bone: ~7 % of each slice)
+    "wide": {"shape": (512, 768, 768), "voxel_mm": 0.0085},
 }
 
 

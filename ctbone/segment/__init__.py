@@ -183,6 +183,8 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
         smoothed = np.ascontiguousarray(smoothed) if hy != block[0] or hx != block[1] else smoothed
         whole = raw
         raw = raw.crop((slice(None), *block))  # a view of the scan
+        if not share_raw:  # a copy of the block: the scan (or its calibrated copy) goes before the closings
+            raw = _compact(raw)
         info["bone_block_yx"] = [[block[0].start, block[0].stop], [block[1].start, block[1].stop]]
     else:
         smoothed = _smooth(raw.array, binary, opts)
