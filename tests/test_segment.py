@@ -529,3 +529,24 @@ def test_the_bone_block_gives_what_the_whole_field_gives(shaft_in_a_wide_field, 
     for name in ("bone", "envelope", "marrow", "cortex", "trabecular", "image", "raw_image"):
         a, b = getattr(cut, name), getattr(whole, name)
         assert np.array_equal(a.array, b.array) and a.origin == b.origin and a.unit == b.unit, name
+
+
+def test_a_handed_over_scan_gives_the_same_segmentation_and_goes(shaft_in_a_wide_field):
+    import gc
+    import weakref
+
+    from ctbone.volume import HandedOver
+
+    kept = segment(shaft_in_a_wide_field, AnalysisOptions())
+    scan = Volume(shaft_in_a_wide_field.array.copy(), spacing=shaft_in_a_wide_field.spacing,
+                  unit=shaft_in_a_wide_field.unit, meta=dict(shaft_in_a_wide_field.meta))
+    alive = weakref.ref(scan.array)
+    handed = HandedOver(scan)
+    del scan
+    got = segment(handed, AnalysisOptions())
+    gc.collect()
+    assert alive() is None and "bone_block_yx" in got.info  # the block was copied out, the scan let go
+    assert got.info == kept.info and got.threshold == kept.threshold
+    for name in ("bone", "envelope", "marrow", "image", "raw_image"):
+        a, b = getattr(got, name), getattr(kept, name)
+        assert np.array_equal(a.array, b.array) and a.origin == b.origin, name
