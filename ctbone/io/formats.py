@@ -84,7 +84,7 @@ def _nifti_nonfinite_count(path: Path) -> int:
     return int((~np.isfinite(data)).sum())
 
 
-def _sitk_reason(exc: RuntimeError, said: list[str]) -> str:
+def sitk_reason(exc: RuntimeError, said: list[str]) -> str:
     """The library's own words on a failed read (MetaIO's message when it printed one; ITK's exception's last line
     otherwise, which for MetaImage is a stale "No such file or directory")."""
     text = said[0] if said and said[0] else str(exc).strip().splitlines()[-1]
@@ -101,7 +101,7 @@ def read_sitk(path: Path) -> Volume:
         with native_stderr_held(str(path)) as said:
             reader.ReadImageInformation()
     except RuntimeError as exc:
-        raise ScanReadError(f"{path}: cannot read image header ({_sitk_reason(exc, said)})") from exc
+        raise ScanReadError(f"{path}: cannot read image header ({sitk_reason(exc, said)})") from exc
     size = reader.GetSize()
     if len(size) != 3 and not (len(size) == 2):
         raise ScanReadError(f"{path}: {len(size)}-dimensional image; ctbone reads 2D or 3D scalar images.")
@@ -119,7 +119,7 @@ def read_sitk(path: Path) -> Volume:
         with native_stderr_held(str(path)) as said:
             image = reader.Execute()
     except RuntimeError as exc:
-        raise ScanReadError(f"{path}: cannot read image data ({_sitk_reason(exc, said)}); "
+        raise ScanReadError(f"{path}: cannot read image data ({sitk_reason(exc, said)}); "
                             f"the file may be truncated.") from exc
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise ScanReadError(f"{path}: {image.GetNumberOfComponentsPerPixel()}-component pixels; ctbone needs a "

@@ -230,7 +230,7 @@ def open_mhd_slabs(path: Path) -> ArraySlabs:
     file's, cast to float32 (equal to `read_scan`'s)."""
     import SimpleITK as sitk
 
-    from .formats import _sitk_reason, file_unit_and_meta
+    from .formats import sitk_reason, file_unit_and_meta
 
     path = Path(path)
     header = _mhd_header(path)
@@ -268,7 +268,7 @@ def open_mhd_slabs(path: Path) -> ArraySlabs:
         with native_stderr_held(str(path)) as said:
             reader.ReadImageInformation()
     except RuntimeError as exc:
-        raise ScanReadError(f"{path}: cannot read image header ({_sitk_reason(exc, said)})") from exc
+        raise ScanReadError(f"{path}: cannot read image header ({sitk_reason(exc, said)})") from exc
     array = np.memmap(data, dtype=dtype, mode="r", offset=offset, shape=shape)
     scan = ArraySlabs(array, spacing=tuple(reader.GetSpacing())[::-1], origin=tuple(reader.GetOrigin()),
                       direction=np.array(reader.GetDirection()).reshape(3, 3))
