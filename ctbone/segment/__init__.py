@@ -102,7 +102,11 @@ def is_binary_image(volume: Volume) -> bool:
     if volume.meta.get("is_binary"):
         return True
     a = volume.array
-    lo, hi = a.min(), a.max()
+    return _two_valued(a, a.min(), a.max())
+
+
+def _two_valued(a: np.ndarray, lo, hi) -> bool:
+    """Whether every voxel of ``a`` is ``lo`` or ``hi`` (its minimum and maximum), two different values."""
     if lo == hi:
         return False
     # slice by slice: a gray scan shows a third value in its first slice, so this stops there
@@ -159,9 +163,10 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     info: dict[str, Any] = {}
 
     raw = _calibrated(volume, opts)
-    binary = is_binary_image(raw)
+    # the range once: the binary test and the no-bone error need it, and the scan may be gone by the error
+    lo, hi = float(raw.array.min()), float(raw.array.max())
+    binary = bool(raw.meta.get("is_binary")) or _two_valued(raw.array, lo, hi)
     if binary:
-        lo, hi = float(raw.array.min()), float(raw.array.max())
         threshold, method = (lo + hi) / 2, "binary-input"
     elif isinstance(opts.threshold, str):
         _check_threshold_word(opts.threshold, source)
@@ -172,27 +177,30 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     # the scan's own array is not copied into the result while the caller holds it; anything made here is, and
     # so is the crop of a scan handed over, which then goes (see _long_bone)
     share_raw = raw.array is volume.array and not owned
+    del volume  # `raw` holds the scan (or its calibrated copy) from here
     block = _bone_block(raw.array, threshold, opts) if mode == "long-bone" and not binary else None
     if block == "none":
-        raise _no_bone_error(source, threshold, raw.unit, float(raw.array.min()), float(raw.array.max()))
+        raise _no_bone_error(source, threshold, raw.unit, lo, hi)
+    geometry = None
     if block is not None:  # smoothed and labelled there only: nothing beyond it can be bone
-        hy, hx = (_widened(sl, _halo(opts), n) for sl, n in zip(block, raw.shape[1:]))
-        inner = (slice(None), slice(block[0].start - hy.start, block[0].stop - hy.start),
-                 slice(block[1].start - hx.start, block[1].stop - hx.start))
-        smoothed = _smooth(raw.array[:, hy, hx], binary, opts)[inner]
-        smoothed = np.ascontiguousarray(smoothed) if hy != block[0] or hx != block[1] else smoothed
-        whole = raw
-        raw = raw.crop((slice(None), *block))  # a view of the scan
-        if not share_raw:  # a copy of the block: the scan (or its calibrated copy) goes before the closings
-            raw = _compact(raw)
+        geometry = _geometry_of(raw)
+        # the block with the smoothing's halo of rows and columns, so that its smoothed values are the scan's
+        halo = (slice(None), *(_widened(sl, _halo(opts), n) for sl, n in zip(block, raw.shape[1:])))
+        region = raw.crop(halo)  # a view of the scan
+        if not share_raw:  # the scan is no one else's: a copy of the region, and the scan goes now
+            region = _compact(region)
+        raw = None
+        inner = (slice(None), *(slice(b.start - h.start, b.stop - h.start) for b, h in zip(block, halo[1:])))
+        smoothed = _smooth(region.array, binary, opts)[inner]
+        smoothed = np.ascontiguousarray(smoothed) if halo[1:] != block else smoothed
+        raw = region.crop(inner)
+        del region
         info["bone_block_yx"] = [[block[0].start, block[0].stop], [block[1].start, block[1].stop]]
     else:
         smoothed = _smooth(raw.array, binary, opts)
-        whole = raw
     bone = smoothed > threshold
     if not bone.any():
-        raise _no_bone_error(source, threshold, raw.unit, float(whole.array.min()), float(whole.array.max()))
-    del whole
+        raise _no_bone_error(source, threshold, raw.unit, lo, hi)
     log.info("threshold %.4g %s (%s)", threshold, raw.unit, method)
 
     image = raw.with_array(smoothed)
@@ -202,9 +210,8 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
         # envelope and marrow are the same voxels, held apart (the result's masks share the arrays given here)
         return _result(image, raw, threshold, method, bone, whole, whole.copy(), None, mode, info)
     del smoothed
-    geometry = _geometry_of(volume) if block is not None else None
     work = _Work(raw=raw, image=image, bone=bone, scan_geometry=geometry)
-    del raw, image, bone, volume
+    del raw, image, bone
     offset = (block[0].start, block[1].start) if block is not None else (0, 0)
     return _long_bone(work, threshold, method, binary, opts, info, source, share_raw=share_raw, offset_yx=offset)
 
