@@ -29,8 +29,9 @@ from .stacks import is_image_stack
 log = logging.getLogger(__name__)
 
 _READ_THREADS = 2
-# what the in-memory path holds per voxel of the scan before it crops to the bone: the float32 scan,
-# its smoothed twin, the bone mask, and on the bone's box its uint8 copy and particle labels (with room)
+# what the in-memory analysis peaks at per voxel of a scan whose bone fills the field (15.5 at 512^3, the
+# read scan counted in); one whose bone is a small part of the field needs far less (4.8 on the bench's wide
+# field), but that is known only once the scan is read
 IN_MEMORY_BYTES_PER_VOXEL = 16
 
 
