@@ -377,7 +377,7 @@ def analyze(path, outdir, series, spacing, threshold, trabecular_threshold, cali
             from .io.stacks import is_stack
 
             ref_spacing = spacing_mm if is_stack(reference) else None
-            reference_volume = read_scan(reference, spacing=ref_spacing, allow_nonuniform=allow_nonuniform)
+            reference_volume = HandedOver(read_scan(reference, spacing=ref_spacing, allow_nonuniform=allow_nonuniform))
         result = run_analysis(scan, reference=reference_volume, progress=step, **overrides)
         check_mode_applied(result, result.options)
         step("outputs")

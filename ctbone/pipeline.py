@@ -65,6 +65,8 @@ def _check_inputs(volume, reference) -> None:
         raise TypeError(f"analyze needs a ctbone.Volume (voxels with their geometry), got {type(volume).__name__}. "
                         "Potential fix: ctbone.read_scan(path), or ctbone.Volume(array, spacing=(z, y, x) in mm, "
                         "unit='HU')")
+    if isinstance(reference, HandedOver):
+        reference = reference.peek()
     if reference is not None and not isinstance(reference, (Volume, str, Path)):
         raise TypeError(f"reference must be a ctbone.Volume or the path of a scan, got {type(reference).__name__}")
 
@@ -83,8 +85,8 @@ def _check_measurable(volume: Volume) -> None:
         )
 
 
-def analyze(volume: Volume, reference: Volume | str | Path | None = None, *, options: AnalysisOptions | None = None,
-            progress=None, **overrides) -> AnalysisResult:
+def analyze(volume: Volume, reference: Volume | HandedOver | str | Path | None = None, *,
+            options: AnalysisOptions | None = None, progress=None, **overrides) -> AnalysisResult:
     """Segment one scan and measure morphometry and bone destruction.
 
     Parameters
@@ -93,9 +95,10 @@ def analyze(volume: Volume, reference: Volume | str | Path | None = None, *, opt
         The scan, e.g. from `ctbone.read_scan` or `ctbone.phantoms.make_phantom`; from `ctbone.open_scan`, a
         scan too large for memory is read slab by slab. ``HandedOver(scan)``, of a scan no one else holds, lets
         the analysis drop the whole scan once the bone is cut out (less memory; the ``ctbone`` command does).
-    reference : Volume or path, optional
+    reference : Volume, HandedOver or path, optional
         Contralateral (set ``mirror_reference=True``) or baseline scan of the same animal;
-        adds bone_lost_mm3 / bone_gained_mm3 and their _pct.
+        adds bone_lost_mm3 / bone_gained_mm3 and their _pct. Read from a path, or handed over, it is let go
+        once its bone is found.
     options : AnalysisOptions, optional
         Base options; keyword arguments override single fields (``threshold=2000``).
     progress : callable, optional
@@ -159,10 +162,11 @@ def analyze(volume: Volume, reference: Volume | str | Path | None = None, *, opt
     if reference is not None:
         from .measure.reference import compare_to_reference
 
-        if not isinstance(reference, Volume):
+        if isinstance(reference, (str, Path)):  # read here, so ours: let go once its bone is found
             from .io import read_scan
 
-            reference = timed("read reference", partial(read_scan, allow_nonuniform=opts.allow_nonuniform), reference)
+            reference = HandedOver(timed("read reference", partial(read_scan, allow_nonuniform=opts.allow_nonuniform),
+                                         reference))
         comparison = timed("reference", compare_to_reference, seg, reference, opts)
         metrics.update(comparison.metrics)
         masks.update(comparison.masks)

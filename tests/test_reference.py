@@ -190,3 +190,33 @@ def test_bruker_scans_with_different_gray_mappings_are_warned_about(tmp_path, ca
             assert bool(messages) == warned, (memory, reference.name)
             if warned:
                 assert "other" in messages[0] and "0-0.11" in messages[0] and "0-0.08" in messages[0]
+
+
+def test_a_handed_over_reference_gives_the_same_comparison_and_goes_before_registration(scan, monkeypatch):
+    # issue 7: the gray reference is not needed past its bone; held through the registration it was the
+    # comparison's memory peak
+    import gc
+    import weakref
+
+    import ctbone.measure.reference as reference_module
+    from ctbone.volume import HandedOver
+
+    seg, _ = scan
+    kept, _ = make_phantom(intact_twin(_spec()), seed=2)
+    expected = compare_to_reference(seg, kept, AnalysisOptions())
+    handed = HandedOver(make_phantom(intact_twin(_spec()), seed=2)[0])
+    gray = weakref.ref(handed.peek().array)
+    alive_at_registration = []
+    register = reference_module._register
+
+    def watching(*args, **kwargs):
+        gc.collect()
+        alive_at_registration.append(gray() is not None)
+        return register(*args, **kwargs)
+
+    monkeypatch.setattr(reference_module, "_register", watching)
+    got = compare_to_reference(seg, handed, AnalysisOptions())
+    assert alive_at_registration and not any(alive_at_registration)
+    assert got.metrics == expected.metrics and got.info == expected.info
+    for name, mask in expected.masks.items():
+        assert np.array_equal(got.masks[name].array, mask.array), name

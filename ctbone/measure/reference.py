@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import RegistrationError
 from ..segment.distance import within_mm
 from ..segment.morphology import dilate_cross, erode_cross
-from ..volume import Volume, mask_as_bool
+from ..volume import HandedOver, Volume, mask_as_bool
 from .lesions_geometry import keep_large
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,9 @@ def compare_to_reference(seg, reference: Volume, options) -> ReferenceComparison
     ----------
     seg : ctbone.segment.Segmentation
         Uses ``bone``, ``threshold`` and the grid of ``bone``.
-    reference : Volume
-        Reference scan in the same unit as ``seg.image`` (or a 0/1 mask, unit "mask").
+    reference : Volume or HandedOver
+        Reference scan in the same unit as ``seg.image`` (or a 0/1 mask, unit "mask"); handed over, it is
+        let go once its bone is found.
     options : AnalysisOptions
         ``reference_tolerance_vox``, ``mirror_reference``, ``min_lesion_mm3``, ``sigma_vox``.
 
@@ -84,6 +85,8 @@ def compare_to_reference(seg, reference: Volume, options) -> ReferenceComparison
     RegistrationError
         No reference bone, no overlap, or a Dice after registration below `MIN_REGISTRATION_DICE`.
     """
+    if isinstance(reference, HandedOver):
+        reference = reference.take()  # ours: its gray values go once its bone is found
     source = reference.meta.get("source", "reference scan")
     bone = mask_as_bool(seg.bone.array)  # a view: only read
     reference = _same_unit(reference, seg.image.unit, options, source)
@@ -97,7 +100,9 @@ def compare_to_reference(seg, reference: Volume, options) -> ReferenceComparison
     fixed = _smooth_mask_image(seg.bone)
     # 0/1 bytes: the Gaussian reads them as they are, and the resampling interpolates them into float32
     ref_mask = reference.with_array(np.ascontiguousarray(ref_bone).view(np.uint8), unit="mask")
-    del ref_bone
+    # the gray reference is not needed past its bone: a handed-over scan or a calibrated copy goes before the
+    # registration, the stage's memory peak (512^3: -512 MB)
+    del ref_bone, reference
     moving = _smooth_mask_image(ref_mask)
     # the smoothed masks give the optimiser a smooth cost; the comparison resamples the mask itself: blurred,
     # thin trabeculae fall below the half level and would all count as gained
@@ -317,9 +322,10 @@ def _resample(mask, fixed, transform):
     import SimpleITK as sitk
 
     warped = sitk.Resample(mask, fixed, transform, sitk.sitkLinear, -1.0, sitk.sitkFloat32)
-    array = sitk.GetArrayFromImage(warped)
-    valid = array >= 0
-    return array >= 0.5, erode_cross(valid, iterations=2)
+    array = sitk.GetArrayViewFromImage(warped)  # a view, read while ``warped`` lives: no crop-sized float copy
+    bone, valid = array >= 0.5, array >= 0
+    del array, warped
+    return bone, erode_cross(valid, iterations=2)
 
 
 def _changed(present: np.ndarray, other: np.ndarray, tol_mm: float, min_voxels: float, spacing) -> np.ndarray:
