@@ -148,7 +148,8 @@ class HandedOver:
 
     ``ctbone.analyze(volume)`` cannot do that: the caller holds ``volume`` (the crop is then a view of it, no
     copy). Build it around a scan no one else keeps, e.g. ``ctbone.analyze(HandedOver(ctbone.open_scan(path)))``;
-    the ``ctbone`` command and batch workers do. Holds a `Volume` or a `ctbone.io.ScanSlabs`.
+    the ``ctbone`` command and batch workers do. Holds a `Volume` or a `ctbone.io.ScanSlabs`. A reference handed
+    over (``analyze(scan, reference=HandedOver(ref))``) is let go once its bone is found.
     """
 
     def __init__(self, scan):
