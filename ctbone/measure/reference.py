@@ -113,10 +113,16 @@ def compare_to_reference(seg, reference: Volume, options) -> ReferenceComparison
     disagree = ref_on_scan != bone
     # second pass without the regions that differ (the lesions), dilated by a few voxels
     fixed_mask = valid & ~dilate_cross(keep_large(disagree, min_voxels=27), iterations=3)
+    del disagree
     if fixed_mask.sum() > 1000:
+        # the first pass's resampling is made again below: not held through the second registration, with the
+        # mask only as the image given to it (four crop-sized masks fewer at the comparison's memory peak)
+        del ref_on_scan, valid
+        fixed_mask = _as_mask_image(fixed_mask, fixed)
         # from the first pass's transform, through the coarse levels again: the lesions' pull can leave the
         # first pass voxels off along the shaft, where the fine level's cost is too flat to come back
-        transform = _register(fixed, moving, _as_mask_image(fixed_mask, fixed), initial=transform)
+        transform = _register(fixed, moving, fixed_mask, initial=transform)
+        del fixed_mask
         ref_on_scan, valid = _resample(ref_mask, fixed, transform)
 
     both = valid & (ref_on_scan | bone)
