@@ -19,8 +19,11 @@ import numpy as np
 from .job import Job, one_line, run_job
 
 log = logging.getLogger(__name__)
-# peak memory of one job ≈ this many times its float32 image (image, smoothed copy, masks, distances, and the
-# freed pages the worker keeps for reuse, ctbone.memory): `ctbone analyze` peaked at 6.9x on the 512^3 bench scan
+# peak memory of one job ≈ at most this many times its float32 image(s), scan and reference (image, smoothed
+# copy, masks, distances, outputs and pictures, and the freed pages the worker keeps for reuse, ctbone.memory).
+# The whole `ctbone analyze` command on the 512^3 bench scan: 6.9x in an earlier pass, 5.3x at the start of the
+# fourteenth, 4.8x after it (3.8x of scan + reference with --reference); kept at 7: a calibration makes a
+# float32 copy of the whole scan, and a real scan's bone may be larger than the bench's
 MEMORY_FACTOR = 7.0
 # dask retries a refused connection until this timeout
 CONNECT_TIMEOUT_S = 20
