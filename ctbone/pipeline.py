@@ -59,14 +59,11 @@ def _check_inputs(volume, reference) -> None:
     """TypeError saying the fix when ``analyze`` is handed a bare array (or something else) instead of a scan."""
     from .io.slabs import ScanSlabs
 
-    if isinstance(volume, HandedOver):
-        volume = volume.peek()
+    volume, reference = _peek(volume), _peek(reference)
     if not isinstance(volume, (Volume, ScanSlabs)):
         raise TypeError(f"analyze needs a ctbone.Volume (voxels with their geometry), got {type(volume).__name__}. "
                         "Potential fix: ctbone.read_scan(path), or ctbone.Volume(array, spacing=(z, y, x) in mm, "
                         "unit='HU')")
-    if isinstance(reference, HandedOver):
-        reference = reference.peek()
     if reference is not None and not isinstance(reference, (Volume, str, Path)):
         raise TypeError(f"reference must be a ctbone.Volume or the path of a scan, got {type(reference).__name__}")
 

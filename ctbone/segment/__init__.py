@@ -247,10 +247,7 @@ def _bone_block(array: np.ndarray, threshold: float, opts: AnalysisOptions):
     that the bone touches the block's sides only where they are the field's (`check_long_bone`) and its crop
     lies inside. The despeckle sees every particle it would on the whole scan, so the results are the same
     (tested); a scan whose bone is a small part of the field of view is smoothed and labelled there only."""
-    guard = threshold - 1e-4 * max(1.0, abs(threshold))
-    near = np.zeros(array.shape[1:], bool)
-    for z0 in range(0, array.shape[0], 32):  # 32 slices at a time: no scan-sized boolean array
-        near |= (array[z0:z0 + 32] >= guard).any(axis=0)
+    near = reaching_threshold_yx(array, threshold)
     box = bounding_box(near)
     if box is None:
         return "none"
@@ -258,6 +255,17 @@ def _bone_block(array: np.ndarray, threshold: float, opts: AnalysisOptions):
     block = tuple(_widened(sl, reach, n) for sl, n in zip(box, near.shape))
     kept = (block[0].stop - block[0].start) * (block[1].stop - block[1].start)
     return block if kept <= (1 - MIN_BLOCK_SAVING) * near.size else None
+
+
+def reaching_threshold_yx(array: np.ndarray, threshold: float) -> np.ndarray:
+    """(Y, X) bool: the rows and columns where some slice holds a voxel at or above ``threshold``, less a guard
+    far above float rounding. Smoothing is a weighted mean with positive weights, so only voxels within its
+    kernel's reach of these can end above the threshold once smoothed."""
+    guard = threshold - 1e-4 * max(1.0, abs(threshold))
+    near = np.zeros(array.shape[1:], bool)
+    for z0 in range(0, array.shape[0], 32):  # 32 slices at a time: no scan-sized boolean array
+        near |= (array[z0:z0 + 32] >= guard).any(axis=0)
+    return near
 
 
 def _widened(sl: slice, by: int, n: int) -> slice:

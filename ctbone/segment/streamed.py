@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import SegmentationError
 from ..options import AnalysisOptions
 from ..volume import bounding_box
-from . import _halo, _widened
+from . import _halo, _widened, reaching_threshold_yx
 from .smooth import gaussian_smooth
 from .threshold import sample_stride, threshold_of_sample
 
@@ -251,14 +251,13 @@ def _particles(scan, calibrate, smooth, threshold, halo, slab) -> dict:
 def _reach_above(raw: np.ndarray, threshold: float, halo: int) -> list:
     """(rows, columns) boxes of the slab outside which no voxel can be above ``threshold`` once smoothed.
 
-    Smoothing is a weighted mean with positive weights, so a voxel ends above the threshold only within
-    ``halo`` voxels of a voxel at or above it (less a guard far larger than float rounding): only those
-    boxes need be smoothed. One box per separate region of the slab's projection (the bone, a far rod,
-    the other limb), so a wide field of air between them is skipped; one box around everything when the
-    regions are many (noise)."""
+    A voxel ends above the threshold only within ``halo`` voxels of the rows and columns
+    `reaching_threshold_yx` finds: only those boxes need be smoothed. One box per separate region of the slab's
+    projection (the bone, a far rod, the other limb), so a wide field of air between them is skipped; one box
+    around everything when the regions are many (noise)."""
     from scipy import ndimage
 
-    near = (raw >= threshold - 1e-4 * max(1.0, abs(threshold))).any(axis=0)
+    near = reaching_threshold_yx(raw, threshold)
     if not near.any():
         return []
     if halo:

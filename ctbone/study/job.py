@@ -104,11 +104,10 @@ def run_job(job: Job) -> dict:
                 if job.reference is not None and is_stack(job.reference):
                     ref_kwargs["spacing"] = spacing
             volume = read(job.scan, **scan_kwargs)
-            if job.analyze_fn is None:  # ctbone's own analysis drops the whole scan once it has cut out the bone
-                volume = ctbone.HandedOver(volume)
             reference = read_reference(job.reference, **ref_kwargs) if job.reference is not None else None
-            if job.analyze_fn is None and reference is not None:  # the same for the reference, once its bone is found
-                reference = ctbone.HandedOver(reference)
+            if job.analyze_fn is None:  # ctbone's own analysis drops each once it has cut out or found the bone
+                volume = ctbone.HandedOver(volume)
+                reference = ctbone.HandedOver(reference) if reference is not None else None
             kwargs = {"progress": lambda stage: log.info("%s: %s", job.name, stage)} if job.verbose else {}
             result = analyze(volume, reference=reference, options=job.options, **kwargs)
             check_mode_applied(result, job.options)
