@@ -1,5 +1,7 @@
 """Compiled helpers of the lesion stage equal the numpy formulations they replace."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -239,3 +241,56 @@ def test_whole_surface_area_from_the_boundary_voxels_equals_the_face_scans(spaci
     assert normals.whole_area_mm2(np.ones((4, 5, 6), bool)) == 0.0  # no face inside the array is open
     with pytest.raises(ValueError, match="shape"):
         normals.whole_area_mm2(tube)
+
+
+def test_masked_median_equals_numpy_median_of_the_gathered_values():
+    from ctbone.measure.masked_median import masked_median
+
+    rng = np.random.default_rng(5)
+    specials = np.array([-0.0, 0.0, 1e-45, -1e-45, np.inf, -np.inf, 3e38, -3e38, 1e-40], np.float32)
+    for trial in range(200):
+        shape = tuple(int(n) for n in rng.integers(1, 9, 3))
+        kind = trial % 4
+        if kind == 0:
+            values = rng.normal(500, 300, shape).astype(np.float32)
+        elif kind == 1:  # ties: many equal values, both middle ranks in one bin or in two
+            values = rng.integers(-3, 4, shape).astype(np.float32)
+        elif kind == 2:  # signed zeros, subnormals, infinities: the bit patterns' order must be the numbers'
+            values = rng.choice(specials, shape)
+        else:
+            values = rng.normal(0, 1, shape).astype(np.float32)
+            values.flat[int(rng.integers(values.size))] = np.nan
+        mask = rng.random(shape) < rng.random()
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = float(np.median(values[mask])) if mask.any() else float("nan")
+        got = masked_median(values, mask)
+        assert (np.isnan(want) and np.isnan(got)) or got == want, (trial, got, want)
+    # a strided crop is read in place; other types go through numpy
+    values = rng.normal(0, 1, (20, 30, 40)).astype(np.float32)
+    mask = rng.random(values.shape) < 0.4
+    crop = (slice(2, 18), slice(3, None), slice(None, None, 2))
+    assert masked_median(values[crop], mask[crop]) == float(np.median(values[crop][mask[crop]]))
+    assert masked_median(values.astype(np.float64), mask) == float(np.median(values.astype(np.float64)[mask]))
+    with pytest.raises(ValueError, match="shape"):
+        masked_median(values, mask[1:])
+
+
+def test_main_sections_equal_the_in_slice_labels_of_scipy():
+    from scipy import ndimage
+
+    from ctbone.measure.lesions import MAIN_SECTION_FRACTION, _main_sections
+
+    rng = np.random.default_rng(6)
+    for _ in range(100):  # small random slices: many components of equal size, where the first must win
+        env = rng.random((3, 12, 15)) < rng.uniform(0.2, 0.6)
+        want_env, want_ok = np.zeros_like(env), np.zeros(3, bool)
+        for z in range(3):
+            labels, n = ndimage.label(env[z], structure=np.ones((3, 3), bool))
+            if n:
+                sizes = np.bincount(labels.ravel())
+                sizes[0] = 0
+                want_env[z] = labels == sizes.argmax()
+                want_ok[z] = sizes.max() >= MAIN_SECTION_FRACTION * sizes.sum()
+        got_env, got_ok = _main_sections(env)
+        assert np.array_equal(got_env, want_env) and np.array_equal(got_ok, want_ok)

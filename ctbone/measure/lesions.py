@@ -46,6 +46,7 @@ from .lesions_geometry import (components, keep_large, label_boxes, label_dtype,
                                surface_normals, touching)
 from .lesions_lytic import PV_REACH_VOX, missing_bone_mm3
 from .lesions_polar import largest_gap, polar_frame, robust_surface_model
+from .masked_median import masked_median
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +226,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     band = in_slices & frame.between(in_t - reach, out_t + reach) & ~blastic
     interior = frame.between(in_t + s, out_t - s, within=shell & bone)
     lamellar = interior if interior.any() else shell & bone
-    i_bone = float(np.median(density[lamellar])) if lamellar.any() else None
+    i_bone = masked_median(density, lamellar) if lamellar.any() else None
     lytic_pv_mm3, levels = missing_bone_mm3(density, lytic_labels, n_lytic, band, blastic, frame, i_bone, voxel_mm3,
                                              cortex_model=shell)
     del band, interior, lamellar
@@ -468,7 +469,7 @@ def _woven_level(image, bone, env, dense_level, threshold, spacing):
     lamellar = bone & (image >= dense_level)
     if not around.any() or not lamellar.any():
         return float(threshold), float(threshold)
-    tissue, lamellar_value = float(np.median(image[around])), float(np.median(image[lamellar]))
+    tissue, lamellar_value = masked_median(image, around), masked_median(image, lamellar)
     return min(float(threshold), tissue + 0.25 * (lamellar_value - tissue)), tissue
 
 
@@ -549,11 +550,15 @@ def _tube_slices(bone: np.ndarray, env: np.ndarray, arc_gap_mm: np.ndarray, *, m
 
 def _main_sections(env: np.ndarray):
     """(envelope reduced to each slice's largest 2D section, slices where that section dominates)."""
+    import cc3d
+
     out = np.zeros_like(env)
     analysable = np.zeros(env.shape[0], bool)
-    eight = np.ones((3, 3), bool)
     for z in range(env.shape[0]):
-        labels, n = ndimage.label(env[z], structure=eight)
+        # 8-connected in the slice; cc3d numbers components in raster order of their first pixel, as scipy's
+        # label does (so a tie of sizes picks the same section), 3x faster
+        labels, n = cc3d.connected_components(np.ascontiguousarray(env[z], bool).view(np.uint8), connectivity=8,
+                                              return_N=True)
         if n == 0:
             continue
         sizes = np.bincount(labels.ravel())
@@ -585,8 +590,9 @@ def _starts(box) -> np.ndarray:
 
 def _dense_level(image, bone, threshold):
     """Half-way between the bone threshold and the typical (median) bone value: lamellar bone is above."""
-    values = image[bone]
-    return float(threshold) + 0.5 * (float(np.median(values)) - float(threshold)) if values.size else float(threshold)
+    if not bone.any():
+        return float(threshold)
+    return float(threshold) + 0.5 * (masked_median(image, bone) - float(threshold))
 
 
 def _largest(mask):

@@ -1,0 +1,119 @@
+"""The median of an image's values under a mask, without gathering them.
+
+``np.median(values[mask])`` copies the masked values (a gather on one thread) and partially sorts the copy
+(one thread again): 0.2 s for the 18 M bone voxels of a 512³ crop, and the lesion stage takes four such
+medians. Here the values are selected in place by their float32 bit patterns, which order like the numbers
+once the sign is folded in: a histogram of the top 16 bits finds the bin holding the middle rank(s), a
+second of the low 16 bits within that bin the exact value. Two parallel passes over the crop; the same
+value as numpy's (the middle element, or the float32 mean of the two middle ones).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+_BINS = 1 << 16
+
+
+def masked_median(values: np.ndarray, mask: np.ndarray) -> float:
+    """``float(np.median(values[mask]))``, computed without the gathered copy; NaN for an empty mask.
+
+    Parameters
+    ----------
+    values : ndarray
+        Image values; float32 is selected in place, any other type goes through numpy.
+    mask : bool ndarray
+        Same shape as ``values``.
+    """
+    values, mask = np.asarray(values), np.asarray(mask)
+    if values.shape != mask.shape:
+        raise ValueError(f"values of shape {values.shape} and mask of shape {mask.shape}")
+    if values.dtype != np.float32 or mask.dtype != np.bool_ or values.ndim != 3:
+        picked = values[mask.astype(bool, copy=False)]
+        return float(np.median(picked)) if picked.size else float("nan")
+    keys = values.view(np.uint32)  # same item size: a view, strided crops included (no copy)
+    chunks = max(1, min(int(numba.get_num_threads()), keys.shape[0]))
+    top, n_nan = _top_histogram(keys, mask, chunks)
+    n = int(top.sum())
+    if n == 0:
+        return float("nan")
+    if n_nan:
+        return float("nan")  # numpy's median of values holding a NaN
+    ranks = ((n - 1) // 2, n // 2)
+    low, high = (np.array([_value_of(k)], np.uint32).view(np.float32)[0] for k in _keys_at(keys, mask, top, ranks,
+                                                                                           chunks))
+    if ranks[0] == ranks[1]:
+        return float(low)
+    # numpy averages the two middle values in float32: (low + high) / 2, each step rounded to float32
+    with np.errstate(over="ignore", invalid="ignore"):  # inf (two values near the largest), NaN (-inf, inf): as numpy
+        return float((np.float32(low) + np.float32(high)) / np.float32(2))
+
+
+def _keys_at(keys, mask, top, ranks, chunks) -> list[int]:
+    """The order keys (see `_order_key`) of the values of ``ranks`` (0-based) among the masked values."""
+    cumulative = np.cumsum(top)
+    out, lows = [], {}
+    for rank in ranks:
+        bin_top = int(np.searchsorted(cumulative, rank, side="right"))
+        below = int(cumulative[bin_top - 1]) if bin_top else 0
+        if bin_top not in lows:  # the two middle ranks share their top bin but for a boundary between them
+            lows[bin_top] = np.cumsum(_low_histogram(keys, mask, np.uint32(bin_top), chunks))
+        out.append((bin_top << 16) | int(np.searchsorted(lows[bin_top], rank - below, side="right")))
+    return out
+
+
+@njit(cache=True, inline="always")
+def _order_key(bits):  # pragma: no cover - compiled
+    # float32 bits -> an unsigned key ordered as the numbers: negatives' bits reversed, positives' sign set
+    if bits & np.uint32(0x80000000):
+        return ~bits
+    return bits | np.uint32(0x80000000)
+
+
+def _value_of(key: int) -> int:
+    """The float32 bits of an order key (the inverse of `_order_key`)."""
+    return key & 0x7FFFFFFF if key & 0x80000000 else (~key) & 0xFFFFFFFF
+
+
+@njit(cache=True, inline="always")
+def _is_nan(bits):  # pragma: no cover - compiled
+    return (bits & np.uint32(0x7F800000)) == np.uint32(0x7F800000) and (bits & np.uint32(0x007FFFFF)) != 0
+
+
+@njit(cache=True, parallel=True)
+def _top_histogram(keys, mask, chunks):  # pragma: no cover - compiled
+    # (counts of the masked values' top 16 key bits, NaNs among them); each chunk of slices its own histogram
+    nz, ny, nx = keys.shape
+    hist = np.zeros((chunks, _BINS), np.int64)
+    nans = np.zeros(chunks, np.int64)
+    for c in prange(chunks):
+        for z in range(c * nz // chunks, (c + 1) * nz // chunks):
+            for y in range(ny):
+                for x in range(nx):
+                    if mask[z, y, x]:
+                        bits = keys[z, y, x]
+                        if _is_nan(bits):
+                            nans[c] += 1
+                        else:
+                            hist[c, _order_key(bits) >> 16] += 1
+    return hist.sum(axis=0), nans.sum()
+
+
+@njit(cache=True, parallel=True)
+def _low_histogram(keys, mask, top, chunks):  # pragma: no cover - compiled
+    # counts of the low 16 key bits of the masked values whose top 16 bits are ``top``
+    nz, ny, nx = keys.shape
+    hist = np.zeros((chunks, _BINS), np.int64)
+    for c in prange(chunks):
+        for z in range(c * nz // chunks, (c + 1) * nz // chunks):
+            for y in range(ny):
+                for x in range(nx):
+                    if mask[z, y, x]:
+                        bits = keys[z, y, x]
+                        if not _is_nan(bits):
+                            key = _order_key(bits)
+                            if (key >> 16) == top:
+                                hist[c, key & np.uint32(0xFFFF)] += 1
+    return hist.sum(axis=0)
