@@ -7,13 +7,14 @@ placed in a 2000-voxel field of view filled with its own background noise, plus 
 far from the bone (a particle the despeckle must drop). 16 GB of int16 files; as float32 the scan
 alone is 32 GB, and the in-memory path would hold ~128 GB.
 
-Then, in a fresh process: ``ctbone.open_scan`` (which picks slab-by-slab reading because the scan
-would not fit) and ``ctbone.analyze`` without rendering, timing each stage and sampling the peak
-RSS; and, as the yardstick, one plain pass reading every file's bytes. Finally it reads the 300 x 300
-columns of the same files that hold the bone (all 2000 slices), analyses them in memory with the
-threshold the big run chose, and checks that every metric is equal.
+Then, in a fresh process: ``ctbone.open_scan`` (which picks slab-by-slab reading because the scan would not
+fit) and ``ctbone.analyze`` of it handed over (as the ctbone command does), without rendering, timing each
+stage and sampling the peak RSS; and, as the yardstick, one plain pass reading every file's bytes. Finally it
+reads the 300 x 300 columns of the same files that hold the bone (all 2000 slices), analyses them in memory
+with the threshold the big run chose, and checks that every metric is equal.
 
-Usage:  python scripts/bench_large.py [--size 2000] [--memory auto|slabs|load] [--threshold auto|HU] [--keep]
+Usage:  python scripts/bench_large.py [--size 2000] [--memory auto|slabs|load] [--threshold auto|HU]
+        [--no-rod] [--keep]
 (``--size 400 --memory slabs`` is a quick check: 1800 x 400 x 400, read slab by slab.)
 Needs ~17 GB of free disk under .bench-cache/ (deleted afterwards unless --keep).
 """
@@ -36,14 +37,14 @@ sys.path.insert(0, str(ROOT / "scripts"))
 CACHE = ROOT / ".bench-cache"
 
 
-def build(size: int) -> tuple[Path, dict]:
+def build(size: int, with_rod: bool = True) -> tuple[Path, dict]:
     """The big series (cached) and where the bone sits in it."""
     from bench import phantom_folder
 
     from ctbone.io import read_scan, write_dicom_series
     from ctbone.volume import Volume
 
-    folder = CACHE / f"phantom_{size}" / "dicom"
+    folder = CACHE / (f"phantom_{size}" + ("" if with_rod else "_no_rod")) / "dicom"
     placement_file = folder.parent / "placement.json"
     if placement_file.exists():
         return folder, json.loads(placement_file.read_text())
@@ -57,7 +58,7 @@ def build(size: int) -> tuple[Path, dict]:
     pool = [np.rint(rng.normal(mean, sd, (size, size))).astype(np.float32) for _ in range(8)]
     rod_y, rod_x, rod_r = size // 16, size // 16, 12  # 0.18 mm across, far from the bone
     yy, xx = np.ogrid[:size, :size]
-    rod = (yy - rod_y) ** 2 + (xx - rod_x) ** 2 <= rod_r ** 2
+    rod = ((yy - rod_y) ** 2 + (xx - rod_x) ** 2 <= rod_r ** 2) & with_rod
     folder.mkdir(parents=True, exist_ok=True)
     uids = {"series_uid": "1.2.826.0.1.3680043.8.498.2000", "study_uid": "1.2.826.0.1.3680043.8.498.2001"}
     t0 = time.perf_counter()
@@ -84,7 +85,7 @@ def measure(folder: Path, memory: str, threshold: str) -> dict:
     from bench import PeakRSS
 
     import ctbone
-    from ctbone.io.slabs import DicomSlabs
+    from ctbone.io.slabs import ScanSlabs
 
     rss = PeakRSS()
     t0 = time.perf_counter()
@@ -97,11 +98,14 @@ def measure(folder: Path, memory: str, threshold: str) -> dict:
     t0 = time.perf_counter()
     scan = ctbone.open_scan(folder, memory=memory)
     open_s = time.perf_counter() - t0
+    shape, read = list(scan.shape), "slab by slab" if isinstance(scan, ScanSlabs) else "in memory"
+    handed = ctbone.HandedOver(scan)  # as the ctbone command does: the analysis' only reference, let go when cut out
+    del scan
     t0 = time.perf_counter()
-    result = ctbone.analyze(scan, render=False, threshold=threshold if threshold == "auto" else float(threshold))
+    result = ctbone.analyze(handed, render=False, threshold=threshold if threshold == "auto" else float(threshold))
     analyze_s = time.perf_counter() - t0
     return {
-        "shape": list(scan.shape), "slab_by_slab": isinstance(scan, DicomSlabs), "file_bytes": n_bytes,
+        "shape": shape, "read": read, "file_bytes": n_bytes,
         "plain_read_s": round(plain_read_s, 1), "open_s": round(open_s, 1), "analyze_s": round(analyze_s, 1),
         "timings_s": result.info["timings_s"], "slab_read": result.info["segmentation"].get("slab_read"),
         "peak_above_start_mb": round((rss.peak - base) / 1e6), "threshold": result.metrics["threshold_hu"],
@@ -113,6 +117,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=2000)
     parser.add_argument("--keep", action="store_true", help="keep the big series in .bench-cache/")
+    parser.add_argument("--no-rod", action="store_true", help="no far rod: the bone alone in the field of view")
     parser.add_argument("--memory", default="auto", choices=("auto", "load", "slabs"),
                         help="how ctbone.open_scan reads the big scan (default: its own choice)")
     parser.add_argument("--threshold", default="auto", help="'auto' (default) or a fixed value in HU")
@@ -121,7 +126,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(Path(args.child), args.memory, args.threshold), default=float))
         return
-    folder, placement = build(args.size)
+    folder, placement = build(args.size, with_rod=not args.no_rod)
     out = subprocess.run([sys.executable, __file__, "--child", str(folder), "--memory", args.memory,
                           "--threshold", args.threshold],
                          capture_output=True, text=True)
@@ -147,7 +152,7 @@ def main() -> None:
     print("| scan | files | read every file once | open | analyze (segment / lesions / morphometry) | peak RSS above start |")
     print("|---|---|---|---|---|---|")
     t = big["timings_s"]
-    print(f"| {'x'.join(map(str, big['shape']))} ({'slab by slab' if big['slab_by_slab'] else 'in memory'}) | "
+    print(f"| {'x'.join(map(str, big['shape']))} ({big['read']}) | "
           f"{gb:.1f} GB | {big['plain_read_s']} s | {big['open_s']} s | {big['analyze_s']} s "
           f"({t.get('segment')} / {t.get('lesions')} / {t.get('morphometry')}) | {big['peak_above_start_mb']} MB |")
     print(f"\nslab read: {big['slab_read']}")
