@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 _READ_THREADS = 2
 # what the in-memory analysis peaks at per voxel of a scan whose bone fills the field (15.5 at 512^3, the
 # read scan counted in); one whose bone is a small part of the field needs far less (4.8 on the bench's wide
-# field), but that is known only once the scan is read
+# field), but that is known only once the scan is read. Reading it whole to find out gained nothing: where the
+# read fits, the files fit the page cache and the slab path is about as fast (docs/performance.md)
 IN_MEMORY_BYTES_PER_VOXEL = 16
 
 
