@@ -556,7 +556,7 @@ def _main_sections(env: np.ndarray):
     analysable = np.zeros(env.shape[0], bool)
     for z in range(env.shape[0]):
         # 8-connected in the slice; cc3d numbers components in raster order of their first pixel, as scipy's
-        # label does (so a tie of sizes picks the same section), 3x faster
+        # label does (so a tie of sizes picks the same section); cc3d labels 3x faster
         labels, n = cc3d.connected_components(np.ascontiguousarray(env[z], bool).view(np.uint8), connectivity=8,
                                               return_N=True)
         if n == 0:

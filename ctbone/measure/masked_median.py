@@ -35,7 +35,7 @@ def masked_median(values: np.ndarray, mask: np.ndarray) -> float:
         return float(np.median(picked)) if picked.size else float("nan")
     keys = values.view(np.uint32)  # same item size: a view, strided crops included (no copy)
     chunks = max(1, min(int(numba.get_num_threads()), keys.shape[0]))
-    top, n_nan = _top_histogram(keys, mask, chunks)
+    top, n_nan = _histogram(keys, mask, -1, chunks)
     n = int(top.sum())
     if n == 0:
         return float("nan")
@@ -59,7 +59,7 @@ def _keys_at(keys, mask, top, ranks, chunks) -> list[int]:
         bin_top = int(np.searchsorted(cumulative, rank, side="right"))
         below = int(cumulative[bin_top - 1]) if bin_top else 0
         if bin_top not in lows:  # the two middle ranks share their top bin but for a boundary between them
-            lows[bin_top] = np.cumsum(_low_histogram(keys, mask, np.uint32(bin_top), chunks))
+            lows[bin_top] = np.cumsum(_histogram(keys, mask, bin_top, chunks)[0])
         out.append((bin_top << 16) | int(np.searchsorted(lows[bin_top], rank - below, side="right")))
     return out
 
@@ -83,8 +83,9 @@ def _is_nan(bits):  # pragma: no cover - compiled
 
 
 @njit(cache=True, parallel=True)
-def _top_histogram(keys, mask, chunks):  # pragma: no cover - compiled
-    # (counts of the masked values' top 16 key bits, NaNs among them); each chunk of slices its own histogram
+def _histogram(keys, mask, top, chunks):  # pragma: no cover - compiled
+    # (counts of the masked values' order keys: of their top 16 bits when ``top`` < 0, else of the low 16 bits of
+    # those whose top 16 bits are ``top``; the NaNs among them, counted in neither); each chunk of slices its own
     nz, ny, nx = keys.shape
     hist = np.zeros((chunks, _BINS), np.int64)
     nans = np.zeros(chunks, np.int64)
@@ -96,24 +97,10 @@ def _top_histogram(keys, mask, chunks):  # pragma: no cover - compiled
                         bits = keys[z, y, x]
                         if _is_nan(bits):
                             nans[c] += 1
-                        else:
-                            hist[c, _order_key(bits) >> 16] += 1
+                            continue
+                        key = _order_key(bits)
+                        if top < 0:
+                            hist[c, key >> 16] += 1
+                        elif np.int64(key >> 16) == top:
+                            hist[c, key & np.uint32(0xFFFF)] += 1
     return hist.sum(axis=0), nans.sum()
-
-
-@njit(cache=True, parallel=True)
-def _low_histogram(keys, mask, top, chunks):  # pragma: no cover - compiled
-    # counts of the low 16 key bits of the masked values whose top 16 bits are ``top``
-    nz, ny, nx = keys.shape
-    hist = np.zeros((chunks, _BINS), np.int64)
-    for c in prange(chunks):
-        for z in range(c * nz // chunks, (c + 1) * nz // chunks):
-            for y in range(ny):
-                for x in range(nx):
-                    if mask[z, y, x]:
-                        bits = keys[z, y, x]
-                        if not _is_nan(bits):
-                            key = _order_key(bits)
-                            if (key >> 16) == top:
-                                hist[c, key & np.uint32(0xFFFF)] += 1
-    return hist.sum(axis=0)
