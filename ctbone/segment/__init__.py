@@ -190,7 +190,7 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
         if not share_raw:  # the scan is no one else's: a copy of the region, and the scan goes now
             region = _compact(region)
         raw = None
-        inner = (slice(None), *(slice(b.start - h.start, b.stop - h.start) for b, h in zip(block, halo[1:])))
+        inner = (slice(None), *(_within(b, h) for b, h in zip(block, halo[1:])))
         smoothed = _smooth(region.array, binary, opts)[inner]
         smoothed = np.ascontiguousarray(smoothed) if halo[1:] != block else smoothed
         raw = region.crop(inner)
@@ -271,6 +271,11 @@ def reaching_threshold_yx(array: np.ndarray, threshold: float) -> np.ndarray:
 def _widened(sl: slice, by: int, n: int) -> slice:
     """``sl`` grown by ``by`` at both ends, clipped to 0..n."""
     return slice(max(0, sl.start - by), min(n, sl.stop + by))
+
+
+def _within(inner: slice, outer: slice) -> slice:
+    """``inner`` in the coordinates of an array cut at ``outer``."""
+    return slice(inner.start - outer.start, inner.stop - outer.start)
 
 
 def bone_mask_like(volume: Volume, seg: Segmentation, options: AnalysisOptions | None = None) -> np.ndarray:

@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import SegmentationError
 from ..options import AnalysisOptions
 from ..volume import bounding_box
-from . import _halo, _widened, reaching_threshold_yx
+from . import _halo, _widened, _within, reaching_threshold_yx
 from .smooth import gaussian_smooth
 from .threshold import sample_stride, threshold_of_sample
 
@@ -264,11 +264,6 @@ def _reach_above(raw: np.ndarray, threshold: float, halo: int) -> list:
         near = ndimage.binary_dilation(near, np.ones((2 * halo + 1,) * 2, bool))
     labels, n = ndimage.label(near, np.ones((3, 3), bool))
     return [bounding_box(near)] if n > MAX_REGIONS else ndimage.find_objects(labels)
-
-
-def _within(inner: slice, outer: slice) -> slice:
-    """``inner`` in the coordinates of an array cut at ``outer``."""
-    return slice(inner.start - outer.start, inner.stop - outer.start)
 
 
 def _numbered(labels: np.ndarray, offset: int) -> np.ndarray:
