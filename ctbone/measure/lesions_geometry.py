@@ -8,8 +8,9 @@ from scipy.spatial import ConvexHull, QhullError
 
 from ..segment.labels import label_counts, label_on_box, lookup
 from ..segment.morphology import dilate_cross
-from ..segment.smooth import gaussian_filter_nearest
+from ..segment.smooth import gaussian_half_kernel
 from ..volume import bounding_box
+from ._band_normals import boundary_normals
 
 # faces whose normal is this close to the z axis belong to the cut ends of the shaft, not the periosteum
 _END_CAP_NZ = 0.9
@@ -20,19 +21,17 @@ class SurfaceNormals:
 
     The boundary voxels are those with a face neighbour outside the mask (within the array): the
     only voxels `surface_area_mm2` asks about. Their normals are central differences of the smoothed
-    indicator (one-sided at the array's edges, as ``np.gradient``), taken once; the smoothed volume is
-    then dropped, and only the normals are kept, looked up by flat index (a few MB, not a volume).
+    indicator (scipy's ``gaussian_filter(mode="nearest")``, bit for bit; one-sided at the array's edges,
+    as ``np.gradient``), taken once, with the filter computed only in the band the differences read
+    (`_band_normals`: no smoothed volume); only the normals are kept, looked up by flat index (a few MB).
     """
 
     def __init__(self, inside: np.ndarray, *, spacing_mm, sigma_vox: float = 1.5):
         inside = np.asarray(inside, bool)
         self.spacing = tuple(float(s) for s in spacing_mm)
         self.shape = inside.shape
-        # scipy's gaussian_filter(mode="nearest"), bit for bit, compiled
-        smooth = gaussian_filter_nearest(inside, sigma_vox)  # read as 0.0 / 1.0, without a float copy
-        index = np.nonzero(inside & dilate_cross(~inside))
-        self._flat = np.ravel_multi_index(index, self.shape)  # ascending: np.nonzero runs in C order
-        self._normals = _gradient_normals(smooth, index, self.spacing)
+        # flat indices ascending (C order), as np.nonzero gives them
+        self._flat, self._normals = boundary_normals(inside, gaussian_half_kernel(sigma_vox), self.spacing)
 
     def whole_area_mm2(self, inside: np.ndarray) -> float:
         """``surface_area_mm2(inside, inside, ...)`` for the mask these normals were made of, found from its
@@ -61,21 +60,6 @@ class SurfaceNormals:
         if len(flat) and (len(self._flat) == 0 or not np.array_equal(self._flat[pos], flat)):
             raise ValueError("surface normals asked at voxels off the mask's boundary")
         return self._normals[:, pos]
-
-
-def _gradient_normals(smooth: np.ndarray, index, spacing) -> np.ndarray:
-    """(3, N) unit outward normals of ``smooth`` at ``index`` by central differences (one-sided at the edges)."""
-    grads = []
-    for axis, step in enumerate(spacing):
-        n = smooth.shape[axis]
-        i = np.asarray(index[axis], np.int64)
-        hi, lo = np.minimum(i + 1, n - 1), np.maximum(i - 1, 0)
-        upper, lower = list(index), list(index)
-        upper[axis], lower[axis] = hi, lo
-        diff = smooth[tuple(upper)].astype(np.float64) - smooth[tuple(lower)]
-        grads.append(-diff / (np.maximum(hi - lo, 1) * step))
-    grads = np.stack(grads)
-    return grads / np.maximum(np.sqrt((grads ** 2).sum(axis=0)), 1e-12)
 
 
 @njit(cache=True, inline="always")

@@ -42,16 +42,22 @@ def gaussian_filter_nearest(array: np.ndarray, sigma_vox: float, *, radius_vox: 
         array = array.view(np.uint8)
     elif array.dtype not in (np.uint8, np.float32):
         array = array.astype(np.float32)
-    radius = int(4.0 * sigma_vox + 0.5) if radius_vox is None else int(radius_vox)
-    x = np.arange(-radius, radius + 1)
-    phi = np.exp(-0.5 / (sigma_vox * sigma_vox) * x ** 2)
-    phi = phi / phi.sum()
-    half = np.ascontiguousarray(phi[radius:])  # centre, then 1 .. radius voxels away
+    half = gaussian_half_kernel(sigma_vox, radius_vox=radius_vox)
     out = np.empty(array.shape, np.float32)
     _correlate_z(array, out, half)
     _correlate_in_slices(out, half, 1)
     _correlate_in_slices(out, half, 2)
     return out
+
+
+def gaussian_half_kernel(sigma_vox: float, *, radius_vox: int | None = None) -> np.ndarray:
+    """scipy's normalised 1-D Gaussian kernel (radius ``int(4 sigma + 0.5)`` unless ``radius_vox``) from its
+    centre out: the centre weight, then those 1 .. radius voxels away (float64)."""
+    radius = int(4.0 * sigma_vox + 0.5) if radius_vox is None else int(radius_vox)
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (sigma_vox * sigma_vox) * x ** 2)
+    phi = phi / phi.sum()
+    return np.ascontiguousarray(phi[radius:])
 
 
 # scipy's symmetric correlation: centre * w0, then (left + right) * w_k from the outermost k inwards,
