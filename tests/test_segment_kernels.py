@@ -63,6 +63,15 @@ def test_gaussian_equals_scipy_nearest(sigma):
     kept = image.copy()
     gaussian_filter_nearest(image, sigma)
     assert np.array_equal(image, kept)
+    # rows and columns asked for: the whole result's, cut out, from a strided view too
+    whole = ndimage.gaussian_filter(image, sigma=sigma, mode="nearest")
+    for box in [(slice(2, 9), slice(0, 17)), (slice(0, 13), slice(5, 6)), (slice(12, 13), slice(1, 16))]:
+        assert np.array_equal(gaussian_filter_nearest(image, sigma, yx_box=box), whole[(slice(None), *box)])
+    view = image[:, 1:12, ::2]
+    assert np.array_equal(gaussian_smooth(view, sigma_vox=sigma, support_vox=1, yx_box=(slice(1, -1), slice(2, 7))),
+                          ndimage.gaussian_filter(view, sigma=sigma, truncate=1.49 / sigma,
+                                                  mode="nearest")[:, 1:-1, 2:7])
+    assert gaussian_filter_nearest(image, sigma, yx_box=(slice(4, 4), slice(None))).shape == (9, 0, 17)
 
 
 @pytest.mark.parametrize("border_value", [False, True])

@@ -126,7 +126,7 @@ def test_particles_joined_across_slab_faces_match_whole_volume_labels(slab_slice
     expected = sorted((int(c), tuple(s.start for s in b), tuple(s.stop for s in b))
                       for c, b in zip(stats["voxel_counts"][1:], stats["bounding_boxes"][1:]))
     scan = ArraySlabs(mask.astype(np.float32), spacing=(1, 1, 1))
-    found = _particles(scan, lambda b: b, lambda b: b, 0.5, 0, slab_slices)
+    found = _particles(scan, lambda b: b, lambda b, yx_box: b[(slice(None), *yx_box)], 0.5, 0, slab_slices)
     got = sorted((int(c), tuple(lo), tuple(hi)) for c, lo, hi in zip(found["count"], found["lo"], found["hi"]))
     assert got == expected
 
@@ -289,8 +289,8 @@ def test_info_tells_how_the_scan_would_be_read(dicom_folder, tiff_folder, monkey
 def test_particles_keep_voxels_only_smoothing_lifts_above_the_threshold(slab_slices):
     from ctbone.segment.smooth import gaussian_smooth
 
-    def smooth(block):
-        return gaussian_smooth(block, sigma_vox=0.8, support_vox=1)
+    def smooth(block, yx_box=None):
+        return gaussian_smooth(block, sigma_vox=0.8, support_vox=1, yx_box=yx_box)
 
     image = np.zeros((12, 40, 40), np.float32)
     image[3:9, 5:15, 10:14] = 100

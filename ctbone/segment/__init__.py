@@ -191,8 +191,7 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
             region = _compact(region)
         raw = None
         inner = (slice(None), *(_within(b, h) for b, h in zip(block, halo[1:])))
-        smoothed = _smooth(region.array, binary, opts)[inner]
-        smoothed = np.ascontiguousarray(smoothed) if halo[1:] != block else smoothed
+        smoothed = _smooth(region.array, binary, opts, yx_box=inner[1:])  # the block's rows and columns only
         raw = region.crop(inner)
         del region
         info["bone_block_yx"] = [[block[0].start, block[0].stop], [block[1].start, block[1].stop]]
@@ -222,10 +221,11 @@ def _geometry_of(volume) -> Volume:
                   direction=volume.direction)
 
 
-def _smooth(array: np.ndarray, binary: bool, opts: AnalysisOptions) -> np.ndarray:
+def _smooth(array: np.ndarray, binary: bool, opts: AnalysisOptions, yx_box=None) -> np.ndarray:
+    """The smoothed image (float32), of ``array[:, ys, xs]`` only when ``yx_box`` is given (computed there)."""
     if binary:
-        return array.astype(np.float32)
-    return gaussian_smooth(array, sigma_vox=opts.sigma_vox, support_vox=opts.support_vox)
+        return np.array(array if yx_box is None else array[(slice(None), *yx_box)], np.float32)
+    return gaussian_smooth(array, sigma_vox=opts.sigma_vox, support_vox=opts.support_vox, yx_box=yx_box)
 
 
 def _halo(opts: AnalysisOptions) -> int:

@@ -100,10 +100,10 @@ def segment_slabs(scan, options: AnalysisOptions | None = None, *, mode: str = "
         halo = _halo(opts)
     del sample
 
-    def smooth(block: np.ndarray) -> np.ndarray:
+    def smooth(block: np.ndarray, yx_box) -> np.ndarray:
         if binary:
-            return block.astype(np.float32)
-        return gaussian_smooth(block, sigma_vox=opts.sigma_vox, support_vox=opts.support_vox)
+            return np.array(block[(slice(None), *yx_box)], np.float32)
+        return gaussian_smooth(block, sigma_vox=opts.sigma_vox, support_vox=opts.support_vox, yx_box=yx_box)
 
     particles = _particles(scan, calibrate, smooth, threshold, halo, slab)
     if particles["count"].size == 0:
@@ -211,7 +211,7 @@ def _particles(scan, calibrate, smooth, threshold, halo, slab) -> dict:
         bone = np.zeros((z1 - z0, yb - ya, xb - xa), bool)
         for ys, xs in regions:  # each smoothed with a halo of rows and columns around it: exact values
             ry, rx = _widened(ys, halo, ny), _widened(xs, halo, nx)
-            smoothed = smooth(raw[:, ry, rx])[_within(slice(z0, z1), rz), _within(ys, ry), _within(xs, rx)]
+            smoothed = smooth(raw[:, ry, rx], (_within(ys, ry), _within(xs, rx)))[_within(slice(z0, z1), rz)]
             bone[:, ys.start - ya:ys.stop - ya, xs.start - xa:xs.stop - xa] |= smoothed > threshold
             del smoothed
         del raw
@@ -313,7 +313,7 @@ def _read_block(scan, calibrate, smooth, calibrated, halo, ys, xs, slab):
     for z0, z1 in _slabs(nz, max(slab, slab * ny * nx // block[0].size), "ctbone: bone block"):
         block[z0:z1] = calibrate(scan.read(z0, z1, hy, hx))
     inner = (slice(None), _within(ys, hy), _within(xs, hx))
-    smoothed = np.ascontiguousarray(smooth(block)[inner])
+    smoothed = smooth(block, inner[1:])
     raw = np.ascontiguousarray(block[inner])
     del block
     raw_volume = scan.volume(raw, y0=ys.start, x0=xs.start, unit=calibrated.unit, meta=calibrated.meta)
