@@ -75,11 +75,14 @@ def ring_mm(mask: np.ndarray, *, spacing_mm, inner_mm: float, outer_mm: float, y
     # the answer only asks which side of the radii a voxel falls: one at or below `decided` after the first
     # two passes stays there, and the last pass computes only what the others need (see `_last_pass`)
     decided = outer if inner_mm < 0 else inner
-    _squared_vox(mask, weights[0], weights[1], weights[2], far, decided, y0, y1, x0, x1, g)
-    dist2 = g[:, y0:y1, x0:x1]
-    if inner_mm < 0:
-        return dist2 <= outer
-    return (dist2 <= outer) & (dist2 > inner)
+    out = np.empty((mask.shape[0], max(0, y1 - y0), max(0, x1 - x0)), bool)
+    # the last pass writes the answer itself (inner < value <= outer) instead of the values: no comparisons
+    # of a strided box of them after. Compared as numpy compared the stored values with the radii: whole
+    # numbers (uint16) in float64, float32 values in float32
+    inner = inner if inner_mm >= 0 else -np.inf
+    _squared_vox(mask, weights[0], weights[1], weights[2], far, decided, y0, y1, x0, x1, g, out, outer, inner,
+                 g.dtype == np.float32)
+    return out
 
 
 def squared_distance_mm2(sites: np.ndarray, *, spacing_mm) -> np.ndarray:
@@ -93,7 +96,8 @@ def squared_distance_mm2(sites: np.ndarray, *, spacing_mm) -> np.ndarray:
     if sites.size == 0:
         return np.zeros(sites.shape, np.float32)
     dist2 = np.empty(sites.shape, np.float32)
-    _squared_vox(sites, weights[0], weights[1], weights[2], np.inf, -1.0, 0, sites.shape[1], 0, sites.shape[2], dist2)
+    _squared_vox(sites, weights[0], weights[1], weights[2], np.inf, -1.0, 0, sites.shape[1], 0, sites.shape[2], dist2,
+                 np.empty((0, 0, 0), bool), 0.0, 0.0, True)
     # voxel² to mm²; isotropic grids: whole numbers times unit², as exact as float32 holds them
     np.multiply(dist2, np.float32(unit * unit), out=dist2)
     return dist2
@@ -175,12 +179,14 @@ def _transform_line(line, n, weight, far, sites, bounds, found):  # pragma: no c
 
 
 @njit(cache=True, parallel=True)
-def _squared_vox(mask, wz, wy, wx, far, decided, y0, y1, x0, x1, g):  # pragma: no cover - compiled
+def _squared_vox(mask, wz, wy, wx, far, decided, y0, y1, x0, x1, g, out, outer, inner, single):  # pragma: no cover
     """Squared distance in voxel units (axis weights wz, wy, wx) to the nearest True voxel, into ``g``
     (float32, or uint16 for whole numbers below 65536); values at or above ``far`` come out as ``far``
     (inf: none cut). Valid in [:, y0:y1, x0:x1] only: the passes along y and z run there (the pass along
     y needs all rows, but only those columns). With ``decided >= 0`` only the values above it are exact:
-    the others come out at or below it (see `_last_pass`); ``decided = -1``: all exact."""
+    the others come out at or below it (see `_last_pass`); ``decided = -1``: all exact. When ``out`` is
+    not empty, the last pass writes ``outer >= value > inner`` there, (Z, y1 - y0, x1 - x0), and leaves
+    ``g`` as the first two passes left it."""
     nz, ny, nx = mask.shape
     n = max(nx, ny)
     for z in prange(nz):
@@ -212,6 +218,7 @@ def _squared_vox(mask, wz, wy, wx, far, decided, y0, y1, x0, x1, g):  # pragma: 
                         g[z, y, x] = found[y]
     # along z, the last pass: windows of `reach` slices around the undecided voxels (see `_last_pass`)
     reach = nz if decided < 0 else int(np.floor(np.sqrt(decided / wz))) + 1
+    answer = out.size > 0
     for y in prange(y0, y1):
         # the (z, x) plane of one y gathered once, so the columns are read from cache
         plane = np.empty((nz, nx), np.float64)
@@ -226,9 +233,22 @@ def _squared_vox(mask, wz, wy, wx, far, decided, y0, y1, x0, x1, g):  # pragma: 
             for z in range(nz):
                 line[z] = plane[z, x]
             _last_pass(line, nz, wz, far, decided, reach, sites, bounds, found)
+            if answer:
+                for z in range(nz):
+                    plane[z, x] = found[z]
+            else:
+                for z in range(nz):
+                    if line[z] != found[z]:
+                        g[z, y, x] = found[z]
+        if answer:  # row by row of the answer, from the plane's values
             for z in range(nz):
-                if line[z] != found[z]:
-                    g[z, y, x] = found[z]
+                for x in range(x0, x1):
+                    if single:
+                        v = np.float32(plane[z, x])
+                        out[z, y - y0, x - x0] = v <= np.float32(outer) and v > np.float32(inner)
+                    else:
+                        v = plane[z, x]
+                        out[z, y - y0, x - x0] = v <= outer and v > inner
 
 
 @njit(cache=True, inline="always")
