@@ -119,11 +119,63 @@ def _paint_balls(out, centres, radii2, parents, parent_r2, spacing, bounds, orde
                     _raise_row_outside(out, z, y, x0, x1, p0, p1, value)
 
 
+@njit(cache=True, inline="always")
+def _open_rows(ya, yb, cy, hy, cx, py, px, rem_z, qrem_z):  # pragma: no cover - compiled
+    """The rows [lo, hi] of a ball's plane (rows ya .. yb) that a parent does not surely cover: all of them
+    when its disk misses the plane (``qrem_z <= 0``). A row is covered when half[qrem_y] >= half[rem_y] +
+    |px - cx|, which holds when qrem_y - rem_y >= need (half is monotone; and (h + 1)² <= rem_y + 2h for
+    h = half[rem_y] <= hy). With dy = py - cy, qrem_y - rem_y = qrem_z - rem_z - dy² + 2 dy (y - cy): linear
+    in y, so the surely covered rows are a half-line of the plane (or all, or none)."""
+    if qrem_z <= 0:
+        return ya, yb
+    need = 0 if px == cx else 2 * hy + 1
+    c = need - (qrem_z - rem_z) + (py - cy) * (py - cy)
+    if py == cy:
+        if c <= 0:
+            return 1, 0
+        return ya, yb
+    if py > cy:
+        return ya, min(yb, cy - ((-c) // 2) - 1)  # covered from cy + ceil(c / 2) on
+    return max(ya, cy + (-c) // 2 + 1), yb  # covered up to cy + floor(-c / 2)
+
+
+@njit(cache=True, inline="always")
+def _parent_span(qrem_z, y, py, px, half):  # pragma: no cover - compiled
+    # a parent's span [p0, p1] on row y (p0 > p1: none)
+    if qrem_z > 0:
+        qrem_y = qrem_z - (y - py) * (y - py)
+        if qrem_y > 0:
+            hp = half[qrem_y]
+            return px - hp, px + hp
+    return 1, 0
+
+
+@njit(cache=True, inline="always")
+def _raise_row_outside2(out, z, y, x0, x1, a0, a1, b0, b1, value):  # pragma: no cover - compiled
+    # out[z, y, x0..x1] = max(out, value), except on the spans a0..a1 and b0..b1 (each empty when start > end)
+    if a0 > a1:
+        a0, a1, b0, b1 = b0, b1, 1, 0
+    elif b0 <= b1:
+        if b0 < a0:
+            a0, a1, b0, b1 = b0, b1, a0, a1
+        if b0 <= a1 + 1:  # overlapping or adjoining: one span
+            a1 = max(a1, b1)
+            b0, b1 = 1, 0
+    if b0 > b1:
+        _raise_row_outside(out, z, y, x0, x1, a0, a1, value)
+        return
+    _raise_row_outside(out, z, y, x0, min(x1, b0 - 1), a0, a1, value)
+    for x in range(max(x0, b1 + 1), x1 + 1):
+        if out[z, y, x] < value:
+            out[z, y, x] = value
+
+
 @njit(cache=True, parallel=True)
 def _paint_balls_iso(out, centres, k2, parents, parent_k2, values, half, bounds, order):  # pragma: no cover - compiled
-    # `_paint_balls` on an isotropic grid in voxel units: a grid point is in the ball iff its squared
-    # offset m < k2 (integers), so the half-width of a row with m_left = k2 - dz² - dy² is half[m_left].
-    # Rows entirely inside the parent's row are skipped exactly; the rest paint what the parent does not cover.
+    # `_paint_balls` on an isotropic grid in voxel units, with two parents (parents (N, 2, 3), parent_k2 (N, 2)):
+    # a grid point is in the ball iff its squared offset m < k2 (integers), so the half-width of a row with
+    # m_left = k2 - dz² - dy² is half[m_left]. Planes and rows entirely inside either parent's are skipped
+    # exactly; the rest paint what neither parent covers.
     nz, ny, nx = out.shape
     n = k2.shape[0]
     if n == 0:
@@ -146,50 +198,39 @@ def _paint_balls_iso(out, centres, k2, parents, parent_k2, values, half, bounds,
             b = min(s1 - 1, cz + hz)
             if a > b:
                 continue
-            pz, py, px = parents[i, 0], parents[i, 1], parents[i, 2]
-            kp = parent_k2[i]
+            pz, py, px = parents[i, 0, 0], parents[i, 0, 1], parents[i, 0, 2]
+            qz, qy, qx = parents[i, 1, 0], parents[i, 1, 1], parents[i, 1, 2]
+            kp, kq = parent_k2[i, 0], parent_k2[i, 1]
             value = values[i]
-            d_yx = np.sqrt(np.float64((py - cy) ** 2 + (px - cx) ** 2))
+            dp_yx = np.sqrt(np.float64((py - cy) ** 2 + (px - cx) ** 2))
+            dq_yx = np.sqrt(np.float64((qy - cy) ** 2 + (qx - cx) ** 2))
             for z in range(a, b + 1):
                 rem_z = k - (z - cz) * (z - cz)
-                qrem_z = kp - (z - pz) * (z - pz) if pz >= 0 else -1
-                # every grid point of this plane's disk (|v|² <= rem_z - 1) lies in the parent's disk
-                if qrem_z > 0 and np.sqrt(np.float64(rem_z - 1)) + d_yx + 1e-9 < np.sqrt(np.float64(qrem_z)):
+                prem_z = kp - (z - pz) * (z - pz) if pz >= 0 else -1
+                qrem_z = kq - (z - qz) * (z - qz) if qz >= 0 else -1
+                # every grid point of this plane's disk (|v|² <= rem_z - 1) lies in a parent's disk
+                inner = np.sqrt(np.float64(rem_z - 1)) + 1e-9
+                if prem_z > 0 and inner + dp_yx < np.sqrt(np.float64(prem_z)):
+                    continue
+                if qrem_z > 0 and inner + dq_yx < np.sqrt(np.float64(qrem_z)):
                     continue
                 hy = half[rem_z]
                 ya = max(0, cy - hy)
                 yb = min(ny - 1, cy + hy)
-                if qrem_z > 0:
-                    # rows the parent surely covers, left out without a look: the row is covered when
-                    # half[qrem_y] >= half[rem_y] + |px - cx|, which holds when qrem_y - rem_y >= need
-                    # (half is monotone; and (h + 1)² <= rem_y + 2h for h = half[rem_y] <= hy). With
-                    # dy = py - cy, qrem_y - rem_y = qrem_z - rem_z - dy² + 2 dy (y - cy): linear in y,
-                    # so the surely covered rows are a half-line of the plane
-                    need = 0 if px == cx else 2 * hy + 1
-                    c = need - (qrem_z - rem_z) + (py - cy) * (py - cy)
-                    if py == cy:
-                        if c <= 0:
-                            continue
-                    elif py > cy:
-                        yb = min(yb, cy - ((-c) // 2) - 1)  # covered from cy + ceil(c / 2) on
-                    else:
-                        ya = max(ya, cy + (-c) // 2 + 1)  # covered up to cy + floor(-c / 2)
-                for y in range(ya, yb + 1):
+                # rows either parent surely covers, left out without a look
+                ya1, yb1 = _open_rows(ya, yb, cy, hy, cx, py, px, rem_z, prem_z)
+                ya2, yb2 = _open_rows(ya, yb, cy, hy, cx, qy, qx, rem_z, qrem_z)
+                for y in range(max(ya1, ya2), min(yb1, yb2) + 1):
                     rem_y = rem_z - (y - cy) * (y - cy)
                     hx = half[rem_y]
                     x0 = cx - hx
                     x1 = cx + hx
-                    p0 = 1
-                    p1 = 0
-                    if qrem_z > 0:
-                        qrem_y = qrem_z - (y - py) * (y - py)
-                        if qrem_y > 0:
-                            hp = half[qrem_y]
-                            p0 = px - hp
-                            p1 = px + hp
-                            if p0 <= x0 and x1 <= p1:
-                                continue
+                    p0, p1 = _parent_span(prem_z, y, py, px, half)
+                    if p0 <= x0 and x1 <= p1:
+                        continue
+                    q0, q1 = _parent_span(qrem_z, y, qy, qx, half)
+                    if q0 <= x0 and x1 <= q1:
+                        continue
                     x0 = max(x0, 0)
                     x1 = min(x1, nx - 1)
-                    _raise_row_outside(out, z, y, x0, x1, p0, p1, value)
-
+                    _raise_row_outside2(out, z, y, x0, x1, p0, p1, q0, q1, value)

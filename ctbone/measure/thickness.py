@@ -103,19 +103,22 @@ def _local_thickness_dense(mask: np.ndarray, spacing, outside: str) -> np.ndarra
     del dist2
     if pad:
         centres -= pad
-        parents[parents[:, 0] >= 0] -= pad
+        parents[parents[..., 0] >= 0] -= pad
     out = np.zeros(mask.shape, np.float32)  # made once the distances are gone: they are as large
     voxel = _isotropic_voxel_mm(spacing, float(radii2.max()))
     if voxel is not None:
         # isotropic grid: squared distances are whole multiples of voxel², so the ball's rows come from
         # an integer table (no square root per row) -- same grid points, same values
-        k2 = np.rint(radii2 / voxel ** 2).astype(np.int64)
-        parent_k2 = np.rint(parent_r2 / voxel ** 2).astype(np.int64)
+        k2 = np.rint(radii2 / voxel ** 2).astype(np.int32)
+        parent_k2 = np.rint(parent_r2 / voxel ** 2).astype(np.int32)
         values = (2.0 * np.sqrt(radii2)).astype(np.float32)
+        del radii2, parent_r2  # the balls' tables are as large as a few crop-sized masks (2.4 M balls at 512^3)
         _paint_balls_iso(out, centres, k2, parents, parent_k2, values, _half_widths(int(k2.max())),
                          *_slabs(mask.shape[0]))
     else:
-        _paint_balls(out, centres, radii2, parents, parent_r2, np.asarray(spacing, np.float64), *_slabs(mask.shape[0]))
+        # anisotropic grids: the first parent only
+        _paint_balls(out, centres, radii2, np.ascontiguousarray(parents[:, 0]), np.ascontiguousarray(parent_r2[:, 0]),
+                     np.asarray(spacing, np.float64), *_slabs(mask.shape[0]))
     np.multiply(out, mask, out=out)  # 0 off the mask (values are >= 0): no inverted copy of the mask
     return out
 
