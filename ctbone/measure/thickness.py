@@ -99,8 +99,9 @@ def _local_thickness_dense(mask: np.ndarray, spacing, outside: str) -> np.ndarra
     # and no parent has, so they are the unpadded array's, shifted by the pad
     # centres come z-sorted, so each slab of the painting finds its balls fast
     centres, radii2, parents, parent_r2 = ridge_balls(dist2, spacing_mm=spacing)
-    log.debug("local thickness: %d foreground voxels, %d ridge balls", int(mask.sum()), len(radii2))
     del dist2
+    if log.isEnabledFor(logging.DEBUG):  # the count is a pass over the mask
+        log.debug("local thickness: %d foreground voxels, %d ridge balls", int(mask.sum()), len(radii2))
     if pad:
         centres -= pad
         parents[parents[..., 0] >= 0] -= pad
