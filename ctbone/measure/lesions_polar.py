@@ -184,17 +184,34 @@ def _radii(centres, yy, xx, out):  # pragma: no cover - compiled
 
 @njit(cache=True, parallel=True)
 def _between_bins(bin_index, centres, yy, xx, lo, hi, within, everywhere, out):  # pragma: no cover - compiled
-    # lo < radius <= hi per voxel, the radius computed only where ``within`` holds (or ``everywhere``)
+    # lo < radius <= hi per voxel (False where ``within`` does not hold, unless ``everywhere``). A row's radii
+    # first, in a loop of their own that vectorises (`_radius`'s arithmetic), then the comparisons, whose
+    # table lookups would keep the square roots from vectorising
     nz, ny, nx = bin_index.shape
     for z in prange(nz):
+        radius = np.empty(nx, np.float32)
+        cy, cx = centres[z, 0], centres[z, 1]
+        lo_z, hi_z = lo[z], hi[z]
         for y in range(ny):
+            bins, row = bin_index[z, y], out[z, y]
+            if not everywhere and not within[z, y].any():  # a mask often leaves whole rows out
+                row[:] = False
+                continue
+            dy = yy[y] - cy
             for x in range(nx):
-                if everywhere or within[z, y, x]:
-                    b = bin_index[z, y, x]
-                    v = _radius(centres, yy, xx, z, y, x)
-                    out[z, y, x] = v > lo[z, b] and v <= hi[z, b]
-                else:
-                    out[z, y, x] = False
+                dx = xx[x] - cx
+                radius[x] = np.float32(np.sqrt(dy * dy + dx * dx))
+            if everywhere:
+                for x in range(nx):
+                    b = bins[x]
+                    v = radius[x]
+                    row[x] = v > lo_z[b] and v <= hi_z[b]
+            else:
+                keep = within[z, y]
+                for x in range(nx):
+                    b = bins[x]
+                    v = radius[x]
+                    row[x] = keep[x] and v > lo_z[b] and v <= hi_z[b]
 
 
 @njit(cache=True, parallel=True)
