@@ -6,8 +6,8 @@ read the smoothed value at a boundary voxel's face neighbours only, and each of 
 within the kernel's radius of it. So, slice by slice, each pass of the separable filter is computed where a
 later pass (or the differences) reads it, and nowhere else: the values there are the whole filter's, bit for
 bit (the same float64 sums in the same order), and no smoothed volume is made. On the lesion stage's modelled
-envelope (a filled tube: its boundary is ~1 % of the crop) this is ~4x less work than smoothing the crop, and
-one crop-sized float32 volume less.
+envelope (a filled tube: its boundary is ~1 % of the crop, the passes run on 3-20 % of each slice) the normals
+take 0.2 s instead of 1.0-1.7 s at 512^3 and 1800 x 300 x 300, and no crop-sized float32 volume is made.
 """
 
 from __future__ import annotations

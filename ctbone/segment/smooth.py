@@ -76,42 +76,46 @@ def _smooth_slices(src, half, y0, x0, out):  # pragma: no cover - compiled
     nz, ny, nx = src.shape
     oy, ox = out.shape[1], out.shape[2]
     r = half.size - 1
-    for z in prange(nz):
+    # slabs of slices, each thread allocating its buffers once: a fresh slice-sized buffer per slice was
+    # a page fault storm on the first call (0.6 s instead of 0.2 s at 512^3 with the default malloc)
+    n_slabs = min(nz, 64)
+    for s in prange(n_slabs):
         along_z = np.empty((ny, nx), np.float32)
         along_y = np.empty((oy, nx), np.float32)
         acc = np.empty(nx, np.float64)
-        for y in range(ny):
-            row = src[z, y]
-            for x in range(nx):
-                acc[x] = np.float64(row[x]) * half[0]
-            for k in range(r, 0, -1):
-                w = half[k]
-                ra, rb = src[max(z - k, 0), y], src[min(z + k, nz - 1), y]
+        for z in range(s * nz // n_slabs, (s + 1) * nz // n_slabs):
+            for y in range(ny):
+                row = src[z, y]
                 for x in range(nx):
-                    acc[x] += (np.float64(ra[x]) + np.float64(rb[x])) * w
-            for x in range(nx):
-                along_z[y, x] = np.float32(acc[x])
-        for j in range(oy):
-            y = y0 + j
-            row = along_z[y]
-            for x in range(nx):
-                acc[x] = np.float64(row[x]) * half[0]
-            for k in range(r, 0, -1):
-                w = half[k]
-                ra, rb = along_z[max(y - k, 0)], along_z[min(y + k, ny - 1)]
+                    acc[x] = np.float64(row[x]) * half[0]
+                for k in range(r, 0, -1):
+                    w = half[k]
+                    ra, rb = src[max(z - k, 0), y], src[min(z + k, nz - 1), y]
+                    for x in range(nx):
+                        acc[x] += (np.float64(ra[x]) + np.float64(rb[x])) * w
                 for x in range(nx):
-                    acc[x] += (np.float64(ra[x]) + np.float64(rb[x])) * w
-            for x in range(nx):
-                along_y[j, x] = np.float32(acc[x])
-        for j in range(oy):
-            row = along_y[j]
-            for i in range(ox):
-                x = x0 + i
-                acc[i] = np.float64(row[x]) * half[0]
-            for k in range(r, 0, -1):
-                w = half[k]
+                    along_z[y, x] = np.float32(acc[x])
+            for j in range(oy):
+                y = y0 + j
+                row = along_z[y]
+                for x in range(nx):
+                    acc[x] = np.float64(row[x]) * half[0]
+                for k in range(r, 0, -1):
+                    w = half[k]
+                    ra, rb = along_z[max(y - k, 0)], along_z[min(y + k, ny - 1)]
+                    for x in range(nx):
+                        acc[x] += (np.float64(ra[x]) + np.float64(rb[x])) * w
+                for x in range(nx):
+                    along_y[j, x] = np.float32(acc[x])
+            for j in range(oy):
+                row = along_y[j]
                 for i in range(ox):
                     x = x0 + i
-                    acc[i] += (np.float64(row[max(x - k, 0)]) + np.float64(row[min(x + k, nx - 1)])) * w
-            for i in range(ox):
-                out[z, j, i] = np.float32(acc[i])
+                    acc[i] = np.float64(row[x]) * half[0]
+                for k in range(r, 0, -1):
+                    w = half[k]
+                    for i in range(ox):
+                        x = x0 + i
+                        acc[i] += (np.float64(row[max(x - k, 0)]) + np.float64(row[min(x + k, nx - 1)])) * w
+                for i in range(ox):
+                    out[z, j, i] = np.float32(acc[i])
