@@ -52,7 +52,7 @@ def distance_ridge(dist2: np.ndarray, *, spacing_mm) -> tuple[np.ndarray, np.nda
     return centres, radii2
 
 
-def ridge_balls(dist2: np.ndarray, *, spacing_mm):
+def ridge_balls(dist2: np.ndarray, *, spacing_mm, scale=1.0):
     """`distance_ridge` and each ball's two parents: (centres, radii2, parents (N, 2, 3) with -1 rows where
     none, the parents' squared radii (N, 2), 0 where none).
 
@@ -63,19 +63,23 @@ def ridge_balls(dist2: np.ndarray, *, spacing_mm):
     painted than with the neighbour of largest D), and the second covers much of that crescent (a cortex at
     512³: rows painted 243 -> 117 M, voxels visited 858 -> 590 M). The first is found in the same pass as
     the containment test, which reads those 26 neighbours anyway; the second as the balls are gathered.
+    ``dist2`` may be uint16 with ``scale`` (`segment.distance.squared_distance_compact`): the squared distances
+    are then ``np.float32(dist2) * scale``, computed where they are read, in float32 as that function says.
     """
     spacing = np.asarray(spacing_mm, np.float64)
-    dist2 = np.ascontiguousarray(dist2, dtype=np.float32)
+    dist2 = np.ascontiguousarray(dist2, dtype=np.uint16 if np.asarray(dist2).dtype == np.uint16 else np.float32)
+    scale = np.float32(scale)
+    max_d2 = float(np.float32(dist2.max()) * scale)
     offsets, pattern_id = _window(RIDGE_WINDOW_VOX)
-    norms2, reach2 = _containment_table(float(dist2.max()), spacing, RIDGE_WINDOW_VOX)
-    lut_d2, lut_n, inv_unit2 = _inside_count_table(float(dist2.max()), spacing, norms2)
+    norms2, reach2 = _containment_table(max_d2, spacing, RIDGE_WINDOW_VOX)
+    lut_d2, lut_n, inv_unit2 = _inside_count_table(max_d2, spacing, norms2)
     flat_step = (offsets[:, 0] * dist2.shape[1] + offsets[:, 1]) * dist2.shape[2] + offsets[:, 2]
     step_mm = np.sqrt(((offsets * spacing) ** 2).sum(axis=1))
     step_mm[np.abs(offsets).max(axis=1) > 1] = np.inf  # parents are 26-neighbours (the painting relies on it)
-    link, per_plane = _ridge(dist2, norms2, reach2, offsets, pattern_id, lut_d2, lut_n, inv_unit2,
+    link, per_plane = _ridge(dist2, scale, norms2, reach2, offsets, pattern_id, lut_d2, lut_n, inv_unit2,
                              flat_step < 0, step_mm)
     first = np.concatenate([[0], np.cumsum(per_plane)]).astype(np.int64)
-    return _gather_balls(dist2, link, offsets, first, flat_step < 0, step_mm)
+    return _gather_balls(dist2, scale, link, offsets, first, flat_step < 0, step_mm)
 
 
 # the largest table of `_inside_count_table` (entries; 12 bytes each)
@@ -125,10 +129,12 @@ _NO_PARENT = -1
 
 
 @njit(cache=True, parallel=True)
-def _ridge(dist2, norms2, reach2, offsets, pattern_id, lut_d2, lut_n, inv_unit2, before, step_mm):  # pragma: no cover
+def _ridge(dist2, scale, norms2, reach2, offsets, pattern_id, lut_d2, lut_n, inv_unit2, before,
+           step_mm):  # pragma: no cover - compiled
     """Per voxel: _NOT_BALL, _NO_PARENT, or the index in ``offsets`` of its parent; and the balls per z plane.
 
-    ``before[j]``: offset j leads to a smaller flat index (the tie rule of the painting order)."""
+    The squared distances are ``np.float32(dist2) * scale`` (float32). ``before[j]``: offset j leads to a
+    smaller flat index (the tie rule of the painting order)."""
     nz, ny, nx = dist2.shape
     link = np.full(dist2.shape, _NOT_BALL, np.int8)
     per_plane = np.zeros(nz, np.int64)
@@ -137,7 +143,7 @@ def _ridge(dist2, norms2, reach2, offsets, pattern_id, lut_d2, lut_n, inv_unit2,
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
-                d2f = dist2[z, y, x]
+                d2f = np.float32(dist2[z, y, x]) * scale
                 d2 = np.float64(d2f)
                 if d2 <= 0.0:
                     continue
@@ -156,7 +162,7 @@ def _ridge(dist2, norms2, reach2, offsets, pattern_id, lut_d2, lut_n, inv_unit2,
                     zz, yy, xx = z + offsets[j, 0], y + offsets[j, 1], x + offsets[j, 2]
                     if zz < 0 or zz >= nz or yy < 0 or yy >= ny or xx < 0 or xx >= nx:
                         continue
-                    q2 = np.float64(dist2[zz, yy, xx])
+                    q2 = np.float64(np.float32(dist2[zz, yy, xx]) * scale)
                     if q2 > d2 and reach2[pattern_id[j], n_in - 1] < q2 * (1.0 - INSIDE_RTOL):
                         contained = True
                         break
@@ -170,7 +176,7 @@ def _ridge(dist2, norms2, reach2, offsets, pattern_id, lut_d2, lut_n, inv_unit2,
                     zz, yy, xx = z + offsets[j, 0], y + offsets[j, 1], x + offsets[j, 2]
                     if zz < 0 or zz >= nz or yy < 0 or yy >= ny or xx < 0 or xx >= nx:
                         continue
-                    q2f = dist2[zz, yy, xx]
+                    q2f = np.float32(dist2[zz, yy, xx]) * scale
                     if q2f < d2f or (q2f == d2f and not before[j]):
                         continue
                     margin = np.sqrt(np.float64(q2f)) - step_mm[j]
@@ -182,7 +188,7 @@ def _ridge(dist2, norms2, reach2, offsets, pattern_id, lut_d2, lut_n, inv_unit2,
 
 
 @njit(cache=True, parallel=True)
-def _gather_balls(dist2, link, offsets, first, before, step_mm):  # pragma: no cover - compiled
+def _gather_balls(dist2, scale, link, offsets, first, before, step_mm):  # pragma: no cover - compiled
     """The ridge balls in C order, plane by plane: centres, squared radii, parents and theirs (see `ridge_balls`);
     the second parent chosen here, as `_ridge` chose the first, among the other preceding neighbours."""
     nz, ny, nx = dist2.shape
@@ -199,13 +205,13 @@ def _gather_balls(dist2, link, offsets, first, before, step_mm):  # pragma: no c
                 j = link[z, y, x]
                 if j == _NOT_BALL:
                     continue
-                d2f = dist2[z, y, x]
+                d2f = np.float32(dist2[z, y, x]) * scale
                 centres[i, 0], centres[i, 1], centres[i, 2] = z, y, x
                 radii2[i] = d2f
                 if j >= 0:
                     pz, py, px = z + offsets[j, 0], y + offsets[j, 1], x + offsets[j, 2]
                     parents[i, 0, 0], parents[i, 0, 1], parents[i, 0, 2] = pz, py, px
-                    parent_r2[i, 0] = dist2[pz, py, px]
+                    parent_r2[i, 0] = np.float32(dist2[pz, py, px]) * scale
                     second = -1
                     best = -np.inf
                     for k in range(n_off):
@@ -214,7 +220,7 @@ def _gather_balls(dist2, link, offsets, first, before, step_mm):  # pragma: no c
                         zz, yy, xx = z + offsets[k, 0], y + offsets[k, 1], x + offsets[k, 2]
                         if zz < 0 or zz >= nz or yy < 0 or yy >= ny or xx < 0 or xx >= nx:
                             continue
-                        q2f = dist2[zz, yy, xx]
+                        q2f = np.float32(dist2[zz, yy, xx]) * scale
                         if q2f < d2f or (q2f == d2f and not before[k]):
                             continue
                         margin = np.sqrt(np.float64(q2f)) - step_mm[k]
@@ -224,6 +230,6 @@ def _gather_balls(dist2, link, offsets, first, before, step_mm):  # pragma: no c
                     if second >= 0:
                         pz, py, px = z + offsets[second, 0], y + offsets[second, 1], x + offsets[second, 2]
                         parents[i, 1, 0], parents[i, 1, 1], parents[i, 1, 2] = pz, py, px
-                        parent_r2[i, 1] = dist2[pz, py, px]
+                        parent_r2[i, 1] = np.float32(dist2[pz, py, px]) * scale
                 i += 1
     return centres, radii2, parents, parent_r2

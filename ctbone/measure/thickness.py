@@ -92,13 +92,14 @@ def _thickness_on_box(mask: np.ndarray, spacing, outside: str):
 
 
 def _local_thickness_dense(mask: np.ndarray, spacing, outside: str) -> np.ndarray:
-    dist2, pad = _squared_distance_padded(mask, spacing, outside)
-    if not np.isfinite(dist2).all():  # "open" with no background voxel at all: the array edge is the only wall
-        dist2, pad = _squared_distance_padded(mask, spacing, "background")
+    if outside == "open" and mask.all():  # no background voxel at all: the array edge is the only wall
+        outside = "background"
+    # uint16 voxel² on isotropic grids (half the memory at the morphometry's peak), the same mm² values
+    dist2, pad, scale = _squared_distance_padded(mask, spacing, outside, compact=True)
     # ridge and parents in the padded array's indices: its layer of background is 0, which no ball contains
     # and no parent has, so they are the unpadded array's, shifted by the pad
     # centres come z-sorted, so each slab of the painting finds its balls fast
-    centres, radii2, parents, parent_r2 = ridge_balls(dist2, spacing_mm=spacing)
+    centres, radii2, parents, parent_r2 = ridge_balls(dist2, spacing_mm=spacing, scale=scale)
     del dist2
     if log.isEnabledFor(logging.DEBUG):  # the count is a pass over the mask
         log.debug("local thickness: %d foreground voxels, %d ridge balls", int(mask.sum()), len(radii2))
@@ -142,20 +143,23 @@ def _isotropic_voxel_mm(spacing, max_r2_mm2: float) -> float | None:
 def squared_distance(mask: np.ndarray, *, spacing_mm, outside: str = "background") -> np.ndarray:
     """Squared distance (mm²) of every foreground voxel centre to the nearest background voxel centre
     (0 on the background; ``inf`` everywhere if there is none and ``outside`` is "open")."""
-    dist2, pad = _squared_distance_padded(mask, spacing_mm, outside)
+    dist2, pad, _ = _squared_distance_padded(mask, spacing_mm, outside)
     return np.ascontiguousarray(dist2[pad:dist2.shape[0] - pad, pad:dist2.shape[1] - pad, pad:dist2.shape[2] - pad])
 
 
-def _squared_distance_padded(mask: np.ndarray, spacing_mm, outside: str) -> tuple[np.ndarray, int]:
-    """(`squared_distance` on the mask padded by ``pad`` voxels, pad): 1 for "background", where the array's
-    edge is a wall (a layer of background around it), 0 for "open". Local thickness works on the padded
-    array as it is: cutting the pad off is a copy as large as the distances, held beside them."""
-    from ..segment.distance import squared_distance_mm2
+def _squared_distance_padded(mask: np.ndarray, spacing_mm, outside: str, *, compact: bool = False):
+    """(`squared_distance` on the mask padded by ``pad`` voxels, pad, scale): pad 1 for "background", where the
+    array's edge is a wall (a layer of background around it), 0 for "open". Local thickness works on the padded
+    array as it is: cutting the pad off is a copy as large as the distances, held beside them. ``compact``: the
+    values of `segment.distance.squared_distance_compact` (mm² = float32(value) * scale); else mm², scale 1."""
+    from ..segment.distance import squared_distance_compact, squared_distance_mm2
 
+    transform = squared_distance_compact if compact else (
+        lambda sites, spacing_mm: (squared_distance_mm2(sites, spacing_mm=spacing_mm), np.float32(1.0)))
     background = ~np.asarray(mask, dtype=bool)
-    if outside == "background":
-        return squared_distance_mm2(np.pad(background, 1, constant_values=True), spacing_mm=spacing_mm), 1
-    return squared_distance_mm2(background, spacing_mm=spacing_mm), 0
+    pad = 1 if outside == "background" else 0
+    values, scale = transform(np.pad(background, 1, constant_values=True) if pad else background, spacing_mm=spacing_mm)
+    return values, pad, scale
 
 
 
