@@ -145,6 +145,29 @@ def test_keep_large_keeps_what_dust_keeps(connectivity):
     assert not keep_large(np.zeros((3, 4, 5), bool), min_voxels=2).any()
 
 
+@pytest.mark.parametrize("connectivity", [6, 18, 26])
+def test_large_components_labelled_slab_by_slab_equal_the_whole_box(connectivity):
+    # slabs as thin as one slice: components joined across every face, diagonally too for 18 and 26
+    import cc3d
+
+    from ctbone.segment.large_components import large_components
+
+    rng = np.random.default_rng(connectivity)
+    mask = rng.random((23, 19, 17)) < 0.3
+    mask[:, 9, 9] = True  # a rod through every slab
+    labels = cc3d.connected_components(mask.view(np.uint8), connectivity=connectivity)
+    sizes = np.bincount(labels.ravel())
+    for min_voxels in (1, 4, 40):
+        keep = sizes >= min_voxels
+        keep[0] = False
+        for slab_voxels in (1, 3 * 19 * 17, 10 ** 9):
+            got = large_components(mask, min_voxels=min_voxels, connectivity=connectivity, slab_voxels=slab_voxels)
+            assert np.array_equal(got, keep[labels]), (min_voxels, slab_voxels)
+    assert large_components(mask, min_voxels=23, connectivity=connectivity, slab_voxels=1)[:, 9, 9].all()
+    with pytest.raises(ValueError, match="connectivity"):
+        large_components(mask, min_voxels=1, connectivity=4)
+
+
 def test_components_come_in_the_smallest_type_that_holds_their_count():
     import cc3d
 

@@ -6,7 +6,8 @@ import numpy as np
 from numba import njit, prange
 from scipy.spatial import ConvexHull, QhullError
 
-from ..segment.labels import label_counts, label_on_box, lookup
+from ..segment.labels import label_on_box
+from ..segment.large_components import large_components
 from ..segment.morphology import dilate_cross
 from ..segment.smooth import gaussian_half_kernel
 from ..volume import bounding_box
@@ -268,20 +269,14 @@ def components(mask: np.ndarray, *, connectivity: int = 26):
 
 
 def keep_large(mask: np.ndarray, *, min_voxels: float, connectivity: int = 26) -> np.ndarray:
-    """Components of ``mask`` with at least ``min_voxels`` voxels, found on the mask's bounding box.
+    """Components of ``mask`` with at least ``min_voxels`` voxels (`segment.large_components`).
 
     What ``cc3d.dust`` keeps, without its working copies: on a noisy mask (the woven-bone candidates
     hold a million specks of soft tissue) dust's ``np.isin`` made an int64 copy of the label image,
-    the lesion stage's memory peak. Here: the labels, their counts (compiled) and one lookup.
+    the lesion stage's memory peak. Here: the mask's box labelled in slabs, their counts (compiled) and
+    one lookup per slab.
     """
-    out = np.zeros(mask.shape, bool)
-    labels, n, box = label_on_box(mask, connectivity=connectivity)
-    if box is None:
-        return out
-    keep = label_counts(labels, n) >= int(np.ceil(min_voxels))
-    keep[0] = False
-    out[box] = lookup(keep, labels)
-    return out
+    return large_components(mask, min_voxels=min_voxels, connectivity=connectivity)
 
 
 def touching(labels: np.ndarray, n: int, region: np.ndarray) -> np.ndarray:
