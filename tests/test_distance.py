@@ -131,3 +131,20 @@ def test_long_columns_with_many_runs_far_from_their_sites(spacing):
     # a ring's inner radius leaves more voxels undecided; its outer radius sets which sites count
     ring = ring_mm(mask, spacing_mm=spacing, inner_mm=0.02, outer_mm=0.045)
     assert ring.any() and np.array_equal(ring, brute[0.045] & ~brute[0.02])
+
+
+def test_compact_squared_distances_are_the_float32_ones_in_half_the_memory():
+    from ctbone.segment.distance import squared_distance_compact, squared_distance_mm2
+
+    rng = np.random.default_rng(7)
+    sites = rng.random((13, 40, 31)) < 0.02
+    iso = (0.0042499999999999994, 0.00425, 0.00425)  # isotropic to the 17th digit, as DICOM strings give it
+    values, scale = squared_distance_compact(sites, spacing_mm=iso)
+    assert values.dtype == np.uint16 and scale.dtype == np.float32
+    assert np.array_equal(np.float32(values) * scale, squared_distance_mm2(sites, spacing_mm=iso))
+    # where uint16 would not hold them: the float32 values themselves, scale 1
+    for spacing, mask in [((0.02, 0.01, 0.01), sites), (iso, np.zeros((2, 3, 4), bool)),
+                          (iso, np.pad(np.ones((1, 1, 1), bool), ((0, 0), (0, 0), (0, 300))))]:
+        values, scale = squared_distance_compact(mask, spacing_mm=spacing)
+        assert values.dtype == np.float32 and scale == 1.0
+        assert np.array_equal(values, squared_distance_mm2(mask, spacing_mm=spacing))
