@@ -68,7 +68,7 @@ def local_thickness(mask: np.ndarray, *, spacing_mm=(1.0, 1.0, 1.0), outside: st
     """
     mask = _check_mask(mask)
     spacing = _check_spacing(spacing_mm)
-    thickness, box = _thickness_on_box(mask, spacing, outside)
+    thickness, _, box = _thickness_on_box(mask, spacing, outside)
     if box is not None and thickness.shape == mask.shape:
         return thickness
     out = np.zeros(mask.shape, np.float32)
@@ -77,8 +77,10 @@ def local_thickness(mask: np.ndarray, *, spacing_mm=(1.0, 1.0, 1.0), outside: st
     return out
 
 
-def _thickness_on_box(mask: np.ndarray, spacing, outside: str):
-    """(local thickness on the mask's bounding box plus one voxel, that box); (None, None) for an empty mask.
+def _thickness_on_box(mask: np.ndarray, spacing, outside: str, *, as_codes: bool = False):
+    """(local thickness on the mask's bounding box plus one voxel, None, that box); (None, None, None) for an
+    empty mask. ``as_codes``: on an isotropic grid, (uint16 codes, their float32 values, box) instead, the map
+    being ``values[codes]`` (`_local_thickness_dense`).
 
     The box gives the same distances as the whole array: a background voxel beyond it is never nearer than
     its projection onto the box's margin layer. Means need no map of the whole array (one float32 volume less).
@@ -87,11 +89,14 @@ def _thickness_on_box(mask: np.ndarray, spacing, outside: str):
         raise ValueError(f"outside must be 'background' or 'open', got {outside!r}")
     box = bounding_box(mask, margin_vox=1)
     if box is None:
-        return None, None
-    return _local_thickness_dense(np.ascontiguousarray(mask[box]), spacing, outside), box
+        return None, None, None
+    return *_local_thickness_dense(np.ascontiguousarray(mask[box]), spacing, outside, as_codes=as_codes), box
 
 
-def _local_thickness_dense(mask: np.ndarray, spacing, outside: str) -> np.ndarray:
+def _local_thickness_dense(mask: np.ndarray, spacing, outside: str, *, as_codes: bool = False):
+    """(the local thickness map of ``mask``, float32, None); with ``as_codes`` on an isotropic grid (uint16
+    codes, float32 values), the map being ``values[codes]``: each ball paints its squared radius in voxel² (a
+    whole number, ordered as the diameters are) into half the memory of the map, the morphometry's peak."""
     if outside == "open" and mask.all():  # no background voxel at all: the array edge is the only wall
         outside = "background"
     # uint16 voxel² on isotropic grids (half the memory at the morphometry's peak), the same mm² values
@@ -106,7 +111,6 @@ def _local_thickness_dense(mask: np.ndarray, spacing, outside: str) -> np.ndarra
     if pad:
         centres -= pad
         parents[parents[..., 0] >= 0] -= pad
-    out = np.zeros(mask.shape, np.float32)  # made once the distances are gone: they are as large
     voxel = _isotropic_voxel_mm(spacing, float(radii2.max()))
     if voxel is not None:
         # isotropic grid: squared distances are whole multiples of voxel², so the ball's rows come from
@@ -115,14 +119,21 @@ def _local_thickness_dense(mask: np.ndarray, spacing, outside: str) -> np.ndarra
         parent_k2 = np.rint(parent_r2 / voxel ** 2).astype(np.int32)
         values = (2.0 * np.sqrt(radii2)).astype(np.float32)
         del radii2, parent_r2  # the balls' tables are as large as a few crop-sized masks (2.4 M balls at 512^3)
+        if as_codes:  # k2 < _MAX_ISO_K2 < 65536; distinct k2, distinct diameters (ordered alike)
+            table = np.zeros(int(k2.max()) + 1, np.float32)
+            table[k2] = values
+            values, out = k2.astype(np.uint16), np.zeros(mask.shape, np.uint16)
+        else:
+            table, out = None, np.zeros(mask.shape, np.float32)  # made once the distances are gone
         _paint_balls_iso(out, centres, k2, parents, parent_k2, values, _half_widths(int(k2.max())),
                          *_slabs(mask.shape[0]))
     else:
-        # anisotropic grids: the first parent only
+        # anisotropic grids: the first parent only, float32 values
+        table, out = None, np.zeros(mask.shape, np.float32)
         _paint_balls(out, centres, radii2, np.ascontiguousarray(parents[:, 0]), np.ascontiguousarray(parent_r2[:, 0]),
                      np.asarray(spacing, np.float64), *_slabs(mask.shape[0]))
     np.multiply(out, mask, out=out)  # 0 off the mask (values are >= 0): no inverted copy of the mask
-    return out
+    return out, table
 
 
 # the integer path is exact while voxel² steps stay far above the float slack (k < 1 / INSIDE_RTOL)
@@ -217,8 +228,10 @@ def mean_local_thickness_mm(mask: np.ndarray, *, spacing_mm, outside: str = "ope
         factor = max(1, min(factor, int(wall_mm / (COARSE_MIN_VOX_WALL * max(spacing)))))
     if factor == 1:
         # the mask's voxels all lie in the box, in the same order: the same values summed the same way
-        thickness, box = _thickness_on_box(mask, spacing, outside)
-        return float(thickness[mask[box]].mean()), 1
+        thickness, table, box = _thickness_on_box(mask, spacing, outside, as_codes=True)
+        values = thickness[mask[box]]
+        del thickness
+        return float((values if table is None else table[values]).mean()), 1
     from scipy import ndimage
 
     f = factor
