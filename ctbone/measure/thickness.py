@@ -235,9 +235,12 @@ def mean_local_thickness_mm(mask: np.ndarray, *, spacing_mm, outside: str = "ope
     from scipy import ndimage
 
     f = factor
-    padded = np.pad(mask, [(0, (-n) % f) for n in mask.shape]).view(np.uint8)
-    # fine voxels of the structure in each f³ block: the block is in the coarse structure when at least half
-    counts = fold_blocks(padded, f, np.add, np.int32)
+    pad = [(0, (-n) % f) for n in mask.shape]
+    padded = (np.pad(mask, pad) if any(p for _, p in pad) else mask).view(np.uint8)
+    # fine voxels of the structure in each f³ block: the block is in the coarse structure when at least half.
+    # Counted in bytes while a block's count fits one (f <= 6; the first fold was an int32 volume half the
+    # mask's size at f = 2, the morphometry's peak), then widened on the coarse grid
+    counts = fold_blocks(padded, f, np.add, np.uint8 if f ** 3 <= 255 else np.int32).astype(np.int32)
     del padded
     coarse = 2 * counts >= f ** 3
     thickness = local_thickness(coarse, spacing_mm=tuple(s * f for s in spacing), outside=outside)
