@@ -44,8 +44,9 @@ def boundary_normals(inside: np.ndarray, half_kernel: np.ndarray, spacing_mm) ->
 
 @njit(cache=True, inline="always")
 def _boundary_slice(m, z, out):  # pragma: no cover - compiled
-    """out[y, x] = 1 where (z, y, x) is a boundary voxel (in the mask, a face neighbour in the array outside it), row by row without branches: a
-    neighbour beyond the array is read as the voxel itself, which never makes it a boundary voxel."""
+    """out[y, x] = 1 where (z, y, x) is a boundary voxel (in the mask, a face neighbour in the array outside it),
+    row by row without branches: a neighbour beyond the array is read as the voxel itself, which never makes it
+    a boundary voxel."""
     nz, ny, nx = m.shape
     below, above = m[max(z - 1, 0)], m[min(z + 1, nz - 1)]
     here = m[z]
