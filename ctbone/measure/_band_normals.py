@@ -108,14 +108,19 @@ def _widened_runs(flags, r, starts, stops):  # pragma: no cover - compiled
         a = max(x - r, 0)
         while x < nx and flags[x] != 0:
             x += 1
-        b = min(x + r, nx)
-        if n > 0 and a <= stops[n - 1]:
-            stops[n - 1] = b
-        else:
-            starts[n] = a
-            stops[n] = b
-            n += 1
+        n = _append_run(starts, stops, n, a, min(x + r, nx))
     return n
+
+
+@njit(cache=True, inline="always")
+def _append_run(starts, stops, n, a, b):  # pragma: no cover - compiled
+    # [a, b) after the n runs held (starts ascending): joined to the last where they meet; the new count
+    if n > 0 and a <= stops[n - 1]:
+        stops[n - 1] = max(stops[n - 1], b)
+        return n
+    starts[n] = a
+    stops[n] = b
+    return n + 1
 
 
 @njit(cache=True, inline="always")
@@ -138,13 +143,7 @@ def _merged_runs(run_a, run_b, run_n, y0, y1, tmp_a, tmp_b, starts, stops):  # p
         tmp_b[i + 1] = b
     n = 0
     for j in range(m):
-        a, b = tmp_a[j], tmp_b[j]
-        if n > 0 and a <= stops[n - 1]:
-            stops[n - 1] = max(stops[n - 1], b)
-        else:
-            starts[n] = a
-            stops[n] = b
-            n += 1
+        n = _append_run(starts, stops, n, tmp_a[j], tmp_b[j])
     return n
 
 

@@ -170,21 +170,32 @@ def _ridge(dist2, scale, norms2, reach2, offsets, pattern_id, lut_d2, lut_n, inv
                     continue
                 per_plane[z] += 1
                 # a ridge ball: its parent among the neighbours that precede it (all 26 were read above)
-                parent = _NO_PARENT
-                best = -np.inf
-                for j in range(n_off):
-                    zz, yy, xx = z + offsets[j, 0], y + offsets[j, 1], x + offsets[j, 2]
-                    if zz < 0 or zz >= nz or yy < 0 or yy >= ny or xx < 0 or xx >= nx:
-                        continue
-                    q2f = np.float32(dist2[zz, yy, xx]) * scale
-                    if q2f < d2f or (q2f == d2f and not before[j]):
-                        continue
-                    margin = np.sqrt(np.float64(q2f)) - step_mm[j]
-                    if margin > best:
-                        best = margin
-                        parent = j
-                link[z, y, x] = parent
+                link[z, y, x] = _reaching_farthest(dist2, scale, offsets, before, step_mm, z, y, x, d2f, -1)
     return link, per_plane
+
+
+@njit(cache=True, inline="always")
+def _reaching_farthest(dist2, scale, offsets, before, step_mm, z, y, x, d2f, skip):  # pragma: no cover - compiled
+    """The index in ``offsets`` of the neighbour of (z, y, x) that precedes it in the painting order (larger D,
+    ties by flat index) and whose ball reaches farthest past it (the largest D(q) - |q - p|, ties: the first
+    offset), leaving out offset ``skip``; `_NO_PARENT` if none."""
+    nz, ny, nx = dist2.shape
+    found = _NO_PARENT
+    best = -np.inf
+    for j in range(offsets.shape[0]):
+        if j == skip:
+            continue
+        zz, yy, xx = z + offsets[j, 0], y + offsets[j, 1], x + offsets[j, 2]
+        if zz < 0 or zz >= nz or yy < 0 or yy >= ny or xx < 0 or xx >= nx:
+            continue
+        q2f = np.float32(dist2[zz, yy, xx]) * scale
+        if q2f < d2f or (q2f == d2f and not before[j]):
+            continue
+        margin = np.sqrt(np.float64(q2f)) - step_mm[j]
+        if margin > best:
+            best = margin
+            found = j
+    return found
 
 
 @njit(cache=True, parallel=True)
@@ -197,7 +208,6 @@ def _gather_balls(dist2, scale, link, offsets, first, before, step_mm):  # pragm
     radii2 = np.empty(n, np.float64)
     parents = np.full((n, 2, 3), -1, np.int32)
     parent_r2 = np.zeros((n, 2), np.float64)
-    n_off = offsets.shape[0]
     for z in prange(nz):
         i = first[z]
         for y in range(ny):
@@ -212,21 +222,7 @@ def _gather_balls(dist2, scale, link, offsets, first, before, step_mm):  # pragm
                     pz, py, px = z + offsets[j, 0], y + offsets[j, 1], x + offsets[j, 2]
                     parents[i, 0, 0], parents[i, 0, 1], parents[i, 0, 2] = pz, py, px
                     parent_r2[i, 0] = np.float32(dist2[pz, py, px]) * scale
-                    second = -1
-                    best = -np.inf
-                    for k in range(n_off):
-                        if k == j:
-                            continue
-                        zz, yy, xx = z + offsets[k, 0], y + offsets[k, 1], x + offsets[k, 2]
-                        if zz < 0 or zz >= nz or yy < 0 or yy >= ny or xx < 0 or xx >= nx:
-                            continue
-                        q2f = np.float32(dist2[zz, yy, xx]) * scale
-                        if q2f < d2f or (q2f == d2f and not before[k]):
-                            continue
-                        margin = np.sqrt(np.float64(q2f)) - step_mm[k]
-                        if margin > best:
-                            best = margin
-                            second = k
+                    second = _reaching_farthest(dist2, scale, offsets, before, step_mm, z, y, x, d2f, j)
                     if second >= 0:
                         pz, py, px = z + offsets[second, 0], y + offsets[second, 1], x + offsets[second, 2]
                         parents[i, 1, 0], parents[i, 1, 1], parents[i, 1, 2] = pz, py, px
