@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from ..volume import bounding_box
-from .labels import label_counts, label_on_box, lookup
+from .labels import label_counts, lookup
 
 # boxes up to this many voxels are labelled whole; larger ones in slabs of about this size
 SLAB_VOXELS = 1 << 24
@@ -34,12 +34,6 @@ def large_components(mask: np.ndarray, *, min_voxels: float, connectivity: int =
     nz = box[0].stop - box[0].start
     plane = (box[1].stop - box[1].start) * (box[2].stop - box[2].start)
     n_slabs = min(nz, max(1, -(-nz * plane // slab_voxels)))
-    if n_slabs == 1:
-        labels, n, box = label_on_box(mask, connectivity=connectivity)
-        keep = label_counts(labels, n) >= need
-        keep[0] = False
-        out[box] = lookup(keep, labels)
-        return out
     bounds = np.linspace(box[0].start, box[0].stop, n_slabs + 1).astype(np.int64)
 
     def labelled(s):
@@ -47,6 +41,13 @@ def large_components(mask: np.ndarray, *, min_voxels: float, connectivity: int =
 
         part = np.ascontiguousarray(mask[bounds[s]:bounds[s + 1], box[1], box[2]], dtype=bool).view(np.uint8)
         return cc3d.connected_components(part, connectivity=connectivity, return_N=True)
+
+    if n_slabs == 1:
+        labels, n = labelled(0)
+        keep = label_counts(labels, int(n)) >= need
+        keep[0] = False
+        out[box] = lookup(keep, labels)
+        return out
 
     counts, firsts, lasts = [], [], []
     for s in range(n_slabs):
