@@ -165,11 +165,14 @@ def _squared_distance_padded(mask: np.ndarray, spacing_mm, outside: str, *, comp
     values of `segment.distance.squared_distance_compact` (mm² = float32(value) * scale); else mm², scale 1."""
     from ..segment.distance import squared_distance_compact, squared_distance_mm2
 
-    transform = squared_distance_compact if compact else (
-        lambda sites, spacing_mm: (squared_distance_mm2(sites, spacing_mm=spacing_mm), np.float32(1.0)))
     background = ~np.asarray(mask, dtype=bool)
     pad = 1 if outside == "background" else 0
-    values, scale = transform(np.pad(background, 1, constant_values=True) if pad else background, spacing_mm=spacing_mm)
+    sites = np.pad(background, 1, constant_values=True) if pad else background
+    del background
+    if compact:
+        values, scale = squared_distance_compact(sites, spacing_mm=spacing_mm)
+    else:
+        values, scale = squared_distance_mm2(sites, spacing_mm=spacing_mm), np.float32(1.0)
     return values, pad, scale
 
 

@@ -35,8 +35,7 @@ import numpy as np
 from ..errors import SegmentationError
 from ..options import AnalysisOptions
 from ..volume import bounding_box
-from . import _halo, _widened, _within, reaching_threshold_yx
-from .smooth import gaussian_smooth
+from . import _halo, _smooth, _widened, _within, reaching_threshold_yx
 from .threshold import sample_stride, threshold_of_sample
 
 log = logging.getLogger(__name__)
@@ -101,9 +100,7 @@ def segment_slabs(scan, options: AnalysisOptions | None = None, *, mode: str = "
     del sample
 
     def smooth(block: np.ndarray, yx_box) -> np.ndarray:
-        if binary:
-            return np.array(block[(slice(None), *yx_box)], np.float32)
-        return gaussian_smooth(block, sigma_vox=opts.sigma_vox, support_vox=opts.support_vox, yx_box=yx_box)
+        return _smooth(block, binary, opts, yx_box)  # as the in-memory path smooths
 
     particles = _particles(scan, calibrate, smooth, threshold, halo, slab)
     if particles["count"].size == 0:
