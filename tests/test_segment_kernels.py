@@ -81,10 +81,14 @@ def test_erode_by_a_ball_equals_scipy(border_value):
     rng = np.random.default_rng(7)
     offsets = np.mgrid[-2:3, -1:2, -1:2]
     ball = sum((o * s) ** 2 for o, s in zip(offsets, (0.5, 1.0, 1.2))) <= 1.5 ** 2
-    for _ in range(8):
-        mask = rng.random(tuple(int(n) for n in rng.integers(1, 14, 3))) < 0.8
-        assert np.array_equal(erode_by(mask, ball, border_value=border_value),
-                              ndimage.binary_erosion(mask, structure=ball, border_value=int(border_value)))
+    # and one reaching 3 voxels along x (the compiled kernel's general shift, besides its -1/0/+1 loops)
+    wide = np.mgrid[-1:2, -1:2, -3:4]
+    long_x = sum((o * s) ** 2 for o, s in zip(wide, (1.0, 1.0, 0.5))) <= 1.5 ** 2
+    for structure in (ball, long_x):
+        for _ in range(8):
+            mask = rng.random(tuple(int(n) for n in rng.integers(1, 14, 3))) < 0.8
+            assert np.array_equal(erode_by(mask, structure, border_value=border_value),
+                                  ndimage.binary_erosion(mask, structure=structure, border_value=int(border_value)))
 
 
 def test_local_half_max_equals_the_maximum_filter_formulation():

@@ -1,13 +1,16 @@
-"""Face-neighbour (6-connected, 4 in 2D) dilation and erosion by array shifts.
+"""Face-neighbour (6-connected, 4 in 2D) dilation and erosion, and erosion by a small structure.
 
 Same results as ``scipy.ndimage.binary_dilation`` / ``binary_erosion`` with their default cross
-structure and border value 0 (tested), without scipy's per-voxel structure walk: 3-5x faster on
-the full-size masks of the lesion and morphometry stages.
+structure and border value 0 (tested), without scipy's per-voxel structure walk. 3-D masks go through one
+compiled pass that builds each output row from the structure's source rows while they are in cache
+(`_combine_rows`); numpy's shifted copies (kept for other dimensions) stream the whole mask once per
+structure element: on the 512^3 bench crop the guard shell's 18-neighbour erosion took 0.24 s that way.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit, prange
 
 
 def _shifts(ndim: int, axis: int):
@@ -27,9 +30,17 @@ def _count(iterations: int) -> int:
     return int(iterations)
 
 
+# the six face neighbours of a voxel, (dz, dy, dx)
+_FACES = np.array([[-1, 0, 0], [1, 0, 0], [0, -1, 0], [0, 1, 0], [0, 0, -1], [0, 0, 1]], np.int64)
+
+
 def dilate_cross(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
     """``mask`` grown by its face neighbours, ``iterations`` times (``ndimage.binary_dilation(mask, iterations=)``)."""
     out = np.asarray(mask, dtype=bool)
+    if out.ndim == 3:
+        for _ in range(_count(iterations)):
+            out = _combined(out, _FACES, erode=False, border_value=False)
+        return out
     for _ in range(_count(iterations)):
         mask, out = out, out.copy()
         for axis in range(mask.ndim):
@@ -42,6 +53,10 @@ def erode_cross(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
     """Voxels of ``mask`` whose face neighbours are all in it, outside the array counting as not, ``iterations``
     times (``ndimage.binary_erosion(mask, iterations=)``)."""
     out = np.asarray(mask, dtype=bool)
+    if out.ndim == 3:
+        for _ in range(_count(iterations)):
+            out = _combined(out, _FACES, erode=True, border_value=False)
+        return out
     for _ in range(_count(iterations)):
         mask, out = out, out.copy()
         for axis in range(mask.ndim):
@@ -63,8 +78,12 @@ def erode_by(mask: np.ndarray, structure: np.ndarray, *, border_value: bool = Fa
         raise ValueError("erode_by needs a structure of odd size per axis and the mask's dimension")
     if not np.array_equal(structure, structure[(slice(None, None, -1),) * structure.ndim]):
         raise ValueError("erode_by needs a point-symmetric structure")
-    out = mask.copy()
     centre = np.array(structure.shape) // 2
+    if mask.ndim == 3:
+        offsets = np.argwhere(structure) - centre
+        return _combined(mask, offsets[offsets.any(axis=1)].astype(np.int64), erode=True,
+                         border_value=bool(border_value))
+    out = mask.copy()
     for offset in np.argwhere(structure) - centre:
         if not offset.any():
             continue
@@ -83,3 +102,69 @@ def erode_by(mask: np.ndarray, structure: np.ndarray, *, border_value: bool = Fa
                     index[axis] = sl
                     out[tuple(index)] = False
     return out
+
+
+def _combined(mask: np.ndarray, offsets: np.ndarray, *, erode: bool, border_value: bool) -> np.ndarray:
+    """For a 3-D mask: each voxel ANDed (``erode``) or ORed with its neighbours at ``offsets``, in one compiled
+    pass; a new array. A neighbour beyond the array reads ``border_value`` (False only, for a dilation)."""
+    if border_value and not erode:
+        raise ValueError("a dilation's border value is False here")
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    out = np.empty(mask.shape, bool)
+    if mask.size:
+        _combine_rows(mask.view(np.uint8), offsets, erode, border_value, out.view(np.uint8))
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _combine_rows(mask, offsets, erode, border_value, out):  # pragma: no cover - compiled
+    """out[v] = mask[v] AND (erode) or OR over the offsets o of mask[v + o], ``border_value`` beyond the array.
+    Row by row into a buffer of the thread's own, so the source rows come from cache and the loops vectorise
+    (the shifts of -1, 0 and 1 voxel along x have loops of their own: a constant shift is what vectorises)."""
+    nz, ny, nx = mask.shape
+    for z in prange(nz):
+        row = np.empty(nx, np.uint8)
+        for y in range(ny):
+            row[:] = mask[z, y]
+            for j in range(offsets.shape[0]):
+                zz, yy, dx = z + offsets[j, 0], y + offsets[j, 1], offsets[j, 2]
+                if zz < 0 or zz >= nz or yy < 0 or yy >= ny:
+                    if erode and not border_value:
+                        row[:] = 0  # every neighbour of the row lies beyond the array
+                    continue
+                _shifted(row, mask[zz, yy], dx, nx, erode)
+                if erode and not border_value:  # the neighbours beyond the row's ends
+                    row[:min(max(0, -dx), nx)] = 0
+                    row[max(0, nx - dx):] = 0
+            out[z, y] = row
+
+
+@njit(cache=True, inline="always")
+def _shifted(row, src, dx, nx, erode):  # pragma: no cover - compiled
+    """row[x] &= (erode) or |= src[x + dx] where x + dx is in the row."""
+    if erode:
+        if dx == 0:
+            for x in range(nx):
+                row[x] &= src[x]
+        elif dx == 1:
+            for x in range(nx - 1):
+                row[x] &= src[x + 1]
+        elif dx == -1:
+            for x in range(1, nx):
+                row[x] &= src[x - 1]
+        else:
+            for x in range(max(0, -dx), min(nx, nx - dx)):
+                row[x] &= src[x + dx]
+    else:
+        if dx == 0:
+            for x in range(nx):
+                row[x] |= src[x]
+        elif dx == 1:
+            for x in range(nx - 1):
+                row[x] |= src[x + 1]
+        elif dx == -1:
+            for x in range(1, nx):
+                row[x] |= src[x - 1]
+        else:
+            for x in range(max(0, -dx), min(nx, nx - dx)):
+                row[x] |= src[x + dx]
