@@ -148,3 +148,32 @@ def test_compact_squared_distances_are_the_float32_ones_in_half_the_memory():
         values, scale = squared_distance_compact(mask, spacing_mm=spacing)
         assert values.dtype == np.float32 and scale == 1.0
         assert np.array_equal(values, squared_distance_mm2(mask, spacing_mm=spacing))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_windows_of_rows_give_the_lower_envelopes_answer(seed, monkeypatch):
+    # small radii on isotropic grids go through distance_window; the lower envelopes (made to take every radius
+    # here) must give the same voxels, rings and boxes included, up to the windows' largest radius and at it
+    import ctbone.segment.distance as distance
+    from ctbone.segment.distance_window import WINDOW_MAX_VOX
+
+    rng = np.random.default_rng(seed)
+    spacing = (0.01, 0.01, 0.01)
+    for radius_vox in (0.0, 1.0, 1.5, 2.5, 4.2, 8.235, 13.0, WINDOW_MAX_VOX + 0.5):
+        shape = tuple(int(n) for n in rng.integers(1, 40, 3))
+        mask = rng.random(shape) < rng.choice([0.001, 0.02, 0.3, 0.8])
+        inner = float(rng.choice([-1.0, 0.0, 1.0, 2.2])) if radius_vox > 2.2 else -1.0
+        box = (slice(int(rng.integers(0, shape[1])), None), slice(0, int(rng.integers(1, shape[2] + 1))))
+        calls = [dict(inner_mm=inner * 0.01, outer_mm=radius_vox * 0.01),
+                 dict(inner_mm=inner * 0.01, outer_mm=radius_vox * 0.01, yx_box=box)]
+        windows = [ring_mm(mask, spacing_mm=spacing, **kw) for kw in calls]
+        with monkeypatch.context() as patch:
+            patch.setattr(distance, "WINDOW_MAX_VOX", -1)
+            envelopes = [ring_mm(mask, spacing_mm=spacing, **kw) for kw in calls]
+        for got, expected in zip(windows, envelopes):
+            assert got.shape == expected.shape and np.array_equal(got, expected)
+    # the windows' own edge: a single site, a ball of exactly WINDOW_MAX_VOX voxels (ties on the radius)
+    mask = np.zeros((2 * WINDOW_MAX_VOX + 3,) * 3, bool)
+    mask[(WINDOW_MAX_VOX + 1,) * 3] = True
+    got = within_mm(mask, spacing_mm=spacing, radius_mm=WINDOW_MAX_VOX * 0.01)
+    assert np.array_equal(got, _brute_within(mask, spacing, WINDOW_MAX_VOX * 0.01))

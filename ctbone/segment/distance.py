@@ -24,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .distance_window import WINDOW_MAX_VOX, ring_by_windows
+
 # a voxel at the radius up to this relative slack is within it: float noise in spacing or radius
 # (0.3 / 0.01 is not exactly 30) must not move a whole shell of tied voxels in or out
 RADIUS_RTOL = 1e-6
@@ -65,6 +67,11 @@ def ring_mm(mask: np.ndarray, *, spacing_mm, inner_mm: float, outer_mm: float, y
         return np.zeros((mask.shape[0], max(0, y1 - y0), max(0, x1 - x0)), bool)
     unit, weights = _unit_and_weights(spacing_mm)
     outer, inner = ((float(r) / unit) ** 2 * (1.0 + RADIUS_RTOL) for r in (outer_mm, inner_mm))
+    radius_vox = int(np.floor(np.sqrt(np.floor(outer))))
+    if weights == [1.0, 1.0, 1.0] and radius_vox <= WINDOW_MAX_VOX:
+        # a small radius on an isotropic grid: windows of rows (`distance_window`), the same answer
+        return ring_by_windows(mask, radius_vox=radius_vox, outer=outer, inner=inner if inner_mm >= 0 else -np.inf,
+                               yx_box=(slice(y0, max(y0, y1)), slice(x0, max(x0, x1))))
     if weights == [1.0, 1.0, 1.0] and np.floor(outer) + 1 <= np.iinfo(np.uint16).max:
         # isotropic: whole numbers of voxel², and nothing above the radius is kept, so 2 bytes a voxel
         # hold them exactly (half the memory of float32; the closings' padded boxes are the segment
