@@ -177,27 +177,3 @@ def test_windows_of_rows_give_the_lower_envelopes_answer(seed, monkeypatch):
     mask[(WINDOW_MAX_VOX + 1,) * 3] = True
     got = within_mm(mask, spacing_mm=spacing, radius_mm=WINDOW_MAX_VOX * 0.01)
     assert np.array_equal(got, _brute_within(mask, spacing, WINDOW_MAX_VOX * 0.01))
-
-
-def test_squared_distances_by_windows_up_to_their_depth_and_by_envelopes_beyond(monkeypatch):
-    # local thickness's distances (squared_distance_compact): a structure at most WINDOW_MAX_VOX voxels from its
-    # nearest site is done by windows of rows, a deeper one falls back to the envelopes; the same values either way
-    import ctbone.segment.distance as distance
-    from ctbone.segment.distance import squared_distance_compact
-    from ctbone.segment.distance_window import WINDOW_MAX_VOX, squared_by_windows
-
-    rng = np.random.default_rng(5)
-    iso = (0.01, 0.01, 0.01)
-    cases = [rng.random(tuple(int(n) for n in rng.integers(1, 30, 3))) < p for p in (0.01, 0.1, 0.6)]
-    for depth in (WINDOW_MAX_VOX, WINDOW_MAX_VOX + 1):  # the farthest voxel at the window's edge, then past it
-        row = np.zeros((1, 1, depth + 1), bool)
-        row[0, 0, 0] = True
-        cases.append(row)
-    for sites in cases:
-        got, scale = squared_distance_compact(sites, spacing_mm=iso)
-        with monkeypatch.context() as patch:
-            patch.setattr(distance, "WINDOW_MAX_VOX", -1)
-            expected, expected_scale = squared_distance_compact(sites, spacing_mm=iso)
-        assert got.dtype == expected.dtype and scale == expected_scale and np.array_equal(got, expected)
-    assert squared_by_windows(cases[-2], radius_vox=WINDOW_MAX_VOX) is not None
-    assert squared_by_windows(cases[-1], radius_vox=WINDOW_MAX_VOX) is None

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .distance_window import WINDOW_MAX_VOX, ring_by_windows, squared_by_windows
+from .distance_window import WINDOW_MAX_VOX, ring_by_windows
 
 # a voxel at the radius up to this relative slack is within it: float noise in spacing or radius
 # (0.3 / 0.01 is not exactly 30) must not move a whole shell of tied voxels in or out
@@ -121,11 +121,6 @@ def squared_distance_compact(sites: np.ndarray, *, spacing_mm) -> tuple[np.ndarr
     sites = _as_sites(sites)
     unit, weights = _unit_and_weights(spacing_mm)
     if sites.size and weights == [1.0, 1.0, 1.0]:
-        # a structure at most WINDOW_MAX_VOX voxels deep (trabeculae, a cortex up to ~50 voxels thick): exact
-        # by windows of rows (`distance_window`), faster than the envelopes; anything deeper falls back to them
-        vox2 = squared_by_windows(sites, radius_vox=WINDOW_MAX_VOX) if WINDOW_MAX_VOX >= 1 else None
-        if vox2 is not None:
-            return vox2, np.float32(unit * unit)
         vox2 = np.empty(sites.shape, np.uint16)
         # 65535 marks "as far or farther": any such value sends the transform to float32
         _squared_vox(sites, 1.0, 1.0, 1.0, 65535.0, -1.0, 0, sites.shape[1], 0, sites.shape[2], vox2,

@@ -34,18 +34,6 @@ def ring_by_windows(mask: np.ndarray, *, radius_vox: int, outer: float, inner: f
     return out
 
 
-def squared_by_windows(sites: np.ndarray, *, radius_vox: int) -> np.ndarray | None:
-    """Squared distance in voxels (uint16) from every voxel to the nearest ``True`` voxel of ``sites`` (3-D bool,
-    contiguous; the array's edge is not a site), or None when a voxel lies farther than ``radius_vox``: then the
-    windows did not see its nearest site, and the lower envelopes must (local thickness of a thick structure)."""
-    nz, ny, nx = sites.shape
-    far = np.uint16(radius_vox * radius_vox + 1)
-    values = np.empty(sites.shape, np.uint16)
-    _in_slices(sites, int(radius_vox), far, 0, ny, 0, nx, values)
-    _min_along_z(values, int(radius_vox), far)
-    return values if values.size == 0 or values.max() < far else None
-
-
 @njit(cache=True, parallel=True)
 def _in_slices(mask, radius, far, y0, y1, x0, x1, values):  # pragma: no cover - compiled
     """values[z, y - y0, x - x0]: the in-slice squared distance (``far`` beyond the radius) for the box's voxels."""
@@ -93,20 +81,6 @@ def _along_z(values, radius, far, outer, inner, out):  # pragma: no cover - comp
             for x in range(width):
                 v = np.float64(best[x])
                 row[x] = v <= outer and v > inner
-
-
-@njit(cache=True, parallel=True)
-def _min_along_z(values, radius, far):  # pragma: no cover - compiled
-    """values = least of values[z + dz] + dz² over |dz| <= radius (``far`` at most), in place: one (z, x) plane of
-    the input at a time, copied, per thread."""
-    nz, ny, width = values.shape
-    for y in prange(ny):
-        plane = values[:, y, :].copy()
-        for z in range(nz):
-            best = values[z, y]
-            best[:] = far
-            for dz in range(max(-radius, -z), min(radius, nz - 1 - z) + 1):
-                _lower_by(best, plane[z + dz], np.uint16(dz * dz), width)
 
 
 @njit(cache=True, inline="always")
