@@ -7,7 +7,8 @@ ball, 70 voxels) and the compartments' (0.035 mm, 8 voxels) both ways, and check
 voxels:
 
 * "edt": the full float32 distance transform of the `edt` package, thresholded (ctbone before 2026-12-02);
-* "within_mm": ctbone.segment.distance, values above the radius dropped as they appear.
+* "within_mm": ctbone.segment.distance, values above the radius dropped as they appear; radii up to
+  24 voxels on isotropic grids (the compartments' closing) by windows of rows (segment/distance_window.py).
 
 Usage:  python scripts/bench_distance.py [--size 512|256]
 """
