@@ -40,6 +40,10 @@ def test_cross_dilation_and_erosion_equal_scipy(ndim):
         for n in (2, 3):
             assert np.array_equal(dilate_cross(mask, iterations=n), ndimage.binary_dilation(mask, iterations=n))
             assert np.array_equal(erode_cross(mask, iterations=n), ndimage.binary_erosion(mask, iterations=n))
+        # a strided view (a box of a larger mask) is read in place, with the same result
+        view = np.pad(mask, 2)[(slice(1, -1),) * ndim][(slice(None, None, 2),) + (slice(None),) * (ndim - 1)]
+        assert np.array_equal(dilate_cross(view), ndimage.binary_dilation(view))
+        assert np.array_equal(erode_cross(view), ndimage.binary_erosion(view))
     with pytest.raises(ValueError):  # scipy's "until nothing changes" is not what 0 would mean here
         dilate_cross(mask, iterations=0)
 

@@ -109,7 +109,7 @@ def _combined(mask: np.ndarray, offsets: np.ndarray, *, erode: bool, border_valu
     pass; a new array. A neighbour beyond the array reads ``border_value`` (False only, for a dilation)."""
     if border_value and not erode:
         raise ValueError("a dilation's border value is False here")
-    mask = np.ascontiguousarray(mask, dtype=bool)
+    mask = np.asarray(mask, dtype=bool)  # a view stays a view: a contiguous copy of a box held the stage's peak
     out = np.empty(mask.shape, bool)
     if mask.size:
         _combine_rows(mask.view(np.uint8), offsets, erode, border_value, out.view(np.uint8))
