@@ -122,7 +122,8 @@ def _combine_rows(mask, offsets, erode, border_value, out):  # pragma: no cover 
     Row by row into a buffer of the thread's own, so the source rows come from cache and the loops vectorise
     (the shifts of -1, 0 and 1 voxel along x have loops of their own: a constant shift is what vectorises)."""
     nz, ny, nx = mask.shape
-    for z in prange(nz):
+    for zu in prange(nz):
+        z = np.int64(zu)  # prange's index may be unsigned: z plus a negative offset must stay an integer
         row = np.empty(nx, np.uint8)
         for y in range(ny):
             row[:] = mask[z, y]
