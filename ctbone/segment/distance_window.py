@@ -7,7 +7,7 @@ sweeps per row), a voxel's in-slice value is the least of ``g[y + dy] + dy²`` o
 3-D value the least of ``g2[z + dz] + dz²`` over ``|dz| <= R``: whole rows at a time, minima of uint16 that
 vectorise, and rows with nothing within the radius skipped. That is up to 2R + 1 row passes per axis against
 the envelope's constant but branchy work per voxel: on the 512^3 bench crop (a dense mask, its surface, sparse
-specks) 3-12x faster for R <= 8 (the compartments' closing, the woven bone's ring), 1.2-1.9x at R = 24, slower
+specks) 3-17x faster for R <= 8 (the compartments' closing, the woven bone's ring), 1.6-1.9x at R = 24, slower
 beyond (the envelope's 0.3 mm bridge is 70 voxels). Same values as the envelope wherever they are at most R²
 (whole numbers, exact either way), so the same answer (tests/test_distance.py compares the two).
 
