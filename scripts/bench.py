@@ -8,6 +8,7 @@ then, in a fresh child process so peak memory is the scan's own:
   sampling RSS to get the peak,
 * times SimpleITK's ImageSeriesReader on the series (the yardstick) in a process of its own, so that
   neither shapes the other's memory, before and after the analysis (the faster counts),
+* records the analysis' CPU time in user and system mode (system: mostly first touches of fresh memory),
 * times the peer kernels on the same masks (scipy vs edt for the EDT, scipy vs
   cc3d for labelling, the `localthickness` package vs ctbone's local thickness),
 * optionally times one snapshot.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -87,6 +89,18 @@ class PeakRSS:
         return self.peak / 2**20
 
 
+def cpu_use(before, after) -> dict:
+    """The analysis' CPU seconds in user and system mode, and its page faults, from two getrusage readings.
+
+    System time is nearly all first touches of fresh memory (the kernel maps and zeroes each 4 kB page). On a
+    virtual machine its cost per page depends on whether the host has backed that memory yet, not on ctbone:
+    on this project's VM one 512^3 analysis spent 4.3 s in it and the next, in the same process, 2.2 s (2.2 and
+    0.75 GB of fresh pages), so two runs of one commit can differ by seconds; this column shows when they do."""
+    return {"cpu_user_s": round(after.ru_utime - before.ru_utime, 2),
+            "cpu_sys_s": round(after.ru_stime - before.ru_stime, 2),
+            "page_faults": int(after.ru_minflt - before.ru_minflt)}
+
+
 def best_of(fn, repeat=3):
     times = []
     out = None
@@ -148,9 +162,11 @@ def run_one(name: str, render: bool, with_localthickness: bool, retain: bool = T
 
     trim_heap()  # peaks count from the memory in use, not the read's freed memory the heap kept
     rss.reset()
+    before = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     result = ctbone.analyze(scan, render=False, progress=progress)
     row["analyze_s"] = time.perf_counter() - t0
+    row.update(cpu_use(before, resource.getrusage(resource.RUSAGE_SELF)))
     row["analyze_peak_mb"] = rss.peak_mb - baseline
     row["stages_s"] = result.info["timings_s"]
     row["peak_over_int16"] = (rss.peak_mb - baseline) / row["int16_mb"]
@@ -195,8 +211,9 @@ def run_one(name: str, render: bool, with_localthickness: bool, retain: bool = T
 def table(rows: list[dict]) -> str:
     lines = [
         "| scan | SimpleITK read s | ctbone read s | analyze s (no render) | analyze / SimpleITK read | peak MB (× int16) "
-        "| thickness s (ctbone / localthickness) | EDT s (edt / scipy) | labels s (cc3d / scipy) | render s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| CPU s (user / system) | thickness s (ctbone / localthickness) | EDT s (edt / scipy) | labels s (cc3d / scipy) "
+        "| render s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lt = f"{r['ctbone_thickness_s']:.1f} / {r['localthickness_s']:.1f}" if "localthickness_s" in r else \
@@ -205,7 +222,8 @@ def table(rows: list[dict]) -> str:
         spread = f" ({min(runs):.1f}–{max(runs):.1f}, {len(runs)} runs)" if len(runs) > 1 else ""
         lines.append(
             f"| {r['size']} | {r['sitk_read_s']:.2f} | {r['read_s']:.2f} | {r['analyze_s']:.1f}{spread} | "
-            f"{r['analyze_s'] / r['sitk_read_s']:.1f}× | {r['analyze_peak_mb']:.0f} ({r['peak_over_int16']:.1f}×) | {lt} | "
+            f"{r['analyze_s'] / r['sitk_read_s']:.1f}× | {r['analyze_peak_mb']:.0f} ({r['peak_over_int16']:.1f}×) | "
+            f"{r.get('cpu_user_s', float('nan')):.1f} / {r.get('cpu_sys_s', float('nan')):.1f} | {lt} | "
             f"{r['edt_pkg_s']:.2f} / {r['scipy_edt_s']:.2f} | {r['cc3d_s']:.2f} / {r['scipy_label_s']:.2f} | "
             f"{r.get('render_s', float('nan')):.1f} |"
         )
