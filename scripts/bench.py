@@ -5,7 +5,7 @@ For each size it writes a phantom DICOM series once (cached under .bench-cache/)
 then, in a fresh child process so peak memory is the scan's own:
 
 * times ctbone.read_scan and each analyze stage (the scan handed over, as the ctbone command does),
-  sampling RSS to get the peak,
+  sampling RSS to get the analysis' peak and each stage's own,
 * times SimpleITK's ImageSeriesReader on the series (the yardstick) in a process of its own, so that
   neither shapes the other's memory, before and after the analysis (the faster counts),
 * records the analysis' CPU time in user and system mode (system: mostly first touches of fresh memory),
@@ -66,27 +66,38 @@ def phantom_folder(name: str) -> Path:
 
 
 class PeakRSS:
-    """Samples this process's RSS every 20 ms; `.peak_mb` since the last reset."""
+    """Samples this process's RSS every 20 ms; `.peak_mb` since the last reset, `.since_mark_mb` since the last
+    mark (a stage's own peak: the stages are marked as they start)."""
 
     def __init__(self):
         import psutil
 
         self._proc = psutil.Process()
         self.peak = 0
+        self.since_mark = 0
         self._stop = False
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self):
         while not self._stop:
-            self.peak = max(self.peak, self._proc.memory_info().rss)
+            rss = self._proc.memory_info().rss
+            self.peak = max(self.peak, rss)
+            self.since_mark = max(self.since_mark, rss)
             time.sleep(0.02)
 
     def reset(self):
-        self.peak = self._proc.memory_info().rss
+        self.peak = self.since_mark = self._proc.memory_info().rss
+
+    def mark(self):
+        self.since_mark = self._proc.memory_info().rss
 
     @property
     def peak_mb(self):
         return self.peak / 2**20
+
+    @property
+    def since_mark_mb(self):
+        return self.since_mark / 2**20
 
 
 def cpu_use(before, after) -> dict:
@@ -155,10 +166,13 @@ def run_one(name: str, render: bool, with_localthickness: bool, retain: bool = T
     del volume
     row["read_peak_mb"] = rss.peak_mb - baseline
 
-    stages = {}
+    stage_peaks, current = {}, []
 
-    def progress(stage):
-        stages.setdefault(stage, rss.peak_mb)
+    def progress(stage):  # each stage's own peak, above the baseline like the analysis' peak
+        if current:
+            stage_peaks[current[-1]] = rss.since_mark_mb - baseline
+        current.append(stage)
+        rss.mark()
 
     trim_heap()  # peaks count from the memory in use, not the read's freed memory the heap kept
     rss.reset()
@@ -169,6 +183,9 @@ def run_one(name: str, render: bool, with_localthickness: bool, retain: bool = T
     row.update(cpu_use(before, resource.getrusage(resource.RUSAGE_SELF)))
     row["analyze_peak_mb"] = rss.peak_mb - baseline
     row["stages_s"] = result.info["timings_s"]
+    if current:
+        stage_peaks[current[-1]] = rss.since_mark_mb - baseline
+    row["stage_peaks_mb"] = {k: round(v) for k, v in stage_peaks.items()}
     row["peak_over_int16"] = (rss.peak_mb - baseline) / row["int16_mb"]
     row["read_s"] = min(row["read_s"], best_of(lambda: ctbone.read_scan(folder), 1)[0])
     # the yardstick in a process of its own, as SimpleITK is used: read in this process before the analysis, its
@@ -227,11 +244,13 @@ def table(rows: list[dict]) -> str:
             f"{r['edt_pkg_s']:.2f} / {r['scipy_edt_s']:.2f} | {r['cc3d_s']:.2f} / {r['scipy_label_s']:.2f} | "
             f"{r.get('render_s', float('nan')):.1f} |"
         )
-    stage_names = sorted({k for r in rows for k in r["stages_s"]})
-    lines += ["", "| scan | " + " | ".join(f"{s} s" for s in stage_names) + " |",
+    stage_names = list(dict.fromkeys(k for r in rows for k in r["stages_s"]))  # in the order they ran
+    lines += ["", "| scan | " + " | ".join(f"{s}: s, peak MB" for s in stage_names) + " |",
               "|---|" + "---|" * len(stage_names)]
     for r in rows:
-        lines.append(f"| {r['size']} | " + " | ".join(f"{r['stages_s'].get(s, float('nan')):.2f}" for s in stage_names) + " |")
+        peaks = r.get("stage_peaks_mb", {})
+        lines.append(f"| {r['size']} | " + " | ".join(
+            f"{r['stages_s'].get(s, float('nan')):.2f}, {peaks.get(s, float('nan')):.0f}" for s in stage_names) + " |")
     return "\n".join(lines)
 
 
