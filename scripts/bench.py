@@ -8,7 +8,8 @@ then, in a fresh child process so peak memory is the scan's own:
   sampling RSS to get the analysis' peak and each stage's own,
 * times SimpleITK's ImageSeriesReader on the series (the yardstick) in a process of its own, so that
   neither shapes the other's memory, before and after the analysis (the faster counts),
-* records the analysis' CPU time in user and system mode (system: mostly first touches of fresh memory),
+* records the analysis' CPU time in user and system mode (system: mostly first touches of fresh memory) and the
+  CPU time the hypervisor gave other guests meanwhile (a virtual machine's "steal"),
 * times the peer kernels on the same masks (scipy vs edt for the EDT, scipy vs
   cc3d for labelling, the `localthickness` package vs ctbone's local thickness),
 * optionally times one snapshot.
@@ -100,6 +101,16 @@ class PeakRSS:
         return self.since_mark / 2**20
 
 
+def steal_s() -> float:
+    """CPU seconds the hypervisor has given other guests since boot (all CPUs; /proc/stat), NaN off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def cpu_use(before, after) -> dict:
     """The analysis' CPU seconds in user and system mode, and its page faults, from two getrusage readings.
 
@@ -176,11 +187,13 @@ def run_one(name: str, render: bool, with_localthickness: bool, retain: bool = T
 
     trim_heap()  # peaks count from the memory in use, not the read's freed memory the heap kept
     rss.reset()
-    before = resource.getrusage(resource.RUSAGE_SELF)
+    before, stolen = resource.getrusage(resource.RUSAGE_SELF), steal_s()
     t0 = time.perf_counter()
     result = ctbone.analyze(scan, render=False, progress=progress)
     row["analyze_s"] = time.perf_counter() - t0
     row.update(cpu_use(before, resource.getrusage(resource.RUSAGE_SELF)))
+    # the machine's share taken by other guests meanwhile: the same work's user time moves with it
+    row["steal_s"] = round(steal_s() - stolen, 2)
     row["analyze_peak_mb"] = rss.peak_mb - baseline
     row["stages_s"] = result.info["timings_s"]
     if current:
@@ -228,9 +241,9 @@ def run_one(name: str, render: bool, with_localthickness: bool, retain: bool = T
 def table(rows: list[dict]) -> str:
     lines = [
         "| scan | SimpleITK read s | ctbone read s | analyze s (no render) | analyze / SimpleITK read | peak MB (× int16) "
-        "| CPU s (user / system) | thickness s (ctbone / localthickness) | EDT s (edt / scipy) | labels s (cc3d / scipy) "
+        "| CPU s (user / system) | stolen s | thickness s (ctbone / localthickness) | EDT s (edt / scipy) | labels s (cc3d / scipy) "
         "| render s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lt = f"{r['ctbone_thickness_s']:.1f} / {r['localthickness_s']:.1f}" if "localthickness_s" in r else \
@@ -240,7 +253,8 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['size']} | {r['sitk_read_s']:.2f} | {r['read_s']:.2f} | {r['analyze_s']:.1f}{spread} | "
             f"{r['analyze_s'] / r['sitk_read_s']:.1f}× | {r['analyze_peak_mb']:.0f} ({r['peak_over_int16']:.1f}×) | "
-            f"{r.get('cpu_user_s', float('nan')):.1f} / {r.get('cpu_sys_s', float('nan')):.1f} | {lt} | "
+            f"{r.get('cpu_user_s', float('nan')):.1f} / {r.get('cpu_sys_s', float('nan')):.1f} | "
+            f"{r.get('steal_s', float('nan')):.1f} | {lt} | "
             f"{r['edt_pkg_s']:.2f} / {r['scipy_edt_s']:.2f} | {r['cc3d_s']:.2f} / {r['scipy_label_s']:.2f} | "
             f"{r.get('render_s', float('nan')):.1f} |"
         )
