@@ -42,7 +42,7 @@ def boundary_normals(inside: np.ndarray, half_kernel: np.ndarray, spacing_mm) ->
     return flat, normals
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _boundary_slice(m, z, out):  # pragma: no cover - compiled
     """out[y, x] = 1 where (z, y, x) is a boundary voxel (in the mask, a face neighbour in the array outside it),
     row by row without branches: a neighbour beyond the array is read as the voxel itself, which never makes it
@@ -77,7 +77,7 @@ def _count_boundary(m, counts):  # pragma: no cover - compiled
         counts[z + 1] = n
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _mark_needed(bnd, below, above, need):  # pragma: no cover - compiled
     # where a slice's smoothed values are read: its boundary voxels ``bnd`` and their in-slice face
     # neighbours, and the boundary voxels of the slices on either side (their differences along z)
@@ -94,7 +94,7 @@ def _mark_needed(bnd, below, above, need):  # pragma: no cover - compiled
             o[nx - 1] |= row[nx - 2]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _widened_runs(flags, r, starts, stops):  # pragma: no cover - compiled
     """The runs of non-zero ``flags``, each widened by ``r`` (within the row) and merged where they meet, as
     [starts[i], stops[i]); their number."""
@@ -123,7 +123,7 @@ def _append_run(starts, stops, n, a, b):  # pragma: no cover - compiled
     return n + 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _merged_runs(run_a, run_b, run_n, y0, y1, tmp_a, tmp_b, starts, stops):  # pragma: no cover - compiled
     """The union of the runs of rows y0 .. y1 - 1 as sorted, disjoint [starts[i], stops[i]); their number."""
     m = 0
@@ -147,7 +147,7 @@ def _merged_runs(run_a, run_b, run_n, y0, y1, tmp_a, tmp_b, starts, stops):  # p
     return n
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _smooth_slice(m, z, half, need, out, work):  # pragma: no cover - compiled
     """The smoothed slice z into ``out`` where ``need`` holds, and where the differences read it: the x pass
     there, the y pass within r along x of it, the z pass within r along y of that (scipy's order and float64
@@ -231,7 +231,7 @@ def _slab_normals(m, half, spacing, bounds, starts, flat, normals):  # pragma: n
                 _emit(bnd[z % 3], z, smooth, spacing, starts, flat, normals, nz)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _emit(bnd, z, smooth, spacing, starts, flat, normals, nz):  # pragma: no cover - compiled
     # slice z's boundary voxels (``bnd``) in C order, with the normal np.gradient's differences give:
     # -diff / (steps * spacing), then / max(|g|, 1e-12)

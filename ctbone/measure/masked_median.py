@@ -82,10 +82,16 @@ def _is_nan(bits):  # pragma: no cover - compiled
     return (bits & np.uint32(0x7F800000)) == np.uint32(0x7F800000) and (bits & np.uint32(0x007FFFFF)) != 0
 
 
+def _histogram(keys, mask, top, chunks):
+    """(counts of the masked values' order keys: of their top 16 bits when ``top`` < 0, else of the low 16 bits of
+    those whose top 16 bits are ``top``; the NaNs among them, counted in neither)."""
+    hist, nans = _chunk_histograms(keys, mask, top, chunks)
+    return hist.sum(axis=0), int(nans.sum())  # in numpy: numba's axis sum cost seconds of compiling on first use
+
+
 @njit(cache=True, parallel=True)
-def _histogram(keys, mask, top, chunks):  # pragma: no cover - compiled
-    # (counts of the masked values' order keys: of their top 16 bits when ``top`` < 0, else of the low 16 bits of
-    # those whose top 16 bits are ``top``; the NaNs among them, counted in neither); each chunk of slices its own
+def _chunk_histograms(keys, mask, top, chunks):  # pragma: no cover - compiled
+    # `_histogram`'s counts, each chunk of slices its own row
     nz, ny, nx = keys.shape
     hist = np.zeros((chunks, _BINS), np.int64)
     nans = np.zeros(chunks, np.int64)
@@ -103,4 +109,4 @@ def _histogram(keys, mask, top, chunks):  # pragma: no cover - compiled
                             hist[c, key >> 16] += 1
                         elif np.int64(key >> 16) == top:
                             hist[c, key & np.uint32(0xFFFF)] += 1
-    return hist.sum(axis=0), nans.sum()
+    return hist, nans

@@ -178,7 +178,7 @@ def _lower_envelope(f, n, weight, far, sites, bounds, out):  # pragma: no cover 
         out[q] = d if d < far else far
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _transform_line(line, n, weight, far, sites, bounds, found):  # pragma: no cover - compiled
     """`_lower_envelope` of ``line[:n]`` into ``found`` at the line's non-zero voxels (a zero is a site and
     stays 0; ``found`` is not written there); False when the line stays as it is: all zeros, or nothing
@@ -281,7 +281,7 @@ def _squared_vox(mask, wz, wy, wx, far, decided, y0, y1, x0, x1, g, out, outer, 
                         out[z, y - y0, x - x0] = v <= outer and v > inner
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _last_pass(line, n, weight, far, decided, reach, sites, bounds, found):  # pragma: no cover - compiled
     """The last pass's values into ``found[:n]``, exact at every voxel above ``decided`` (all of them when
     ``decided < 0``); a voxel at or below it keeps a value at or below it.

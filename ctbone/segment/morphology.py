@@ -126,18 +126,30 @@ def _combine_rows(mask, offsets, erode, border_value, out):  # pragma: no cover 
         z = np.int64(zu)  # prange's index may be unsigned: z plus a negative offset must stay an integer
         row = np.empty(nx, np.uint8)
         for y in range(ny):
-            row[:] = mask[z, y]
+            # explicit loops, not slice assignments: numba's general setitem (shape checks and their messages)
+            # took seconds to compile on first use, and these loops vectorise as well
+            src = mask[z, y]
+            for x in range(nx):
+                row[x] = src[x]
             for j in range(offsets.shape[0]):
                 zz, yy, dx = z + offsets[j, 0], y + offsets[j, 1], offsets[j, 2]
                 if zz < 0 or zz >= nz or yy < 0 or yy >= ny:
                     if erode and not border_value:
-                        row[:] = 0  # every neighbour of the row lies beyond the array
+                        _zero(row, 0, nx)  # every neighbour of the row lies beyond the array
                     continue
                 _shifted(row, mask[zz, yy], dx, nx, erode)
                 if erode and not border_value:  # the neighbours beyond the row's ends
-                    row[:min(max(0, -dx), nx)] = 0
-                    row[max(0, nx - dx):] = 0
-            out[z, y] = row
+                    _zero(row, 0, min(max(0, -dx), nx))
+                    _zero(row, max(0, nx - dx), nx)
+            dst = out[z, y]
+            for x in range(nx):
+                dst[x] = row[x]
+
+
+@njit(cache=True, inline="always")
+def _zero(row, start, stop):  # pragma: no cover - compiled
+    for x in range(start, stop):
+        row[x] = 0
 
 
 @njit(cache=True, inline="always")
