@@ -61,29 +61,52 @@ def _raise_row_outside(out, z, y, x0, x1, p0, p1, value):  # pragma: no cover - 
             out[z, y, x] = value
 
 
+def paint_balls(out, centres, radii2, parents, parent_r2, spacing) -> None:
+    """Raise ``out`` (float32) to each ball's diameter where its parent's ball does not reach (any grid)."""
+    if radii2.shape[0] == 0:
+        return
+    bounds, order = _slabs(out.shape[0])
+    # centres are z-sorted: only those within the largest radius (in slices) can reach a slab. Found here, in
+    # numpy, as the kernel found them (its own max and searchsorted cost seconds of compiling on first use)
+    max_rz = max(0.0, float((np.sqrt(radii2) / spacing[0]).max()))
+    first, last = _slab_ranges(centres[:, 0], bounds[:-1] - max_rz - 1.0, bounds[1:] + max_rz + 1.0, "left")
+    _paint_balls(out, centres, radii2, parents, parent_r2, spacing, bounds, order, first, last)
+
+
+def paint_balls_iso(out, centres, k2, parents, parent_k2, values) -> None:
+    """`paint_balls` on an isotropic grid, in voxel units, with two parents (see `_paint_balls_iso`)."""
+    if k2.shape[0] == 0:
+        return
+    bounds, order = _slabs(out.shape[0])
+    half = _half_widths(int(k2.max()))
+    max_rz = int(half[k2.max()])
+    first, last = _slab_ranges(centres[:, 0], bounds[:-1] - max_rz, bounds[1:] + max_rz, "right")
+    _paint_balls_iso(out, centres, k2, parents, parent_k2, values, half, bounds, order, first, last)
+
+
+def _slab_ranges(centre_z, lows, highs, upper_side):
+    """Per slab s, the range [first[s], last[s]) of the z-sorted balls whose centre lies between ``lows[s]`` and
+    ``highs[s]`` (the slab widened by the largest reach; the upper end searched on ``upper_side``)."""
+    first = np.searchsorted(centre_z, lows)
+    last = np.searchsorted(centre_z, highs, side=upper_side)
+    return first.astype(np.int64), last.astype(np.int64)
+
+
 @njit(cache=True, parallel=True)
-def _paint_balls(out, centres, radii2, parents, parent_r2, spacing, bounds, order):  # pragma: no cover - compiled
+def _paint_balls(out, centres, radii2, parents, parent_r2, spacing, bounds, order, first, last):  # pragma: no cover
     # Each ball paints only what its parent's ball does not cover: the parent precedes it in the order
     # (larger D, ties by index), so by induction every voxel of the parent's ball ends with a value
     # >= 2 D(parent) >= 2 D(ball) -- skipping it changes nothing, and big balls cost a crescent, not a ball.
+    # Slab s paints the balls first[s] .. last[s] - 1 (`paint_balls`).
     nz, ny, nx = out.shape
-    n = radii2.shape[0]
-    if n == 0:
-        return
     n_slabs = order.shape[0]
-    max_rz = 0.0
-    for i in range(n):
-        max_rz = max(max_rz, np.sqrt(radii2[i]) / spacing[0])
     for t in prange(n_slabs):
         s = order[t]
         s0 = bounds[s]
         s1 = bounds[s + 1]
         if s1 <= s0:
             continue
-        # centres are z-sorted: only those within the largest radius can reach the slab
-        lo = np.searchsorted(centres[:, 0], s0 - max_rz - 1.0)
-        hi = np.searchsorted(centres[:, 0], s1 + max_rz + 1.0)
-        for i in range(lo, hi):
+        for i in range(first[s], last[s]):
             r2 = radii2[i] * (1.0 - INSIDE_RTOL)
             rz = np.sqrt(r2) / spacing[0]
             cz, cy, cx = centres[i, 0], centres[i, 1], centres[i, 2]
@@ -171,26 +194,21 @@ def _raise_row_outside2(out, z, y, x0, x1, a0, a1, b0, b1, value):  # pragma: no
 
 
 @njit(cache=True, parallel=True)
-def _paint_balls_iso(out, centres, k2, parents, parent_k2, values, half, bounds, order):  # pragma: no cover - compiled
+def _paint_balls_iso(out, centres, k2, parents, parent_k2, values, half, bounds, order, first,
+                     last):  # pragma: no cover - compiled
     # `_paint_balls` on an isotropic grid in voxel units, with two parents (parents (N, 2, 3), parent_k2 (N, 2)):
     # a grid point is in the ball iff its squared offset m < k2 (integers), so the half-width of a row with
     # m_left = k2 - dz² - dy² is half[m_left]. Planes and rows entirely inside either parent's are skipped
     # exactly; the rest paint what neither parent covers.
     nz, ny, nx = out.shape
-    n = k2.shape[0]
-    if n == 0:
-        return
     n_slabs = order.shape[0]
-    max_rz = half[k2.max()]
     for t in prange(n_slabs):
         s = order[t]
         s0 = bounds[s]
         s1 = bounds[s + 1]
         if s1 <= s0:
             continue
-        lo = np.searchsorted(centres[:, 0], s0 - max_rz)
-        hi = np.searchsorted(centres[:, 0], s1 + max_rz, side="right")
-        for i in range(lo, hi):
+        for i in range(first[s], last[s]):
             k = k2[i]
             hz = half[k]
             cz, cy, cx = centres[i, 0], centres[i, 1], centres[i, 2]

@@ -28,7 +28,7 @@ import logging
 import numpy as np
 
 from ..volume import bounding_box, fold_blocks
-from ._thickness_paint import _half_widths, _paint_balls, _paint_balls_iso, _slabs
+from ._thickness_paint import paint_balls, paint_balls_iso
 from ._thickness_ridge import INSIDE_RTOL, distance_ridge, ridge_balls
 
 __all__ = ["INSIDE_RTOL", "distance_ridge", "local_thickness", "mean_local_thickness_mm", "squared_distance"]
@@ -125,13 +125,12 @@ def _local_thickness_dense(mask: np.ndarray, spacing, outside: str, *, as_codes:
             values, out = k2.astype(np.uint16), np.zeros(mask.shape, np.uint16)
         else:
             table, out = None, np.zeros(mask.shape, np.float32)  # made once the distances are gone
-        _paint_balls_iso(out, centres, k2, parents, parent_k2, values, _half_widths(int(k2.max())),
-                         *_slabs(mask.shape[0]))
+        paint_balls_iso(out, centres, k2, parents, parent_k2, values)
     else:
         # anisotropic grids: the first parent only, float32 values
         table, out = None, np.zeros(mask.shape, np.float32)
-        _paint_balls(out, centres, radii2, np.ascontiguousarray(parents[:, 0]), np.ascontiguousarray(parent_r2[:, 0]),
-                     np.asarray(spacing, np.float64), *_slabs(mask.shape[0]))
+        paint_balls(out, centres, radii2, np.ascontiguousarray(parents[:, 0]), np.ascontiguousarray(parent_r2[:, 0]),
+                    np.asarray(spacing, np.float64))
     np.multiply(out, mask, out=out)  # 0 off the mask (values are >= 0): no inverted copy of the mask
     return out, table
 
