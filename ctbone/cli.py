@@ -357,6 +357,7 @@ def analyze(path, outdir, series, spacing, threshold, trabecular_threshold, cali
     make_output_dir(outdir)  # the arguments are usable: an unusable -o is said now, not after minutes of work
     if scheduler is not None:
         return _analyze_on_cluster(path, outdir, reference, overrides, scheduler, quiet)
+    _say_if_first_run(quiet)
     from . import HandedOver, analyze as run_analysis, open_scan, read_scan
     from .report.scan_outputs import write_scan_outputs
     from .study.job import check_mode_applied
@@ -386,6 +387,14 @@ def analyze(path, outdir, series, spacing, threshold, trabecular_threshold, cali
     if not quiet:
         _echo_summary(path, outdir, result.metrics)
     return written
+
+
+def _say_if_first_run(quiet: bool) -> None:
+    """One line on stderr when the analysis kernels are not compiled yet (`ctbone.jit_cache`)."""
+    from .jit_cache import FIRST_RUN_NOTE, kernels_cached
+
+    if not quiet and kernels_cached() is False:
+        click.echo(FIRST_RUN_NOTE, err=True)
 
 
 @contextlib.contextmanager
@@ -496,6 +505,8 @@ def batch(manifest, outdir, threshold, trabecular_threshold, calibration, rod_de
     if spacing_mm is not None:
         overrides["spacing_mm"] = (spacing_mm,) * 3 if isinstance(spacing_mm, float) else tuple(spacing_mm)
     options = make_options(**overrides)
+    if scheduler is None and not validate_only:  # on a cluster the workers compile, each once
+        _say_if_first_run(quiet)
     return run_batch(manifest, outdir, options=options, workers=workers, scheduler=scheduler, force=force, quiet=quiet,
                      verbose=verbose, control=control, validate_only=validate_only,
                      allow_absolute_paths=allow_absolute_paths)
@@ -563,6 +574,7 @@ def render(path, out_png, view, size, label, series, spacing, threshold, bone, t
         make_output_dir(destination)  # said now, not after the analysis
     if bone is not None:
         options["bone"] = bone
+    _say_if_first_run(False)
     scan = HandedOver(open_scan(path, series, spacing=_parse_spacing(spacing), allow_nonuniform=allow_nonuniform))
     result = analyze(scan, render=False, **options)
     render_snapshot(result, out_png, view=view, size=(width, height), label=label)
@@ -624,6 +636,7 @@ def demo(outdir, workers, quiet):
 
     _configure_logging(False, quiet)
     check_dir_can_be_made(outdir)
+    _say_if_first_run(quiet)
     status = run_demo(outdir, workers=workers, quiet=quiet)
     if not quiet:
         click.echo(f"demo finished: open {Path(outdir) / 'report.html'}")
