@@ -84,7 +84,9 @@ def lookup(table: np.ndarray, labels: np.ndarray) -> np.ndarray:
     if labels.dtype.kind not in "ub" or table.ndim != 1:
         raise TypeError(f"lookup needs a 1-D table and unsigned integer labels, got {table.ndim}-D, {labels.dtype}")
     out = np.empty(labels.shape, table.dtype)
-    if labels.size and _lookup(table, np.ascontiguousarray(labels).reshape(-1), out.reshape(-1)):
+    # booleans go through as their bytes: one compiled kernel fewer per label type on a first run
+    as_bytes = (lambda a: a.view(np.uint8)) if table.dtype == np.bool_ else (lambda a: a)
+    if labels.size and _lookup(as_bytes(table), np.ascontiguousarray(labels).reshape(-1), as_bytes(out).reshape(-1)):
         raise IndexError(f"a label is beyond the table of {table.size}")
     return out
 
