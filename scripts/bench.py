@@ -241,8 +241,8 @@ def run_one(name: str, render: bool, with_localthickness: bool, retain: bool = T
 def table(rows: list[dict]) -> str:
     lines = [
         "| scan | SimpleITK read s | ctbone read s | analyze s (no render) | analyze / SimpleITK read | peak MB (× int16) "
-        "| CPU s (user / system) | stolen s | thickness s (ctbone / localthickness) | EDT s (edt / scipy) | labels s (cc3d / scipy) "
-        "| render s |",
+        "| CPU s (user / system) | stolen s | thickness s (ctbone / localthickness) | EDT s (edt / scipy) "
+        "| labels s (cc3d / scipy) | render s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
