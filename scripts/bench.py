@@ -76,21 +76,25 @@ class PeakRSS:
         self._proc = psutil.Process()
         self.peak = 0
         self.since_mark = 0
+        self._lock = threading.Lock()  # a mark between the sampler's read and write must not be undone
         self._stop = False
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self):
         while not self._stop:
             rss = self._proc.memory_info().rss
-            self.peak = max(self.peak, rss)
-            self.since_mark = max(self.since_mark, rss)
+            with self._lock:
+                self.peak = max(self.peak, rss)
+                self.since_mark = max(self.since_mark, rss)
             time.sleep(0.02)
 
     def reset(self):
-        self.peak = self.since_mark = self._proc.memory_info().rss
+        with self._lock:
+            self.peak = self.since_mark = self._proc.memory_info().rss
 
     def mark(self):
-        self.since_mark = self._proc.memory_info().rss
+        with self._lock:
+            self.since_mark = self._proc.memory_info().rss
 
     @property
     def peak_mb(self):
