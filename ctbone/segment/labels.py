@@ -85,8 +85,8 @@ def lookup(table: np.ndarray, labels: np.ndarray) -> np.ndarray:
         raise TypeError(f"lookup needs a 1-D table and unsigned integer labels, got {table.ndim}-D, {labels.dtype}")
     out = np.empty(labels.shape, table.dtype)
     # booleans go through as their bytes: one compiled kernel fewer per label type on a first run
-    as_bytes = (lambda a: a.view(np.uint8)) if table.dtype == np.bool_ else (lambda a: a)
-    if labels.size and _lookup(as_bytes(table), np.ascontiguousarray(labels).reshape(-1), as_bytes(out).reshape(-1)):
+    kernel_table, kernel_out = (table.view(np.uint8), out.view(np.uint8)) if table.dtype == np.bool_ else (table, out)
+    if labels.size and _lookup(kernel_table, np.ascontiguousarray(labels).reshape(-1), kernel_out.reshape(-1)):
         raise IndexError(f"a label is beyond the table of {table.size}")
     return out
 
