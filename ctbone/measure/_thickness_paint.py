@@ -78,8 +78,9 @@ def paint_balls_iso(out, centres, k2, parents, parent_k2, values) -> None:
     if k2.shape[0] == 0:
         return
     bounds, order = _slabs(out.shape[0])
-    half = _half_widths(int(k2.max()))
-    max_rz = int(half[k2.max()])
+    k_max = int(k2.max())
+    half = _half_widths(k_max)
+    max_rz = int(half[k_max])
     first, last = _slab_ranges(centres[:, 0], bounds[:-1] - max_rz, bounds[1:] + max_rz, "right")
     _paint_balls_iso(out, centres, k2, parents, parent_k2, values, half, bounds, order, first, last)
 
