@@ -2,7 +2,7 @@
 
 The kernels are compiled for the machine the first time they run and cached beside the code (or under
 ``NUMBA_CACHE_DIR``), so the first analysis after installing or updating ctbone takes the better part of a minute
-longer: `ctbone analyze` of a 256³ scan took 52 s with an empty cache against 6.6 s once cached, on the 2-core
+longer: `ctbone analyze` of a 256³ scan took 45-52 s with an empty cache against 6.6 s once cached, on the 2-core
 machine of docs/performance.md. The command says so before it happens, so that nobody takes it for the
 analysis' own speed.
 """
