@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 
 # kernels every long-bone analysis runs, from four modules: when they are cached, the run is not a first run
-SENTINELS = (("ctbone.segment.distance", "_squared_vox"), ("ctbone.measure._thickness_paint", "_paint_balls_iso"),
+SENTINELS = (("ctbone.segment.distance", "_along_z"), ("ctbone.measure._thickness_paint", "_paint_balls_iso"),
              ("ctbone.measure._band_normals", "_slab_normals"), ("ctbone.measure.lesions_polar", "_between_bins"))
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
+from ..parallel import run_in_chunks
 from ..segment.morphology import erode_cross
 from ..volume import bounding_box
 
@@ -40,7 +41,8 @@ def euler_characteristic(mask: np.ndarray) -> int:
     box = bounding_box(mask)
     if box is None:
         return 0
-    total = int(_euler_sum(np.ascontiguousarray(mask[box]), _EULER_LUT_26))
+    inside = np.ascontiguousarray(mask[box])
+    total = int(sum(run_in_chunks(_euler_sum, inside.shape[0] + 1, inside, _EULER_LUT_26)))
     return int(0.125 * total)
 
 
@@ -76,15 +78,15 @@ def connectivity_density_per_mm3(mask: np.ndarray, *, spacing_mm, voi: np.ndarra
     return (1.0 - delta_euler(mask, voi)) / tv
 
 
-@njit(cache=True, parallel=True)
-def _euler_sum(m, lut):  # pragma: no cover - compiled
+@njit(cache=True, nogil=True)
+def _euler_sum(m, lut, z0, z1):  # pragma: no cover - compiled
     # every 2x2x2 cube touching the array, voxels beyond the edge are background; the cube whose
     # far corner is (z, y, x) gets skimage's index 1*m[z,y,x] + 2*m[z,y-1,x] + 4*m[z,y,x-1] + 8*m[z,y-1,x-1]
-    # + 16*m[z-1,y,x] + 32*m[z-1,y-1,x] + 64*m[z-1,y,x-1] + 128*m[z-1,y-1,x-1]
+    # + 16*m[z-1,y,x] + 32*m[z-1,y-1,x] + 64*m[z-1,y,x-1] + 128*m[z-1,y-1,x-1]; the sum over the cubes of
+    # far-corner planes z0 <= z < z1 (0 <= z <= nz), in integers (the same whatever the chunks)
     nz, ny, nx = m.shape
-    partial = np.zeros(nz + 1, np.int64)
-    for z in prange(nz + 1):
-        acc = 0
+    acc = 0
+    for z in range(z0, z1):
         for y in range(ny + 1):
             for x in range(nx + 1):
                 idx = 0
@@ -103,5 +105,4 @@ def _euler_sum(m, lut):  # pragma: no cover - compiled
                             if m[zz, yy, xx]:
                                 idx += 1 << (4 * dz + dy + 2 * dx)
                 acc += lut[idx]
-        partial[z] = acc
-    return partial.sum()
+    return acc

@@ -3,22 +3,22 @@ already reach, row by row, in parallel over z slabs (see `ctbone.measure.thickne
 
 from __future__ import annotations
 
-import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
+from ..parallel import run_in_chunks, thread_count
 from ._thickness_ridge import INSIDE_RTOL
 
 def _slabs(nz: int, n_slabs: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(z bounds of the painting's slabs, the order the parallel loop takes them in).
+    """(z bounds of the painting's slabs, the order the threads take them in).
 
-    The loop hands each thread one contiguous run of its iterations, and the balls crowd where the bone
-    is (a long bone's metaphyses, a lesion): in z order one thread got most of the work. Dealt round
-    robin instead (thread k takes slabs k, k + T, ...), each thread gets slabs from all along the scan.
+    The threads take runs of consecutive iterations (`run_in_chunks`), and the balls crowd where the bone
+    is (a long bone's metaphyses, a lesion): in z order one run held most of the work. Dealt round robin
+    instead (slabs k, k + T, ... for T threads), each run holds slabs from all along the scan.
     """
     n_slabs = max(1, min(nz, n_slabs))
     bounds = np.linspace(0, nz, n_slabs + 1).astype(np.int64)
-    threads = max(1, int(numba.get_num_threads()))
+    threads = thread_count()
     order = np.concatenate([np.arange(k, n_slabs, threads) for k in range(threads)]).astype(np.int64)
     return bounds, order
 
@@ -70,7 +70,8 @@ def paint_balls(out, centres, radii2, parents, parent_r2, spacing) -> None:
     # numpy, as the kernel found them (its own max and searchsorted cost seconds of compiling on first use)
     max_rz = max(0.0, float((np.sqrt(radii2) / spacing[0]).max()))
     first, last = _slab_ranges(centres[:, 0], bounds[:-1] - max_rz - 1.0, bounds[1:] + max_rz + 1.0, "left")
-    _paint_balls(out, centres, radii2, parents, parent_r2, spacing, bounds, order, first, last)
+    run_in_chunks(_paint_balls, order.shape[0], out, centres, radii2, parents, parent_r2, spacing, bounds, order,
+                  first, last)
 
 
 def paint_balls_iso(out, centres, k2, parents, parent_k2, values) -> None:
@@ -82,7 +83,8 @@ def paint_balls_iso(out, centres, k2, parents, parent_k2, values) -> None:
     half = _half_widths(k_max)
     max_rz = int(half[k_max])
     first, last = _slab_ranges(centres[:, 0], bounds[:-1] - max_rz, bounds[1:] + max_rz, "right")
-    _paint_balls_iso(out, centres, k2, parents, parent_k2, values, half, bounds, order, first, last)
+    run_in_chunks(_paint_balls_iso, order.shape[0], out, centres, k2, parents, parent_k2, values, half, bounds,
+                  order, first, last)
 
 
 def _slab_ranges(centre_z, lows, highs, upper_side):
@@ -93,15 +95,15 @@ def _slab_ranges(centre_z, lows, highs, upper_side):
     return first.astype(np.int64), last.astype(np.int64)
 
 
-@njit(cache=True, parallel=True)
-def _paint_balls(out, centres, radii2, parents, parent_r2, spacing, bounds, order, first, last):  # pragma: no cover
+@njit(cache=True, nogil=True)
+def _paint_balls(out, centres, radii2, parents, parent_r2, spacing, bounds, order, first, last, t0,
+                 t1):  # pragma: no cover - compiled
     # Each ball paints only what its parent's ball does not cover: the parent precedes it in the order
     # (larger D, ties by index), so by induction every voxel of the parent's ball ends with a value
     # >= 2 D(parent) >= 2 D(ball) -- skipping it changes nothing, and big balls cost a crescent, not a ball.
     # Slab s paints the balls first[s] .. last[s] - 1 (`paint_balls`).
     nz, ny, nx = out.shape
-    n_slabs = order.shape[0]
-    for t in prange(n_slabs):
+    for t in range(t0, t1):
         s = order[t]
         s0 = bounds[s]
         s1 = bounds[s + 1]
@@ -194,16 +196,15 @@ def _raise_row_outside2(out, z, y, x0, x1, a0, a1, b0, b1, value):  # pragma: no
             out[z, y, x] = value
 
 
-@njit(cache=True, parallel=True)
-def _paint_balls_iso(out, centres, k2, parents, parent_k2, values, half, bounds, order, first,
-                     last):  # pragma: no cover - compiled
+@njit(cache=True, nogil=True)
+def _paint_balls_iso(out, centres, k2, parents, parent_k2, values, half, bounds, order, first, last, t0,
+                     t1):  # pragma: no cover - compiled
     # `_paint_balls` on an isotropic grid in voxel units, with two parents (parents (N, 2, 3), parent_k2 (N, 2)):
     # a grid point is in the ball iff its squared offset m < k2 (integers), so the half-width of a row with
     # m_left = k2 - dz² - dy² is half[m_left]. Planes and rows entirely inside either parent's are skipped
     # exactly; the rest paint what neither parent covers.
     nz, ny, nx = out.shape
-    n_slabs = order.shape[0]
-    for t in prange(n_slabs):
+    for t in range(t0, t1):
         s = order[t]
         s0 = bounds[s]
         s1 = bounds[s + 1]

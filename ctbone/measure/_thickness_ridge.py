@@ -9,7 +9,9 @@ length. See `ctbone.measure.thickness` for the convention.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from ..parallel import run_in_chunks
 
 
 # relative slack of the strict "inside the ball" test: squared distances are float32
@@ -76,10 +78,20 @@ def ridge_balls(dist2: np.ndarray, *, spacing_mm, scale=1.0):
     flat_step = (offsets[:, 0] * dist2.shape[1] + offsets[:, 1]) * dist2.shape[2] + offsets[:, 2]
     step_mm = np.sqrt(((offsets * spacing) ** 2).sum(axis=1))
     step_mm[np.abs(offsets).max(axis=1) > 1] = np.inf  # parents are 26-neighbours (the painting relies on it)
-    link, per_plane = _ridge(dist2, scale, norms2, reach2, offsets, pattern_id, lut_d2, lut_n, inv_unit2,
-                             flat_step < 0, step_mm)
+    nz = dist2.shape[0]
+    link = np.full(dist2.shape, _NOT_BALL, np.int8)
+    per_plane = np.zeros(nz, np.int64)
+    run_in_chunks(_ridge, nz, dist2, scale, norms2, reach2, offsets, pattern_id, lut_d2, lut_n, inv_unit2,
+                  flat_step < 0, step_mm, link, per_plane)
     first = np.concatenate([[0], np.cumsum(per_plane)]).astype(np.int64)
-    return _gather_balls(dist2, scale, link, offsets, first, flat_step < 0, step_mm)
+    n = int(first[nz])
+    centres = np.empty((n, 3), np.int32)  # 4 bytes an index: a cortex at 512^3 has 2.4 M balls
+    radii2 = np.empty(n, np.float64)
+    parents = np.full((n, 2, 3), -1, np.int32)
+    parent_r2 = np.zeros((n, 2), np.float64)
+    run_in_chunks(_gather_balls, nz, dist2, scale, link, offsets, first, flat_step < 0, step_mm, centres, radii2,
+                  parents, parent_r2)
+    return centres, radii2, parents, parent_r2
 
 
 # the largest table of `_inside_count_table` (entries; 12 bytes each)
@@ -128,19 +140,18 @@ _NOT_BALL = -2
 _NO_PARENT = -1
 
 
-@njit(cache=True, parallel=True)
-def _ridge(dist2, scale, norms2, reach2, offsets, pattern_id, lut_d2, lut_n, inv_unit2, before,
-           step_mm):  # pragma: no cover - compiled
-    """Per voxel: _NOT_BALL, _NO_PARENT, or the index in ``offsets`` of its parent; and the balls per z plane.
+@njit(cache=True, nogil=True)
+def _ridge(dist2, scale, norms2, reach2, offsets, pattern_id, lut_d2, lut_n, inv_unit2, before, step_mm, link,
+           per_plane, z0, z1):  # pragma: no cover - compiled
+    """Into ``link`` (filled with _NOT_BALL), per voxel of planes z0 .. z1 - 1: _NO_PARENT for a ridge ball
+    without parent, else the index in ``offsets`` of its parent; into ``per_plane``, the balls per z plane.
 
     The squared distances are ``np.float32(dist2) * scale`` (float32). ``before[j]``: offset j leads to a
     smaller flat index (the tie rule of the painting order)."""
     nz, ny, nx = dist2.shape
-    link = np.full(dist2.shape, _NOT_BALL, np.int8)
-    per_plane = np.zeros(nz, np.int64)
     n_lut = lut_n.size
     n_off = offsets.shape[0]
-    for z in prange(nz):
+    for z in range(z0, z1):
         for y in range(ny):
             for x in range(nx):
                 d2f = np.float32(dist2[z, y, x]) * scale
@@ -171,7 +182,6 @@ def _ridge(dist2, scale, norms2, reach2, offsets, pattern_id, lut_d2, lut_n, inv
                 per_plane[z] += 1
                 # a ridge ball: its parent among the neighbours that precede it (all 26 were read above)
                 link[z, y, x] = _reaching_farthest(dist2, scale, offsets, before, step_mm, z, y, x, d2f, -1)
-    return link, per_plane
 
 
 @njit(cache=True, inline="always")
@@ -198,17 +208,14 @@ def _reaching_farthest(dist2, scale, offsets, before, step_mm, z, y, x, d2f, ski
     return found
 
 
-@njit(cache=True, parallel=True)
-def _gather_balls(dist2, scale, link, offsets, first, before, step_mm):  # pragma: no cover - compiled
-    """The ridge balls in C order, plane by plane: centres, squared radii, parents and theirs (see `ridge_balls`);
-    the second parent chosen here, as `_ridge` chose the first, among the other preceding neighbours."""
+@njit(cache=True, nogil=True)
+def _gather_balls(dist2, scale, link, offsets, first, before, step_mm, centres, radii2, parents, parent_r2, z0,
+                  z1):  # pragma: no cover - compiled
+    """The ridge balls of planes z0 .. z1 - 1 in C order, from ``first[z]`` on: centres, squared radii, parents
+    (filled with -1) and theirs (zeros) (see `ridge_balls`); the second parent chosen here, as `_ridge` chose
+    the first, among the other preceding neighbours."""
     nz, ny, nx = dist2.shape
-    n = first[nz]
-    centres = np.empty((n, 3), np.int32)  # 4 bytes an index: a cortex at 512^3 has 2.4 M balls
-    radii2 = np.empty(n, np.float64)
-    parents = np.full((n, 2, 3), -1, np.int32)
-    parent_r2 = np.zeros((n, 2), np.float64)
-    for z in prange(nz):
+    for z in range(z0, z1):
         i = first[z]
         for y in range(ny):
             for x in range(nx):
@@ -228,4 +235,3 @@ def _gather_balls(dist2, scale, link, offsets, first, before, step_mm):  # pragm
                         parents[i, 1, 0], parents[i, 1, 1], parents[i, 1, 2] = pz, py, px
                         parent_r2[i, 1] = np.float32(dist2[pz, py, px]) * scale
                 i += 1
-    return centres, radii2, parents, parent_r2

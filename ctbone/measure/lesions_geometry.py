@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from scipy.spatial import ConvexHull, QhullError
 
+from ..parallel import run_in_chunks
 from ..segment.labels import label_on_box
 from ..segment.large_components import large_components
 from ..segment.morphology import dilate_cross
@@ -70,7 +71,7 @@ def _open_face(src, inside, axis, shift, z, y, x):  # pragma: no cover - compile
     if not src[z, y, x]:
         return False
     nz, ny, nx = src.shape
-    a, b, c = np.int64(z), np.int64(y), np.int64(x)  # a prange index is unsigned: plus a signed shift gives a float
+    a, b, c = z, y, x
     if axis == 0:
         a += shift
         if a < 0 or a >= nz:
@@ -86,24 +87,36 @@ def _open_face(src, inside, axis, shift, z, y, x):  # pragma: no cover - compile
     return not inside[a, b, c]
 
 
-@njit(cache=True, parallel=True)
-def _open_faces(src, inside, axis, shift):  # pragma: no cover - compiled
-    # (z, y, x) indices, in C order as np.nonzero, of src voxels with an open face along ``axis`` towards
-    # ``shift`` (`_open_face`); slices counted, then filled, in parallel, each at its own offset
-    nz, ny, nx = src.shape
+def _open_faces(src, inside, axis, shift):
+    """(z, y, x) indices, in C order as np.nonzero, of src voxels with an open face along ``axis`` towards
+    ``shift`` (`_open_face`); slices counted, then filled, in parallel, each at its own offset."""
+    nz = src.shape[0]
     counts = np.zeros(nz + 1, np.int64)
-    for z in prange(nz):
+    run_in_chunks(_count_open_faces, nz, src, inside, axis, shift, counts)
+    starts = np.cumsum(counts)
+    zs, ys, xs = (np.empty(starts[nz], np.int64) for _ in range(3))
+    run_in_chunks(_fill_open_faces, nz, src, inside, axis, shift, starts, zs, ys, xs)
+    return zs, ys, xs
+
+
+@njit(cache=True, nogil=True)
+def _count_open_faces(src, inside, axis, shift, counts, z0, z1):  # pragma: no cover - compiled
+    # counts[z + 1]: the open faces of slice z, for z0 <= z < z1
+    nz, ny, nx = src.shape
+    for z in range(z0, z1):
         n = 0
         for y in range(ny):
             for x in range(nx):
                 if _open_face(src, inside, axis, shift, z, y, x):
                     n += 1
         counts[z + 1] = n
-    starts = np.cumsum(counts)
-    zs = np.empty(starts[nz], np.int64)
-    ys = np.empty(starts[nz], np.int64)
-    xs = np.empty(starts[nz], np.int64)
-    for z in prange(nz):
+
+
+@njit(cache=True, nogil=True)
+def _fill_open_faces(src, inside, axis, shift, starts, zs, ys, xs, z0, z1):  # pragma: no cover - compiled
+    # the open faces' indices of slices z0 .. z1 - 1, slice z's from starts[z] on
+    nz, ny, nx = src.shape
+    for z in range(z0, z1):
         i = starts[z]
         for y in range(ny):
             for x in range(nx):
@@ -112,7 +125,6 @@ def _open_faces(src, inside, axis, shift):  # pragma: no cover - compiled
                     ys[i] = y
                     xs[i] = x
                     i += 1
-    return zs, ys, xs
 
 
 @njit(cache=True)
@@ -184,7 +196,10 @@ def label_boxes(labels: np.ndarray, n: int, *, margin_vox: int = 1):
     if labels.size == 0:
         return [None] * n
     chunks = np.linspace(0, labels.shape[0], min(labels.shape[0], 64) + 1).astype(np.int64)
-    lo, hi = _label_bounds(labels, n, chunks)
+    m, big = chunks.size - 1, max(labels.shape)
+    lo = np.full((m, n + 1, 3), big, np.int64)
+    hi = np.full((m, n + 1, 3), -1, np.int64)
+    run_in_chunks(_label_bounds, m, labels, n, chunks, lo, hi)
     lo, hi = lo.min(axis=0), hi.max(axis=0)
     out = []
     for k in range(1, n + 1):
@@ -196,16 +211,12 @@ def label_boxes(labels: np.ndarray, n: int, *, margin_vox: int = 1):
     return out
 
 
-@njit(cache=True, parallel=True)
-def _label_bounds(labels, n, chunks):  # pragma: no cover - compiled
-    # per z chunk and label: the lowest and highest (z, y, x) index holding it; -1 highs for absent labels.
-    # Labels above n are ignored (as find_objects with max_label)
+@njit(cache=True, nogil=True)
+def _label_bounds(labels, n, chunks, lo, hi, c0, c1):  # pragma: no cover - compiled
+    # per z chunk c0 <= c < c1 and label: the lowest and highest (z, y, x) index holding it (``lo`` and ``hi``
+    # arrive filled with the largest size and -1). Labels above n are ignored (as find_objects with max_label)
     nz, ny, nx = labels.shape
-    m = chunks.size - 1
-    big = max(nz, ny, nx)
-    lo = np.full((m, n + 1, 3), big, np.int64)
-    hi = np.full((m, n + 1, 3), -1, np.int64)
-    for c in prange(m):
+    for c in range(c0, c1):
         for z in range(chunks[c], chunks[c + 1]):
             for y in range(ny):
                 for x in range(nx):
@@ -224,7 +235,6 @@ def _label_bounds(labels, n, chunks):  # pragma: no cover - compiled
                         lo[c, v, 2] = x
                     if x > hi[c, v, 2]:
                         hi[c, v, 2] = x
-    return lo, hi
 
 
 def max_diameter_mm(points_zyx: np.ndarray, *, spacing_mm) -> float:

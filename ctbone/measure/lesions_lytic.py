@@ -6,9 +6,10 @@ See `missing_bone_mm3`; used by `ctbone.measure.lesions`.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from scipy import ndimage
 
+from ..parallel import run_in_chunks
 from ..segment.morphology import erode_cross
 from ..volume import bounding_box
 
@@ -68,9 +69,9 @@ def missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3, *, c
     mass, n_band, n_avoid, n_model = (np.zeros((nz, nb)) for _ in range(4))
     owner = np.zeros((nz, nb), np.int64)
     model_mask = cortex_model if cortex_model is not None else np.zeros(labels.shape, bool)
-    _column_tables(raw, band, avoid, model_mask, labels[box] > 0, grown, np.array([b.start for b in box], np.int64),
-                   frame.bin_index, np.float32(i_fill), np.float32(i_bone - i_fill), mass, n_band, n_avoid, n_model,
-                   owner)
+    run_in_chunks(_column_tables, nz, raw, band, avoid, model_mask, labels[box] > 0, grown,
+                  np.array([b.start for b in box], np.int64), frame.bin_index, np.float32(i_fill),
+                  np.float32(i_bone - i_fill), mass, n_band, n_avoid, n_model, owner)
     has_band = (n_band > 0) & (n_avoid == 0)
     model = n_model if cortex_model is not None else np.ones((nz, nb))
     along_z = _expected_along_z(mass, (owner == 0) & has_band, owner > 0)
@@ -87,17 +88,17 @@ def missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3, *, c
     return np.clip(missing, 0.0, None) * voxel_mm3, (i_bone, i_fill)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _column_tables(raw, band, avoid, model, region, grown, origin, bin_index, i_fill, contrast, mass, n_band, n_avoid,
-                   n_model, owner):  # pragma: no cover - compiled
+                   n_model, owner, s0, s1):  # pragma: no cover - compiled
     # one pass over the crop, each slice filling its own rows: the bone mass (I - I_fill) / (I_bone - I_fill)
     # in float32 as numpy computes it, summed in float64 in raster order, over band | region; the band,
     # avoid and model voxel counts; the largest grown region label. ``region`` and ``grown`` cover the box
-    # of the regions' reach starting at ``origin``: nothing of them lies outside it
+    # of the regions' reach starting at ``origin``: nothing of them lies outside it. Slices s0 .. s1 - 1
     nz, ny, nx = raw.shape
     bz, by, bx = grown.shape
     z0, y0, x0 = origin[0], origin[1], origin[2]
-    for z in prange(nz):
+    for z in range(s0, s1):
         zin = z0 <= z < z0 + bz
         for y in range(ny):
             yin = zin and y0 <= y < y0 + by

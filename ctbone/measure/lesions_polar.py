@@ -19,8 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from scipy import ndimage
+
+from ..parallel import run_in_chunks
 
 FOURIER_ORDER = 6
 # first stage: an ellipse-like section (order 2) that a lesion of < 90 degrees cannot bend
@@ -64,14 +66,14 @@ class PolarFrame:
     def radius_mm(self) -> np.ndarray:
         """(Z, Y, X) float32 in-slice distance to the slice centre, mm (a new volume: for inspection)."""
         out = np.empty(self.bin_index.shape, np.float32)
-        _radii(*self._grid(), out)
+        run_in_chunks(_radii, out.shape[0], *self._grid(), out)
         return out
 
     def radius_per_bin(self, mask: np.ndarray, *, reduce: str) -> np.ndarray:
         """(Z, n_bins) max or min radius of the ``mask`` voxels per (slice, bin); NaN where empty."""
         table = np.full((mask.shape[0], self.n_bins), -np.inf if reduce == "max" else np.inf)
-        _per_bin_radius(np.ascontiguousarray(mask, dtype=bool), self.bin_index, *self._grid(), table,
-                        reduce == "max")
+        run_in_chunks(_per_bin_radius, mask.shape[0], np.ascontiguousarray(mask, dtype=bool), self.bin_index,
+                      *self._grid(), table, reduce == "max")
         table[~np.isfinite(table)] = np.nan
         return self._bridge_sparse_bins(table, reduce)
 
@@ -79,7 +81,7 @@ class PolarFrame:
         """(Z, n_bins) bool: the (slice, bin) cells holding a ``mask`` voxel, widened as `radius_per_bin`
         widens them (a cell's table value here is 1.0, its bridging the same)."""
         held = np.zeros((mask.shape[0], self.n_bins), np.bool_)
-        _bins_holding(np.ascontiguousarray(mask, dtype=bool), self.bin_index, held)
+        run_in_chunks(_bins_holding, mask.shape[0], np.ascontiguousarray(mask, dtype=bool), self.bin_index, held)
         return np.isfinite(self._bridge_sparse_bins(np.where(held, 1.0, np.nan), "max"))
 
     def _grid(self):
@@ -125,7 +127,7 @@ class PolarFrame:
             within, everywhere = np.asarray(within), False
             if within.shape != out.shape:
                 raise ValueError(f"within has shape {within.shape}, the frame {out.shape}")
-        _between_bins(self.bin_index, *self._grid(), lo, hi, within, everywhere, out)
+        run_in_chunks(_between_bins, nz, self.bin_index, *self._grid(), lo, hi, within, everywhere, out)
         return out
 
 
@@ -153,7 +155,8 @@ def polar_frame(envelope: np.ndarray, *, spacing_mm) -> PolarFrame:
     n_bins = int(np.clip(round(2 * np.pi * r_typ / max(sy, sx)), 48, 720))
     bins = np.empty(envelope.shape, np.int16)  # at most 720 bins: 2 bytes a voxel
     first = 2 * np.pi * np.arange(n_bins) / n_bins - np.pi  # each bin's first boundary
-    _angle_bins(np.ascontiguousarray(centres, np.float64), yy, xx, n_bins, bins, np.cos(first), np.sin(first))
+    run_in_chunks(_angle_bins, nz, np.ascontiguousarray(centres, np.float64), yy, xx, n_bins, bins, np.cos(first),
+                  np.sin(first))
     return PolarFrame(bins, n_bins, centres, (float(sy), float(sx)))
 
 
@@ -173,22 +176,23 @@ def _radius(centres, yy, xx, z, y, x):  # pragma: no cover - compiled
     return np.float32(np.sqrt(dy * dy + dx * dx))
 
 
-@njit(cache=True, parallel=True)
-def _radii(centres, yy, xx, out):  # pragma: no cover - compiled
+@njit(cache=True, nogil=True)
+def _radii(centres, yy, xx, out, z0, z1):  # pragma: no cover - compiled
     nz, ny, nx = out.shape
-    for z in prange(nz):
+    for z in range(z0, z1):
         for y in range(ny):
             for x in range(nx):
                 out[z, y, x] = _radius(centres, yy, xx, z, y, x)
 
 
-@njit(cache=True, parallel=True)
-def _between_bins(bin_index, centres, yy, xx, lo, hi, within, everywhere, out):  # pragma: no cover - compiled
+@njit(cache=True, nogil=True)
+def _between_bins(bin_index, centres, yy, xx, lo, hi, within, everywhere, out, z0,
+                  z1):  # pragma: no cover - compiled
     # lo < radius <= hi per voxel (False where ``within`` does not hold, unless ``everywhere``). A row's radii
     # first, in a loop of their own that vectorises (`_radius`'s arithmetic), then the comparisons, whose
     # table lookups would keep the square roots from vectorising
     nz, ny, nx = bin_index.shape
-    for z in prange(nz):
+    for z in range(z0, z1):
         radius = np.empty(nx, np.float32)
         cy, cx = centres[z, 0], centres[z, 1]
         lo_z, hi_z = lo[z], hi[z]
@@ -214,12 +218,12 @@ def _between_bins(bin_index, centres, yy, xx, lo, hi, within, everywhere, out): 
                     row[x] = keep[x] and v > lo_z[b] and v <= hi_z[b]
 
 
-@njit(cache=True, parallel=True)
-def _per_bin_radius(mask, bin_index, centres, yy, xx, table, take_max):  # pragma: no cover - compiled
+@njit(cache=True, nogil=True)
+def _per_bin_radius(mask, bin_index, centres, yy, xx, table, take_max, z0, z1):  # pragma: no cover - compiled
     # table[z, b] = max (or min) radius over the mask's voxels of slice z in bin b; one pass, each
     # slice writing its own row
     nz, ny, nx = mask.shape
-    for z in prange(nz):
+    for z in range(z0, z1):
         for y in range(ny):
             for x in range(nx):
                 if mask[z, y, x]:
@@ -232,18 +236,18 @@ def _per_bin_radius(mask, bin_index, centres, yy, xx, table, take_max):  # pragm
                         table[z, b] = v
 
 
-@njit(cache=True, parallel=True)
-def _bins_holding(mask, bin_index, held):  # pragma: no cover - compiled
+@njit(cache=True, nogil=True)
+def _bins_holding(mask, bin_index, held, z0, z1):  # pragma: no cover - compiled
     nz, ny, nx = mask.shape
-    for z in prange(nz):
+    for z in range(z0, z1):
         for y in range(ny):
             for x in range(nx):
                 if mask[z, y, x]:
                     held[z, bin_index[z, y, x]] = True
 
 
-@njit(cache=True, parallel=True)
-def _angle_bins(centres, yy, xx, n_bins, bins, cos_first, sin_first):  # pragma: no cover - compiled
+@njit(cache=True, nogil=True)
+def _angle_bins(centres, yy, xx, n_bins, bins, cos_first, sin_first, z0, z1):  # pragma: no cover - compiled
     """The angle bin of every voxel around its slice's centre: floor((atan2(dy, dx) + pi) / 2 pi * n) mod n.
 
     One atan2 per voxel was the cost; along a row the angle sweeps monotonically (down for dy > 0, up for
@@ -253,7 +257,7 @@ def _angle_bins(centres, yy, xx, n_bins, bins, cos_first, sin_first):  # pragma:
     within the margin of a boundary, dy = 0) the formula itself is used. Same bins (tested), ~3x faster.
     """
     nz, ny, nx = bins.shape
-    for z in prange(nz):
+    for z in range(z0, z1):
         cy, cx = centres[z, 0], centres[z, 1]
         for y in range(ny):
             dy = yy[y] - cy

@@ -10,9 +10,10 @@ value as numpy's (the middle element, or the float32 mean of the two middle ones
 
 from __future__ import annotations
 
-import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from ..parallel import run_in_chunks, thread_count
 
 _BINS = 1 << 16
 
@@ -34,7 +35,7 @@ def masked_median(values: np.ndarray, mask: np.ndarray) -> float:
         picked = values[mask.astype(bool, copy=False)]
         return float(np.median(picked)) if picked.size else float("nan")
     keys = values.view(np.uint32)  # same item size: a view, strided crops included (no copy)
-    chunks = max(1, min(int(numba.get_num_threads()), keys.shape[0]))
+    chunks = max(1, min(thread_count(), keys.shape[0]))
     top, n_nan = _histogram(keys, mask, -1, chunks)
     n = int(top.sum())
     if n == 0:
@@ -85,28 +86,28 @@ def _is_nan(bits):  # pragma: no cover - compiled
 def _histogram(keys, mask, top, chunks):
     """(counts of the masked values' order keys: of their top 16 bits when ``top`` < 0, else of the low 16 bits of
     those whose top 16 bits are ``top``; the NaNs among them, counted in neither)."""
-    hist, nans = _chunk_histograms(keys, mask, top, chunks)
-    return hist.sum(axis=0), int(nans.sum())  # in numpy: numba's axis sum cost seconds of compiling on first use
+    parts = run_in_chunks(_chunk_histogram, keys.shape[0], keys, mask, top, chunks=chunks)
+    # in integers: the same whatever the chunks
+    return np.sum([hist for hist, _ in parts], axis=0), int(sum(nans for _, nans in parts))
 
 
-@njit(cache=True, parallel=True)
-def _chunk_histograms(keys, mask, top, chunks):  # pragma: no cover - compiled
-    # `_histogram`'s counts, each chunk of slices its own row
+@njit(cache=True, nogil=True)
+def _chunk_histogram(keys, mask, top, z0, z1):  # pragma: no cover - compiled
+    # `_histogram`'s counts over slices z0 .. z1 - 1: (counts, NaNs)
     nz, ny, nx = keys.shape
-    hist = np.zeros((chunks, _BINS), np.int64)
-    nans = np.zeros(chunks, np.int64)
-    for c in prange(chunks):
-        for z in range(c * nz // chunks, (c + 1) * nz // chunks):
-            for y in range(ny):
-                for x in range(nx):
-                    if mask[z, y, x]:
-                        bits = keys[z, y, x]
-                        if _is_nan(bits):
-                            nans[c] += 1
-                            continue
-                        key = _order_key(bits)
-                        if top < 0:
-                            hist[c, key >> 16] += 1
-                        elif np.int64(key >> 16) == top:
-                            hist[c, key & np.uint32(0xFFFF)] += 1
+    hist = np.zeros(_BINS, np.int64)
+    nans = 0
+    for z in range(z0, z1):
+        for y in range(ny):
+            for x in range(nx):
+                if mask[z, y, x]:
+                    bits = keys[z, y, x]
+                    if _is_nan(bits):
+                        nans += 1
+                        continue
+                    key = _order_key(bits)
+                    if top < 0:
+                        hist[key >> 16] += 1
+                    elif np.int64(key >> 16) == top:
+                        hist[key & np.uint32(0xFFFF)] += 1
     return hist, nans

@@ -24,8 +24,9 @@ rounding, and the radius is inclusive to a relative 1e-6.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
+from ..parallel import run_in_chunks
 from .distance_window import WINDOW_MAX_VOX, ring_by_windows
 
 # a voxel at the radius up to this relative slack is within it: float noise in spacing or radius
@@ -89,8 +90,7 @@ def ring_mm(mask: np.ndarray, *, spacing_mm, inner_mm: float, outer_mm: float, y
     # of a strided box of them after. Compared as numpy compared the stored values with the radii: whole
     # numbers (uint16) in float64, float32 values in float32
     inner = inner if inner_mm >= 0 else -np.inf
-    _squared_vox(mask, weights[0], weights[1], weights[2], far, decided, y0, y1, x0, x1, g, out, outer, inner,
-                 g.dtype == np.float32)
+    _squared_vox(mask, weights, far, decided, (y0, y1, x0, x1), g, out, outer, inner)
     return out
 
 
@@ -105,8 +105,7 @@ def squared_distance_mm2(sites: np.ndarray, *, spacing_mm) -> np.ndarray:
     if sites.size == 0:
         return np.zeros(sites.shape, np.float32)
     dist2 = np.empty(sites.shape, np.float32)
-    _squared_vox(sites, weights[0], weights[1], weights[2], np.inf, -1.0, 0, sites.shape[1], 0, sites.shape[2], dist2,
-                 np.empty((0, 0, 0), bool), 0.0, 0.0, True)
+    _squared_vox(sites, weights, np.inf, -1.0, (0, sites.shape[1], 0, sites.shape[2]), dist2)
     # voxel² to mm²; isotropic grids: whole numbers times unit², as exact as float32 holds them
     np.multiply(dist2, np.float32(unit * unit), out=dist2)
     return dist2
@@ -125,8 +124,7 @@ def squared_distance_compact(sites: np.ndarray, *, spacing_mm) -> tuple[np.ndarr
     if sites.size and weights == [1.0, 1.0, 1.0]:
         vox2 = np.empty(sites.shape, np.uint16)
         # 65535 marks "as far or farther": any such value sends the transform to float32
-        _squared_vox(sites, 1.0, 1.0, 1.0, 65535.0, -1.0, 0, sites.shape[1], 0, sites.shape[2], vox2,
-                     np.empty((0, 0, 0), bool), 0.0, 0.0, False)
+        _squared_vox(sites, [1.0, 1.0, 1.0], 65535.0, -1.0, (0, sites.shape[1], 0, sites.shape[2]), vox2)
         if vox2.max() < 65535:
             return vox2, np.float32(unit * unit)
         del vox2
@@ -208,22 +206,34 @@ def _transform_line(line, n, weight, far, sites, bounds, found):  # pragma: no c
     return True
 
 
-@njit(cache=True, parallel=True)
-def _squared_vox(mask, wz, wy, wx, far, decided, y0, y1, x0, x1, g, out, outer, inner, single):  # pragma: no cover
-    """Squared distance in voxel units (axis weights wz, wy, wx) to the nearest True voxel, into ``g``
+def _squared_vox(mask, weights, far, decided, box, g, out=None, outer=0.0, inner=0.0) -> None:
+    """Squared distance in voxel units (axis weights (wz, wy, wx)) to the nearest True voxel, into ``g``
     (float32, or uint16 for whole numbers below 65536); values at or above ``far`` come out as ``far``
-    (inf: none cut). Valid in [:, y0:y1, x0:x1] only: the passes along y and z run there (the pass along
-    y needs all rows, but only those columns). With ``decided >= 0`` only the values above it are exact:
-    the others come out at or below it (see `_last_pass`); ``decided = -1``: all exact. When ``out`` is
-    not empty, the last pass writes ``outer >= value > inner`` there, (Z, y1 - y0, x1 - x0), and leaves
-    ``g`` as the first two passes left it."""
+    (inf: none cut). Valid in [:, y0:y1, x0:x1] of ``box = (y0, y1, x0, x1)`` only: the passes along y and
+    z run there (the pass along y needs all rows, but only those columns). With ``decided >= 0`` only the
+    values above it are exact: the others come out at or below it (see `_last_pass`); ``decided = -1``: all
+    exact. When ``out`` is given, the last pass writes ``outer >= value > inner`` there, (Z, y1 - y0,
+    x1 - x0), and leaves ``g`` as the first two passes left it."""
+    wz, wy, wx = (float(w) for w in weights)
+    y0, y1, x0, x1 = (int(v) for v in box)
+    run_in_chunks(_along_x_then_y, mask.shape[0], mask, wy, wx, far, x0, x1, g)
+    # along z, the last pass: windows of `reach` slices around the undecided voxels (see `_last_pass`)
+    reach = mask.shape[0] if decided < 0 else int(np.floor(np.sqrt(decided / wz))) + 1
+    answer = out if out is not None else np.empty((0, 0, 0), bool)
+    run_in_chunks(_along_z, y1 - y0, wz, far, float(decided), reach, y0, x0, x1, g, answer, float(outer),
+                  float(inner), g.dtype == np.float32)
+
+
+@njit(cache=True, nogil=True)
+def _along_x_then_y(mask, wy, wx, far, x0, x1, g, z0, z1):  # pragma: no cover - compiled
+    """`_squared_vox`'s first two passes, on slices z0 .. z1 - 1."""
     nz, ny, nx = mask.shape
     n = max(nx, ny)
-    for z in prange(nz):
-        line = np.empty(n, np.float64)
-        found = np.empty(n, np.float64)
-        sites = np.empty(n + 1, np.int64)
-        bounds = np.empty(n + 2, np.float64)
+    line = np.empty(n, np.float64)
+    found = np.empty(n, np.float64)
+    sites = np.empty(n + 1, np.int64)
+    bounds = np.empty(n + 2, np.float64)
+    for z in range(z0, z1):
         # along x: the nearest mask voxel in the row, two sweeps
         for y in range(ny):
             last = -1
@@ -246,16 +256,20 @@ def _squared_vox(mask, wz, wy, wx, far, decided, y0, y1, x0, x1, g, out, outer, 
                 for y in range(ny):
                     if line[y] != 0.0:
                         g[z, y, x] = found[y]
-    # along z, the last pass: windows of `reach` slices around the undecided voxels (see `_last_pass`)
-    reach = nz if decided < 0 else int(np.floor(np.sqrt(decided / wz))) + 1
+
+
+@njit(cache=True, nogil=True)
+def _along_z(wz, far, decided, reach, y0, x0, x1, g, out, outer, inner, single, j0, j1):  # pragma: no cover
+    """`_squared_vox`'s last pass, on rows y0 + j0 .. y0 + j1 - 1."""
+    nz, nx = g.shape[0], g.shape[2]
     answer = out.size > 0
-    for y in prange(y0, y1):
-        # the (z, x) plane of one y gathered once, so the columns are read from cache
-        plane = np.empty((nz, nx), np.float64)
-        line = np.empty(nz, np.float64)
-        found = np.empty(nz, np.float64)
-        sites = np.empty(nz + 1, np.int64)
-        bounds = np.empty(nz + 2, np.float64)
+    # the (z, x) plane of one y gathered at a time, so the columns are read from cache
+    plane = np.empty((nz, nx), np.float64)
+    line = np.empty(nz, np.float64)
+    found = np.empty(nz, np.float64)
+    sites = np.empty(nz + 1, np.int64)
+    bounds = np.empty(nz + 2, np.float64)
+    for y in range(y0 + j0, y0 + j1):
         for z in range(nz):
             for x in range(x0, x1):
                 plane[z, x] = g[z, y, x]

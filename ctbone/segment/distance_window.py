@@ -18,7 +18,9 @@ sites, and a 38-voxel cortex at R = 24 took 0.86-1.03 s by windows against 0.50-
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from ..parallel import run_in_chunks
 
 # the largest radius (voxels) worth the windows: 2R + 1 row passes per axis cost what the envelope costs at ~30
 WINDOW_MAX_VOX = 24
@@ -32,20 +34,20 @@ def ring_by_windows(mask: np.ndarray, *, radius_vox: int, outer: float, inner: f
     nz = mask.shape[0]
     values = np.empty((nz, ys.stop - ys.start, xs.stop - xs.start), np.uint16)
     near = np.empty((nz, ys.stop - ys.start), np.bool_)  # rows holding a value within the radius
-    _in_slices(mask, int(radius_vox), far, ys.start, ys.stop, xs.start, xs.stop, values, near)
+    run_in_chunks(_in_slices, nz, mask, int(radius_vox), far, ys.start, ys.stop, xs.start, xs.stop, values, near)
     out = np.empty(values.shape, bool)
-    _along_z(values, near, int(radius_vox), far, float(outer), float(inner), out)
+    run_in_chunks(_along_z, nz, values, near, int(radius_vox), far, float(outer), float(inner), out)
     return out
 
 
-@njit(cache=True, parallel=True)
-def _in_slices(mask, radius, far, y0, y1, x0, x1, values, near):  # pragma: no cover - compiled
+@njit(cache=True, nogil=True)
+def _in_slices(mask, radius, far, y0, y1, x0, x1, values, near, z0, z1):  # pragma: no cover - compiled
     """values[z, y - y0, x - x0]: the in-slice squared distance (``far`` beyond the radius) for the box's voxels;
     near[z, y - y0]: whether that row holds any value below ``far`` (rows that do not are skipped after)."""
     nz, ny, nx = mask.shape
     width = x1 - x0
     ya, yb = max(0, y0 - radius), min(ny, y1 + radius)  # the rows the box's windows read
-    for z in prange(nz):
+    for z in range(z0, z1):
         along_x = np.empty((yb - ya, width), np.uint16)
         has = np.zeros(yb - ya, np.bool_)  # rows of along_x with a mask voxel within reach of the box
         ahead = np.empty(nx, np.int64)
@@ -86,13 +88,12 @@ def _in_slices(mask, radius, far, y0, y1, x0, x1, values, near):  # pragma: no c
             near[z, y - y0] = reached
 
 
-@njit(cache=True, parallel=True)
-def _along_z(values, near, radius, far, outer, inner, out):  # pragma: no cover - compiled
+@njit(cache=True, nogil=True)
+def _along_z(values, near, radius, far, outer, inner, out, z0, z1):  # pragma: no cover - compiled
     """out = inner < (least of values[z + dz] + dz² over |dz| <= radius) <= outer, compared in float64 as numpy
     compares whole numbers with a float radius; rows that hold nothing within the radius are skipped."""
     nz, ny, width = values.shape
-    for zu in prange(nz):
-        z = np.int64(zu)  # prange's index may be unsigned: -z would wrap around
+    for z in range(z0, z1):
         best = np.empty(width, np.uint16)
         for y in range(ny):
             best[:] = far

@@ -8,7 +8,9 @@ that hold a seed, found without a label volume.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from ..parallel import run_in_chunks
 
 
 def flood_in_slices(allowed: np.ndarray, seeds: np.ndarray | None = None, *, connectivity: int) -> np.ndarray:
@@ -25,14 +27,15 @@ def flood_in_slices(allowed: np.ndarray, seeds: np.ndarray | None = None, *, con
         return allowed.copy()
     from_edge = seeds is None
     seeds = allowed if from_edge else np.ascontiguousarray(seeds, dtype=bool)
-    return _flood(allowed, seeds, from_edge, connectivity == 8)
+    out = np.zeros(allowed.shape, bool)
+    run_in_chunks(_flood, allowed.shape[0], allowed, seeds, from_edge, connectivity == 8, out)
+    return out
 
 
-@njit(cache=True, parallel=True)
-def _flood(allowed, seeds, from_edge, eight):  # pragma: no cover - compiled
+@njit(cache=True, nogil=True)
+def _flood(allowed, seeds, from_edge, eight, out, z0, z1):  # pragma: no cover - compiled
     nz, ny, nx = allowed.shape
-    out = np.zeros(allowed.shape, np.bool_)
-    for z in prange(nz):
+    for z in range(z0, z1):
         a, o, s = allowed[z], out[z], seeds[z]
         stack = np.empty(ny * nx, np.int64)
         top = 0
@@ -56,4 +59,3 @@ def _flood(allowed, seeds, from_edge, eight):  # pragma: no cover - compiled
                         o[y, x] = True
                         stack[top] = y * nx + x
                         top += 1
-    return out

@@ -4,7 +4,9 @@ numpy's int64 copies."""
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from ..parallel import run_in_chunks
 
 
 def label_on_box(mask: np.ndarray, *, connectivity: int = 26):
@@ -86,26 +88,22 @@ def lookup(table: np.ndarray, labels: np.ndarray) -> np.ndarray:
     out = np.empty(labels.shape, table.dtype)
     # booleans go through as their bytes: one compiled kernel fewer per label type on a first run
     kernel_table, kernel_out = (table.view(np.uint8), out.view(np.uint8)) if table.dtype == np.bool_ else (table, out)
-    if labels.size and _lookup(kernel_table, np.ascontiguousarray(labels).reshape(-1), kernel_out.reshape(-1)):
+    flat = np.ascontiguousarray(labels).reshape(-1)
+    if any(run_in_chunks(_lookup, flat.size, kernel_table, flat, kernel_out.reshape(-1))):
         raise IndexError(f"a label is beyond the table of {table.size}")
     return out
 
 
-_LOOKUP_CHUNK = 1 << 16
-
-
-@njit(cache=True, parallel=True)
-def _lookup(table, flat, out):  # pragma: no cover - compiled
-    """out[i] = table[flat[i]], in chunks over the threads; True if a label was beyond the table (its voxels
-    are left unwritten)."""
-    n, size = flat.size, table.size
-    n_chunks = (n + _LOOKUP_CHUNK - 1) // _LOOKUP_CHUNK
-    bad = np.zeros(n_chunks, np.bool_)
-    for c in prange(n_chunks):
-        for i in range(c * _LOOKUP_CHUNK, min(n, (c + 1) * _LOOKUP_CHUNK)):
-            v = flat[i]
-            if v < size:
-                out[i] = table[v]
-            else:
-                bad[c] = True
-    return bad.any()
+@njit(cache=True, nogil=True)
+def _lookup(table, flat, out, i0, i1):  # pragma: no cover - compiled
+    """out[i] = table[flat[i]] for i0 <= i < i1; True if a label was beyond the table (its voxels are left
+    unwritten)."""
+    size = table.size
+    bad = False
+    for i in range(i0, i1):
+        v = flat[i]
+        if v < size:
+            out[i] = table[v]
+        else:
+            bad = True
+    return bad

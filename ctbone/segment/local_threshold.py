@@ -21,9 +21,10 @@ structures:
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from scipy import ndimage
 
+from ..parallel import run_in_chunks
 from ..volume import bounding_box
 
 # the neighbourhood searched for each voxel's peak: edge voxels of a thin structure lie within
@@ -83,23 +84,24 @@ def local_half_max_mask(image: np.ndarray, region: np.ndarray, *, global_thresho
     floor = min(floor, global_threshold)
     mask = np.zeros(image.shape, bool)
     box = bounding_box(region, margin_vox=radius_vox)
-    mask[box] = _above_local_half_max(np.ascontiguousarray(image[box], np.float32), np.ascontiguousarray(region[box]),
-                                      int(radius_vox), np.float32(background), np.float32(floor),
-                                      np.float32(global_threshold))
+    sub = np.ascontiguousarray(image[box], np.float32)
+    above = np.zeros(sub.shape, bool)
+    run_in_chunks(_above_local_half_max, sub.shape[0], sub, np.ascontiguousarray(region[box]), int(radius_vox),
+                  np.float32(background), np.float32(floor), np.float32(global_threshold), above)
+    mask[box] = above
     facts = {"method": "local-half-max", "background": background, "noise_sd": noise_sd, "floor": float(floor),
              "radius_vox": int(radius_vox)}
     return mask, facts
 
 
-@njit(cache=True, parallel=True)
-def _above_local_half_max(sub, region, radius, background, floor, ceiling):  # pragma: no cover - compiled
+@njit(cache=True, nogil=True)
+def _above_local_half_max(sub, region, radius, background, floor, ceiling, out, z0, z1):  # pragma: no cover
     # region & (sub > clip((max over the (2r+1)^3 cube, edges clamped + background) / 2, floor, ceiling)),
     # in float32 as numpy would; the peak is searched only where it decides: a voxel at or below the
     # floor never passes, one above the ceiling always does (the partial-volume edges are few)
     nz, ny, nx = sub.shape
-    out = np.zeros(sub.shape, np.bool_)
     half = np.float32(0.5)
-    for z in prange(nz):
+    for z in range(z0, z1):
         for y in range(ny):
             for x in range(nx):
                 v = sub[z, y, x]
@@ -116,4 +118,3 @@ def _above_local_half_max(sub, region, radius, background, floor, ceiling):  # p
                 local = (peak + background) * half
                 local = min(max(local, floor), ceiling)
                 out[z, y, x] = v > local
-    return out

@@ -10,7 +10,9 @@ structure element: on the 512^3 bench crop the guard shell's 18-neighbour erosio
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from ..parallel import run_in_chunks
 
 
 def _shifts(ndim: int, axis: int):
@@ -112,18 +114,18 @@ def _combined(mask: np.ndarray, offsets: np.ndarray, *, erode: bool, border_valu
     mask = np.asarray(mask, dtype=bool)  # a view stays a view: a contiguous copy of a box held the stage's peak
     out = np.empty(mask.shape, bool)
     if mask.size:
-        _combine_rows(mask.view(np.uint8), offsets, erode, border_value, out.view(np.uint8))
+        run_in_chunks(_combine_rows, mask.shape[0], mask.view(np.uint8), offsets, erode, border_value,
+                      out.view(np.uint8))
     return out
 
 
-@njit(cache=True, parallel=True)
-def _combine_rows(mask, offsets, erode, border_value, out):  # pragma: no cover - compiled
+@njit(cache=True, nogil=True)
+def _combine_rows(mask, offsets, erode, border_value, out, z0, z1):  # pragma: no cover - compiled
     """out[v] = mask[v] AND (erode) or OR over the offsets o of mask[v + o], ``border_value`` beyond the array.
     Row by row into a buffer of the thread's own, so the source rows come from cache and the loops vectorise
     (the shifts of -1, 0 and 1 voxel along x have loops of their own: a constant shift is what vectorises)."""
     nz, ny, nx = mask.shape
-    for zu in prange(nz):
-        z = np.int64(zu)  # prange's index may be unsigned: z plus a negative offset must stay an integer
+    for z in range(z0, z1):
         row = np.empty(nx, np.uint8)
         for y in range(ny):
             # explicit loops, not slice assignments: numba's general setitem (shape checks and their messages)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from ..parallel import run_in_chunks
 
 
 def gaussian_smooth(array: np.ndarray, *, sigma_vox: float = 0.8, support_vox: int = 1, yx_box=None) -> np.ndarray:
@@ -52,7 +54,7 @@ def gaussian_filter_nearest(array: np.ndarray, sigma_vox: float, *, radius_vox: 
     x0, x1, _ = xs.indices(array.shape[2])
     out = np.empty((array.shape[0], max(0, y1 - y0), max(0, x1 - x0)), np.float32)
     if out.size:
-        _smooth_slices(array, half, y0, x0, out)
+        run_in_chunks(_smooth_slices, array.shape[0], array, half, y0, x0, out)
     return out
 
 
@@ -69,53 +71,52 @@ def gaussian_half_kernel(sigma_vox: float, *, radius_vox: int | None = None) -> 
 # scipy's symmetric correlation: centre * w0, then (left + right) * w_k from the outermost k inwards,
 # in float64; edges repeat the end value ("nearest"). Whole rows at a time, so the loops vectorise.
 
-@njit(cache=True, parallel=True)
-def _smooth_slices(src, half, y0, x0, out):  # pragma: no cover - compiled
-    # out[z] = the filtered slice z of src over rows y0 .. y0 + out rows, columns x0 .. x0 + out columns: along
-    # z over the whole slice, along y on the rows wanted (all columns), along x on the columns wanted
+@njit(cache=True, nogil=True)
+def _smooth_slices(src, half, y0, x0, out, z0, z1):  # pragma: no cover - compiled
+    # out[z] = the filtered slice z of src over rows y0 .. y0 + out rows, columns x0 .. x0 + out columns, for
+    # z0 <= z < z1: along z over the whole slice, along y on the rows wanted (all columns), along x on the
+    # columns wanted
     nz, ny, nx = src.shape
     oy, ox = out.shape[1], out.shape[2]
     r = half.size - 1
-    # slabs of slices, each thread allocating its buffers once: a fresh slice-sized buffer per slice was
-    # a page fault storm on the first call (0.6 s instead of 0.2 s at 512^3 with the default malloc)
-    n_slabs = min(nz, 64)
-    for s in prange(n_slabs):
-        along_z = np.empty((ny, nx), np.float32)
-        along_y = np.empty((oy, nx), np.float32)
-        acc = np.empty(nx, np.float64)
-        for z in range(s * nz // n_slabs, (s + 1) * nz // n_slabs):
-            for y in range(ny):
-                row = src[z, y]
+    # the buffers allocated once per run of slices: a fresh slice-sized buffer per slice was a page fault
+    # storm on the first call (0.6 s instead of 0.2 s at 512^3 with the default malloc)
+    along_z = np.empty((ny, nx), np.float32)
+    along_y = np.empty((oy, nx), np.float32)
+    acc = np.empty(nx, np.float64)
+    for z in range(z0, z1):
+        for y in range(ny):
+            row = src[z, y]
+            for x in range(nx):
+                acc[x] = np.float64(row[x]) * half[0]
+            for k in range(r, 0, -1):
+                w = half[k]
+                ra, rb = src[max(z - k, 0), y], src[min(z + k, nz - 1), y]
                 for x in range(nx):
-                    acc[x] = np.float64(row[x]) * half[0]
-                for k in range(r, 0, -1):
-                    w = half[k]
-                    ra, rb = src[max(z - k, 0), y], src[min(z + k, nz - 1), y]
-                    for x in range(nx):
-                        acc[x] += (np.float64(ra[x]) + np.float64(rb[x])) * w
+                    acc[x] += (np.float64(ra[x]) + np.float64(rb[x])) * w
+            for x in range(nx):
+                along_z[y, x] = np.float32(acc[x])
+        for j in range(oy):
+            y = y0 + j
+            row = along_z[y]
+            for x in range(nx):
+                acc[x] = np.float64(row[x]) * half[0]
+            for k in range(r, 0, -1):
+                w = half[k]
+                ra, rb = along_z[max(y - k, 0)], along_z[min(y + k, ny - 1)]
                 for x in range(nx):
-                    along_z[y, x] = np.float32(acc[x])
-            for j in range(oy):
-                y = y0 + j
-                row = along_z[y]
-                for x in range(nx):
-                    acc[x] = np.float64(row[x]) * half[0]
-                for k in range(r, 0, -1):
-                    w = half[k]
-                    ra, rb = along_z[max(y - k, 0)], along_z[min(y + k, ny - 1)]
-                    for x in range(nx):
-                        acc[x] += (np.float64(ra[x]) + np.float64(rb[x])) * w
-                for x in range(nx):
-                    along_y[j, x] = np.float32(acc[x])
-            for j in range(oy):
-                row = along_y[j]
+                    acc[x] += (np.float64(ra[x]) + np.float64(rb[x])) * w
+            for x in range(nx):
+                along_y[j, x] = np.float32(acc[x])
+        for j in range(oy):
+            row = along_y[j]
+            for i in range(ox):
+                x = x0 + i
+                acc[i] = np.float64(row[x]) * half[0]
+            for k in range(r, 0, -1):
+                w = half[k]
                 for i in range(ox):
                     x = x0 + i
-                    acc[i] = np.float64(row[x]) * half[0]
-                for k in range(r, 0, -1):
-                    w = half[k]
-                    for i in range(ox):
-                        x = x0 + i
-                        acc[i] += (np.float64(row[max(x - k, 0)]) + np.float64(row[min(x + k, nx - 1)])) * w
-                for i in range(ox):
-                    out[z, j, i] = np.float32(acc[i])
+                    acc[i] += (np.float64(row[max(x - k, 0)]) + np.float64(row[min(x + k, nx - 1)])) * w
+            for i in range(ox):
+                out[z, j, i] = np.float32(acc[i])

@@ -1,0 +1,68 @@
+"""Run a compiled kernel over independent items on numba's threads, without numba's parallel loops.
+
+Each of numba's parallel loops (``prange`` in a ``parallel=True`` function) costs 1-3 s to compile on a
+first run, on top of its body. A kernel compiled serially with ``nogil=True`` and taking its items'
+range ``[start, stop)`` as its last two arguments runs as fast when chunks of the range are handed to a
+pool of Python threads (the GIL is released inside the kernel), and compiles in a third of the time:
+`ctbone analyze` of the 256^3 bench scan on an empty numba cache compiled ~26 s less when every parallel
+loop was run this way (docs/performance.md, "First run").
+
+The thread count is numba's (``NUMBA_NUM_THREADS``, lowered per task by batch workers with
+``numba.set_num_threads``), read in the calling thread as numba's parallel loops read it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+
+# chunks per thread: small enough items for the threads to even out uneven work (a bone's metaphyses
+# hold more than its shaft), few enough that handing them out costs nothing next to the kernel
+CHUNKS_PER_THREAD = 4
+
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def thread_count() -> int:
+    """Threads a kernel may use: numba's setting in the calling thread (at least 1)."""
+    return max(1, int(numba.get_num_threads()))
+
+
+def run_in_chunks(kernel, n_items: int, *args, chunks: int | None = None) -> list:
+    """Call ``kernel(*args, start, stop)`` on consecutive chunks of ``range(n_items)``, on `thread_count` threads;
+    the kernel's return values, in the chunks' order.
+
+    The kernel must treat its items independently (each writes only its own part of the outputs), so the
+    result is the same whatever the chunks and threads. ``chunks`` defaults to `CHUNKS_PER_THREAD` per
+    thread (never more than ``n_items``). An error in any chunk is raised here once all have stopped.
+    """
+    n_items = int(n_items)
+    if n_items <= 0:
+        return []
+    threads = thread_count()
+    chunks = min(n_items, chunks if chunks is not None else threads * CHUNKS_PER_THREAD)
+    if threads == 1 or chunks <= 1:
+        return [kernel(*args, 0, n_items)]
+    edges = np.linspace(0, n_items, chunks + 1).astype(np.int64)
+    pool = _pool(threads)
+    futures = [pool.submit(kernel, *args, int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    errors = [f.exception() for f in futures]  # waits for every chunk before raising
+    for error in errors:
+        if error is not None:
+            raise error
+    return [f.result() for f in futures]
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    # per process: a pool inherited through fork has no threads behind it
+    key = (os.getpid(), threads)
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            pool = _pools[key] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ctbone-kernel")
+        return pool
