@@ -1,9 +1,9 @@
 """Whether ctbone's compiled kernels are in numba's on-disk cache yet.
 
 The kernels are compiled for the machine the first time they run and cached beside the code (or under
-``NUMBA_CACHE_DIR``), so the first analysis after installing or updating ctbone takes the better part of a minute
-longer: `ctbone analyze` of a 256³ scan took 45-52 s with an empty cache against 6.6 s once cached, on the 2-core
-machine of docs/performance.md. The command says so before it happens, so that nobody takes it for the
+``NUMBA_CACHE_DIR``), so the first analysis after installing or updating ctbone takes longer: `ctbone analyze` of a
+256³ scan took 21-24 s with an empty cache against 6.3-7.9 s once cached, on the 2-core machine of
+docs/performance.md. The command says so before it happens, so that nobody takes it for the
 analysis' own speed.
 """
 
@@ -41,4 +41,4 @@ def kernels_cached() -> bool | None:
 
 
 FIRST_RUN_NOTE = ("ctbone: first run since installing or updating ctbone: compiling its kernels for this machine "
-                  "(up to a minute, once; later runs use the cache)")
+                  "(about half a minute, once; later runs use the cache)")

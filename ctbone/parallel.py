@@ -66,3 +66,19 @@ def _pool(threads: int) -> ThreadPoolExecutor:
         if pool is None:
             pool = _pools[key] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ctbone-kernel")
         return pool
+
+
+def contiguous_copy(array: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of ``array`` (3-D or more), slices copied on `thread_count` threads.
+
+    numpy copies on one thread, and most of a large copy's time here is the first touch of its new pages (the
+    kernel maps and zeroes each one): handed out in slabs, the threads fault their pages in at once.
+    """
+    array = np.asarray(array)
+    out = np.empty(array.shape, array.dtype)
+    run_in_chunks(_copy_slices, array.shape[0], array, out)
+    return out
+
+
+def _copy_slices(src: np.ndarray, dst: np.ndarray, start: int, stop: int) -> None:
+    np.copyto(dst[start:stop], src[start:stop])  # numpy lets go of the GIL while it copies

@@ -60,3 +60,15 @@ def test_an_error_in_a_chunk_is_raised_after_all_chunks(threads):
 def test_return_values_come_in_the_chunks_order(threads):
     starts = run_in_chunks(lambda start, stop: start, 1000, chunks=16)
     assert starts == sorted(starts) and starts[0] == 0 and len(set(starts)) == len(starts)
+
+
+def test_contiguous_copy_of_a_strided_view(threads):
+    from ctbone.parallel import contiguous_copy
+
+    base = np.arange(6 * 7 * 8, dtype=np.float32).reshape(6, 7, 8)
+    view = base[1:5, 2:6:2, ::-1]
+    copy = contiguous_copy(view)
+    assert copy.flags["C_CONTIGUOUS"] and copy.dtype == view.dtype
+    assert np.array_equal(copy, view)
+    copy[0, 0, 0] = -1
+    assert view[0, 0, 0] != -1  # a copy, not the view

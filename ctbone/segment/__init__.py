@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import SegmentationError
 from ..options import AnalysisOptions
+from ..parallel import contiguous_copy
 from ..volume import HandedOver, Volume, bounding_box, mask_as_bool
 from .checks import check_long_bone, check_marrow, check_second_bone, check_shaft_tilt
 from .cleanup import keep_bone_of_interest
@@ -390,7 +391,7 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     if work.scan_geometry is not None:
         start = (final[0].start, final[1].start + offset_yx[0], final[2].start + offset_yx[1])
         cropped = replace(cropped, origin=tuple(work.scan_geometry.index_to_physical(start)))
-    image_c = cropped.with_array(smoothed_x if same_slices else np.array(smoothed_x[cut], order="C", copy=True))
+    image_c = cropped.with_array(smoothed_x if same_slices else contiguous_copy(smoothed_x[cut]))
     del smoothed_x
     raw_c = cropped if share_raw else _compact(cropped)
     del cropped
@@ -433,7 +434,7 @@ def _with_trabeculae(bone, smoothed, region, threshold, binary, opts, info, sour
 
 
 def _compact(volume: Volume) -> Volume:
-    return volume.with_array(np.array(volume.array, order="C", copy=True))
+    return volume.with_array(contiguous_copy(volume.array))
 
 
 def _calibrated(volume: Volume, opts: AnalysisOptions) -> Volume:

@@ -86,8 +86,8 @@ def run_processes(jobs: Sequence[Job], *, workers: int) -> Iterator[dict]:
     import multiprocessing
 
     threads = max(1, _cpu_count() // workers)  # each worker's compiled kernels and EDTs share the cores
-    # "spawn": a forked child inherits none of its parent's threads, yet the state of thread pools and runtimes
-    # that ran before (numba's OpenMP runtime killed such children when the kernels used its parallel loops)
+    # "spawn": a forked child inherits its parent's thread pools and runtimes without their threads (numba's
+    # OpenMP runtime killed such children when the kernels used its parallel loops)
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                 initializer=_limit_threads, initargs=(threads,)) as pool:
         def submit(job):
