@@ -26,6 +26,7 @@ CHUNKS_PER_THREAD = 4
 
 _pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
+_THREAD_PREFIX = "ctbone-kernel"
 
 
 def thread_count() -> int:
@@ -46,7 +47,9 @@ def run_in_chunks(kernel, n_items: int, *args, chunks: int | None = None) -> lis
         return []
     threads = thread_count()
     chunks = min(n_items, chunks if chunks is not None else threads * CHUNKS_PER_THREAD)
-    if threads == 1 or chunks <= 1:
+    # a chunk that hands out chunks of its own runs them itself: queued behind it, they could wait for ever
+    nested = threading.current_thread().name.startswith(_THREAD_PREFIX)
+    if threads == 1 or chunks <= 1 or nested:
         return [kernel(*args, 0, n_items)]
     edges = np.linspace(0, n_items, chunks + 1).astype(np.int64)
     pool = _pool(threads)
@@ -64,7 +67,7 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None:
-            pool = _pools[key] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ctbone-kernel")
+            pool = _pools[key] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=_THREAD_PREFIX)
         return pool
 
 

@@ -72,3 +72,16 @@ def test_contiguous_copy_of_a_strided_view(threads):
     assert np.array_equal(copy, view)
     copy[0, 0, 0] = -1
     assert view[0, 0, 0] != -1  # a copy, not the view
+
+
+def test_chunks_that_hand_out_chunks_run_them_themselves(threads):
+    # with every pool thread waiting on an inner call, queued inner chunks would never start
+    def inner(hits, start, stop):
+        hits[start:stop] += 1
+
+    def outer(start, stop):
+        hits = np.zeros(50, np.int64)
+        run_in_chunks(inner, 50, hits)
+        return int(hits.sum())
+
+    assert run_in_chunks(outer, 8, chunks=8) == [50] * (8 if threads > 1 else 1)
