@@ -4,8 +4,8 @@ Each of numba's parallel loops (``prange`` in a ``parallel=True`` function) cost
 first run, on top of its body. A kernel compiled serially with ``nogil=True`` and taking its items'
 range ``[start, stop)`` as its last two arguments runs as fast when chunks of the range are handed to a
 pool of Python threads (the GIL is released inside the kernel), and compiles in a third of the time:
-`ctbone analyze` of the 256^3 bench scan on an empty numba cache compiled ~26 s less when every parallel
-loop was run this way (docs/performance.md, "First run").
+`ctbone analyze` of the 256^3 bench scan on an empty numba cache took 44 s with the parallel loops and
+21-24 s without (docs/performance.md, "First run").
 
 The thread count is numba's (``NUMBA_NUM_THREADS``, lowered per task by batch workers with
 ``numba.set_num_threads``), read in the calling thread as numba's parallel loops read it.
