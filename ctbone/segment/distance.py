@@ -263,8 +263,10 @@ def _along_z(wz, far, decided, reach, y0, x0, x1, g, out, outer, inner, single, 
     """`_squared_vox`'s last pass, on rows y0 + j0 .. y0 + j1 - 1."""
     nz, nx = g.shape[0], g.shape[2]
     answer = out.size > 0
-    # the (z, x) plane of one y gathered at a time, so the columns are read from cache
-    plane = np.empty((nz, nx), np.float64)
+    # the (z, x) plane of one y gathered at a time, so the columns are read from cache; in the values' own type
+    # (a quarter of float64's bytes for uint16), which holds every value the pass writes back exactly: whole
+    # numbers up to ``far``, or what float32 rounds them to before they are compared or stored
+    plane = np.empty((nz, nx), g.dtype)
     line = np.empty(nz, np.float64)
     found = np.empty(nz, np.float64)
     sites = np.empty(nz + 1, np.int64)
