@@ -10,11 +10,13 @@ from ..parallel import run_in_chunks, thread_count
 from ._thickness_ridge import INSIDE_RTOL
 
 def _slabs(nz: int, n_slabs: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(z bounds of the painting's slabs, the order the threads take them in).
+    """(z bounds of the painting's slabs, the order the threads take them in: one slab at a time, `_paint`).
 
-    The threads take runs of consecutive iterations (`run_in_chunks`), and the balls crowd where the bone
-    is (a long bone's metaphyses, a lesion): in z order one run held most of the work. Dealt round robin
-    instead (slabs k, k + T, ... for T threads), each run holds slabs from all along the scan.
+    The balls crowd where the bone is (a long bone's metaphyses, a lesion), so the slabs' work differs many
+    times over. Handed out one at a time, a thread that finishes takes the next (runs of 8 slabs left one
+    thread painting alone at the end: the 512^3 bench's cortex and trabeculae 1.52-1.56 s against 1.38-1.43 s;
+    the slabs with the most balls first, 1.40-1.48 s). Dealt round robin (slabs k, k + T, ... for T threads),
+    the threads start apart along the scan.
     """
     n_slabs = max(1, min(nz, n_slabs))
     bounds = np.linspace(0, nz, n_slabs + 1).astype(np.int64)
@@ -70,8 +72,7 @@ def paint_balls(out, centres, radii2, parents, parent_r2, spacing) -> None:
     # numpy, as the kernel found them (its own max and searchsorted cost seconds of compiling on first use)
     max_rz = max(0.0, float((np.sqrt(radii2) / spacing[0]).max()))
     first, last = _slab_ranges(centres[:, 0], bounds[:-1] - max_rz - 1.0, bounds[1:] + max_rz + 1.0, "left")
-    run_in_chunks(_paint_balls, order.shape[0], out, centres, radii2, parents, parent_r2, spacing, bounds, order,
-                  first, last)
+    _paint(_paint_balls, order, out, centres, radii2, parents, parent_r2, spacing, bounds, order, first, last)
 
 
 def paint_balls_iso(out, centres, k2, parents, parent_k2, values) -> None:
@@ -83,8 +84,11 @@ def paint_balls_iso(out, centres, k2, parents, parent_k2, values) -> None:
     half = _half_widths(k_max)
     max_rz = int(half[k_max])
     first, last = _slab_ranges(centres[:, 0], bounds[:-1] - max_rz, bounds[1:] + max_rz, "right")
-    run_in_chunks(_paint_balls_iso, order.shape[0], out, centres, k2, parents, parent_k2, values, half, bounds,
-                  order, first, last)
+    _paint(_paint_balls_iso, order, out, centres, k2, parents, parent_k2, values, half, bounds, order, first, last)
+
+
+def _paint(kernel, order, *args) -> None:
+    run_in_chunks(kernel, order.shape[0], *args, chunks=order.shape[0])  # one slab a task (see `_slabs`)
 
 
 def _slab_ranges(centre_z, lows, highs, upper_side):
