@@ -48,6 +48,27 @@ def test_cross_dilation_and_erosion_equal_scipy(ndim):
         dilate_cross(mask, iterations=0)
 
 
+def test_a_box_of_a_volume_is_read_in_place_and_its_edge_is_the_edge():
+    from ctbone.segment.morphology import _contiguous_base, erode_by
+
+    rng = np.random.default_rng(7)
+    volume = rng.random((9, 10, 11)) < 0.5
+    box = volume[2:7, 1:9, 3:10]
+    base, origin = _contiguous_base(box)
+    assert base is volume and origin == (2, 1, 3)  # no copy: the kernel reads the volume around the box
+    # the voxels just outside the box are the volume's, yet they must read as beyond the mask (scipy on a copy)
+    assert np.array_equal(dilate_cross(box), ndimage.binary_dilation(box.copy()))
+    assert np.array_equal(erode_cross(box), ndimage.binary_erosion(box.copy()))
+    ball = ndimage.generate_binary_structure(3, 2)
+    assert np.array_equal(erode_by(box, ball, border_value=True),
+                          ndimage.binary_erosion(box.copy(), ball, border_value=1))
+    # a view of a view has the volume as its base too; strided and reordered views are copied
+    assert _contiguous_base(box[1:3])[0] is volume and _contiguous_base(box[1:3])[1] == (3, 1, 3)
+    for other in (volume[::2], volume.transpose(2, 1, 0), np.arange(990).reshape(9, 10, 11)[1:5, 2:4] > 3):
+        base, origin = _contiguous_base(other)
+        assert base.flags.c_contiguous and origin == (0, 0, 0) and np.array_equal(base, other)
+
+
 @pytest.mark.parametrize("sigma", [0.5, 0.8, 1.5])
 def test_gaussian_equals_scipy_nearest(sigma):
     rng = np.random.default_rng(3)

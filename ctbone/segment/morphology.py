@@ -111,26 +111,52 @@ def _combined(mask: np.ndarray, offsets: np.ndarray, *, erode: bool, border_valu
     pass; a new array. A neighbour beyond the array reads ``border_value`` (False only, for a dilation)."""
     if border_value and not erode:
         raise ValueError("a dilation's border value is False here")
-    mask = np.asarray(mask, dtype=bool)  # a view stays a view: a contiguous copy of a box held the stage's peak
+    mask = np.asarray(mask, dtype=bool)
     out = np.empty(mask.shape, bool)
     if mask.size:
-        run_in_chunks(_combine_rows, mask.shape[0], mask.view(np.uint8), offsets, erode, border_value,
-                      out.view(np.uint8))
+        base, origin = _contiguous_base(mask)
+        run_in_chunks(_combine_rows, mask.shape[0], base.view(np.uint8), np.array(origin, np.int64),
+                      np.array(mask.shape, np.int64), offsets, erode, border_value, out.view(np.uint8))
     return out
 
 
+def _contiguous_base(mask: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """(a C-contiguous 3-D array, the (z, y, x) index of ``mask``'s first voxel in it): ``mask`` is that array's
+    box ``[z0:z0 + nz, y0:y0 + ny, x0:x0 + nx]``.
+
+    A box cut from a volume (``bone[box]``) is read in place, from the volume it is a view of: a contiguous copy
+    held the stage's memory peak, and a view's own layout made a second compiled kernel, ~1 s of a first run's
+    compiling. Anything else (a strided or reordered view) is copied."""
+    if mask.flags.c_contiguous:
+        return mask, (0, 0, 0)
+    base = mask.base
+    while isinstance(base, np.ndarray) and not (base.ndim == 3 and base.flags.c_contiguous) and base.base is not None:
+        base = base.base
+    if (isinstance(base, np.ndarray) and base.ndim == 3 and base.flags.c_contiguous and base.dtype == mask.dtype
+            and base.strides == mask.strides):
+        offset = mask.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+        z0, rest = divmod(offset, base.strides[0])
+        y0, x0 = divmod(rest, base.strides[1])
+        origin = (z0, y0, x0 // base.strides[2])
+        if offset >= 0 and all(o + n <= m for o, n, m in zip(origin, mask.shape, base.shape)):
+            return base, origin
+    return np.ascontiguousarray(mask), (0, 0, 0)
+
+
 @njit(cache=True, nogil=True)
-def _combine_rows(mask, offsets, erode, border_value, out, z0, z1):  # pragma: no cover - compiled
-    """out[v] = mask[v] AND (erode) or OR over the offsets o of mask[v + o], ``border_value`` beyond the array.
+def _combine_rows(base, origin, shape, offsets, erode, border_value, out, z0, z1):  # pragma: no cover - compiled
+    """out[v] = mask[v] AND (erode) or OR over the offsets o of mask[v + o], ``border_value`` beyond the mask, for
+    the mask ``base[origin + (0, 0, 0) : origin + shape]`` (`_contiguous_base`), slices z0 .. z1 - 1.
     Row by row into a buffer of the thread's own, so the source rows come from cache and the loops vectorise
     (the shifts of -1, 0 and 1 voxel along x have loops of their own: a constant shift is what vectorises)."""
-    nz, ny, nx = mask.shape
+    nz, ny, nx = shape[0], shape[1], shape[2]
+    oz, oy, ox = origin[0], origin[1], origin[2]
+    row = np.empty(nx, np.uint8)
     for z in range(z0, z1):
-        row = np.empty(nx, np.uint8)
         for y in range(ny):
             # explicit loops, not slice assignments: numba's general setitem (shape checks and their messages)
             # took seconds to compile on first use, and these loops vectorise as well
-            src = mask[z, y]
+            src = base[oz + z, oy + y, ox:ox + nx]
             for x in range(nx):
                 row[x] = src[x]
             for j in range(offsets.shape[0]):
@@ -139,7 +165,7 @@ def _combine_rows(mask, offsets, erode, border_value, out, z0, z1):  # pragma: n
                     if erode and not border_value:
                         _zero(row, 0, nx)  # every neighbour of the row lies beyond the array
                     continue
-                _shifted(row, mask[zz, yy], dx, nx, erode)
+                _shifted(row, base[oz + zz, oy + yy, ox:ox + nx], dx, nx, erode)
                 if erode and not border_value:  # the neighbours beyond the row's ends
                     _zero(row, 0, min(max(0, -dx), nx))
                     _zero(row, max(0, nx - dx), nx)
