@@ -13,6 +13,7 @@ The thread count is numba's (``NUMBA_NUM_THREADS``, lowered per task by batch wo
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +41,9 @@ def run_in_chunks(kernel, n_items: int, *args, chunks: int | None = None) -> lis
 
     The kernel must treat its items independently (each writes only its own part of the outputs), so the
     result is the same whatever the chunks and threads. ``chunks`` defaults to `CHUNKS_PER_THREAD` per
-    thread (never more than ``n_items``). An error in any chunk is raised here once all have stopped.
+    thread (never more than ``n_items``). The calling thread takes chunks too, as numba's parallel loops did,
+    each thread the next chunk left when it is done with one. An error in a chunk is raised here once every
+    chunk has run (the first in the chunks' order).
     """
     n_items = int(n_items)
     if n_items <= 0:
@@ -51,14 +54,26 @@ def run_in_chunks(kernel, n_items: int, *args, chunks: int | None = None) -> lis
     nested = threading.current_thread().name.startswith(_THREAD_PREFIX)
     if threads == 1 or chunks <= 1 or nested:
         return [kernel(*args, 0, n_items)]
-    edges = np.linspace(0, n_items, chunks + 1).astype(np.int64)
-    pool = _pool(threads)
-    futures = [pool.submit(kernel, *args, int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
-    errors = [f.exception() for f in futures]  # waits for every chunk before raising
+    bounds = [(n_items * k // chunks, n_items * (k + 1) // chunks) for k in range(chunks)]
+    results: list = [None] * chunks
+    errors: list = [None] * chunks
+    taken = itertools.count()  # next() on it is atomic under the GIL: each chunk is taken once
+
+    def take_chunks():
+        while (k := next(taken)) < chunks:
+            try:
+                results[k] = kernel(*args, *bounds[k])
+            except BaseException as error:  # noqa: BLE001 - raised in the calling thread below
+                errors[k] = error
+
+    helpers = [_pool(threads).submit(take_chunks) for _ in range(threads - 1)]
+    take_chunks()
+    for helper in helpers:
+        helper.result()
     for error in errors:
         if error is not None:
             raise error
-    return [f.result() for f in futures]
+    return results
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
@@ -67,7 +82,8 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None:
-            pool = _pools[key] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=_THREAD_PREFIX)
+            # the calling thread is the other one
+            pool = _pools[key] = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix=_THREAD_PREFIX)
         return pool
 
 
