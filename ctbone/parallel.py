@@ -5,7 +5,7 @@ first run, on top of its body. A kernel compiled serially with ``nogil=True`` an
 range ``[start, stop)`` as its last two arguments runs as fast when chunks of the range are handed to a
 pool of Python threads (the GIL is released inside the kernel), and compiles in a third of the time:
 `ctbone analyze` of the 256^3 bench scan on an empty numba cache took 44 s with the parallel loops and
-21-24 s without (docs/performance.md, "First run").
+19-24 s without (docs/performance.md, "First run").
 
 The thread count is numba's (``NUMBA_NUM_THREADS``, lowered per task by batch workers with
 ``numba.set_num_threads``), read in the calling thread as numba's parallel loops read it.
@@ -58,16 +58,21 @@ def run_in_chunks(kernel, n_items: int, *args, chunks: int | None = None) -> lis
     results: list = [None] * chunks
     errors: list = [None] * chunks
     taken = itertools.count()  # next() on it is atomic under the GIL: each chunk is taken once
+    interrupted = threading.Event()
 
     def take_chunks():
-        while (k := next(taken)) < chunks:
+        while not interrupted.is_set() and (k := next(taken)) < chunks:
             try:
                 results[k] = kernel(*args, *bounds[k])
-            except BaseException as error:  # noqa: BLE001 - raised in the calling thread below
+            except Exception as error:  # noqa: BLE001 - raised in the calling thread below
                 errors[k] = error
 
     helpers = [_pool(threads).submit(take_chunks) for _ in range(threads - 1)]
-    take_chunks()
+    try:
+        take_chunks()
+    except BaseException:  # Ctrl-C in the calling thread: the other threads take no new chunk
+        interrupted.set()
+        raise
     for helper in helpers:
         helper.result()
     for error in errors:

@@ -85,3 +85,21 @@ def test_chunks_that_hand_out_chunks_run_them_themselves(threads):
         return int(hits.sum())
 
     assert run_in_chunks(outer, 8, chunks=8) == [50] * (8 if threads > 1 else 1)
+
+
+def test_ctrl_c_in_the_calling_thread_stops_the_handing_out(threads):
+    import threading
+    import time
+
+    done = []
+
+    def kernel(start, stop):
+        if threading.current_thread() is threading.main_thread():
+            raise KeyboardInterrupt
+        time.sleep(0.02)
+        done.append(start)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_in_chunks(kernel, 64, chunks=64)
+    time.sleep(0.1)  # a helper finishes the chunk it holds, and takes no other
+    assert len(done) <= 2 * (threads - 1)
