@@ -2,8 +2,9 @@
 
 Each of numba's parallel loops (``prange`` in a ``parallel=True`` function) costs 1-3 s to compile on a
 first run, on top of its body. A kernel compiled serially with ``nogil=True`` and taking its items'
-range ``[start, stop)`` as its last two arguments runs as fast when chunks of the range are handed to a
-pool of Python threads (the GIL is released inside the kernel), and compiles in a third of the time:
+range ``[start, stop)`` as its last two arguments runs as fast when chunks of the range are taken by the
+calling thread and a pool of Python threads (the GIL is released inside the kernel), and compiles in a third of
+the time:
 `ctbone analyze` of the 256^3 bench scan on an empty numba cache took 44 s with the parallel loops and
 19-24 s without (docs/performance.md, "First run").
 
