@@ -234,8 +234,20 @@ def _along_x_then_y(mask, wy, wx, far, x0, x1, g, z0, z1):  # pragma: no cover -
     sites = np.empty(n + 1, np.int64)
     bounds = np.empty(n + 2, np.float64)
     for z in range(z0, z1):
-        # along x: the nearest mask voxel in the row, two sweeps
+        # along x: the nearest mask voxel in the row, two sweeps; a row without one is all `far` (beyond a
+        # thin structure, and the closings' padding, most rows), and a slice of such rows stays so along y
+        slice_has = False
         for y in range(ny):
+            row_has = False
+            for x in range(nx):
+                if mask[z, y, x]:
+                    row_has = True
+                    break
+            if not row_has:
+                for x in range(nx):
+                    g[z, y, x] = far
+                continue
+            slice_has = True
             last = -1
             for x in range(nx):
                 if mask[z, y, x]:
@@ -248,6 +260,8 @@ def _along_x_then_y(mask, wy, wx, far, x0, x1, g, z0, z1):  # pragma: no cover -
                 d = line[x] if last < 0 else min(line[x], float(last - x))
                 d2 = wx * d * d
                 g[z, y, x] = d2 if d2 < far else far
+        if not slice_has:
+            continue
         # along y, in the same slice
         for x in range(x0, x1):
             for y in range(ny):
