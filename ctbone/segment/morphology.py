@@ -129,9 +129,7 @@ def _contiguous_base(mask: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]
     compiling. Anything else (a strided or reordered view) is copied."""
     if mask.flags.c_contiguous:
         return mask, (0, 0, 0)
-    base = mask.base
-    while isinstance(base, np.ndarray) and not (base.ndim == 3 and base.flags.c_contiguous) and base.base is not None:
-        base = base.base
+    base = mask.base  # numpy points a view of a view at the array that owns the memory
     if (isinstance(base, np.ndarray) and base.ndim == 3 and base.flags.c_contiguous and base.dtype == mask.dtype
             and base.strides == mask.strides):
         offset = mask.__array_interface__["data"][0] - base.__array_interface__["data"][0]
