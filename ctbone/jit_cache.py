@@ -2,7 +2,7 @@
 
 The kernels are compiled for the machine the first time they run and cached beside the code (or under
 ``NUMBA_CACHE_DIR``), so the first analysis after installing or updating ctbone takes longer: `ctbone analyze` of a
-256³ scan took 21-24 s with an empty cache against 6.3-7.9 s once cached, on the 2-core machine of
+256³ scan took 19-24 s with an empty cache against 5.9-7.9 s once cached, on the 2-core machine of
 docs/performance.md. The command says so before it happens, so that nobody takes it for the
 analysis' own speed.
 """
