@@ -116,6 +116,31 @@ def test_surface_in_slabs_equals_one_mesh_of_the_padded_field(monkeypatch, slab_
         mesh_surface_area(verts, faces), rel=1e-7)
 
 
+@pytest.mark.parametrize("slab_cubes", [1, 7, 1000])
+def test_kept_surface_equals_the_surface_of_the_whole_field(monkeypatch, slab_cubes):
+    # the field made slab by slab gives the same float as the whole field: the same slabs, the same padding
+    # value (the whole field's minimum, here below the outside value, which bone's box edges also reach)
+    from scipy import ndimage
+
+    import ctbone.measure._surface as surface
+    from ctbone.measure._surface import kept_surface_area_mm2
+
+    rng = np.random.default_rng(8)
+    image = ndimage.gaussian_filter(rng.normal(size=(21, 15, 18)), 1.5).astype(np.float32)
+    level = float(np.quantile(image, 0.6))
+    keep = ndimage.binary_dilation(image > level)
+    keep[0, :4] = True  # kept voxels on the array's edges, below the level
+    outside = level - 0.5
+    assert image[keep].min() < outside  # the padding follows the field's minimum, not the outside value
+    monkeypatch.setattr(surface, "SLAB_CUBES", slab_cubes)
+    whole = surface_area_mm2(np.where(keep, image, np.float32(outside)), level=level, spacing_mm=(0.02, 0.01, 0.01))
+    assert whole > 0
+    assert kept_surface_area_mm2(image, keep, outside_value=outside, level=level,
+                                 spacing_mm=(0.02, 0.01, 0.01)) == whole
+    assert kept_surface_area_mm2(image, np.zeros_like(keep), outside_value=outside, level=level,
+                                 spacing_mm=(1, 1, 1)) == 0.0
+
+
 def test_surface_convention_small_cube():
     # ANALYTIC #10/#11: 3^3 cube in 5^3 at 0.1 mm. Our convention is marching cubes at level 0.5 on a mask:
     # 42.70 voxel faces (BoneJ's level-0.999 gives 24.03, faces give 54) -> 0.4270 mm2

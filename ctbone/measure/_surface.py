@@ -16,23 +16,51 @@ def surface_area_mm2(field: np.ndarray, *, level: float, spacing_mm) -> float:
     interpolated value crosses the threshold (partial-volume aware); for a 0/1 mask at level
     0.5 it is the classic marching-cubes surface (a 3x3x3 cube gives 42.7 voxel faces, not 54).
     """
-    from skimage.measure import marching_cubes
-
     field = np.asarray(field, np.float32)
     if not (field > level).any():
         return 0.0
     low = np.float32(min(float(field.min()), level) - 1.0)
+    return _area_in_slabs(lambda lo, hi: field[lo:hi], field.shape, level=level, low=low, spacing_mm=spacing_mm)
+
+
+def kept_surface_area_mm2(image: np.ndarray, keep: np.ndarray, *, outside_value: float, level: float,
+                          spacing_mm) -> float:
+    """``surface_area_mm2(np.where(keep, image, outside_value), ...)`` without that field: each slab of it is
+    made when marching cubes reaches it (the field of a 512^3 bone's box is 0.3 GB of float32)."""
+    image = np.asarray(image, np.float32)
+    keep = np.asarray(keep, bool)
+    outside = np.float32(outside_value)
+
+    def planes(lo, hi):
+        return np.where(keep[lo:hi], image[lo:hi], outside)
+
+    # the whole field's extremes first, slab by slab: its minimum sets the padding's value
+    lowest, above = np.inf, False
+    for lo in range(0, image.shape[0], SLAB_CUBES):
+        part = planes(lo, lo + SLAB_CUBES)
+        lowest = min(lowest, float(part.min()))
+        above = above or bool((part > level).any())
+    if not above:
+        return 0.0
+    low = np.float32(min(lowest, level) - 1.0)
+    return _area_in_slabs(planes, image.shape, level=level, low=low, spacing_mm=spacing_mm)
+
+
+def _area_in_slabs(planes, shape, *, level: float, low, spacing_mm) -> float:
+    """Area of the iso-surface of the field whose planes ``[lo, hi)`` are ``planes(lo, hi)``, padded by ``low``."""
+    from skimage.measure import marching_cubes
+
     spacing = tuple(float(s) for s in spacing_mm)
     # the field padded by one voxel of `low` on every side (closing surfaces cut by the array edge), cut
     # into slabs of cubes along z: a cube's triangles depend on its 8 corners only, so the slabs' meshes
     # are the whole mesh's pieces, and no padded copy or whole mesh of the volume is held at once
-    nz, ny, nx = field.shape
+    nz, ny, nx = shape
     total = 0.0
     for k0 in range(0, nz + 1, SLAB_CUBES):
         k1 = min(k0 + SLAB_CUBES, nz + 1)  # cubes between padded planes k and k + 1, k in [k0, k1)
         slab = np.full((k1 - k0 + 1, ny + 2, nx + 2), low, np.float32)
         lo, hi = max(k0 - 1, 0), min(k1, nz)  # field planes in padded planes k0 .. k1 (padded = field + 1)
-        slab[lo + 1 - k0:hi + 1 - k0, 1:-1, 1:-1] = field[lo:hi]
+        slab[lo + 1 - k0:hi + 1 - k0, 1:-1, 1:-1] = planes(lo, hi)
         mixed = _mixed_cubes(slab, level)
         if not mixed.any():  # every cube wholly on one side of the level: no triangle
             continue

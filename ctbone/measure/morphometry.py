@@ -11,7 +11,7 @@ import numpy as np
 
 from ..volume import bounding_box, mask_as_bool
 from ._euler import connectivity_density_per_mm3
-from ._surface import surface_area_mm2
+from ._surface import kept_surface_area_mm2, surface_area_mm2
 from .porosity import cortical_porosity_pct
 from .thickness import mean_local_thickness_mm
 
@@ -150,16 +150,12 @@ def _bone_surface_mm2(seg, bone: np.ndarray) -> float:
     # the smoothed image at the threshold, limited to the kept bone (despeckled particles stay out)
     from ..segment.morphology import dilate_cross
 
-    # on the bone's box plus 2 voxels (clipped): the dilated bone plus a layer of `low`, so the field holds
-    # the same values as on the whole grid and marching cubes sees the same surface
+    # on the bone's box plus 2 voxels (clipped): the dilated bone plus a layer of the outside value wherever the
+    # box is not the grid's edge, so the field holds the same values as on the whole grid and marching cubes sees
+    # the same surface
     box = bounding_box(bone, margin_vox=2)
-    near = dilate_cross(bone[box])
-    low = np.float32(seg.threshold - 1.0)
-    field = np.where(near, seg.image.array[box], low)
-    del near
-    if field.size < bone.size and not (field == low).any():
-        field = np.where(dilate_cross(bone), seg.image.array, low)  # bone fills the grid
-    return surface_area_mm2(field, level=float(seg.threshold), spacing_mm=seg.image.spacing)
+    return kept_surface_area_mm2(seg.image.array[box], dilate_cross(bone[box]), outside_value=seg.threshold - 1.0,
+                                 level=float(seg.threshold), spacing_mm=seg.image.spacing)
 
 
 def _count_and(a: np.ndarray, b: np.ndarray) -> int:
