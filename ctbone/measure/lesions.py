@@ -215,21 +215,30 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     # 4-voxel cortex (180 um at 40 um) still has a core; full-thickness defects are cores by definition
     thickness_mm = float(np.nanmedian(r_out - r_in)) if np.isfinite(r_out - r_in).any() else 0.0
     core_tol = min(tol, 0.25 * thickness_mm)
-    lytic_core = frame.between(in_t + core_tol, out_t - core_tol, within=shell & ~bone)
-    lytic = _grow_back(lytic_core | (defect_labels > 0), shell & ~bone, min_lesion_vox, tol + s, spacing)
-    del lytic_core
+    open_shell = np.logical_not(bone)
+    open_shell &= shell  # the shell's non-bone space: where lytic cores are found and grow
+    lytic_core = frame.between(in_t + core_tol, out_t - core_tol, within=open_shell)
+    np.logical_or(lytic_core, defect_labels, out=lytic_core)
+    lytic = _grow_back(lytic_core, open_shell, min_lesion_vox, tol + s, spacing)
+    del lytic_core, open_shell
 
     lytic_labels, n_lytic = components(lytic)
     # the loss is measured on gray values (partial-volume sums): each column of the cortex (slice x angle
     # bin) holds a bone mass; the lesion's columns are compared with their intact neighbours
-    reach = PV_REACH_VOX * s
-    band = in_slices & frame.between(in_t - reach, out_t + reach) & ~blastic
-    interior = frame.between(in_t + s, out_t - s, within=shell & bone)
-    lamellar = interior if interior.any() else shell & bone
+    lamellar = shell & bone
+    interior = frame.between(in_t + s, out_t - s, within=lamellar)
+    if interior.any():
+        lamellar = interior
+    del interior
     i_bone = masked_median(density, lamellar) if lamellar.any() else None
+    del lamellar  # before the band is made: the stage's memory peak is here
+    reach = PV_REACH_VOX * s
+    band = frame.between(in_t - reach, out_t + reach)
+    band &= in_slices
+    band[blastic] = False
     lytic_pv_mm3, levels = missing_bone_mm3(density, lytic_labels, n_lytic, band, blastic, frame, i_bone, voxel_mm3,
                                              cortex_model=shell)
-    del band, interior, lamellar
+    del band
     defect_labels, defect_areas, unsupported = _with_missing_bone(defect_labels, defect_areas, lytic_labels,
                                                                   lytic_pv_mm3, thickness_mm)
     # a region whose gray values show less bone missing than min_lesion_mm3 is a dip of the thresholded
@@ -264,6 +273,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         rows.append(_row(seg, part, box, "blastic", area, row_density, offset, spacing))
     for i, row in enumerate(rows, start=1):
         row["id"] = i
+    del labels, lytic_labels  # crop-sized label volumes, done with
 
     # where the woven bone grows: its spaces are not the cortex's pores (Ct.Po leaves this region out).
     # The columns holding blastic bone, widened by the tolerance (the cap's thin margins), from the
@@ -273,12 +283,12 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     arc_mm = 2 * np.pi * float(np.nanmedian(r_out)) / frame.n_bins if np.isfinite(r_out).any() else s
     reach = (2 * int(np.ceil(tol / spacing[0])) + 1, 2 * int(np.ceil(tol / max(arc_mm, 1e-9))) + 1)
     has_blastic = ndimage.maximum_filter(has_blastic, size=reach, mode=("nearest", "wrap"))
-    outgrowth = in_slices & frame.between(lower=np.where(has_blastic, surface_t - np.float32(tol), np.float32(np.inf)))
+    outgrowth = frame.between(lower=np.where(has_blastic, surface_t - np.float32(tol), np.float32(np.inf)))
+    outgrowth &= in_slices
 
     # the crop-sized working arrays go before the full-size output masks are made (the stage's memory peak)
     n_bins, centres = frame.n_bins, frame.centres_yx_mm
-    del normals, frame, expected, shell, labels
-    del lytic_labels, image
+    del normals, frame, expected, shell, image
 
     areas = [float(a) for a in defect_areas]
     metrics = {
@@ -456,9 +466,11 @@ def _grow_back(core, allowed, min_voxels, reach_mm, spacing):
     box = bounding_box(kept, margin_vox=int(np.ceil(reach_mm / min(spacing))) + 1)
     if box is None:
         return kept
-    grown = np.zeros(kept.shape, bool)
-    grown[box] = allowed[box] & within_mm(kept[box], spacing_mm=spacing, radius_mm=reach_mm)
-    return keep_large(grown, min_voxels=min_voxels)
+    grown = within_mm(kept[box], spacing_mm=spacing, radius_mm=reach_mm)
+    grown &= allowed[box]
+    kept.fill(False)  # the cores' array takes the answer: one crop-sized mask less at the stage's peak
+    kept[box] = keep_large(grown, min_voxels=min_voxels)  # components in the box are the same on the crop
+    return kept
 
 
 def _woven_level(image, bone, env, dense_level, threshold, spacing):
@@ -496,18 +508,27 @@ def _drop_dense(blastic, image, bone, dense_level, voxel_mm3):
     above ``dense_level`` (two counts per component: linear time, where a per-label median sorts).
     Binary input carries no density: nothing is dropped then.
     """
-    labels, n = components(blastic)
-    if n == 0 or np.ptp(image[blastic]) == 0:
+    labels, n, box = label_on_box(blastic)  # on the candidates' box: no crop-sized label volume
+    if n == 0:
+        return blastic, 0.0
+    candidates = blastic[box]
+    values = image[box]
+    if np.ptp(values[candidates]) == 0:
         return blastic, 0.0
     # judged on the voxels above the bone threshold: the partial-volume rim a low woven level adds
     # around a ridge must not make it look under-mineralised
-    core = labels[bone & blastic]
+    core_voxels = bone[box] & candidates
+    core = labels[core_voxels]
     n_core = np.bincount(core, minlength=n + 1)
-    n_dense = np.bincount(core, weights=image[bone & blastic] >= dense_level, minlength=n + 1)
+    n_dense = np.bincount(core, weights=values[core_voxels] >= dense_level, minlength=n + 1)
+    del core_voxels, core
     dense = (n_core > 0) & (2 * n_dense >= n_core)
     dense[0] = False
     dropped = lookup(dense, labels)
-    return blastic & ~dropped, float(dropped.sum()) * voxel_mm3
+    del labels
+    kept = blastic.copy()
+    kept[box] &= ~dropped
+    return kept, float(np.count_nonzero(dropped)) * voxel_mm3
 
 
 def _tube_slices(bone: np.ndarray, env: np.ndarray, arc_gap_mm: np.ndarray, *, max_opening_mm: float,
