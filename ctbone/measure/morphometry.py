@@ -48,10 +48,11 @@ def standard_morphometry(seg, lesions=None) -> dict:
     --------
     >>> from ctbone.phantoms import PhantomSpec, make_phantom
     >>> from ctbone.segment import segment
-    >>> vol, truth = make_phantom(PhantomSpec(voxel_mm=0.03, length_mm=1.0), seed=0)
+    >>> spec = PhantomSpec(voxel_mm=0.03, length_mm=1.0, metaphysis_length_mm=0.0)  # shaft only: a 0.18 mm cortex
+    >>> vol, truth = make_phantom(spec, seed=0)
     >>> m = standard_morphometry(segment(vol))
-    >>> round(m["ct_th_mm"], 1)
-    0.2
+    >>> round(m["ct_th_mm"], 2)
+    0.19
     """
     spacing = seg.image.spacing
     v = float(np.prod(spacing))

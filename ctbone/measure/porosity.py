@@ -87,12 +87,14 @@ def cortical_porosity_pct(cortex: np.ndarray, bone: np.ndarray, envelope: np.nda
     >>> round(cortical_porosity_pct(env, bone, env, spacing_mm=(1, 1, 1)), 3)
     1.333
     """
-    if outgrowth is not None:
-        cortex = cortex & ~outgrowth
+    if outgrowth is not None:  # cortex & ~outgrowth, in one array
+        kept = np.logical_not(outgrowth)
+        kept &= cortex
+        cortex = kept
     n_cortex = np.count_nonzero(cortex)
     if n_cortex == 0:
         return float("nan")
     pores = cortical_pores(cortex, bone, envelope, spacing_mm=spacing_mm, surface_mm=surface_mm)
     if lesion is not None:
-        pores &= ~lesion
-    return 100.0 * np.count_nonzero(pores) / n_cortex
+        pores[lesion] = False  # in place: Ct.Po holds the morphometry stage's memory peak
+    return float(100.0 * np.count_nonzero(pores) / n_cortex)

@@ -48,7 +48,10 @@ def near_outside(mask: np.ndarray, *, spacing_mm, distance_mm: float) -> np.ndar
     half = [int(np.floor(distance_mm / s)) for s in spacing_mm]
     offsets = np.mgrid[tuple(slice(-h, h + 1) for h in half)]
     ball = sum((o * s) ** 2 for o, s in zip(offsets, spacing_mm)) <= distance_mm ** 2
-    return mask & ~erode_by(mask, ball, border_value=True)
+    out = erode_by(mask, ball, border_value=True)
+    np.logical_not(out, out=out)
+    out &= mask  # in place: one volume-sized array, not three
+    return out
 
 
 def close_mm(mask: np.ndarray, *, spacing_mm, radius_mm: float) -> np.ndarray:
