@@ -301,8 +301,12 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         DENSITY_METRIC[density_src.unit]: float(density[blastic].mean()) if blastic.any() and has_density else None,
     }
     def on_scan_grid(mask):
+        # written on the mask's own box: a lesion mask is mostly empty, and the zeros' pages never written
+        # are never made resident (np.zeros maps them lazily)
         full = np.zeros(seg.bone.shape, np.uint8)
-        full[crop] = mask
+        box = bounding_box(mask)
+        if box is not None:
+            full[crop][box] = mask[box]
         return seg.bone.with_array(full, unit="mask")
 
     masks = {name: on_scan_grid(mask)
