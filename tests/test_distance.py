@@ -177,3 +177,37 @@ def test_windows_of_rows_give_the_lower_envelopes_answer(seed, monkeypatch):
     mask[(WINDOW_MAX_VOX + 1,) * 3] = True
     got = within_mm(mask, spacing_mm=spacing, radius_mm=WINDOW_MAX_VOX * 0.01)
     assert np.array_equal(got, _brute_within(mask, spacing, WINDOW_MAX_VOX * 0.01))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_blocks_of_slices_give_the_lower_envelopes_answer(seed, monkeypatch):
+    # isotropic radii beyond the windows' go along z first, by blocks of slices; made to take every radius here,
+    # with blocks of one to a few slices (each block sweeps the mask within the radius of it), they must give the
+    # volume's lower envelopes' voxels, rings and boxes included
+    import ctbone.segment.distance as distance
+    import ctbone.segment.distance_slabs as slabs
+
+    rng = np.random.default_rng(100 + seed)
+    spacing = (0.01, 0.01, 0.01)
+    monkeypatch.setattr(distance, "WINDOW_MAX_VOX", -1)
+    for radius_vox in (0.0, 1.0, 2.5, 4.2, 8.235, 13.0, 30.0):
+        shape = tuple(int(n) for n in rng.integers(1, 40, 3))
+        mask = rng.random(shape) < rng.choice([0.001, 0.02, 0.3, 0.8])
+        inner = float(rng.choice([-1.0, 0.0, 1.0, 2.2])) if radius_vox > 2.2 else -1.0
+        box = (slice(int(rng.integers(0, shape[1])), None), slice(0, int(rng.integers(1, shape[2] + 1))))
+        calls = [dict(inner_mm=inner * 0.01, outer_mm=radius_vox * 0.01),
+                 dict(inner_mm=inner * 0.01, outer_mm=radius_vox * 0.01, yx_box=box)]
+        with monkeypatch.context() as patch:
+            patch.setattr(distance, "BY_SLABS", False)
+            envelopes = [ring_mm(mask, spacing_mm=spacing, **kw) for kw in calls]
+        for block_slices in (1, 3, 1000):
+            with monkeypatch.context() as patch:
+                patch.setattr(slabs, "BLOCK_BYTES", block_slices * 2 * shape[1] * shape[2])
+                got = [ring_mm(mask, spacing_mm=spacing, **kw) for kw in calls]
+            for g, expected in zip(got, envelopes):
+                assert g.shape == expected.shape and np.array_equal(g, expected), (radius_vox, block_slices)
+    # and the definition, on a column of sites far apart along z (the sweeps' reach) and a tie on the radius
+    mask = np.zeros((90, 3, 4), bool)
+    mask[[0, 31, 89], 1, 2] = True
+    monkeypatch.setattr(slabs, "BLOCK_BYTES", 7 * 2 * 3 * 4)
+    assert np.array_equal(within_mm(mask, spacing_mm=spacing, radius_mm=0.3), _brute_within(mask, spacing, 0.3))

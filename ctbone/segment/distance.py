@@ -34,6 +34,8 @@ from .distance_window import WINDOW_MAX_VOX, ring_by_windows
 RADIUS_RTOL = 1e-6
 # spacings equal to this relative tolerance are the same (DICOM spacing strings often differ in the 17th digit)
 ISOTROPIC_RTOL = 1e-9
+# isotropic radii beyond the windows' go by blocks of slices (`distance_slabs`); False: the volume's envelopes
+BY_SLABS = True
 
 
 def within_mm(mask: np.ndarray, *, spacing_mm, radius_mm: float, yx_box=None) -> np.ndarray:
@@ -75,16 +77,23 @@ def ring_mm(mask: np.ndarray, *, spacing_mm, inner_mm: float, outer_mm: float, y
         # a small radius on an isotropic grid: windows of rows (`distance_window`), the same answer
         return ring_by_windows(mask, radius_vox=radius_vox, outer=outer, inner=inner if inner_mm >= 0 else -np.inf,
                                yx_box=(slice(y0, max(y0, y1)), slice(x0, max(x0, x1))))
-    if weights == [1.0, 1.0, 1.0] and np.floor(outer) + 1 <= np.iinfo(np.uint16).max:
-        # isotropic: whole numbers of voxel², and nothing above the radius is kept, so 2 bytes a voxel
-        # hold them exactly (half the memory of float32; the closings' padded boxes are the segment
-        # stage's peak). "Far" is then the first whole number above the radius
-        g, far = np.empty(mask.shape, np.uint16), float(np.floor(outer) + 1)
-    else:
-        g, far = np.empty(mask.shape, np.float32), float(np.float32(outer + 1.0))
     # the answer only asks which side of the radii a voxel falls: one at or below `decided` after the first
     # two passes stays there, and the last pass computes only what the others need (see `_last_pass`)
     decided = outer if inner_mm < 0 else inner
+    isotropic_uint16 = weights == [1.0, 1.0, 1.0] and np.floor(outer) + 1 <= np.iinfo(np.uint16).max
+    if isotropic_uint16 and BY_SLABS:
+        # whole numbers of voxel² below 65536: along z first, by blocks of slices (`distance_slabs`), the same
+        # answer without a volume of values
+        from .distance_slabs import ring_by_slabs
+
+        return ring_by_slabs(mask, outer=outer, inner=inner if inner_mm >= 0 else -np.inf, decided=decided,
+                             yx_box=(slice(y0, max(y0, y1)), slice(x0, max(x0, x1))))
+    if isotropic_uint16:
+        # whole numbers of voxel², and nothing above the radius is kept, so 2 bytes a voxel hold them exactly.
+        # "Far" is then the first whole number above the radius
+        g, far = np.empty(mask.shape, np.uint16), float(np.floor(outer) + 1)
+    else:
+        g, far = np.empty(mask.shape, np.float32), float(np.float32(outer + 1.0))
     out = np.empty((mask.shape[0], max(0, y1 - y0), max(0, x1 - x0)), bool)
     # the last pass writes the answer itself (inner < value <= outer) instead of the values: no comparisons
     # of a strided box of them after. Compared as numpy compared the stored values with the radii: whole
