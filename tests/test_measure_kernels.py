@@ -168,6 +168,33 @@ def test_large_components_labelled_slab_by_slab_equal_the_whole_box(connectivity
         large_components(mask, min_voxels=1, connectivity=4)
 
 
+@pytest.mark.parametrize("connectivity", [6, 26])
+def test_largest_component_slab_by_slab_is_cc3ds_largest_label(connectivity):
+    # the largest joined across slabs (a comb whose teeth meet only in the last slab), and of two equal ones
+    # the first in raster order, as argmax over the whole box's labels picks
+    import cc3d
+
+    from ctbone.segment.large_components import largest_component
+
+    mask = np.zeros((12, 9, 14), bool)
+    mask[:, 1, 1] = mask[:, 1, 4] = mask[:, 1, 7] = True  # three teeth, 12 voxels each
+    mask[11, 1, 1:8] = True  # joined in the last slice only: 40 voxels
+    mask[2:7, 6:8, 2:6] = True  # 40 voxels too, its first voxel later in raster order: the tie goes to the comb
+    mask[0, 8, 13] = True  # a speck
+    rng = np.random.default_rng(connectivity)
+    specks = mask | (rng.random(mask.shape) < 0.05)
+    for m in (mask, specks, np.zeros((3, 4, 5), bool)):
+        labels = cc3d.connected_components(m.view(np.uint8), connectivity=connectivity)
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        expected = (labels == sizes.argmax()) if sizes.max() > 0 else np.zeros(m.shape, bool)
+        for slab_voxels in (1, 3 * 9 * 14, 10 ** 9):
+            got = largest_component(m, connectivity=connectivity, slab_voxels=slab_voxels)
+            assert np.array_equal(got, expected), slab_voxels
+    comb = largest_component(mask, connectivity=connectivity, slab_voxels=1)
+    assert comb[:, 1, 1].all() and comb.sum() == 40 and not comb[2:7, 6:8, 2:6].any()
+
+
 def test_components_come_in_the_smallest_type_that_holds_their_count():
     import cc3d
 

@@ -39,7 +39,8 @@ from scipy import ndimage
 from ..errors import SegmentationError
 from ..segment.distance import ring_mm, within_mm
 from ..segment.flood import flood_in_slices
-from ..segment.labels import label_counts, label_on_box, lookup
+from ..segment.labels import label_on_box, lookup
+from ..segment.large_components import largest_component
 from ..segment.morphology import dilate_cross
 from ..volume import Volume, bounding_box, mask_as_bool
 from .lesions_geometry import (components, keep_large, label_boxes, label_dtype, max_diameter_mm, surface_area_mm2,
@@ -390,7 +391,8 @@ def _cortical_defects(bone, shell, tube, expected, env, frame, in_t, normals, sp
     """
     in_tube = tube[:, None, None]  # broadcast: no shell-sized copy for the tube's slices
     solid = dilate_cross(bone)
-    candidates = shell & ~solid
+    candidates = np.logical_not(solid)  # shell & ~solid & in_tube, in one array
+    candidates &= shell
     candidates &= in_tube
     if not candidates.any():
         return np.zeros(bone.shape, np.uint8), []
@@ -621,16 +623,9 @@ def _dense_level(image, bone, threshold):
 
 
 def _largest(mask):
-    """The largest 6-connected component of ``mask``, labelled on its box: the marrow space fills the crop, and
-    a crop-sized copy of its labels (4 bytes a voxel) beside cc3d's own was the lesion stage's largest step up."""
-    labels, n, box = label_on_box(mask, connectivity=6)
-    if n == 0:
-        return mask
-    sizes = label_counts(labels, n)
-    sizes[0] = 0
-    out = np.zeros(mask.shape, bool)
-    np.equal(labels, int(sizes.argmax()), out=out[box])
-    return out
+    """The largest 6-connected component of ``mask``, labelled slab by slab (`largest_component`): the marrow
+    space fills the crop, and its label volume (4 bytes a voxel) was the lesion stage's largest step up."""
+    return largest_component(mask, connectivity=6)
 
 
 def _nan_to(table, value):

@@ -1,4 +1,4 @@
-"""The components of a mask with at least a given number of voxels, labelled slab by slab.
+"""The components of a mask with at least a given number of voxels (or the largest), labelled slab by slab.
 
 A label volume of the mask's box (2-4 bytes a voxel) beside a copy of the box was the lesion stage's memory
 peak at 512^3: the woven-bone candidates are specks of soft tissue all over the crop, so their box is the
@@ -24,9 +24,33 @@ SLAB_VOXELS = 1 << 24
 def large_components(mask: np.ndarray, *, min_voxels: float, connectivity: int = 26,
                      slab_voxels: int = SLAB_VOXELS) -> np.ndarray:
     """Boolean mask of the ``connectivity``-connected components of ``mask`` with at least ``min_voxels`` voxels."""
+    need = int(np.ceil(min_voxels))
+    return _components_in_slabs(mask, connectivity, slab_voxels, lambda size, roots, backgrounds: size[roots] >= need)
+
+
+def largest_component(mask: np.ndarray, *, connectivity: int = 26, slab_voxels: int = SLAB_VOXELS) -> np.ndarray:
+    """Boolean mask of the largest ``connectivity``-connected component of ``mask`` (all False when empty); of
+    equals, the one whose first voxel comes first in raster order, as cc3d's labels and ``argmax`` choose.
+
+    A joined component's root is its smallest id, and ids follow the slabs and, within a slab, cc3d's order of
+    first voxels: so the roots are ordered as the whole box's labels would be."""
+    def largest(size, roots, backgrounds):
+        at_root = np.where(roots == np.arange(roots.size), size, -1.0)
+        at_root[backgrounds] = -1.0
+        chosen = np.zeros(roots.size, bool)
+        if at_root.max() > 0:
+            chosen = roots == int(np.argmax(at_root))
+        return chosen
+
+    return _components_in_slabs(mask, connectivity, slab_voxels, largest)
+
+
+def _components_in_slabs(mask, connectivity: int, slab_voxels: int, choose) -> np.ndarray:
+    """The components of ``mask`` that ``choose(size, roots, backgrounds)`` keeps: ``size`` the joined voxel
+    count at each label's root (labels numbered across the slabs), ``roots`` each label's root, ``backgrounds``
+    the slabs' background labels; it returns a bool per label. See the module docs."""
     if connectivity not in (6, 18, 26):
         raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity}")
-    need = int(np.ceil(min_voxels))
     out = np.zeros(mask.shape, bool)
     box = bounding_box(mask)
     if box is None:
@@ -42,9 +66,10 @@ def large_components(mask: np.ndarray, *, min_voxels: float, connectivity: int =
         part = np.ascontiguousarray(mask[bounds[s]:bounds[s + 1], box[1], box[2]], dtype=bool).view(np.uint8)
         return cc3d.connected_components(part, connectivity=connectivity, return_N=True)
 
-    if n_slabs == 1:
+    if n_slabs == 1:  # labelled once: its labels are the box's
         labels, n = labelled(0)
-        keep = label_counts(labels, int(n)) >= need
+        size = label_counts(labels, int(n)).astype(np.float64)
+        keep = choose(size, np.arange(size.size), np.zeros(1, np.int64))
         keep[0] = False
         out[box] = lookup(keep, labels)
         return out
@@ -63,9 +88,9 @@ def large_components(mask: np.ndarray, *, min_voxels: float, connectivity: int =
                     connectivity, parent)
     roots = _roots(parent)
     size = np.bincount(roots, weights=np.concatenate(counts), minlength=roots.size)
-    big = size[roots] >= need
+    chosen = choose(size, roots, offsets[:-1])
     for s in range(n_slabs):
-        keep = big[offsets[s]:offsets[s + 1]].copy()
+        keep = chosen[offsets[s]:offsets[s + 1]].copy()
         keep[0] = False  # each slab's background
         labels, _ = labelled(s)
         out[bounds[s]:bounds[s + 1], box[1], box[2]] = lookup(keep, labels)
