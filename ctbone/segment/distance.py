@@ -9,7 +9,8 @@ general-purpose transform (the `edt` package, which ctbone used before):
 * `within_mm` only asks whether a voxel is within a radius of a mask, so every value above the
   radius is dropped as soon as it appears (its lines are then skipped too);
 * and within a radius of at most 24 voxels on an isotropic grid it answers by windows of rows instead
-  (`distance_window`: 3-17x faster up to 8 voxels, the same voxels).
+  (`distance_window`: 3-17x faster up to 8 voxels, the same voxels); beyond, on an isotropic grid, by blocks
+  of slices with the pass along z first (`distance_slabs`: no volume of values, the same voxels).
 
 The closings and openings of the envelope and compartments, the "within reach" tests of despeckle
 and the lesion stage (`within_mm`) and local thickness (`squared_distance_mm2`) use it;

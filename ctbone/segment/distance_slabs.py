@@ -38,7 +38,8 @@ def ring_by_slabs(mask: np.ndarray, *, outer: float, inner: float, decided: floa
     ys, xs = yx_box
     nz, ny, nx = mask.shape
     far = float(np.floor(outer) + 1)  # "beyond the radius": the first whole number above it
-    block = max(1, BLOCK_BYTES // max(1, 2 * ny * nx))
+    # at least a quarter of the radius along z, whatever the slices' size: each block re-reads that many slices
+    block = max(1, BLOCK_BYTES // max(1, 2 * ny * nx), int(np.floor(np.sqrt(far - 1.0))) // 4)
     out = np.empty((nz, ys.stop - ys.start, xs.stop - xs.start), bool)
     run_in_chunks(_ring_in_blocks, nz, mask, far, float(decided), float(outer), float(inner), ys.start, ys.stop,
                   xs.start, xs.stop, int(block), out)
