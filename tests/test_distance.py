@@ -150,6 +150,18 @@ def test_compact_squared_distances_are_the_float32_ones_in_half_the_memory():
         assert np.array_equal(values, squared_distance_mm2(mask, spacing_mm=spacing))
 
 
+def _ring_cases(rng, radii_vox):
+    """(radius in voxels, a random mask, two `ring_mm` keyword sets: a random inner radius, whole and in a box)
+    per radius, on a 0.01 mm isotropic grid."""
+    for radius_vox in radii_vox:
+        shape = tuple(int(n) for n in rng.integers(1, 40, 3))
+        mask = rng.random(shape) < rng.choice([0.001, 0.02, 0.3, 0.8])
+        inner = float(rng.choice([-1.0, 0.0, 1.0, 2.2])) if radius_vox > 2.2 else -1.0
+        box = (slice(int(rng.integers(0, shape[1])), None), slice(0, int(rng.integers(1, shape[2] + 1))))
+        yield radius_vox, mask, [dict(inner_mm=inner * 0.01, outer_mm=radius_vox * 0.01),
+                                 dict(inner_mm=inner * 0.01, outer_mm=radius_vox * 0.01, yx_box=box)]
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_windows_of_rows_give_the_lower_envelopes_answer(seed, monkeypatch):
     # small radii on isotropic grids go through distance_window; the lower envelopes (made to take every radius
@@ -159,13 +171,7 @@ def test_windows_of_rows_give_the_lower_envelopes_answer(seed, monkeypatch):
 
     rng = np.random.default_rng(seed)
     spacing = (0.01, 0.01, 0.01)
-    for radius_vox in (0.0, 1.0, 1.5, 2.5, 4.2, 8.235, 13.0, WINDOW_MAX_VOX + 0.5):
-        shape = tuple(int(n) for n in rng.integers(1, 40, 3))
-        mask = rng.random(shape) < rng.choice([0.001, 0.02, 0.3, 0.8])
-        inner = float(rng.choice([-1.0, 0.0, 1.0, 2.2])) if radius_vox > 2.2 else -1.0
-        box = (slice(int(rng.integers(0, shape[1])), None), slice(0, int(rng.integers(1, shape[2] + 1))))
-        calls = [dict(inner_mm=inner * 0.01, outer_mm=radius_vox * 0.01),
-                 dict(inner_mm=inner * 0.01, outer_mm=radius_vox * 0.01, yx_box=box)]
+    for radius_vox, mask, calls in _ring_cases(rng, (0.0, 1.0, 1.5, 2.5, 4.2, 8.235, 13.0, WINDOW_MAX_VOX + 0.5)):
         windows = [ring_mm(mask, spacing_mm=spacing, **kw) for kw in calls]
         with monkeypatch.context() as patch:
             patch.setattr(distance, "WINDOW_MAX_VOX", -1)
@@ -190,19 +196,13 @@ def test_blocks_of_slices_give_the_lower_envelopes_answer(seed, monkeypatch):
     rng = np.random.default_rng(100 + seed)
     spacing = (0.01, 0.01, 0.01)
     monkeypatch.setattr(distance, "WINDOW_MAX_VOX", -1)
-    for radius_vox in (0.0, 1.0, 2.5, 4.2, 8.235, 13.0, 30.0):
-        shape = tuple(int(n) for n in rng.integers(1, 40, 3))
-        mask = rng.random(shape) < rng.choice([0.001, 0.02, 0.3, 0.8])
-        inner = float(rng.choice([-1.0, 0.0, 1.0, 2.2])) if radius_vox > 2.2 else -1.0
-        box = (slice(int(rng.integers(0, shape[1])), None), slice(0, int(rng.integers(1, shape[2] + 1))))
-        calls = [dict(inner_mm=inner * 0.01, outer_mm=radius_vox * 0.01),
-                 dict(inner_mm=inner * 0.01, outer_mm=radius_vox * 0.01, yx_box=box)]
+    for radius_vox, mask, calls in _ring_cases(rng, (0.0, 1.0, 2.5, 4.2, 8.235, 13.0, 30.0)):
         with monkeypatch.context() as patch:
             patch.setattr(distance, "BY_SLABS", False)
             envelopes = [ring_mm(mask, spacing_mm=spacing, **kw) for kw in calls]
         for block_slices in (1, 3, 1000):
             with monkeypatch.context() as patch:
-                patch.setattr(slabs, "BLOCK_BYTES", block_slices * 2 * shape[1] * shape[2])
+                patch.setattr(slabs, "BLOCK_BYTES", block_slices * 2 * mask.shape[1] * mask.shape[2])
                 got = [ring_mm(mask, spacing_mm=spacing, **kw) for kw in calls]
             for g, expected in zip(got, envelopes):
                 assert g.shape == expected.shape and np.array_equal(g, expected), (radius_vox, block_slices)
