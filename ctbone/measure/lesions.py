@@ -39,7 +39,7 @@ from scipy import ndimage
 from ..errors import SegmentationError
 from ..segment.distance import ring_mm, within_mm
 from ..segment.flood import flood_in_slices
-from ..segment.labels import label_on_box, lookup
+from ..segment.labels import label_counts, label_on_box, lookup
 from ..segment.large_components import largest_component
 from ..segment.morphology import dilate_cross
 from ..volume import Volume, bounding_box, mask_as_bool
@@ -588,7 +588,11 @@ def _main_sections(env: np.ndarray):
                                               return_N=True)
         if n == 0:
             continue
-        sizes = np.bincount(labels.ravel())
+        if n == 1:  # one section (most slices of a shaft): it is the slice's envelope, and it dominates
+            out[z] = env[z]
+            analysable[z] = True
+            continue
+        sizes = label_counts(labels, int(n))
         sizes[0] = 0
         main = int(sizes.argmax())
         out[z] = labels == main
