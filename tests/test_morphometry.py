@@ -118,8 +118,8 @@ def test_surface_in_slabs_equals_one_mesh_of_the_padded_field(monkeypatch, slab_
 
 @pytest.mark.parametrize("slab_cubes", [1, 7, 1000])
 def test_kept_surface_equals_the_surface_of_the_whole_field(monkeypatch, slab_cubes):
-    # the field made slab by slab gives the same float as the whole field: the same slabs, the same padding
-    # value (the whole field's minimum, here below the outside value, which bone's box edges also reach)
+    # the field made slab by slab gives the same float as the whole field: the same slabs, the same padding value
+    # (the whole field's minimum: here a kept voxel below the outside value), kept voxels on the array's edges
     from scipy import ndimage
 
     import ctbone.measure._surface as surface
