@@ -168,6 +168,21 @@ def test_large_components_labelled_slab_by_slab_equal_the_whole_box(connectivity
         large_components(mask, min_voxels=1, connectivity=4)
 
 
+def test_components_in_a_small_box_leave_the_rest_false():
+    # only the mask's box is labelled and written: freshly freed memory full of True must not show through
+    # around it (an uninitialised output cleared outside the box was tried)
+    from ctbone.segment.large_components import large_components, largest_component
+
+    mask = np.zeros((9, 10, 11), bool)
+    mask[3:6, 4:7, 5:9] = True
+    mask[4, 5, 10] = True  # a speck touching no face of the array
+    for _ in range(3):
+        junk = np.ones(mask.shape, bool)
+        del junk
+        for got in (large_components(mask, min_voxels=2, slab_voxels=1), largest_component(mask, slab_voxels=1)):
+            assert got.sum() == 36 and got[3:6, 4:7, 5:9].all()
+
+
 @pytest.mark.parametrize("connectivity", [6, 26])
 def test_largest_component_slab_by_slab_is_cc3ds_largest_label(connectivity):
     # the largest joined across slabs (a comb whose teeth meet only in the last slab), and of two equal ones
