@@ -49,16 +49,17 @@ def main():
 
     import ctbone
     from bench import phantom_folder
+    from ctbone.parallel import thread_count
     from ctbone.segment import segment
     from ctbone.segment.distance import within_mm
-    from ctbone.segment.envelope import close_mm, edt_threads
+    from ctbone.segment.envelope import close_mm
 
     seg = segment(ctbone.read_scan(phantom_folder(args.size)))
     bone, spacing = seg.bone.array.astype(bool), seg.bone.spacing
     space = seg.envelope.array.astype(bool) & ~bone
     within_mm(bone[:8, :8, :8], spacing_mm=spacing, radius_mm=0.1)  # compile outside the timing
     print(f"# {args.size}^3 bench phantom, bone crop {bone.shape}, voxel {spacing[2] * 1000:.2f} um, "
-          f"{edt_threads()} threads")
+          f"{thread_count()} threads")
     print("| closing | ball radius | edt s | within_mm s | speed-up | voxels that differ |")
     print("|---|---|---|---|---|---|")
     for name, mask, radius in [("envelope (bone)", bone, 0.3), ("compartments (marrow space)", space, 0.035)]:

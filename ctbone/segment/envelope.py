@@ -12,17 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..parallel import thread_count
 from ..volume import Volume, bounding_box
 from .distance import within_mm
 from .flood import flood_in_slices
 from .morphology import erode_by
-
-
-def edt_threads() -> int:
-    """Threads for the distance transforms: numba's thread count (NUMBA_NUM_THREADS; batch workers lower it)."""
-    import numba
-
-    return max(1, int(numba.get_num_threads()))
 
 
 def distance_to(mask: np.ndarray, spacing_mm) -> np.ndarray:
@@ -30,7 +24,7 @@ def distance_to(mask: np.ndarray, spacing_mm) -> np.ndarray:
     import edt
 
     return edt.edt(np.ascontiguousarray(~mask), anisotropy=tuple(spacing_mm), black_border=False,
-                   parallel=edt_threads())
+                   parallel=thread_count())
 
 
 def distance_inside(mask: np.ndarray, spacing_mm) -> np.ndarray:
@@ -38,7 +32,7 @@ def distance_inside(mask: np.ndarray, spacing_mm) -> np.ndarray:
     import edt
 
     return edt.edt(np.ascontiguousarray(mask), anisotropy=tuple(spacing_mm), black_border=False,
-                   parallel=edt_threads())
+                   parallel=thread_count())
 
 
 def near_outside(mask: np.ndarray, *, spacing_mm, distance_mm: float) -> np.ndarray:
