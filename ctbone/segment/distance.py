@@ -75,21 +75,21 @@ def ring_mm(mask: np.ndarray, *, spacing_mm, inner_mm: float, outer_mm: float, y
     unit, weights = _unit_and_weights(spacing_mm)
     outer, inner = ((float(r) / unit) ** 2 * (1.0 + RADIUS_RTOL) for r in (outer_mm, inner_mm))
     radius_vox = int(np.floor(np.sqrt(np.floor(outer))))
-    if weights == [1.0, 1.0, 1.0] and radius_vox <= WINDOW_MAX_VOX:
-        # a small radius on an isotropic grid: windows of rows (`distance_window`), the same answer
-        return ring_by_windows(mask, radius_vox=radius_vox, outer=outer, inner=inner if inner_mm >= 0 else -np.inf,
-                               yx_box=(slice(y0, max(y0, y1)), slice(x0, max(x0, x1))))
     # the answer only asks which side of the radii a voxel falls: one at or below `decided` after the first
     # two passes stays there, and the last pass computes only what the others need (see `_last_pass`)
     decided = outer if inner_mm < 0 else inner
+    lower = inner if inner_mm >= 0 else -np.inf  # a negative inner radius keeps the mask itself
+    box = (slice(y0, max(y0, y1)), slice(x0, max(x0, x1)))
+    if weights == [1.0, 1.0, 1.0] and radius_vox <= WINDOW_MAX_VOX:
+        # a small radius on an isotropic grid: windows of rows (`distance_window`), the same answer
+        return ring_by_windows(mask, radius_vox=radius_vox, outer=outer, inner=lower, yx_box=box)
     isotropic_uint16 = weights == [1.0, 1.0, 1.0] and np.floor(outer) + 1 <= np.iinfo(np.uint16).max
     if isotropic_uint16 and BY_SLABS:
         # whole numbers of voxel² below 65536: along z first, by blocks of slices (`distance_slabs`), the same
         # answer without a volume of values
         from .distance_slabs import ring_by_slabs
 
-        return ring_by_slabs(mask, outer=outer, inner=inner if inner_mm >= 0 else -np.inf, decided=decided,
-                             yx_box=(slice(y0, max(y0, y1)), slice(x0, max(x0, x1))))
+        return ring_by_slabs(mask, outer=outer, inner=lower, decided=decided, yx_box=box)
     if isotropic_uint16:
         # whole numbers of voxel², and nothing above the radius is kept, so 2 bytes a voxel hold them exactly.
         # "Far" is then the first whole number above the radius
@@ -100,8 +100,7 @@ def ring_mm(mask: np.ndarray, *, spacing_mm, inner_mm: float, outer_mm: float, y
     # the last pass writes the answer itself (inner < value <= outer) instead of the values: no comparisons
     # of a strided box of them after. Compared as numpy compared the stored values with the radii: whole
     # numbers (uint16) in float64, float32 values in float32
-    inner = inner if inner_mm >= 0 else -np.inf
-    _squared_vox(mask, weights, far, decided, (y0, y1, x0, x1), g, out, outer, inner)
+    _squared_vox(mask, weights, far, decided, (y0, y1, x0, x1), g, out, outer, lower)
     return out
 
 

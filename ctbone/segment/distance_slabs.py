@@ -38,19 +38,20 @@ def ring_by_slabs(mask: np.ndarray, *, outer: float, inner: float, decided: floa
     ys, xs = yx_box
     nz, ny, nx = mask.shape
     far = float(np.floor(outer) + 1)  # "beyond the radius": the first whole number above it
+    reach_z = int(np.floor(np.sqrt(far - 1.0)))  # a mask voxel farther along z than this is beyond the radius
     # at least a quarter of the radius along z, whatever the slices' size: each block re-reads that many slices
-    block = max(1, BLOCK_BYTES // max(1, 2 * ny * nx), int(np.floor(np.sqrt(far - 1.0))) // 4)
+    block = max(1, BLOCK_BYTES // max(1, 2 * ny * nx), reach_z // 4)
     out = np.empty((nz, ys.stop - ys.start, xs.stop - xs.start), bool)
-    run_in_chunks(_ring_in_blocks, nz, mask, far, float(decided), float(outer), float(inner), ys.start, ys.stop,
-                  xs.start, xs.stop, int(block), out)
+    run_in_chunks(_ring_in_blocks, nz, mask, far, reach_z, float(decided), float(outer), float(inner), ys.start,
+                  ys.stop, xs.start, xs.stop, int(block), out)
     return out
 
 
 @njit(cache=True, nogil=True)
-def _ring_in_blocks(mask, far, decided, outer, inner, y0, y1, x0, x1, block, out, z0, z1):  # pragma: no cover
-    """`ring_by_slabs` on slices z0 .. z1 - 1, a block of at most ``block`` slices at a time."""
+def _ring_in_blocks(mask, far, zr, decided, outer, inner, y0, y1, x0, x1, block, out, z0, z1):  # pragma: no cover
+    """`ring_by_slabs` on slices z0 .. z1 - 1, a block of at most ``block`` slices at a time; mask voxels more
+    than ``zr`` slices away are beyond the radius."""
     nz, ny, nx = mask.shape
-    zr = int(np.floor(np.sqrt(far - 1.0)))  # a mask voxel farther along z than this is beyond the radius
     top = np.uint16(far)
     g = np.empty((min(block, z1 - z0), ny, nx), np.uint16)
     before = np.full((ny, nx), -1, np.int64)  # per column: the last mask slice at or before the sweep
