@@ -37,10 +37,9 @@ def largest_component(mask: np.ndarray, *, connectivity: int = 26, slab_voxels: 
     def largest(size, roots, backgrounds):
         at_root = np.where(roots == np.arange(roots.size), size, -1.0)
         at_root[backgrounds] = -1.0
-        chosen = np.zeros(roots.size, bool)
-        if at_root.max() > 0:
-            chosen = roots == int(np.argmax(at_root))
-        return chosen
+        if at_root.max() <= 0:
+            return np.zeros(roots.size, bool)
+        return roots == int(np.argmax(at_root))
 
     return _components_in_slabs(mask, connectivity, slab_voxels, largest)
 
