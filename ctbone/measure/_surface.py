@@ -23,27 +23,35 @@ def surface_area_mm2(field: np.ndarray, *, level: float, spacing_mm) -> float:
     return _area_in_slabs(lambda lo, hi: field[lo:hi], field.shape, level=level, low=low, spacing_mm=spacing_mm)
 
 
-def kept_surface_area_mm2(image: np.ndarray, keep: np.ndarray, *, outside_value: float, level: float,
-                          spacing_mm) -> float:
+def kept_surface_area_mm2(image, keep: np.ndarray, *, outside_value: float, level: float, spacing_mm) -> float:
     """``surface_area_mm2(np.where(keep, image, outside_value), ...)`` without that field: each slab of it is
-    made when marching cubes reaches it (the field of a 512^3 bone's box is 0.3 GB of float32)."""
-    image = np.asarray(image, np.float32)
+    made when marching cubes reaches it (the field of a 512^3 bone's box is 0.3 GB of float32).
+
+    ``image`` is an array of ``keep``'s shape, or a function ``image(lo, hi)`` that makes its planes
+    ``lo`` to ``hi`` (the segmentation's smoothed image, made where it is read)."""
     keep = np.asarray(keep, bool)
+    planes_of = image if callable(image) else _planes_of(np.asarray(image, np.float32))
     outside = np.float32(outside_value)
+    nz = keep.shape[0]
 
     def planes(lo, hi):
-        return np.where(keep[lo:hi], image[lo:hi], outside)
+        hi = min(hi, nz)
+        return np.where(keep[lo:hi], planes_of(lo, hi), outside)
 
     # the whole field's extremes first, slab by slab: its minimum sets the padding's value
     lowest, above = np.inf, False
-    for lo in range(0, image.shape[0], SLAB_CUBES):
+    for lo in range(0, nz, SLAB_CUBES):
         part = planes(lo, lo + SLAB_CUBES)
         lowest = min(lowest, float(part.min()))
         above = above or bool((part > level).any())
     if not above:
         return 0.0
     low = np.float32(min(lowest, level) - 1.0)
-    return _area_in_slabs(planes, image.shape, level=level, low=low, spacing_mm=spacing_mm)
+    return _area_in_slabs(planes, keep.shape, level=level, low=low, spacing_mm=spacing_mm)
+
+
+def _planes_of(image: np.ndarray):
+    return lambda lo, hi: image[lo:hi]
 
 
 def _area_in_slabs(planes, shape, *, level: float, low, spacing_mm) -> float:

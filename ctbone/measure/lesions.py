@@ -65,6 +65,8 @@ MAIN_SECTION_FRACTION = 0.75
 # (10-50 um, perforations of radius 75-250 um, breaching cavities): 0.89-10; the opening a threshold reads in
 # the thin shell at a healthy femur's third trochanter: 0.0
 MIN_MISSING_FRACTION = 0.25
+# slices of smoothed values made at a time where only a few voxels of a large box are read
+DENSITY_SLAB = 32
 
 
 @dataclass
@@ -151,7 +153,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     margin_vox = int(np.ceil(TOLERANCE_VOX)) + 3 + int(np.ceil(OUTGROWTH_REACH_MM / s))
     crop = seg.bone.bounding_slices(env_full, margin_vox=margin_vox)
     bone, env = bone_full[crop], env_full[crop]
-    density_src = getattr(seg, "raw_image", None) or seg.image
+    density_src = seg.raw_image
     density = density_src.array[crop]
 
     # the polar model needs one bone section per slice: keep each slice's main section, and analyse only
@@ -169,9 +171,16 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     # (Roudier 2008), so the dense bone's outline runs under it. Outgrowths (above) and bridged dips
     # (below) are both excluded; the dense outline is moved out by its median offset to the envelope.
     r_env = frame.radius_per_bin(env, reduce="max")
-    image = seg.image.array[crop]
+    image = seg.smoothed_array(crop)  # made here: the segmentation holds no smoothed crop
     dense_level = _dense_level(image, bone, seg.threshold)
     r_dense = frame.radius_per_bin(env & (image >= dense_level), reduce="max")
+    # the woven-bone level and the voxels reaching it; then the smoothed crop goes (read further on boxes only)
+    woven_level, tissue = _woven_level(image, bone, env, dense_level, seg.threshold, spacing)
+    woven_or_more = image >= woven_level
+    del image
+
+    def smoothed_on(box):  # the smoothed values on a box of the crop, made there
+        return seg.smoothed_array(tuple(slice(c.start + b.start, c.start + b.stop) for c, b in zip(crop, box)))
     offset_mm = float(np.nanmedian(r_env - r_dense)) if np.isfinite(r_env - r_dense).any() else 0.0
     r_out = robust_surface_model(r_dense + offset_mm, tolerance_mm=tol, exclude="both")
     # the model is the outermost envelope voxel centre per bin: the periosteal surface. Voxels with
@@ -206,9 +215,11 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     arc_gap_mm = largest_gap(covered) * 2 * np.pi * np.nan_to_num(np.nanmedian(r_out, axis=1)) / frame.n_bins
     tube = analysable & _tube_slices(bone, env, arc_gap_mm, max_opening_mm=options.max_defect_diameter_mm,
                                      slice_mm=spacing[0])
-    blastic, dense_outgrowth_mm3, woven_level = _blastic_bone(
-        image, bone, env, frame, surface_t, in_slices, dense_level=dense_level, threshold=seg.threshold, tol=tol,
-        min_voxels=min_lesion_vox, spacing=spacing)
+    blastic, dense_outgrowth_mm3 = _blastic_bone(
+        woven_or_more, smoothed_on, bone, env, frame, surface_t, in_slices, dense_level=dense_level,
+        woven_level=woven_level, tissue=tissue, threshold=seg.threshold, tol=tol, min_voxels=min_lesion_vox,
+        spacing=spacing)
+    del woven_or_more  # made into the outgrowths' search region there, and gone with it
     defect_labels, defect_areas = _cortical_defects(bone, shell, tube, expected, env, frame, in_t,
                                                     normals, spacing, options.min_defect_area_mm2)
     del env  # the crop's own envelope: not needed past the defects, and the stage's peak is still ahead
@@ -289,7 +300,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
 
     # the crop-sized working arrays go before the full-size output masks are made (the stage's memory peak)
     n_bins, centres = frame.n_bins, frame.centres_yx_mm
-    del normals, frame, expected, shell, image
+    del normals, frame, expected, shell
 
     areas = [float(a) for a in defect_areas]
     metrics = {
@@ -331,7 +342,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         "dense_bone_level": dense_level,
         "woven_bone_level": woven_level,
         "dense_outline_offset_mm": offset_mm,
-        "density_source": "raw_image" if density_src is not seg.image else "image",
+        "density_source": "raw_image",
     }
     log.debug("lesions: %s", metrics)
     cortex_model = {"start_zyx": [int(v) for v in offset], "centres_yx_mm": np.asarray(centres, np.float64),
@@ -340,15 +351,21 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     return LesionMeasurement(metrics, rows, masks, info, outgrowth_region=outgrowth_region, cortex_model=cortex_model)
 
 
-def _blastic_bone(image, bone, env, frame, surface_t, in_slices, *, dense_level, threshold, tol, min_voxels, spacing):
-    """(blastic mask, dense outgrowths left out mm³, woven level) beyond the modelled periosteal surface."""
+def _blastic_bone(woven_or_more, smoothed_on, bone, env, frame, surface_t, in_slices, *, dense_level, woven_level,
+                  tissue, threshold, tol, min_voxels, spacing):
+    """(blastic mask, dense outgrowths left out mm³) beyond the modelled periosteal surface.
+
+    ``woven_or_more``: the voxels at or above ``woven_level`` (`_woven_level`), made into the search region in
+    place; ``smoothed_on(box)``: the smoothed image on a box of the crop."""
     s = float(np.mean(spacing[1:]))
     # woven bone is under-mineralised and may lie below a threshold chosen for cortex (Roudier 2008):
     # beyond the modelled surface (not the shell's limit: counting from there added the cortex's own
     # half-voxel rim under a cap, +20 % on a 150 um cap at 25 um), bone is whatever reaches a quarter of the
     # way from the surrounding tissue to lamellar bone (never above the bone threshold), attached to the bone
-    woven_level, tissue = _woven_level(image, bone, env, dense_level, threshold, spacing)
-    wide = in_slices & frame.between(lower=surface_t) & (bone | (image >= woven_level))
+    wide = woven_or_more
+    wide |= bone
+    wide &= in_slices
+    wide &= frame.between(lower=surface_t)
     beyond_tol = frame.between(lower=surface_t + tol)
     # an outgrowth as dense as lamellar bone is a normal ridge (third trochanter, tibial crest) as far as a
     # single scan can tell; woven bone is under-mineralised (Roudier 2008). Dense ones are left out and
@@ -356,7 +373,7 @@ def _blastic_bone(image, bone, env, frame, surface_t, in_slices, *, dense_level,
     # outgrowths at the quarter level, whole (the level below can split a ridge into pieces of any density).
     candidates = _attached(_grow_back(wide & beyond_tol, wide, min_voxels, tol + s, spacing),
                            bone & env)
-    kept, dense_outgrowth_mm3 = _drop_dense(candidates, image, bone, dense_level, float(np.prod(spacing)))
+    kept, dense_outgrowth_mm3 = _drop_dense(candidates, smoothed_on, bone, dense_level, float(np.prod(spacing)))
     del candidates
     # a denser cap is then cut at its own half maximum: half-way from the tissue to the brightest value within
     # 2 voxels (the quarter level is the half maximum of ~700 HU woven bone only; a denser cap would keep its
@@ -365,18 +382,19 @@ def _blastic_bone(image, bone, env, frame, surface_t, in_slices, *, dense_level,
     outside = np.zeros(wide.shape, bool)
     box = bounding_box(kept, margin_vox=3)  # only the kept outgrowths (and the filter's reach) matter
     if box is not None:
-        far = np.where(beyond_tol[box], image[box], np.float32(tissue))
+        values = smoothed_on(box)
+        far = np.where(beyond_tol[box], values, np.float32(tissue))
         level = ndimage.maximum_filter(far, size=5, mode="nearest")
         level += np.float32(tissue)
         level *= np.float32(0.5)
         np.clip(level, np.float32(woven_level), np.float32(threshold), out=level)
-        outside[box] = wide[box] & (bone[box] | (image[box] >= level))
-        del far, level
+        outside[box] = wide[box] & (bone[box] | (values >= level))
+        del far, level, values
     del wide
     blastic = _grow_back(outside & beyond_tol, outside, min_voxels, tol + s, spacing)
     del outside, beyond_tol
     blastic = _attached(blastic, bone & env) & kept
-    return blastic, dense_outgrowth_mm3, woven_level
+    return blastic, dense_outgrowth_mm3
 
 
 def _cortical_defects(bone, shell, tube, expected, env, frame, in_t, normals, spacing, min_area_mm2):
@@ -507,27 +525,36 @@ def _attached(mask, bone):
     return out
 
 
-def _drop_dense(blastic, image, bone, dense_level, voxel_mm3):
+def _drop_dense(blastic, smoothed_on, bone, dense_level, voxel_mm3):
     """(blastic without components whose median density is lamellar, volume dropped mm³).
 
     "Median lamellar" = at least half of the component's voxels above the bone threshold are at or
     above ``dense_level`` (two counts per component: linear time, where a per-label median sorts).
-    Binary input carries no density: nothing is dropped then.
+    Binary input carries no density: nothing is dropped then. ``smoothed_on(box)``: the smoothed image
+    on a box of the crop, read here slab by slab (no box-sized copy of it).
     """
     labels, n, box = label_on_box(blastic)  # on the candidates' box: no crop-sized label volume
     if n == 0:
         return blastic, 0.0
     candidates = blastic[box]
-    values = image[box]
-    if np.ptp(values[candidates]) == 0:
-        return blastic, 0.0
     # judged on the voxels above the bone threshold: the partial-volume rim a low woven level adds
     # around a ridge must not make it look under-mineralised
-    core_voxels = bone[box] & candidates
-    core = labels[core_voxels]
-    n_core = np.bincount(core, minlength=n + 1)
-    n_dense = np.bincount(core, weights=values[core_voxels] >= dense_level, minlength=n + 1)
-    del core_voxels, core
+    n_core = np.zeros(n + 1, np.int64)
+    n_dense = np.zeros(n + 1, np.int64)
+    lowest, highest = np.inf, -np.inf
+    z0 = box[0].start
+    for lo in range(0, candidates.shape[0], DENSITY_SLAB):
+        hi = min(lo + DENSITY_SLAB, candidates.shape[0])
+        values = smoothed_on((slice(z0 + lo, z0 + hi), box[1], box[2]))
+        held = values[candidates[lo:hi]]
+        if held.size:
+            lowest, highest = min(lowest, float(held.min())), max(highest, float(held.max()))
+        core_voxels = bone[box][lo:hi] & candidates[lo:hi]
+        core = labels[lo:hi][core_voxels]
+        n_core += np.bincount(core, minlength=n + 1)
+        n_dense += np.bincount(core[values[core_voxels] >= dense_level], minlength=n + 1)
+    if lowest == highest:
+        return blastic, 0.0
     dense = (n_core > 0) & (2 * n_dense >= n_core)
     dense[0] = False
     dropped = lookup(dense, labels)
@@ -651,4 +678,4 @@ def _mask(volume, name):
 
 
 def _source(seg):
-    return seg.image.meta.get("source", "scan") if getattr(seg, "image", None) is not None else "scan"
+    return seg.raw_image.meta.get("source", "scan") if getattr(seg, "raw_image", None) is not None else "scan"

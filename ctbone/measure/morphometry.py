@@ -54,7 +54,7 @@ def standard_morphometry(seg, lesions=None) -> dict:
     >>> round(m["ct_th_mm"], 2)
     0.19
     """
-    spacing = seg.image.spacing
+    spacing = seg.raw_image.spacing
     v = float(np.prod(spacing))
     bone = mask_as_bool(seg.bone.array)
     envelope = mask_as_bool(seg.envelope.array)
@@ -64,7 +64,7 @@ def standard_morphometry(seg, lesions=None) -> dict:
     n_slices = bone.shape[0]
     length_mm = n_slices * spacing[0]
 
-    out: dict = {_THRESHOLD_NAME[seg.image.unit]: float(seg.threshold)}
+    out: dict = {_THRESHOLD_NAME[seg.raw_image.unit]: float(seg.threshold)}
     tv = np.count_nonzero(envelope) * v
     bv = _count_and(bone, envelope) * v
     out["tv_mm3"] = float(tv)
@@ -147,7 +147,7 @@ def _bone_surface_mm2(seg, bone: np.ndarray) -> float:
     if not bone.any():
         return 0.0
     if seg.is_binary_input:
-        return surface_area_mm2(bone.astype(np.float32), level=0.5, spacing_mm=seg.image.spacing)
+        return surface_area_mm2(bone.astype(np.float32), level=0.5, spacing_mm=seg.raw_image.spacing)
     # the smoothed image at the threshold, limited to the kept bone (despeckled particles stay out)
     from ..segment.morphology import dilate_cross
 
@@ -155,8 +155,13 @@ def _bone_surface_mm2(seg, bone: np.ndarray) -> float:
     # box is not the grid's edge, so the field holds the same values as on the whole grid and marching cubes sees
     # the same surface
     box = bounding_box(bone, margin_vox=2)
-    return kept_surface_area_mm2(seg.image.array[box], dilate_cross(bone[box]), outside_value=seg.threshold - 1.0,
-                                 level=float(seg.threshold), spacing_mm=seg.image.spacing)
+    z0 = box[0].start
+
+    def smoothed_planes(lo, hi):  # made slab by slab: the segmentation holds no smoothed crop
+        return seg.smoothed_array((slice(z0 + lo, z0 + hi), box[1], box[2]))
+
+    return kept_surface_area_mm2(smoothed_planes, dilate_cross(bone[box]), outside_value=seg.threshold - 1.0,
+                                 level=float(seg.threshold), spacing_mm=seg.raw_image.spacing)
 
 
 def _count_and(a: np.ndarray, b: np.ndarray) -> int:

@@ -71,7 +71,7 @@ def compare_to_reference(seg, reference: Volume, options) -> ReferenceComparison
     seg : ctbone.segment.Segmentation
         Uses ``bone``, ``threshold`` and the grid of ``bone``.
     reference : Volume or HandedOver
-        Reference scan in the same unit as ``seg.image`` (or a 0/1 mask, unit "mask"); handed over, it is
+        Reference scan in the same unit as ``seg.raw_image`` (or a 0/1 mask, unit "mask"); handed over, it is
         let go once its bone is found.
     options : AnalysisOptions
         ``reference_tolerance_vox``, ``mirror_reference``, ``min_lesion_mm3``, ``sigma_vox``.
@@ -89,7 +89,7 @@ def compare_to_reference(seg, reference: Volume, options) -> ReferenceComparison
         reference = reference.take()  # ours: its gray values go once its bone is found
     source = reference.meta.get("source", "reference scan")
     bone = mask_as_bool(seg.bone.array)  # a view: only read
-    reference = _same_unit(reference, seg.image.unit, options, source)
+    reference = _same_unit(reference, seg.raw_image.unit, options, source)
     _check_same_gray_mapping(seg.raw_image.meta, reference.meta, source)
     ref_bone = _reference_bone(reference, seg, options)
     if not ref_bone.any():

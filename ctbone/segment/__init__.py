@@ -1,6 +1,6 @@
 """Segmentation: calibrate, smooth, threshold, despeckle, crop, ROI, compartments.
 
-``segment(volume, options) -> Segmentation``; every mask shares ``seg.image``'s grid.
+``segment(volume, options) -> Segmentation``; every mask shares ``seg.raw_image``'s grid.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from .envelope import (bridge_open_slices, close_mm, distance_inside, distance_t
 from .roi import find_growth_plate_mm, metaphyseal_roi_mm, roi_slices
 from .local_threshold import local_half_max_mask
 from .smooth import gaussian_smooth
+from .smoothed_image import SmoothedImage, outer_layers
 from .threshold import auto_threshold
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,12 @@ class Segmentation:
 
     Attributes
     ----------
-    image : Volume
-        Calibrated, smoothed image, cropped to the bone (+margin) and the ROI.
     raw_image : Volume
-        The calibrated, unsmoothed image on the same grid (TMD, lesion density).
+        The calibrated, unsmoothed image, cropped to the bone (+margin) and the ROI (TMD, lesion density).
+    smoothed : SmoothedImage
+        Its smoothed twin, made where it is read (`smoothed_array`): not held as a crop-sized array.
+    image : Volume (property)
+        The calibrated, smoothed image on the same grid, made when asked (each call makes a new array).
     threshold : float
         In the image unit; bone is ``image > threshold``.
     threshold_method : str
@@ -65,8 +68,8 @@ class Segmentation:
         Extra facts (growth plate, crop offset, binary input...).
     """
 
-    image: Volume
     raw_image: Volume
+    smoothed: SmoothedImage
     threshold: float
     threshold_method: str
     bone: Volume
@@ -75,6 +78,15 @@ class Segmentation:
     roi_mm: tuple[float, float] | None
     mode: str = "long-bone"
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def image(self) -> Volume:
+        """The calibrated, smoothed image (a new array: `smoothed_array` makes a part of it)."""
+        return self.raw_image.with_array(self.smoothed.values())
+
+    def smoothed_array(self, box=None) -> np.ndarray:
+        """The smoothed image's values on ``box`` (three slices; None = all), a new float32 array."""
+        return self.smoothed.values(box)
 
     @property
     def is_binary_input(self) -> bool:
@@ -208,7 +220,10 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
         whole = np.ones(bone.shape, bool)
         bone = _with_trabeculae(bone, smoothed, whole, threshold, binary, opts, info, source)
         # envelope and marrow are the same voxels, held apart (the result's masks share the arrays given here)
-        return _result(image, raw, threshold, method, bone, whole, whole.copy(), None, mode, info)
+        twin = SmoothedImage.keeping_faces(smoothed, raw.array, sigma_vox=opts.sigma_vox,
+                                           halfwidth_vox=_twin_halfwidth(binary, opts))
+        del image, smoothed
+        return _result(twin, raw, threshold, method, bone, whole, whole.copy(), None, mode, info)
     del smoothed
     work = _Work(raw=raw, image=image, bone=bone, scan_geometry=geometry)
     del raw, image, bone
@@ -227,6 +242,11 @@ def _smooth(array: np.ndarray, binary: bool, opts: AnalysisOptions, yx_box=None)
     if binary:
         return np.array(array if yx_box is None else array[(slice(None), *yx_box)], np.float32)
     return gaussian_smooth(array, sigma_vox=opts.sigma_vox, support_vox=opts.support_vox, yx_box=yx_box)
+
+
+def _twin_halfwidth(binary: bool, opts: AnalysisOptions) -> int:
+    """The half-width `SmoothedImage` smooths with: 0 where `_smooth` does not smooth (a binary image)."""
+    return 0 if binary else _halo(opts)
 
 
 def _halo(opts: AnalysisOptions) -> int:
@@ -295,11 +315,11 @@ def bone_mask_like(volume: Volume, seg: Segmentation, options: AnalysisOptions |
     # the reference's own bone (the other limb of the same scan: --reference-bone), not the scan's choice
     opts = replace(opts, threshold=float(seg.threshold), roi_mm=None, calibration=None, bone=opts.reference_bone)
     ref = segment(volume, opts, mode=seg.mode)
-    if ref.image.unit != seg.image.unit:  # its own vendor calibration moved it to another unit
+    if ref.raw_image.unit != seg.raw_image.unit:  # its own vendor calibration moved it to another unit
         from ..errors import CalibrationError
 
         raise CalibrationError(f"{volume.meta.get('source', 'the reference')}: its density calibration puts it in "
-                               f"{ref.image.unit}, the scan is in {seg.image.unit}; one threshold cannot segment both. "
+                               f"{ref.raw_image.unit}, the scan is in {seg.raw_image.unit}; one threshold cannot segment both. "
                                "Potential fix: give both scans the same calibration (--calibration)")
     bone = np.zeros(volume.shape, bool)
     crop = ref.info.get("crop_zyx")
@@ -384,19 +404,21 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     if not info.get("shaft_across_slices") and "fills_field_of_view_pct" not in info:
         check_shaft_tilt(envelope[cut], raw.spacing, info, source)
     roi_used = (zs.start * sz, (zs.stop - 1) * sz) if roi is not None else None
-    # compact copies: a view would keep the whole smoothed (or calibrated) scan alive with the result. The
-    # smoothed image has the calibrated one's geometry, so its crop's origin is computed as that one's
-    same_slices = zs.start == zlo and zs.stop == zhi
+    # a compact copy: a view would keep the whole calibrated scan alive with the result
     cropped = raw.crop(final)
     if work.scan_geometry is not None:
         start = (final[0].start, final[1].start + offset_yx[0], final[2].start + offset_yx[1])
         cropped = replace(cropped, origin=tuple(work.scan_geometry.index_to_physical(start)))
-    image_c = cropped.with_array(smoothed_x if same_slices else contiguous_copy(smoothed_x[cut]))
+    # the smoothed crop is made again where it is read: only its outer layers (smoothed with voxels beyond the
+    # crop) are kept
+    halfwidth = _twin_halfwidth(binary, opts)
+    faces = outer_layers(smoothed_x[cut], halfwidth)
     del smoothed_x
     raw_c = cropped if share_raw else _compact(cropped)
     del cropped
     work.raw = raw = None
-    return _result(image_c, raw_c, threshold, method, bone_x[cut], envelope[cut], marrow[cut], roi_used, "long-bone",
+    smoothed = SmoothedImage(raw_c.array, opts.sigma_vox, halfwidth, faces)
+    return _result(smoothed, raw_c, threshold, method, bone_x[cut], envelope[cut], marrow[cut], roi_used, "long-bone",
                    info)
 
 
@@ -473,11 +495,11 @@ def _as_uint8_mask(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.uint8)
 
 
-def _result(image, raw, threshold, method, bone, envelope, marrow, roi_mm, mode, info) -> Segmentation:
+def _result(smoothed, raw, threshold, method, bone, envelope, marrow, roi_mm, mode, info) -> Segmentation:
     def mask(a):
-        return image.with_array(_as_uint8_mask(a), unit="mask")
+        return raw.with_array(_as_uint8_mask(a), unit="mask")
 
     bone = bone.astype(bool)
-    return Segmentation(image=image, raw_image=raw, threshold=float(threshold), threshold_method=method,
+    return Segmentation(raw_image=raw, smoothed=smoothed, threshold=float(threshold), threshold_method=method,
                         bone=mask(bone), envelope=mask(envelope), marrow=mask(marrow), roi_mm=roi_mm, mode=mode,
                         info=info)

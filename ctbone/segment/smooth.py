@@ -31,7 +31,7 @@ def gaussian_smooth(array: np.ndarray, *, sigma_vox: float = 0.8, support_vox: i
 
 
 def gaussian_filter_nearest(array: np.ndarray, sigma_vox: float, *, radius_vox: int | None = None,
-                            yx_box=None) -> np.ndarray:
+                            yx_box=None, z_slice: slice | None = None) -> np.ndarray:
     """``scipy.ndimage.gaussian_filter(array, sigma_vox, mode="nearest")`` on a 3D float32 array, same bits.
 
     The kernel is scipy's (radius ``int(4 sigma + 0.5)`` unless ``radius_vox``), applied axis by axis
@@ -41,7 +41,7 @@ def gaussian_filter_nearest(array: np.ndarray, sigma_vox: float, *, radius_vox: 
     (as its float32 copy would be, without making it), and so is a strided view (a block of the scan):
     no block-sized copy. ``yx_box`` (rows, columns): the result is the filtered array's ``[:, ys, xs]``,
     each pass computed only where the next one reads it (the bone's block of a scan read with the
-    smoothing's halo: no halo-sized result to cut the block out of).
+    smoothing's halo: no halo-sized result to cut the block out of); ``z_slice``: of its slices ``zs`` only.
     """
     array = np.asarray(array)
     if array.dtype == np.bool_:
@@ -52,9 +52,10 @@ def gaussian_filter_nearest(array: np.ndarray, sigma_vox: float, *, radius_vox: 
     ys, xs = yx_box if yx_box is not None else (slice(None), slice(None))
     y0, y1, _ = ys.indices(array.shape[1])
     x0, x1, _ = xs.indices(array.shape[2])
-    out = np.empty((array.shape[0], max(0, y1 - y0), max(0, x1 - x0)), np.float32)
+    z0, z1, _ = (z_slice or slice(None)).indices(array.shape[0])
+    out = np.empty((max(0, z1 - z0), max(0, y1 - y0), max(0, x1 - x0)), np.float32)
     if out.size:
-        run_in_chunks(_smooth_slices, array.shape[0], array, half, y0, x0, out)
+        run_in_chunks(_smooth_slices, out.shape[0], array, half, z0, y0, x0, out)
     return out
 
 
@@ -72,9 +73,9 @@ def gaussian_half_kernel(sigma_vox: float, *, radius_vox: int | None = None) -> 
 # in float64; edges repeat the end value ("nearest"). Whole rows at a time, so the loops vectorise.
 
 @njit(cache=True, nogil=True)
-def _smooth_slices(src, half, y0, x0, out, z0, z1):  # pragma: no cover - compiled
-    # out[z] = the filtered slice z of src over rows y0 .. y0 + out rows, columns x0 .. x0 + out columns, for
-    # z0 <= z < z1: along z over the whole slice, along y on the rows wanted (all columns), along x on the
+def _smooth_slices(src, half, first, y0, x0, out, z0, z1):  # pragma: no cover - compiled
+    # out[k] = the filtered slice first + k of src over rows y0 .. y0 + out rows, columns x0 .. x0 + out columns,
+    # for z0 <= k < z1: along z over the whole slice, along y on the rows wanted (all columns), along x on the
     # columns wanted
     nz, ny, nx = src.shape
     oy, ox = out.shape[1], out.shape[2]
@@ -84,7 +85,8 @@ def _smooth_slices(src, half, y0, x0, out, z0, z1):  # pragma: no cover - compil
     along_z = np.empty((ny, nx), np.float32)
     along_y = np.empty((oy, nx), np.float32)
     acc = np.empty(nx, np.float64)
-    for z in range(z0, z1):
+    for k_out in range(z0, z1):
+        z = first + k_out
         for y in range(ny):
             row = src[z, y]
             for x in range(nx):
@@ -119,4 +121,4 @@ def _smooth_slices(src, half, y0, x0, out, z0, z1):  # pragma: no cover - compil
                     x = x0 + i
                     acc[i] += (np.float64(row[max(x - k, 0)]) + np.float64(row[min(x + k, nx - 1)])) * w
             for i in range(ox):
-                out[z, j, i] = np.float32(acc[i])
+                out[k_out, j, i] = np.float32(acc[i])
