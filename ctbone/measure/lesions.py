@@ -492,7 +492,8 @@ def _grow_back(core, allowed, min_voxels, reach_mm, spacing):
         return kept
     grown = within_mm(kept[box], spacing_mm=spacing, radius_mm=reach_mm)
     grown &= allowed[box]
-    kept.fill(False)  # the cores' array takes the answer: one crop-sized mask less at the stage's peak
+    # the cores' array takes the answer (one crop-sized mask less at the stage's peak): the box holds all of
+    # the cores, so writing it is enough, and the pages beyond it, never written, stay unmapped
     kept[box] = keep_large(grown, min_voxels=min_voxels)  # components in the box are the same on the crop
     return kept
 
