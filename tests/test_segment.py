@@ -550,3 +550,50 @@ def test_a_handed_over_scan_gives_the_same_segmentation_and_goes(shaft_in_a_wide
     for name in ("bone", "envelope", "marrow", "image", "raw_image"):
         a, b = getattr(got, name), getattr(kept, name)
         assert np.array_equal(a.array, b.array) and a.origin == b.origin, name
+
+
+def test_a_block_is_moved_within_the_scans_own_memory():
+    from ctbone.segment.in_place import shrink_to_block
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        shape = tuple(int(n) for n in rng.integers(1, 12, 3))
+        array = rng.normal(size=shape).astype(np.float32)
+        y0, x0 = (int(rng.integers(0, n)) for n in shape[1:])
+        box = (slice(None), slice(y0, int(rng.integers(y0 + 1, shape[1] + 1))),
+               slice(x0, int(rng.integers(x0 + 1, shape[2] + 1))))
+        expected = array[box].copy()
+        assert shrink_to_block(array, box)
+        assert array.shape == expected.shape and array.flags.c_contiguous and np.array_equal(array, expected)
+    # left as it is when something else may read it: a view, or not its own memory
+    array = np.zeros((4, 5, 6), np.float32)
+    view = array[1]
+    assert not shrink_to_block(array, (slice(None), slice(1, 3), slice(0, 2))) and array.shape == (4, 5, 6)
+    assert not shrink_to_block(view[None], (slice(None), slice(1, 3), slice(0, 2)))
+    with pytest.raises(ValueError, match="all slices"):
+        shrink_to_block(np.zeros((4, 5, 6), np.float32), (slice(1, 3), slice(None), slice(None)))
+
+
+def test_a_handed_over_scan_is_cut_down_in_its_own_memory(shaft_in_a_wide_field, monkeypatch):
+    import ctbone.segment as segment_module
+    import ctbone.segment.in_place as in_place
+    from ctbone.volume import HandedOver
+
+    done = []
+
+    def recorded(array, box):
+        done.append(in_place.shrink_to_block(array, box))
+        return done[-1]
+
+    monkeypatch.setattr(in_place, "_REFERENCES_WHEN_ALONE", in_place._REFERENCES_WHEN_ALONE + 1)  # the wrapper's
+    monkeypatch.setattr(segment_module, "shrink_to_block", recorded)
+    kept = segment(shaft_in_a_wide_field, AnalysisOptions())
+    assert done == []  # a scan its caller holds is only read
+    got = segment(HandedOver(Volume(shaft_in_a_wide_field.array.copy(), spacing=shaft_in_a_wide_field.spacing,
+                                    unit=shaft_in_a_wide_field.unit, meta=dict(shaft_in_a_wide_field.meta))),
+                  AnalysisOptions())
+    assert done == [True]
+    assert got.info == kept.info and got.threshold == kept.threshold
+    for name in ("bone", "envelope", "marrow", "image", "raw_image"):
+        a, b = getattr(got, name), getattr(kept, name)
+        assert np.array_equal(a.array, b.array) and a.origin == b.origin, name

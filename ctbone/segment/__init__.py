@@ -21,6 +21,7 @@ from .compartments import split_compartments
 from .envelope import (bridge_open_slices, close_mm, distance_inside, distance_to, fill_slices, open_envelope_slices,
                        periosteal_envelope, periosteal_envelope_array, slice_runs)
 from .roi import find_growth_plate_mm, metaphyseal_roi_mm, roi_slices
+from .in_place import shrink_to_block
 from .local_threshold import local_half_max_mask
 from .smooth import gaussian_smooth
 from .smoothed_image import SmoothedImage, outer_layers
@@ -199,9 +200,16 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
         geometry = _geometry_of(raw)
         # the block with the smoothing's halo of rows and columns, so that its smoothed values are the scan's
         halo = (slice(None), *(_widened(sl, _halo(opts), n) for sl, n in zip(block, raw.shape[1:])))
-        region = raw.crop(halo)  # a view of the scan
-        if not share_raw:  # the scan is no one else's: a copy of the region, and the scan goes now
-            region = _compact(region)
+        if share_raw:
+            region = raw.crop(halo)  # a view of the scan
+        else:  # the scan is no one else's: the region in its own memory, which shrinks to it, or a copy
+            geometry_of_region = replace(raw.crop(halo), array=np.empty((0, 0, 0), np.float32))
+            array = raw.array
+            raw = None
+            if not shrink_to_block(array, halo):
+                array = contiguous_copy(array[halo])  # and the scan goes now
+            region = replace(geometry_of_region, array=array)
+            del array
         raw = None
         inner = (slice(None), *(_within(b, h) for b, h in zip(block, halo[1:])))
         smoothed = _smooth(region.array, binary, opts, yx_box=inner[1:])  # the block's rows and columns only
