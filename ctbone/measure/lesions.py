@@ -371,8 +371,7 @@ def _blastic_bone(woven_or_more, smoothed_on, bone, env, frame, surface_t, in_sl
     # single scan can tell; woven bone is under-mineralised (Roudier 2008). Dense ones are left out and
     # reported in info: a reference scan (bone_gained_mm3) is needed for sclerotic lesions. Judged on the
     # outgrowths at the quarter level, whole (the level below can split a ridge into pieces of any density).
-    candidates = _attached(_grow_back(wide & beyond_tol, wide, min_voxels, tol + s, spacing),
-                           bone & env)
+    candidates = _attached(_grow_back(wide & beyond_tol, wide, min_voxels, tol + s, spacing), bone, env)
     kept, dense_outgrowth_mm3 = _drop_dense(candidates, smoothed_on, bone, dense_level, float(np.prod(spacing)))
     del candidates
     # a denser cap is then cut at its own half maximum: half-way from the tissue to the brightest value within
@@ -393,7 +392,10 @@ def _blastic_bone(woven_or_more, smoothed_on, bone, env, frame, surface_t, in_sl
     del wide
     blastic = _grow_back(outside & beyond_tol, outside, min_voxels, tol + s, spacing)
     del outside, beyond_tol
-    blastic = _attached(blastic, bone & env) & kept
+    blastic = _attached(blastic, bone, env)
+    box = bounding_box(blastic)
+    if box is not None:  # on the lesions' box: the mask's pages beyond it are never written
+        blastic[box] &= kept[box]
     return blastic, dense_outgrowth_mm3
 
 
@@ -510,11 +512,11 @@ def _woven_level(image, bone, env, dense_level, threshold, spacing):
     return min(float(threshold), tissue + 0.25 * (lamellar_value - tissue)), tissue
 
 
-def _attached(mask, bone):
-    """Components of ``mask`` touching ``bone``.
+def _attached(mask, bone, within):
+    """Components of ``mask`` touching ``bone`` where it is ``within`` (the envelope).
 
     Labelled on the mask's box plus one voxel (every face neighbour of the mask lies in it): no crop-sized
-    label volume beside cc3d's own."""
+    label volume beside cc3d's own, and no crop-sized ``bone & within``."""
     box = bounding_box(mask, margin_vox=1)
     if box is None:
         return mask
@@ -522,7 +524,7 @@ def _attached(mask, bone):
     if n == 0:
         return mask
     out = np.zeros(mask.shape, bool)
-    out[box] = lookup(touching(labels, n, bone[box]), labels)
+    out[box] = lookup(touching(labels, n, bone[box] & within[box]), labels)
     return out
 
 
@@ -560,8 +562,8 @@ def _drop_dense(blastic, smoothed_on, bone, dense_level, voxel_mm3):
     dense[0] = False
     dropped = lookup(dense, labels)
     del labels
-    kept = blastic.copy()
-    kept[box] &= ~dropped
+    kept = np.zeros(blastic.shape, bool)  # written on the box, which holds every candidate: pages beyond stay unmapped
+    kept[box] = candidates & ~dropped
     return kept, float(np.count_nonzero(dropped)) * voxel_mm3
 
 
