@@ -139,6 +139,21 @@ def test_kept_surface_equals_the_surface_of_the_whole_field(monkeypatch, slab_cu
                                  spacing_mm=(0.02, 0.01, 0.01)) == whole
     assert kept_surface_area_mm2(image, np.zeros_like(keep), outside_value=outside, level=level,
                                  spacing_mm=(1, 1, 1)) == 0.0
+    # nothing kept on the first and last rows and columns (a long bone's box: cut by the first and last slices
+    # only), or on no side at all: one pass, the end slabs last, the same float as the whole field's
+    low_inside = image.copy()
+    low_inside[10, 7, 9] = outside - 3.0  # the field's minimum inside: the end slabs' padding follows it
+    for z_ends in (slice(None), slice(1, -1)):
+        inner = np.zeros_like(keep)
+        inner[z_ends, 1:-1, 1:-1] = keep[z_ends, 1:-1, 1:-1]
+        inner[10, 7, 9] = True
+        assert (inner[0] & (image[0] > level)).any() == (z_ends.start is None)
+        whole = surface_area_mm2(np.where(inner, low_inside, np.float32(outside)), level=level,
+                                 spacing_mm=(0.02, 0.01, 0.01))
+        assert whole > 0 and kept_surface_area_mm2(lambda lo, hi: low_inside[lo:hi], inner, outside_value=outside,
+                                                   level=level, spacing_mm=(0.02, 0.01, 0.01)) == whole
+        assert kept_surface_area_mm2(image - 10.0, inner, outside_value=outside, level=level,
+                                     spacing_mm=(1, 1, 1)) == 0.0
 
 
 def test_surface_convention_small_cube():

@@ -38,6 +38,8 @@ def kept_surface_area_mm2(image, keep: np.ndarray, *, outside_value: float, leve
         hi = min(hi, nz)
         return np.where(keep[lo:hi], planes_of(lo, hi), outside)
 
+    if outside < level and not _on_sides(keep):
+        return _area_ends_last(planes, keep.shape, level=level, spacing_mm=spacing_mm, any_low=outside - 1)
     # the whole field's extremes first, slab by slab: its minimum sets the padding's value
     lowest, above = np.inf, False
     for lo in range(0, nz, SLAB_CUBES):
@@ -54,27 +56,77 @@ def _planes_of(image: np.ndarray):
     return lambda lo, hi: image[lo:hi]
 
 
+def _on_sides(mask: np.ndarray) -> bool:
+    """Whether ``mask`` holds a voxel on its first or last row or column (of any slice)."""
+    return any(bool(side.any()) for side in (mask[:, 0], mask[:, -1], mask[:, :, 0], mask[:, :, -1]))
+
+
+def _area_ends_last(planes, shape, *, level: float, spacing_mm, any_low) -> float:
+    """`_area_in_slabs` with the padding's value found on the way, for a field whose rows and columns at its
+    sides are below the level (a long bone's box: cut by the scan's first and last slices only).
+
+    The cubes between those sides and the padding make no triangle whatever the padding's value, so the slabs
+    between the ends are meshed with any value below the level (``any_low``) as their planes are made; the two
+    end slabs, which hold the padding's planes across z, last, once the field's minimum is known. One pass over
+    the field instead of two; the slabs' areas are added in their order, so the same float."""
+    bounds = _slab_bounds(shape[0])
+    ends = {0, len(bounds) - 1}
+    areas, held = [0.0] * len(bounds), {}
+    lowest, above = np.inf, False
+    for i, (k0, k1) in enumerate(bounds):
+        part = planes(*_field_planes(k0, k1, shape[0]))
+        lowest = min(lowest, float(part.min()))
+        above = above or bool((part > level).any())
+        if i in ends:
+            held[i] = part
+        else:
+            areas[i] = _slab_area(part, k0, k1, shape, level=level, low=np.float32(any_low), spacing_mm=spacing_mm)
+    if not above:
+        return 0.0
+    low = np.float32(min(lowest, level) - 1.0)
+    for i in ends:
+        areas[i] = _slab_area(held[i], *bounds[i], shape, level=level, low=low, spacing_mm=spacing_mm)
+    total = 0.0
+    for area in areas:
+        total += area
+    return total
+
+
 def _area_in_slabs(planes, shape, *, level: float, low, spacing_mm) -> float:
     """Area of the iso-surface of the field whose planes ``[lo, hi)`` are ``planes(lo, hi)``, padded by ``low``."""
-    from skimage.measure import marching_cubes
-
-    spacing = tuple(float(s) for s in spacing_mm)
     # the field padded by one voxel of `low` on every side (closing surfaces cut by the array edge), cut
     # into slabs of cubes along z: a cube's triangles depend on its 8 corners only, so the slabs' meshes
     # are the whole mesh's pieces, and no padded copy or whole mesh of the volume is held at once
-    nz, ny, nx = shape
     total = 0.0
-    for k0 in range(0, nz + 1, SLAB_CUBES):
-        k1 = min(k0 + SLAB_CUBES, nz + 1)  # cubes between padded planes k and k + 1, k in [k0, k1)
-        slab = np.full((k1 - k0 + 1, ny + 2, nx + 2), low, np.float32)
-        lo, hi = max(k0 - 1, 0), min(k1, nz)  # field planes in padded planes k0 .. k1 (padded = field + 1)
-        slab[lo + 1 - k0:hi + 1 - k0, 1:-1, 1:-1] = planes(lo, hi)
-        mixed = _mixed_cubes(slab, level)
-        if not mixed.any():  # every cube wholly on one side of the level: no triangle
-            continue
-        verts, faces, _, _ = marching_cubes(slab, level=level, spacing=spacing, mask=mixed)
-        total += float(_mesh_area(verts, faces))
+    for k0, k1 in _slab_bounds(shape[0]):
+        total += _slab_area(planes(*_field_planes(k0, k1, shape[0])), k0, k1, shape, level=level, low=low,
+                            spacing_mm=spacing_mm)
     return total
+
+
+def _slab_bounds(nz: int) -> list[tuple[int, int]]:
+    """Each slab's cubes: those between padded planes k and k + 1, k in [k0, k1) (padded plane = field + 1)."""
+    return [(k0, min(k0 + SLAB_CUBES, nz + 1)) for k0 in range(0, nz + 1, SLAB_CUBES)]
+
+
+def _field_planes(k0: int, k1: int, nz: int) -> tuple[int, int]:
+    """The field's planes [lo, hi) in padded planes k0 .. k1."""
+    return max(k0 - 1, 0), min(k1, nz)
+
+
+def _slab_area(part, k0: int, k1: int, shape, *, level: float, low, spacing_mm) -> float:
+    """Area of the mesh of the cubes between padded planes k0 .. k1, the field's planes there being ``part``."""
+    from skimage.measure import marching_cubes
+
+    _, ny, nx = shape
+    slab = np.full((k1 - k0 + 1, ny + 2, nx + 2), low, np.float32)
+    lo, hi = _field_planes(k0, k1, shape[0])
+    slab[lo + 1 - k0:hi + 1 - k0, 1:-1, 1:-1] = part
+    mixed = _mixed_cubes(slab, level)
+    if not mixed.any():  # every cube wholly on one side of the level: no triangle
+        return 0.0
+    verts, faces, _, _ = marching_cubes(slab, level=level, spacing=tuple(float(s) for s in spacing_mm), mask=mixed)
+    return float(_mesh_area(verts, faces))
 
 
 def _mixed_cubes(field: np.ndarray, level: float) -> np.ndarray:
