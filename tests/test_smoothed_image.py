@@ -83,3 +83,17 @@ def test_trabecular_cube_and_binary_images():
     binary = Volume((cube.array > 600).astype(np.float32), spacing=(0.02,) * 3, unit="HU")
     seg = segment(binary, AnalysisOptions(), mode="trabecular-cube")
     assert seg.is_binary_input and np.array_equal(seg.image.array, binary.array)
+
+
+def test_the_twin_of_a_crop_is_the_crop_of_the_twin():
+    rng = np.random.default_rng(4)
+    volume = rng.normal(0.0, 100.0, size=(20, 24, 26)).astype(np.float32)
+    smoothed = gaussian_smooth(volume, sigma_vox=0.8, support_vox=1)
+    block = (slice(0, 20), slice(2, 22), slice(3, 25))
+    twin = SmoothedImage.keeping_faces(smoothed[block], np.ascontiguousarray(volume[block]), sigma_vox=0.8,
+                                       halfwidth_vox=1)
+    crop = (slice(5, 15), slice(1, 18), slice(0, 20))
+    twin_of_crop = twin.cropped(crop, np.ascontiguousarray(volume[block][crop]))
+    assert np.array_equal(twin_of_crop.values(), smoothed[block][crop])
+    with pytest.raises(ValueError, match="crop's shape"):
+        twin.cropped(crop, volume)

@@ -24,7 +24,7 @@ from .roi import find_growth_plate_mm, metaphyseal_roi_mm, roi_slices
 from .in_place import shrink_to_block
 from .local_threshold import local_half_max_mask
 from .smooth import gaussian_smooth
-from .smoothed_image import SmoothedImage, outer_layers
+from .smoothed_image import SmoothedImage
 from .threshold import auto_threshold
 
 log = logging.getLogger(__name__)
@@ -226,7 +226,7 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     image = raw.with_array(smoothed)
     if mode == "trabecular-cube":
         whole = np.ones(bone.shape, bool)
-        bone = _with_trabeculae(bone, smoothed, whole, threshold, binary, opts, info, source)
+        bone = _with_trabeculae(bone, image.array.view, whole, threshold, binary, opts, info, source)  # itself
         # envelope and marrow are the same voxels, held apart (the result's masks share the arrays given here)
         twin = SmoothedImage.keeping_faces(smoothed, raw.array, sigma_vox=opts.sigma_vox,
                                            halfwidth_vox=_twin_halfwidth(binary, opts))
@@ -369,6 +369,11 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     the scan's indices.
     """
     raw = work.raw
+    # the smoothed block goes: made again where it is read (its outer layers kept), not held beside the despeckle's
+    # labels and the closings' working volumes (the segment stage's memory peak)
+    smoothed = SmoothedImage.keeping_faces(work.image.array, raw.array, sigma_vox=opts.sigma_vox,
+                                           halfwidth_vox=_twin_halfwidth(binary, opts))
+    work.image = None
     particles: dict = {}
     try:
         bone = keep_bone_of_interest(work.bone, spacing_mm=raw.spacing, min_particle_mm3=opts.min_particle_mm3,
@@ -394,10 +399,6 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
         raise SegmentationError(f"{source}: no bone above threshold {threshold:.4g} {raw.unit} inside the ROI "
                                 f"{roi} mm. Potential fix: check --roi-mm or lower --threshold.")
     ext = (slice(zlo, zhi), box[1], box[2])
-    # the smoothed image on the extended crop only, copied before the closings: the whole scan's smoothed
-    # copy would otherwise sit beside their padded working volumes (the segment stage's memory peak)
-    smoothed_x = np.array(work.image.array[ext], order="C", copy=True)
-    work.image = None
     bone_x = bone[ext]
     envelope = periosteal_envelope_array(bone_x, spacing_mm=raw.spacing, bridge_diameter_mm=opts.max_defect_diameter_mm)
     envelope = _bridge_open(envelope, bone_x, zlo * sz, raw.spacing, opts, info, source)
@@ -405,7 +406,7 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     marrow = split_compartments(bone_x, envelope, spacing_mm=raw.spacing)[1]
     check_marrow(envelope, marrow, info, source)
     # after the compartments: they come from the cortical threshold, the trabeculae only add to the marrow
-    bone_x = _with_trabeculae(bone_x, smoothed_x, marrow, threshold, binary, opts, info, source)
+    bone_x = _with_trabeculae(bone_x, lambda: smoothed.values(ext), marrow, threshold, binary, opts, info, source)
     cut = (slice(zs.start - zlo, zs.stop - zlo), slice(None), slice(None))
     final = (zs, box[1], box[2])
     info["crop_zyx"] = [[int(s.start) + o, int(s.stop) + o] for s, o in zip(final, (0, *offset_yx))]
@@ -417,15 +418,11 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     if work.scan_geometry is not None:
         start = (final[0].start, final[1].start + offset_yx[0], final[2].start + offset_yx[1])
         cropped = replace(cropped, origin=tuple(work.scan_geometry.index_to_physical(start)))
-    # the smoothed crop is made again where it is read: only its outer layers (smoothed with voxels beyond the
-    # crop) are kept
-    halfwidth = _twin_halfwidth(binary, opts)
-    faces = outer_layers(smoothed_x[cut], halfwidth)
-    del smoothed_x
     raw_c = cropped if share_raw else _compact(cropped)
     del cropped
+    # the crop's smoothed twin: made again where it is read, its outer layers (smoothed with voxels beyond it) kept
+    smoothed = smoothed.cropped(final, raw_c.array)
     work.raw = raw = None
-    smoothed = SmoothedImage(raw_c.array, opts.sigma_vox, halfwidth, faces)
     return _result(smoothed, raw_c, threshold, method, bone_x[cut], envelope[cut], marrow[cut], roi_used, "long-bone",
                    info)
 
@@ -449,8 +446,9 @@ def _bridge_open(envelope, bone, z0_mm, spacing, opts, info, source) -> np.ndarr
     return envelope
 
 
-def _with_trabeculae(bone, smoothed, region, threshold, binary, opts, info, source) -> np.ndarray:
-    """``bone`` plus the trabeculae found in ``region`` by the local threshold (see local_threshold)."""
+def _with_trabeculae(bone, smoothed_of, region, threshold, binary, opts, info, source) -> np.ndarray:
+    """``bone`` plus the trabeculae found in ``region`` by the local threshold (see local_threshold) on the
+    smoothed image ``smoothed_of()`` (made only when the local threshold runs)."""
     choice = str(opts.trabecular_threshold).strip().lower()
     if choice not in ("local", "global"):
         raise SegmentationError(f"{source}: trabecular threshold {opts.trabecular_threshold!r} is neither 'local' "
@@ -458,7 +456,7 @@ def _with_trabeculae(bone, smoothed, region, threshold, binary, opts, info, sour
     if binary or choice == "global":
         info["trabecular_threshold"] = {"method": "binary-input" if binary else "global"}
         return bone
-    extra, facts = local_half_max_mask(smoothed, region, global_threshold=threshold)
+    extra, facts = local_half_max_mask(smoothed_of(), region, global_threshold=threshold)
     info["trabecular_threshold"] = facts
     return bone | extra
 

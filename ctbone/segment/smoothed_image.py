@@ -73,6 +73,17 @@ class SmoothedImage:
                 out[_shifted(common, box)] = face[_shifted(common, face_box)]
         return out
 
+    def cropped(self, box, calibrated: np.ndarray) -> SmoothedImage:
+        """The twin of this image's crop ``box``, whose calibrated values are ``calibrated`` (this one's on
+        ``box``, e.g. a compact copy): its outer layers made here, where they read voxels beyond the crop."""
+        box = _normalised(box, self.shape)
+        shape = tuple(s.stop - s.start for s in box)
+        if calibrated.shape != shape:
+            raise ValueError(f"calibrated {calibrated.shape} is not the crop's shape {shape}")
+        faces = tuple(self.values(tuple(slice(f.start + b.start, f.stop + b.start) for f, b in zip(face, box)))
+                      for face in _face_boxes(shape, self.halfwidth_vox))
+        return SmoothedImage(calibrated, self.sigma_vox, self.halfwidth_vox, faces)
+
 
 def outer_layers(smoothed: np.ndarray, halfwidth_vox: int) -> tuple:
     """Copies of the six outer layers, ``halfwidth_vox`` deep, of the smoothed crop (what `SmoothedImage` keeps)."""
