@@ -597,3 +597,27 @@ def test_a_handed_over_scan_is_cut_down_in_its_own_memory(shaft_in_a_wide_field,
     for name in ("bone", "envelope", "marrow", "image", "raw_image"):
         a, b = getattr(got, name), getattr(kept, name)
         assert np.array_equal(a.array, b.array) and a.origin == b.origin, name
+
+
+@pytest.mark.parametrize("nx", [1, 7, 8, 13])
+def test_packed_masks_unpack_to_themselves_and_combine_without_their_padding(nx):
+    from ctbone.segment.packed import PackedMask
+
+    rng = np.random.default_rng(nx)
+    a, b = rng.random((3, 4, nx)) > 0.5, rng.random((3, 4, nx)) > 0.3
+    pa, pb = PackedMask.of(a), PackedMask.of(b)
+    assert pa.bits.nbytes == 3 * 4 * -(-nx // 8)
+    got = pa.unpacked()
+    assert got.dtype == bool and np.array_equal(got, a) and not np.shares_memory(got, pa.bits)
+    assert np.array_equal(pa.and_not(pb).unpacked(), a & ~b)  # ~b's padding bits are ones, a's zeros
+    with pytest.raises(ValueError, match="shapes"):
+        pa.and_not(PackedMask.of(np.zeros((3, 4, nx + 1), bool)))
+
+
+def test_the_segmentations_masks_made_when_asked_are_the_compartments(phantom):
+    seg = segment(phantom[0], AnalysisOptions())
+    bone, envelope, marrow = (getattr(seg, n).array.astype(bool) for n in ("bone", "envelope", "marrow"))
+    assert envelope.any() and marrow.any() and (marrow <= envelope).all()
+    assert np.array_equal(seg.cortex.array, (envelope & ~marrow).view(np.uint8))
+    assert np.array_equal(seg.trabecular.array, (bone & marrow).view(np.uint8))
+    assert seg.packed_envelope.bits.nbytes * 7 < envelope.nbytes  # held as bits

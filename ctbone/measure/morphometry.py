@@ -57,10 +57,11 @@ def standard_morphometry(seg, lesions=None) -> dict:
     spacing = seg.raw_image.spacing
     v = float(np.prod(spacing))
     bone = mask_as_bool(seg.bone.array)
+    # the envelope, marrow, cortex and trabecular masks are made from the segmentation's when needed and let go
+    # before Ct.Th, the stage's memory peak (the segmentation holds the envelope and marrow as bits)
     envelope = mask_as_bool(seg.envelope.array)
-    cortex = mask_as_bool(seg.cortex.array)
     marrow = mask_as_bool(seg.marrow.array)
-    trab = mask_as_bool(seg.trabecular.array)
+    trab = bone & marrow  # Segmentation.trabecular
     n_slices = bone.shape[0]
     length_mm = n_slices * spacing[0]
 
@@ -92,17 +93,21 @@ def standard_morphometry(seg, lesions=None) -> dict:
         out["conn_d_per_mm3"] = connectivity_density_per_mm3(trab, spacing_mm=spacing, voi=marrow)
     else:
         out.update(tb_th_mm=NAN, tb_sp_mm=NAN, tb_n_per_mm=NAN, conn_d_per_mm3=NAN)
-    del trab  # made for this stage (Segmentation.trabecular): gone before Ct.Th, the stage's memory peak
+    del trab
 
     # cortical compartment (areas are slice means: volume / ROI length)
+    cortex = np.logical_not(marrow)
+    cortex &= envelope
+    marrow_vox = np.count_nonzero(marrow)
+    del marrow, envelope  # made again after Ct.Th where needed
     if cortex.any():
         out["ct_th_mm"] = _mean_thickness(cortex, spacing)
         ct_bone = _count_and(cortex, bone)
         out["ct_ar_mm2"] = float(ct_bone * v / length_mm)
         out["tt_ar_mm2"] = float(tv / length_mm)
-        out["ma_ar_mm2"] = float(np.count_nonzero(marrow) * v / length_mm)
+        out["ma_ar_mm2"] = float(marrow_vox * v / length_mm)
         out["ct_ar_tt_ar_pct"] = _pct(out["ct_ar_mm2"], out["tt_ar_mm2"])
-        out["ct_po_pct"] = cortical_porosity_pct(cortex, bone, envelope, spacing_mm=spacing,
+        out["ct_po_pct"] = cortical_porosity_pct(cortex, bone, mask_as_bool(seg.envelope.array), spacing_mm=spacing,
                                                  **_lesion_exclusions(lesions))
     else:
         out.update(ct_th_mm=NAN, ct_ar_mm2=NAN, tt_ar_mm2=float(tv / length_mm) if tv > 0 else NAN,

@@ -23,6 +23,7 @@ from .envelope import (bridge_open_slices, close_mm, distance_inside, distance_t
 from .roi import find_growth_plate_mm, metaphyseal_roi_mm, roi_slices
 from .in_place import shrink_to_block
 from .local_threshold import local_half_max_mask
+from .packed import PackedMask
 from .smooth import gaussian_smooth
 from .smoothed_image import SmoothedImage
 from .threshold import auto_threshold
@@ -56,11 +57,14 @@ class Segmentation:
         In the image unit; bone is ``image > threshold``.
     threshold_method : str
         "fixed", "half-max-between-modes", "otsu", "otsu-no-contrast" or "binary-input".
-    bone, envelope, marrow : Volume
-        uint8 masks (see the module docs).
-    cortex, trabecular : Volume (properties)
-        uint8 masks made from those when asked: the envelope less the marrow cavity, and the bone in the
-        cavity (two crop-sized masks fewer held through the lesion stage; each call makes a new array).
+    bone : Volume
+        uint8 mask (see the module docs).
+    packed_envelope, packed_marrow : PackedMask
+        The envelope and marrow masks as bits (an eighth of their memory through the lesion and morphometry
+        stages).
+    envelope, marrow, cortex, trabecular : Volume (properties)
+        uint8 masks made when asked (each call makes a new array): the periosteal envelope, the marrow cavity,
+        the envelope less the marrow cavity, and the bone in the cavity.
     roi_mm : (float, float) or None
         z range used, mm from the first slice of the input scan (None = whole bone).
     mode : str
@@ -74,8 +78,8 @@ class Segmentation:
     threshold: float
     threshold_method: str
     bone: Volume
-    envelope: Volume
-    marrow: Volume
+    packed_envelope: PackedMask
+    packed_marrow: PackedMask
     roi_mm: tuple[float, float] | None
     mode: str = "long-bone"
     info: dict[str, Any] = field(default_factory=dict)
@@ -94,17 +98,29 @@ class Segmentation:
         return self.threshold_method == "binary-input"
 
     @property
+    def envelope(self) -> Volume:
+        """Periosteal envelope, openings <= ``max_defect_diameter_mm`` bridged."""
+        return self._mask(self.packed_envelope.unpacked())
+
+    @property
+    def marrow(self) -> Volume:
+        """Marrow cavity."""
+        return self._mask(self.packed_marrow.unpacked())
+
+    @property
     def cortex(self) -> Volume:
         """Cortex (bone and intracortical pores): the envelope less the marrow cavity (`split_compartments`)."""
-        cortex = np.logical_not(mask_as_bool(self.marrow.array))
-        cortex &= mask_as_bool(self.envelope.array)
-        return self.bone.with_array(cortex.view(np.uint8), unit="mask")
+        return self._mask(self.packed_envelope.and_not(self.packed_marrow).unpacked())
 
     @property
     def trabecular(self) -> Volume:
         """Trabecular bone: the bone in the marrow cavity."""
-        trabecular = mask_as_bool(self.bone.array) & mask_as_bool(self.marrow.array)
-        return self.bone.with_array(trabecular.view(np.uint8), unit="mask")
+        trabecular = self.packed_marrow.unpacked()
+        trabecular &= mask_as_bool(self.bone.array)
+        return self._mask(trabecular)
+
+    def _mask(self, mask: np.ndarray) -> Volume:
+        return self.bone.with_array(mask.view(np.uint8), unit="mask")
 
     def bone_of(self, volume: Volume, options: AnalysisOptions | None = None) -> np.ndarray:
         """Another scan's bone, segmented as this one was (`bone_mask_like`): a reference's."""
@@ -227,11 +243,10 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     if mode == "trabecular-cube":
         whole = np.ones(bone.shape, bool)
         bone = _with_trabeculae(bone, image.array.view, whole, threshold, binary, opts, info, source)  # itself
-        # envelope and marrow are the same voxels, held apart (the result's masks share the arrays given here)
         twin = SmoothedImage.keeping_faces(smoothed, raw.array, sigma_vox=opts.sigma_vox,
                                            halfwidth_vox=_twin_halfwidth(binary, opts))
         del image, smoothed
-        return _result(twin, raw, threshold, method, bone, whole, whole.copy(), None, mode, info)
+        return _result(twin, raw, threshold, method, bone, whole, whole, None, mode, info)  # envelope = marrow
     del smoothed
     work = _Work(raw=raw, image=image, bone=bone, scan_geometry=geometry)
     del raw, image, bone
@@ -507,5 +522,5 @@ def _result(smoothed, raw, threshold, method, bone, envelope, marrow, roi_mm, mo
 
     bone = bone.astype(bool)
     return Segmentation(raw_image=raw, smoothed=smoothed, threshold=float(threshold), threshold_method=method,
-                        bone=mask(bone), envelope=mask(envelope), marrow=mask(marrow), roi_mm=roi_mm, mode=mode,
-                        info=info)
+                        bone=mask(bone), packed_envelope=PackedMask.of(envelope), packed_marrow=PackedMask.of(marrow),
+                        roi_mm=roi_mm, mode=mode, info=info)
