@@ -185,3 +185,28 @@ def test_an_opening_whose_gray_values_show_the_bone_there_is_not_a_defect():
     # just enough missing bone keeps it
     missing[2] = MIN_MISSING_FRACTION * 0.03 * thickness
     assert _with_missing_bone(defects, areas, regions, missing, thickness)[1] == areas
+
+
+def test_density_levels_made_slab_by_slab_are_the_whole_images():
+    # the smoothed image is made slab by slab for the levels: the same as on the whole image (np.median)
+    from ctbone.measure.lesions import DENSITY_SLAB, _density_levels
+    from ctbone.segment.distance import ring_mm
+
+    spec = PhantomSpec(voxel_mm=0.03, length_mm=1.2, metaphysis_length_mm=0.0,
+                       lesions=({"kind": "blastic", "z_mm": 0.6, "angle_deg": 0.0, "thickness_mm": 0.1,
+                                 "extent_deg": 60.0, "half_length_mm": 0.15},))
+    vol, _ = make_phantom(spec, seed=3)
+    seg = standin_segmentation(vol)
+    image = seg.image.array
+    bone, env = seg.bone.array.astype(bool), seg.envelope.array.astype(bool) | seg.bone.array.astype(bool)
+    assert bone.shape[0] > DENSITY_SLAB  # several slabs
+    dense, dense_env, woven, tissue, woven_or_more = _density_levels(lambda box: image[box].copy(), bone, env,
+                                                                     seg.threshold, vol.spacing)
+    assert dense == seg.threshold + 0.5 * (float(np.median(image[bone])) - seg.threshold)
+    assert np.array_equal(dense_env, env & (image >= dense))
+    s = float(np.mean(vol.spacing[1:]))
+    around = ring_mm(env, spacing_mm=vol.spacing, inner_mm=2 * s, outer_mm=6 * s)
+    assert tissue == float(np.median(image[around]))
+    lamellar = float(np.median(image[bone & (image >= dense)]))
+    assert woven == min(seg.threshold, tissue + 0.25 * (lamellar - tissue)) and woven < seg.threshold
+    assert np.array_equal(woven_or_more, image >= woven)

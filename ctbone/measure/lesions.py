@@ -171,16 +171,14 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     # (Roudier 2008), so the dense bone's outline runs under it. Outgrowths (above) and bridged dips
     # (below) are both excluded; the dense outline is moved out by its median offset to the envelope.
     r_env = frame.radius_per_bin(env, reduce="max")
-    image = seg.smoothed_array(crop)  # made here: the segmentation holds no smoothed crop
-    dense_level = _dense_level(image, bone, seg.threshold)
-    r_dense = frame.radius_per_bin(env & (image >= dense_level), reduce="max")
-    # the woven-bone level and the voxels reaching it; then the smoothed crop goes (read further on boxes only)
-    woven_level, tissue = _woven_level(image, bone, env, dense_level, seg.threshold, spacing)
-    woven_or_more = image >= woven_level
-    del image
 
-    def smoothed_on(box):  # the smoothed values on a box of the crop, made there
+    def smoothed_on(box):  # the smoothed values on a box of the crop, made there: the segmentation holds none
         return seg.smoothed_array(tuple(slice(c.start + b.start, c.start + b.stop) for c, b in zip(crop, box)))
+
+    dense_level, dense_env, woven_level, tissue, woven_or_more = _density_levels(smoothed_on, bone, env,
+                                                                                 seg.threshold, spacing)
+    r_dense = frame.radius_per_bin(dense_env, reduce="max")
+    del dense_env
     offset_mm = float(np.nanmedian(r_env - r_dense)) if np.isfinite(r_env - r_dense).any() else 0.0
     r_out = robust_surface_model(r_dense + offset_mm, tolerance_mm=tol, exclude="both")
     # the model is the outermost envelope voxel centre per bin: the periosteal surface. Voxels with
@@ -500,16 +498,50 @@ def _grow_back(core, allowed, min_voxels, reach_mm, spacing):
     return kept
 
 
-def _woven_level(image, bone, env, dense_level, threshold, spacing):
-    """(level for woven bone, tissue level): 1/4 from the tissue around the bone (2-6 voxels out) to lamellar
-    bone, never above the bone threshold; the tissue level is the median of that ring."""
+def _density_levels(smoothed_on, bone, env, threshold, spacing):
+    """The smoothed image's levels, from it made slab by slab (no crop-sized copy): (dense level, the envelope's
+    voxels at or above it, woven level, tissue level, the voxels at or above the woven level).
+
+    Dense level: half-way between the bone threshold and the typical (median) bone value; lamellar bone is above.
+    Woven level: 1/4 from the tissue around the bone (2-6 voxels out) to lamellar bone, never above the bone
+    threshold; the tissue level is the median of that ring."""
+    shape = bone.shape
+
+    def slabs():
+        for lo in range(0, shape[0], DENSITY_SLAB):
+            z = slice(lo, min(lo + DENSITY_SLAB, shape[0]))
+            yield z, smoothed_on((z, slice(0, shape[1]), slice(0, shape[2])))
+
+    threshold = float(threshold)
+    dense_level = threshold
+    if bone.any():
+        dense_level += 0.5 * (_median_of([values[bone[z]] for z, values in slabs()]) - threshold)
     s = float(np.mean(spacing[1:]))
     around = ring_mm(env, spacing_mm=spacing, inner_mm=2 * s, outer_mm=6 * s)
-    lamellar = bone & (image >= dense_level)
-    if not around.any() or not lamellar.any():
-        return float(threshold), float(threshold)
-    tissue, lamellar_value = masked_median(image, around), masked_median(image, lamellar)
-    return min(float(threshold), tissue + 0.25 * (lamellar_value - tissue)), tissue
+    dense_env = np.empty(shape, bool)
+    lamellar, ring = [], []
+    for z, values in slabs():
+        dense = values >= dense_level
+        np.logical_and(env[z], dense, out=dense_env[z])
+        dense &= bone[z]
+        lamellar.append(values[dense])
+        ring.append(values[around[z]])
+    del around
+    woven_level = tissue = threshold
+    if sum(v.size for v in ring) and sum(v.size for v in lamellar):
+        tissue, lamellar_value = _median_of(ring), _median_of(lamellar)
+        woven_level = min(threshold, tissue + 0.25 * (lamellar_value - tissue))
+    del ring, lamellar
+    woven_or_more = np.empty(shape, bool)
+    for z, values in slabs():
+        np.greater_equal(values, woven_level, out=woven_or_more[z])
+    return dense_level, dense_env, woven_level, tissue, woven_or_more
+
+
+def _median_of(parts) -> float:
+    """``np.median`` of the values of ``parts`` (float32 arrays) together (`masked_median`, in two passes)."""
+    values = np.concatenate(parts)
+    return masked_median(values.reshape(1, 1, -1), np.ones((1, 1, values.size), bool))
 
 
 def _attached(mask, bone, within):
@@ -647,13 +679,6 @@ def _row(seg, part, box, kind, area, density, offset, spacing, *, volume_mm3=Non
 
 def _starts(box) -> np.ndarray:
     return np.array([sl.start for sl in box])
-
-
-def _dense_level(image, bone, threshold):
-    """Half-way between the bone threshold and the typical (median) bone value: lamellar bone is above."""
-    if not bone.any():
-        return float(threshold)
-    return float(threshold) + 0.5 * (masked_median(image, bone) - float(threshold))
 
 
 def _largest(mask):
