@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -20,10 +21,10 @@ from .cleanup import keep_bone_of_interest
 from .compartments import split_compartments
 from .envelope import (bridge_open_slices, close_mm, distance_inside, distance_to, fill_slices, open_envelope_slices,
                        periosteal_envelope, periosteal_envelope_array, slice_runs)
-from .roi import find_growth_plate_mm, metaphyseal_roi_mm, roi_slices
 from .in_place import shrink_to_block
 from .local_threshold import local_half_max_mask
 from .packed import PackedMask
+from .roi import find_growth_plate_mm, metaphyseal_roi_mm, roi_slices
 from .smooth import gaussian_smooth
 from .smoothed_image import SmoothedImage
 from .threshold import auto_threshold
@@ -242,7 +243,7 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     image = raw.with_array(smoothed)
     if mode == "trabecular-cube":
         whole = np.ones(bone.shape, bool)
-        bone = _with_trabeculae(bone, image.array.view, whole, threshold, binary, opts, info, source)  # itself
+        bone = _with_trabeculae(bone, partial(np.asarray, smoothed), whole, threshold, binary, opts, info, source)
         twin = SmoothedImage.keeping_faces(smoothed, raw.array, sigma_vox=opts.sigma_vox,
                                            halfwidth_vox=_twin_halfwidth(binary, opts))
         del image, smoothed
@@ -342,8 +343,8 @@ def bone_mask_like(volume: Volume, seg: Segmentation, options: AnalysisOptions |
         from ..errors import CalibrationError
 
         raise CalibrationError(f"{volume.meta.get('source', 'the reference')}: its density calibration puts it in "
-                               f"{ref.raw_image.unit}, the scan is in {seg.raw_image.unit}; one threshold cannot segment both. "
-                               "Potential fix: give both scans the same calibration (--calibration)")
+                               f"{ref.raw_image.unit}, the scan is in {seg.raw_image.unit}; one threshold cannot "
+                               "segment both. Potential fix: give both scans the same calibration (--calibration)")
     bone = np.zeros(volume.shape, bool)
     crop = ref.info.get("crop_zyx")
     where = tuple(slice(a, b) for a, b in crop) if crop is not None else (slice(None),) * 3

@@ -13,8 +13,19 @@ import weakref
 
 import numpy as np
 
-# the references to the array during `shrink_to_block`: its caller's name, the parameter, getrefcount's argument
-_REFERENCES_WHEN_ALONE = 3
+
+def _references_in_a_call(array: np.ndarray) -> int:
+    return sys.getrefcount(array)
+
+
+def _references_when_alone() -> int:
+    array = np.empty(1)
+    return _references_in_a_call(array)
+
+
+# what getrefcount says inside `shrink_to_block` of an array that only its caller's name holds (3 on CPython 3.11:
+# that name, the parameter, getrefcount's argument), measured rather than assumed: interpreters count differently
+_REFERENCES_WHEN_ALONE = _references_when_alone()
 
 
 def shrink_to_block(array: np.ndarray, box) -> bool:
