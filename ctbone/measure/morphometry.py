@@ -107,8 +107,14 @@ def standard_morphometry(seg, lesions=None) -> dict:
         out["tt_ar_mm2"] = float(tv / length_mm)
         out["ma_ar_mm2"] = float(marrow_vox * v / length_mm)
         out["ct_ar_tt_ar_pct"] = _pct(out["ct_ar_mm2"], out["tt_ar_mm2"])
+        exclusions = _lesion_exclusions(lesions)
+        outgrowth = exclusions.pop("outgrowth", None)
+        if outgrowth is not None:  # the cortex's last use: the outgrowths' region left out here, in place and on its
+            box = bounding_box(outgrowth)  # box, as cortical_porosity_pct would leave it out in a copy
+            if box is not None:
+                cortex[box] &= ~outgrowth[box]
         out["ct_po_pct"] = cortical_porosity_pct(cortex, bone, mask_as_bool(seg.envelope.array), spacing_mm=spacing,
-                                                 **_lesion_exclusions(lesions))
+                                                 **exclusions)
     else:
         out.update(ct_th_mm=NAN, ct_ar_mm2=NAN, tt_ar_mm2=float(tv / length_mm) if tv > 0 else NAN,
                    ma_ar_mm2=NAN, ct_ar_tt_ar_pct=NAN, ct_po_pct=NAN)
@@ -143,7 +149,11 @@ def _lesion_exclusions(lesions) -> dict:
     for name in ("lytic", "defects"):
         if name in masks:
             part = mask_as_bool(masks[name].array)
-            lesion = part if lesion is None else lesion | part
+            if lesion is None:  # written on the lesions' boxes: the pages beyond them are never made resident
+                lesion = np.zeros(part.shape, bool)
+            box = bounding_box(part)
+            if box is not None:
+                lesion[box] |= part[box]
     outgrowth = lesions.outgrowth_region
     return {"lesion": lesion, "outgrowth": mask_as_bool(outgrowth.array) if outgrowth is not None else None}
 
