@@ -7,6 +7,7 @@ from scipy import ndimage
 from ctbone.segment.envelope import fill_slices
 from ctbone.segment.morphology import dilate_cross, erode_cross
 from ctbone.segment.smooth import gaussian_filter_nearest, gaussian_smooth
+from ctbone.volume import bounding_box
 
 # scipy's in-slice fill: the 3x3 middle plane, so background is 8-connected within a slice
 _IN_SLICE = np.zeros((3, 3, 3), bool)
@@ -134,6 +135,12 @@ def test_local_half_max_equals_the_maximum_filter_formulation():
         local = np.clip(local * np.float32(0.5), np.float32(floor), np.float32(threshold))
         expected = region & (image > local)
         assert np.array_equal(lt.local_half_max_mask(image, region, global_threshold=threshold)[0], expected)
+        # the image as a function of a box (the smoothed image made where it is read): only the region's box
+        asked = []
+        got, facts = lt.local_half_max_mask(lambda box: asked.append(box) or image[box].copy(), region,
+                                            global_threshold=threshold)
+        assert np.array_equal(got, expected) and facts["background"] == background
+        assert asked == [bounding_box(region, margin_vox=lt.LOCAL_RADIUS_VOX)]
 
 
 def test_label_counts_equal_bincount_and_refuse_a_short_n():

@@ -243,7 +243,7 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     image = raw.with_array(smoothed)
     if mode == "trabecular-cube":
         whole = np.ones(bone.shape, bool)
-        bone = _with_trabeculae(bone, partial(np.asarray, smoothed), whole, threshold, binary, opts, info, source)
+        bone = _with_trabeculae(bone, smoothed, whole, threshold, binary, opts, info, source)
         twin = SmoothedImage.keeping_faces(smoothed, raw.array, sigma_vox=opts.sigma_vox,
                                            halfwidth_vox=_twin_halfwidth(binary, opts))
         del image, smoothed
@@ -422,7 +422,8 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     marrow = split_compartments(bone_x, envelope, spacing_mm=raw.spacing)[1]
     check_marrow(envelope, marrow, info, source)
     # after the compartments: they come from the cortical threshold, the trabeculae only add to the marrow
-    bone_x = _with_trabeculae(bone_x, lambda: smoothed.values(ext), marrow, threshold, binary, opts, info, source)
+    bone_x = _with_trabeculae(bone_x, partial(_values_within, smoothed, ext), marrow, threshold, binary, opts, info,
+                              source)
     cut = (slice(zs.start - zlo, zs.stop - zlo), slice(None), slice(None))
     final = (zs, box[1], box[2])
     info["crop_zyx"] = [[int(s.start) + o, int(s.stop) + o] for s, o in zip(final, (0, *offset_yx))]
@@ -462,9 +463,9 @@ def _bridge_open(envelope, bone, z0_mm, spacing, opts, info, source) -> np.ndarr
     return envelope
 
 
-def _with_trabeculae(bone, smoothed_of, region, threshold, binary, opts, info, source) -> np.ndarray:
+def _with_trabeculae(bone, smoothed, region, threshold, binary, opts, info, source) -> np.ndarray:
     """``bone`` plus the trabeculae found in ``region`` by the local threshold (see local_threshold) on the
-    smoothed image ``smoothed_of()`` (made only when the local threshold runs)."""
+    smoothed image: an array, or a function that makes its values on a box (made only where it is read)."""
     choice = str(opts.trabecular_threshold).strip().lower()
     if choice not in ("local", "global"):
         raise SegmentationError(f"{source}: trabecular threshold {opts.trabecular_threshold!r} is neither 'local' "
@@ -472,9 +473,14 @@ def _with_trabeculae(bone, smoothed_of, region, threshold, binary, opts, info, s
     if binary or choice == "global":
         info["trabecular_threshold"] = {"method": "binary-input" if binary else "global"}
         return bone
-    extra, facts = local_half_max_mask(smoothed_of(), region, global_threshold=threshold)
+    extra, facts = local_half_max_mask(smoothed, region, global_threshold=threshold)
     info["trabecular_threshold"] = facts
     return bone | extra
+
+
+def _values_within(smoothed: SmoothedImage, outer, box) -> np.ndarray:
+    """``smoothed``'s values on ``box``, given in the coordinates of its crop ``outer``."""
+    return smoothed.values(tuple(slice(o.start + b.start, o.start + b.stop) for o, b in zip(outer, box)))
 
 
 def _compact(volume: Volume) -> Volume:

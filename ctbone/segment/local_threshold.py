@@ -60,8 +60,9 @@ def local_half_max_mask(image: np.ndarray, region: np.ndarray, *, global_thresho
 
     Parameters
     ----------
-    image : ndarray, float
-        Smoothed image.
+    image : ndarray, float, or callable
+        Smoothed image, or a function that makes its values on a box (a tuple of slices) as a float32 array:
+        only the region's box is read.
     region : ndarray, bool
         Where to apply it (the marrow compartment, or the whole trabecular cube).
     global_threshold : float
@@ -78,15 +79,17 @@ def local_half_max_mask(image: np.ndarray, region: np.ndarray, *, global_thresho
     """
     region = np.asarray(region, bool)
     if not region.any():
-        return np.zeros(image.shape, bool), {}
-    background, noise_sd = background_level(image[region])
+        return np.zeros(region.shape, bool), {}
+    box = bounding_box(region, margin_vox=radius_vox)
+    sub = np.ascontiguousarray(image(box) if callable(image) else image[box], np.float32)
+    in_box = np.ascontiguousarray(region[box])
+    # the region lies in its box: its values there come in the whole array's order
+    background, noise_sd = background_level(sub[in_box])
     floor = background + max(FLOOR_FRACTION * (global_threshold - background), FLOOR_NOISE_SD * noise_sd)
     floor = min(floor, global_threshold)
-    mask = np.zeros(image.shape, bool)
-    box = bounding_box(region, margin_vox=radius_vox)
-    sub = np.ascontiguousarray(image[box], np.float32)
+    mask = np.zeros(region.shape, bool)
     above = np.zeros(sub.shape, bool)
-    run_in_chunks(_above_local_half_max, sub.shape[0], sub, np.ascontiguousarray(region[box]), int(radius_vox),
+    run_in_chunks(_above_local_half_max, sub.shape[0], sub, in_box, int(radius_vox),
                   np.float32(background), np.float32(floor), np.float32(global_threshold), above)
     mask[box] = above
     facts = {"method": "local-half-max", "background": background, "noise_sd": noise_sd, "floor": float(floor),
