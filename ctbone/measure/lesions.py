@@ -353,7 +353,7 @@ def _blastic_bone(woven_or_more, smoothed_on, bone, env, frame, surface_t, in_sl
                   tissue, threshold, tol, min_voxels, spacing):
     """(blastic mask, dense outgrowths left out mm³) beyond the modelled periosteal surface.
 
-    ``woven_or_more``: the voxels at or above ``woven_level`` (`_woven_level`), made into the search region in
+    ``woven_or_more``: the voxels at or above ``woven_level`` (`_density_levels`), made into the search region in
     place; ``smoothed_on(box)``: the smoothed image on a box of the crop."""
     s = float(np.mean(spacing[1:]))
     # woven bone is under-mineralised and may lie below a threshold chosen for cortex (Roudier 2008):
