@@ -107,14 +107,14 @@ def standard_morphometry(seg, lesions=None) -> dict:
         out["tt_ar_mm2"] = float(tv / length_mm)
         out["ma_ar_mm2"] = float(marrow_vox * v / length_mm)
         out["ct_ar_tt_ar_pct"] = _pct(out["ct_ar_mm2"], out["tt_ar_mm2"])
-        exclusions = _lesion_exclusions(lesions)
-        outgrowth = exclusions.pop("outgrowth", None)
-        if outgrowth is not None:  # the cortex's last use: the outgrowths' region left out here, in place and on its
-            box = bounding_box(outgrowth)  # box, as cortical_porosity_pct would leave it out in a copy
-            if box is not None:
-                cortex[box] &= ~outgrowth[box]
+        # the cortex's last use: the outgrowths' region is left out of it here, in place and on its box, rather than
+        # in a copy by cortical_porosity_pct (its ``outgrowth``)
+        outgrowth = lesions.outgrowth_region if lesions is not None else None
+        box = bounding_box(outgrowth.array) if outgrowth is not None else None
+        if box is not None:
+            cortex[box] &= ~mask_as_bool(outgrowth.array[box])
         out["ct_po_pct"] = cortical_porosity_pct(cortex, bone, mask_as_bool(seg.envelope.array), spacing_mm=spacing,
-                                                 **exclusions)
+                                                 lesion=_lesion_union(lesions))
     else:
         out.update(ct_th_mm=NAN, ct_ar_mm2=NAN, tt_ar_mm2=float(tv / length_mm) if tv > 0 else NAN,
                    ma_ar_mm2=NAN, ct_ar_tt_ar_pct=NAN, ct_po_pct=NAN)
@@ -141,10 +141,9 @@ def trabecular_cube_morphometry(volume, *, options=None) -> dict:
     return standard_morphometry(segment(volume, options, mode="trabecular-cube"))
 
 
-def _lesion_exclusions(lesions) -> dict:
-    if lesions is None:
-        return {}
-    masks = lesions.masks
+def _lesion_union(lesions) -> np.ndarray | None:
+    """The lytic and defect masks together (Ct.Po leaves them out), or None without lesion masks."""
+    masks = lesions.masks if lesions is not None else {}
     lesion = None
     for name in ("lytic", "defects"):
         if name in masks:
@@ -154,8 +153,7 @@ def _lesion_exclusions(lesions) -> dict:
             box = bounding_box(part)
             if box is not None:
                 lesion[box] |= part[box]
-    outgrowth = lesions.outgrowth_region
-    return {"lesion": lesion, "outgrowth": mask_as_bool(outgrowth.array) if outgrowth is not None else None}
+    return lesion
 
 
 def _bone_surface_mm2(seg, bone: np.ndarray) -> float:
