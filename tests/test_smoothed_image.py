@@ -36,6 +36,9 @@ def test_boxes_of_a_crop_inside_a_volume_are_its_smoothed_values(support):
     assert np.array_equal(twin.values(), smoothed[crop])
     for box in _random_boxes(twin.shape, rng):
         assert np.array_equal(twin.values(box), smoothed[crop][box]), box
+    inner = (slice(2, None), slice(1, -1), slice(3, 20))  # a box given within another
+    assert np.array_equal(twin.values((slice(0, 3), slice(1, 4), slice(None)), within=inner),
+                          smoothed[crop][inner][0:3, 1:4, :])
     # without the kept layers the crop's sides would differ: the test can fail
     bare = gaussian_smooth(np.ascontiguousarray(volume[crop]), sigma_vox=0.9, support_vox=support)
     assert not np.array_equal(bare, smoothed[crop])

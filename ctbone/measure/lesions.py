@@ -173,7 +173,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     r_env = frame.radius_per_bin(env, reduce="max")
 
     def smoothed_on(box):  # the smoothed values on a box of the crop, made there: the segmentation holds none
-        return seg.smoothed_array(tuple(slice(c.start + b.start, c.start + b.stop) for c, b in zip(crop, box)))
+        return seg.smoothed_array(box, within=crop)
 
     dense_level, dense_env, woven_level, tissue, woven_or_more = _density_levels(smoothed_on, bone, env,
                                                                                  seg.threshold, spacing)

@@ -34,9 +34,10 @@ class StandinSegmentation:
     sigma_vox: float = 0.8
     min_particle_mm3: float = 0.001
 
-    def smoothed_array(self, box=None) -> np.ndarray:
+    def smoothed_array(self, box=None, *, within=None) -> np.ndarray:
         """The smoothed image on ``box`` (as `Segmentation.smoothed_array`; here a view of the one held)."""
-        return self.image.array if box is None else self.image.array[box]
+        image = self.image.array if within is None else self.image.array[within]
+        return image if box is None else image[box]
 
     def bone_of(self, volume: Volume, options=None) -> np.ndarray:
         """Another scan's bone by this stand-in's procedure (as `Segmentation.bone_of`)."""

@@ -90,9 +90,10 @@ class Segmentation:
         """The calibrated, smoothed image (a new array: `smoothed_array` makes a part of it)."""
         return self.raw_image.with_array(self.smoothed.values())
 
-    def smoothed_array(self, box=None) -> np.ndarray:
-        """The smoothed image's values on ``box`` (three slices; None = all), a new float32 array."""
-        return self.smoothed.values(box)
+    def smoothed_array(self, box=None, *, within=None) -> np.ndarray:
+        """The smoothed image's values on ``box`` (three slices; None = all), a new float32 array; ``box`` in the
+        coordinates of the box ``within`` when it is given."""
+        return self.smoothed.values(box, within=within)
 
     @property
     def is_binary_input(self) -> bool:
@@ -422,7 +423,7 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     marrow = split_compartments(bone_x, envelope, spacing_mm=raw.spacing)[1]
     check_marrow(envelope, marrow, info, source)
     # after the compartments: they come from the cortical threshold, the trabeculae only add to the marrow
-    bone_x = _with_trabeculae(bone_x, partial(_values_within, smoothed, ext), marrow, threshold, binary, opts, info,
+    bone_x = _with_trabeculae(bone_x, partial(smoothed.values, within=ext), marrow, threshold, binary, opts, info,
                               source)
     cut = (slice(zs.start - zlo, zs.stop - zlo), slice(None), slice(None))
     final = (zs, box[1], box[2])
@@ -476,11 +477,6 @@ def _with_trabeculae(bone, smoothed, region, threshold, binary, opts, info, sour
     extra, facts = local_half_max_mask(smoothed, region, global_threshold=threshold)
     info["trabecular_threshold"] = facts
     return bone | extra
-
-
-def _values_within(smoothed: SmoothedImage, outer, box) -> np.ndarray:
-    """``smoothed``'s values on ``box``, given in the coordinates of its crop ``outer``."""
-    return smoothed.values(tuple(slice(o.start + b.start, o.start + b.stop) for o, b in zip(outer, box)))
 
 
 def _compact(volume: Volume) -> Volume:

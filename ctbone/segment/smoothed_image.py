@@ -54,9 +54,13 @@ class SmoothedImage:
     def shape(self) -> tuple[int, ...]:
         return self.calibrated.shape
 
-    def values(self, box=None) -> np.ndarray:
+    def values(self, box=None, *, within=None) -> np.ndarray:
         """The smoothed values on ``box`` (a tuple of three slices, step 1; None = the whole crop): a new
-        float32 array."""
+        float32 array. ``within``: a box of the crop, ``box`` then being given in its coordinates."""
+        if within is not None:
+            within = _normalised(within, self.shape)
+            box = _normalised(box, tuple(s.stop - s.start for s in within))
+            box = tuple(slice(w.start + b.start, w.start + b.stop) for w, b in zip(within, box))
         box = _normalised(box, self.shape)
         h = self.halfwidth_vox
         if h == 0:
@@ -80,8 +84,7 @@ class SmoothedImage:
         shape = tuple(s.stop - s.start for s in box)
         if calibrated.shape != shape:
             raise ValueError(f"calibrated {calibrated.shape} is not the crop's shape {shape}")
-        faces = tuple(self.values(tuple(slice(f.start + b.start, f.stop + b.start) for f, b in zip(face, box)))
-                      for face in _face_boxes(shape, self.halfwidth_vox))
+        faces = tuple(self.values(face, within=box) for face in _face_boxes(shape, self.halfwidth_vox))
         return SmoothedImage(calibrated, self.sigma_vox, self.halfwidth_vox, faces)
 
 
