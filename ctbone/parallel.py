@@ -68,7 +68,8 @@ def run_in_chunks(kernel, n_items: int, *args, chunks: int | None = None) -> lis
             except Exception as error:  # noqa: BLE001 - raised in the calling thread below
                 errors[k] = error
 
-    helpers = [_pool(threads).submit(take_chunks) for _ in range(threads - 1)]
+    pool = _pool(threads)
+    helpers = [pool.submit(take_chunks) for _ in range(threads - 1)]
     try:
         take_chunks()
     except BaseException:  # Ctrl-C in the calling thread: the other threads take no new chunk
