@@ -139,7 +139,7 @@ def analyze(volume: Volume, reference: Volume | HandedOver | str | Path | None =
     metrics.update(lesions.metrics)
     resolution: dict = {}
     if seg.mode == "long-bone":
-        check_cortex_resolution(metrics.get("ct_th_mm", float("nan")), seg.raw_image.spacing, resolution,
+        check_cortex_resolution(metrics.get("ct_th_mm", float("nan")), seg.bone.spacing, resolution,
                                 scan_meta.get("source", "the scan"))
 
     masks = {name: getattr(seg, name) for name in ("bone", "envelope", "cortex", "marrow", "trabecular")}
@@ -149,7 +149,7 @@ def analyze(volume: Volume, reference: Volume | HandedOver | str | Path | None =
         "roi_mm": list(seg.roi_mm) if seg.roi_mm is not None else None,
         "source": scan_meta.get("source"),
         "series_uid": scan_meta.get("series_uid"),
-        "unit": seg.raw_image.unit,
+        "unit": seg.unit,
         "mode": seg.mode,
         "segmentation": _json_safe(seg.info),
         "lesions": _json_safe(lesions.info),

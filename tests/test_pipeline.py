@@ -104,8 +104,8 @@ def test_a_picture_path_that_is_a_folder_is_refused_before_writing(tmp_path):
     assert list(tmp_path.iterdir()) == []  # no temporary file left
 
 
-@pytest.mark.parametrize("calibrated", [False, True])
-def test_a_handed_over_scan_is_let_go_after_segmentation_with_equal_results(calibrated):
+@pytest.mark.parametrize("calibrated, stored_integers", [(False, False), (True, False), (False, True), (True, True)])
+def test_a_handed_over_scan_is_let_go_after_segmentation_with_equal_results(calibrated, stored_integers):
     # the memory lever of issue 7: the lesion and morphometry stages run beside the bone's crop, not the scan
     import gc
     import weakref
@@ -117,12 +117,17 @@ def test_a_handed_over_scan_is_let_go_after_segmentation_with_equal_results(cali
     spec = PhantomSpec(voxel_mm=0.03, length_mm=1.2, metaphysis_length_mm=0.0,
                        lesions=({"kind": "perforation", "z_mm": 0.6, "angle_deg": 0.0, "radius_mm": 0.1},))
     options = {"render": False, "calibration": (0.5, -10.0) if calibrated else None}
-    kept, _ = make_phantom(spec, seed=0)
+
+    def scan():  # stored integers, as a DICOM series holds them: the analysis then holds its crop as codes
+        vol = make_phantom(spec, seed=0)[0]
+        return vol.with_array(np.round(vol.array)) if stored_integers else vol
+
+    kept = scan()
     plain = analyze(kept, **options)
     if not calibrated:  # a scan its caller holds is not copied: the result's image is a view of it
         assert np.shares_memory(plain.image.array, kept.array)
 
-    handed = HandedOver(make_phantom(spec, seed=0)[0])
+    handed = HandedOver(scan())
     scan_array = weakref.ref(handed.peek().array)
     alive_at = {}
 

@@ -37,6 +37,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import SegmentationError
+from ..segment.coded import values_where
 from ..segment.distance import ring_mm, within_mm
 from ..segment.flood import flood_in_slices
 from ..segment.labels import label_counts, label_on_box, lookup
@@ -115,7 +116,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     Parameters
     ----------
     seg : ctbone.segment.Segmentation
-        Uses ``image``, ``raw_image``, ``bone`` and ``envelope`` (bridged periosteal envelope);
+        Uses ``smoothed_array``, ``calibrated_values``, ``bone`` and ``envelope`` (bridged periosteal envelope);
         all on one grid, the bone's long axis along z.
     options : AnalysisOptions
         ``min_defect_area_mm2`` (inclusive), ``min_lesion_mm3`` (inclusive).
@@ -153,8 +154,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     margin_vox = int(np.ceil(TOLERANCE_VOX)) + 3 + int(np.ceil(OUTGROWTH_REACH_MM / s))
     crop = seg.bone.bounding_slices(env_full, margin_vox=margin_vox)
     bone, env = bone_full[crop], env_full[crop]
-    density_src = seg.raw_image
-    density = density_src.array[crop]
+    density = seg.calibrated_values(crop)  # a view: of the float32 crop, or of its codes (CodedValues)
 
     # the polar model needs one bone section per slice: keep each slice's main section, and analyse only
     # slices where it holds >= MAIN_SECTION_FRACTION of the envelope (not the femoral head and neck, not
@@ -308,7 +308,8 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         "cortical_defect_pct": 100.0 * float(sum(areas)) / periosteal_mm2 if periosteal_mm2 > 0 else 0.0,
         "lytic_volume_mm3": float(lytic_pv_mm3[1:].sum()),
         "blastic_volume_mm3": float(blastic.sum()) * voxel_mm3,
-        DENSITY_METRIC[density_src.unit]: float(density[blastic].mean()) if blastic.any() and has_density else None,
+        DENSITY_METRIC[seg.unit]: float(values_where(density, blastic).mean()) if blastic.any() and has_density
+        else None,
     }
     def on_scan_grid(mask):
         # written on the mask's own box: a lesion mask is mostly empty, and the zeros' pages never written
@@ -673,7 +674,7 @@ def _row(seg, part, box, kind, area, density, offset, spacing, *, volume_mm3=Non
         "area_mm2": float(area),
         "max_diameter_mm": max_diameter_mm(idx, spacing_mm=spacing),
         "centroid_x_mm": float(centre[0]), "centroid_y_mm": float(centre[1]), "centroid_z_mm": float(centre[2]),
-        "mean_density": float("nan") if density is None else float(density[box][part].mean()),
+        "mean_density": float("nan") if density is None else float(values_where(density[box], part).mean()),
     }
 
 
@@ -693,7 +694,7 @@ def _nan_to(table, value):
 
 def _not_measured(seg, why: str) -> LesionMeasurement:
     """Lesion metrics as missing (empty in the tables), no lesion masks, and the reason in info."""
-    density_name = DENSITY_METRIC.get(seg.raw_image.unit, "blastic_mean_density_raw")
+    density_name = DENSITY_METRIC.get(seg.unit, "blastic_mean_density_raw")
     names = ("cortical_defect_count", "cortical_defect_area_mm2", "largest_defect_area_mm2", "cortical_defect_pct",
              "lytic_volume_mm3", "blastic_volume_mm3", density_name)
     return LesionMeasurement(metrics={n: None for n in names}, lesions=[], masks={}, info={"not_measured": why})
@@ -706,4 +707,4 @@ def _mask(volume, name):
 
 
 def _source(seg):
-    return seg.raw_image.meta.get("source", "scan") if getattr(seg, "raw_image", None) is not None else "scan"
+    return seg.bone.meta.get("source", "scan") if getattr(seg, "bone", None) is not None else "scan"

@@ -10,6 +10,7 @@ from numba import njit
 from scipy import ndimage
 
 from ..parallel import run_in_chunks
+from ..segment.coded import codes_and_palette, stored_value, values_where
 from ..segment.morphology import erode_cross
 from ..volume import bounding_box
 
@@ -54,7 +55,7 @@ def missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3, *, c
     if n == 0 or i_bone is None:
         return counts, (i_bone, None)
     inner = erode_cross(labels[box] > 0)
-    fill_values = raw[box][inner] if inner.any() else raw[labels > 0]
+    fill_values = values_where(raw[box], inner) if inner.any() else values_where(raw, labels > 0)
     i_fill = float(np.median(fill_values))
     if i_bone - i_fill <= 0:
         return counts, (i_bone, i_fill)
@@ -69,7 +70,7 @@ def missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3, *, c
     mass, n_band, n_avoid, n_model = (np.zeros((nz, nb)) for _ in range(4))
     owner = np.zeros((nz, nb), np.int64)
     model_mask = cortex_model if cortex_model is not None else np.zeros(labels.shape, bool)
-    run_in_chunks(_column_tables, nz, raw, band, avoid, model_mask, labels[box] > 0, grown,
+    run_in_chunks(_column_tables, nz, *codes_and_palette(raw), band, avoid, model_mask, labels[box] > 0, grown,
                   np.array([b.start for b in box], np.int64), frame.bin_index, np.float32(i_fill),
                   np.float32(i_bone - i_fill), mass, n_band, n_avoid, n_model, owner)
     has_band = (n_band > 0) & (n_avoid == 0)
@@ -89,9 +90,9 @@ def missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3, *, c
 
 
 @njit(cache=True, nogil=True)
-def _column_tables(raw, band, avoid, model, region, grown, origin, bin_index, i_fill, contrast, mass, n_band, n_avoid,
-                   n_model, owner, s0, s1):  # pragma: no cover - compiled
-    # one pass over the crop, each slice filling its own rows: the bone mass (I - I_fill) / (I_bone - I_fill)
+def _column_tables(raw, palette, band, avoid, model, region, grown, origin, bin_index, i_fill, contrast, mass, n_band,
+                   n_avoid, n_model, owner, s0, s1):  # pragma: no cover - compiled
+    # one pass over the crop (its values palette[raw] when palette is not None), each slice filling its own rows: the bone mass (I - I_fill) / (I_bone - I_fill)
     # in float32 as numpy computes it, summed in float64 in raster order, over band | region; the band,
     # avoid and model voxel counts; the largest grown region label. ``region`` and ``grown`` cover the box
     # of the regions' reach starting at ``origin``: nothing of them lies outside it. Slices s0 .. s1 - 1
@@ -107,7 +108,7 @@ def _column_tables(raw, band, avoid, model, region, grown, origin, bin_index, i_
                 inside = yin and x0 <= x < x0 + bx
                 in_region = inside and region[z - z0, y - y0, x - x0]
                 if band[z, y, x] or in_region:
-                    mass[z, b] += np.float64((raw[z, y, x] - i_fill) / contrast)
+                    mass[z, b] += np.float64((stored_value(raw, palette, z, y, x) - i_fill) / contrast)
                 if band[z, y, x]:
                     n_band[z, b] += 1.0
                 if avoid[z, y, x]:

@@ -34,6 +34,14 @@ class StandinSegmentation:
     sigma_vox: float = 0.8
     min_particle_mm3: float = 0.001
 
+    @property
+    def unit(self) -> str:
+        return self.raw_image.unit
+
+    def calibrated_values(self, box=None) -> np.ndarray:
+        """The calibrated values on ``box`` (as `Segmentation.calibrated_values`; here a view of the array)."""
+        return self.raw_image.array if box is None else self.raw_image.array[box]
+
     def smoothed_array(self, box=None, *, within=None) -> np.ndarray:
         """The smoothed image on ``box`` (as `Segmentation.smoothed_array`; here a view of the one held)."""
         image = self.image.array if within is None else self.image.array[within]

@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit
 
 from ..parallel import run_in_chunks, thread_count
+from ..segment.coded import CodedValues
 
 _BINS = 1 << 16
 
@@ -23,11 +24,14 @@ def masked_median(values: np.ndarray, mask: np.ndarray) -> float:
 
     Parameters
     ----------
-    values : ndarray
-        Image values; float32 is selected in place, any other type goes through numpy.
+    values : ndarray or CodedValues
+        Image values; float32 and `ctbone.segment.coded.CodedValues` are selected in place, any other type goes
+        through numpy.
     mask : bool ndarray
         Same shape as ``values``.
     """
+    if isinstance(values, CodedValues):
+        return _coded_median(values, np.asarray(mask, bool))
     values, mask = np.asarray(values), np.asarray(mask)
     if values.shape != mask.shape:
         raise ValueError(f"values of shape {values.shape} and mask of shape {mask.shape}")
@@ -45,11 +49,38 @@ def masked_median(values: np.ndarray, mask: np.ndarray) -> float:
     ranks = ((n - 1) // 2, n // 2)
     low, high = (np.array([_value_of(k)], np.uint32).view(np.float32)[0] for k in _keys_at(keys, mask, top, ranks,
                                                                                            chunks))
+    return _middle(low, high, ranks)
+
+
+def _middle(low, high, ranks) -> float:
+    """The median from the values at the two middle ranks, as numpy makes it."""
     if ranks[0] == ranks[1]:
         return float(low)
     # numpy averages the two middle values in float32: (low + high) / 2, each step rounded to float32
     with np.errstate(over="ignore", invalid="ignore"):  # inf (two values near the largest), NaN (-inf, inf): as numpy
         return float((np.float32(low) + np.float32(high)) / np.float32(2))
+
+
+def _coded_median(values: CodedValues, mask: np.ndarray) -> float:
+    """`masked_median` of values held as codes: the masked codes counted, the table walked in the values' order."""
+    if values.shape != mask.shape:
+        raise ValueError(f"values of shape {values.shape} and mask of shape {mask.shape}")
+    codes, palette = values.codes, values.palette
+    chunks = max(1, min(thread_count(), codes.shape[0]))
+    counts = np.sum(run_in_chunks(_chunk_code_counts, codes.shape[0], codes, mask, palette.size, chunks=chunks), axis=0)
+    bits = palette.view(np.uint32)
+    nan = ((bits & 0x7F800000) == 0x7F800000) & ((bits & 0x007FFFFF) != 0)
+    n = int(counts[~nan].sum())
+    if n == 0 or counts[nan].any():  # none, or numpy's median of values holding a NaN
+        return float("nan")
+    # the codes in the order of their values (`_order_key`'s order: -0 before +0), and the counts summed in it
+    keys = np.where(bits & 0x80000000, ~bits, bits | 0x80000000)
+    order = np.flatnonzero(~nan)
+    order = order[np.argsort(keys[order], kind="stable")]
+    cumulative = np.cumsum(counts[order])
+    ranks = ((n - 1) // 2, n // 2)
+    low, high = (palette[order[np.searchsorted(cumulative, rank, side="right")]] for rank in ranks)
+    return _middle(low, high, ranks)
 
 
 def _keys_at(keys, mask, top, ranks, chunks) -> list[int]:
@@ -89,6 +120,18 @@ def _histogram(keys, mask, top, chunks):
     parts = run_in_chunks(_chunk_histogram, keys.shape[0], keys, mask, top, chunks=chunks)
     # in integers: the same whatever the chunks
     return np.sum([hist for hist, _ in parts], axis=0), int(sum(nans for _, nans in parts))
+
+
+@njit(cache=True, nogil=True)
+def _chunk_code_counts(codes, mask, n_codes, z0, z1):  # pragma: no cover - compiled
+    # how many masked voxels hold each code, over slices z0 .. z1 - 1
+    counts = np.zeros(n_codes, np.int64)
+    for z in range(z0, z1):
+        for y in range(codes.shape[1]):
+            for x in range(codes.shape[2]):
+                if mask[z, y, x]:
+                    counts[codes[z, y, x]] += 1
+    return counts
 
 
 @njit(cache=True, nogil=True)

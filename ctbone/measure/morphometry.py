@@ -9,6 +9,7 @@ import logging
 
 import numpy as np
 
+from ..segment.coded import values_where
 from ..volume import bounding_box, mask_as_bool
 from ._euler import connectivity_density_per_mm3
 from ._surface import kept_surface_area_mm2, surface_area_mm2
@@ -54,7 +55,7 @@ def standard_morphometry(seg, lesions=None) -> dict:
     >>> round(m["ct_th_mm"], 2)
     0.19
     """
-    spacing = seg.raw_image.spacing
+    spacing = seg.bone.spacing
     v = float(np.prod(spacing))
     bone = mask_as_bool(seg.bone.array)
     # the envelope, marrow, cortex and trabecular masks are made from the segmentation's when needed and let go
@@ -65,7 +66,7 @@ def standard_morphometry(seg, lesions=None) -> dict:
     n_slices = bone.shape[0]
     length_mm = n_slices * spacing[0]
 
-    out: dict = {_THRESHOLD_NAME[seg.raw_image.unit]: float(seg.threshold)}
+    out: dict = {_THRESHOLD_NAME[seg.unit]: float(seg.threshold)}
     tv = np.count_nonzero(envelope) * v
     bv = _count_and(bone, envelope) * v
     out["tv_mm3"] = float(tv)
@@ -75,7 +76,8 @@ def standard_morphometry(seg, lesions=None) -> dict:
     out["bs_mm2"] = bs
     out["bs_bv_per_mm"] = float(bs / bv) if bv > 0 else NAN
     # a binary image's values are labels, not densities
-    out["tmd"] = float(seg.raw_image.array[bone].mean()) if bone.any() and not seg.is_binary_input else NAN
+    has_tmd = bone.any() and not seg.is_binary_input
+    out["tmd"] = float(values_where(seg.calibrated_values(), bone).mean()) if has_tmd else NAN
 
     # trabecular compartment (the VOI is the marrow cavity)
     tb_tv = np.count_nonzero(marrow) * v
@@ -160,7 +162,7 @@ def _bone_surface_mm2(seg, bone: np.ndarray) -> float:
     if not bone.any():
         return 0.0
     if seg.is_binary_input:
-        return surface_area_mm2(bone.astype(np.float32), level=0.5, spacing_mm=seg.raw_image.spacing)
+        return surface_area_mm2(bone.astype(np.float32), level=0.5, spacing_mm=seg.bone.spacing)
     # the smoothed image at the threshold, limited to the kept bone (despeckled particles stay out)
     from ..segment.morphology import dilate_cross
 
@@ -174,7 +176,7 @@ def _bone_surface_mm2(seg, bone: np.ndarray) -> float:
         return seg.smoothed_array((slice(z0 + lo, z0 + hi), box[1], box[2]))
 
     return kept_surface_area_mm2(smoothed_planes, dilate_cross(bone[box]), outside_value=seg.threshold - 1.0,
-                                 level=float(seg.threshold), spacing_mm=seg.raw_image.spacing)
+                                 level=float(seg.threshold), spacing_mm=seg.bone.spacing)
 
 
 def _count_and(a: np.ndarray, b: np.ndarray) -> int:

@@ -89,8 +89,8 @@ def compare_to_reference(seg, reference: Volume, options) -> ReferenceComparison
         reference = reference.take()  # ours: its gray values go once its bone is found
     source = reference.meta.get("source", "reference scan")
     bone = mask_as_bool(seg.bone.array)  # a view: only read
-    reference = _same_unit(reference, seg.raw_image.unit, options, source)
-    _check_same_gray_mapping(seg.raw_image.meta, reference.meta, source)
+    reference = _same_unit(reference, seg.unit, options, source)
+    _check_same_gray_mapping(seg.bone.meta, reference.meta, source)
     ref_bone = _reference_bone(reference, seg, options)
     if not ref_bone.any():
         raise RegistrationError(f"{source}: no bone above the threshold {seg.threshold:g} in the reference scan. "

@@ -1,6 +1,6 @@
 """Segmentation: calibrate, smooth, threshold, despeckle, crop, ROI, compartments.
 
-``segment(volume, options) -> Segmentation``; every mask shares ``seg.raw_image``'s grid.
+``segment(volume, options) -> Segmentation``; every mask shares ``seg.bone``'s grid.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ..errors import SegmentationError
 from ..options import AnalysisOptions
 from ..parallel import contiguous_copy
 from ..volume import HandedOver, Volume, bounding_box, mask_as_bool
+from .coded import CodedValues, decoded_values, encode_values
 from .checks import check_long_bone, check_marrow, check_second_bone, check_shaft_tilt
 from .cleanup import keep_bone_of_interest
 from .compartments import split_compartments
@@ -48,10 +49,15 @@ class Segmentation:
 
     Attributes
     ----------
-    raw_image : Volume
-        The calibrated, unsmoothed image, cropped to the bone (+margin) and the ROI (TMD, lesion density).
+    unit : str
+        The calibrated image's unit ("HU", "mgHA/cm3" or "raw").
     smoothed : SmoothedImage
-        Its smoothed twin, made where it is read (`smoothed_array`): not held as a crop-sized array.
+        The calibrated, unsmoothed values of the crop (``smoothed.calibrated``: as codes into their distinct values
+        when the segmentation owns them, `ctbone.segment.coded`) and their smoothed twin, made where it is read
+        (`smoothed_array`): not held as a crop-sized array.
+    raw_image : Volume (property)
+        The calibrated, unsmoothed image, cropped to the bone (+margin) and the ROI (TMD, lesion density); a new
+        array on each call when the values are held as codes (`calibrated_values` gives them as held).
     image : Volume (property)
         The calibrated, smoothed image on the same grid, made when asked (each call makes a new array).
     threshold : float
@@ -74,7 +80,7 @@ class Segmentation:
         Extra facts (growth plate, crop offset, binary input...).
     """
 
-    raw_image: Volume
+    unit: str
     smoothed: SmoothedImage
     threshold: float
     threshold_method: str
@@ -86,9 +92,20 @@ class Segmentation:
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def raw_image(self) -> Volume:
+        """The calibrated, unsmoothed image (decoded into a new array when held as codes)."""
+        return self.bone.with_array(decoded_values(self.smoothed.calibrated), unit=self.unit)
+
+    @property
     def image(self) -> Volume:
         """The calibrated, smoothed image (a new array: `smoothed_array` makes a part of it)."""
-        return self.raw_image.with_array(self.smoothed.values())
+        return self.bone.with_array(self.smoothed.values(), unit=self.unit)
+
+    def calibrated_values(self, box=None):
+        """The calibrated, unsmoothed values on ``box`` (three slices; None = all): a view of the float32 array or of
+        its codes (`ctbone.segment.coded.CodedValues`); `ctbone.segment.coded.values_where` reads them under a mask."""
+        values = self.smoothed.calibrated
+        return values if box is None else values[box]
 
     def smoothed_array(self, box=None, *, within=None) -> np.ndarray:
         """The smoothed image's values on ``box`` (three slices; None = all), a new float32 array; ``box`` in the
@@ -214,6 +231,7 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
     if block == "none":
         raise _no_bone_error(source, threshold, raw.unit, lo, hi)
     geometry = None
+    inner = (slice(None),) * 3
     if block is not None:  # smoothed and labelled there only: nothing beyond it can be bone
         geometry = _geometry_of(raw)
         # the block with the smoothing's halo of rows and columns, so that its smoothed values are the scan's
@@ -228,44 +246,52 @@ def segment(volume: Volume, options: AnalysisOptions | None = None, *, mode: str
                 array = contiguous_copy(array[halo])  # and the scan goes now
             region = replace(geometry_of_region, array=array)
             del array
-        raw = None
-        inner = (slice(None), *(_within(b, h) for b, h in zip(block, halo[1:])))
-        smoothed = _smooth(region.array, binary, opts, yx_box=inner[1:])  # the block's rows and columns only
-        raw = region.crop(inner)
+        raw = region  # the region stands for the scan from here
         del region
+        inner = (slice(None), *(_within(b, h) for b, h in zip(block, halo[1:])))
         info["bone_block_yx"] = [[block[0].start, block[0].stop], [block[1].start, block[1].stop]]
-    else:
-        smoothed = _smooth(raw.array, binary, opts)
+    values = raw.array
+    if mode == "long-bone":
+        # a long bone's calibrated values, when they are ours, are held as codes into their distinct values (half
+        # their memory) and smoothed from them: the float32 array goes before the smoothed one is made
+        if not share_raw:
+            values = _owned_values(values)
+        raw = _geometry_of(raw.crop(inner))  # the block's geometry, unit and meta; its values are `values[inner]`
+    smoothed = _smooth(values, binary, opts, yx_box=inner[1:] if block is not None else None)  # the block only
+    values = values[inner]
     bone = smoothed > threshold
     if not bone.any():
         raise _no_bone_error(source, threshold, raw.unit, lo, hi)
     log.info("threshold %.4g %s (%s)", threshold, raw.unit, method)
 
-    image = raw.with_array(smoothed)
     if mode == "trabecular-cube":
         whole = np.ones(bone.shape, bool)
         bone = _with_trabeculae(bone, smoothed, whole, threshold, binary, opts, info, source)
         twin = SmoothedImage.keeping_faces(smoothed, raw.array, sigma_vox=opts.sigma_vox,
                                            halfwidth_vox=_twin_halfwidth(binary, opts))
-        del image, smoothed
+        del smoothed
         return _result(twin, raw, threshold, method, bone, whole, whole, None, mode, info)  # envelope = marrow
-    del smoothed
-    work = _Work(raw=raw, image=image, bone=bone, scan_geometry=geometry)
-    del raw, image, bone
+    work = _Work(values=values, grid=raw, smoothed=smoothed, bone=bone, scan_geometry=geometry)
+    del values, raw, smoothed, bone
     offset = (block[0].start, block[1].start) if block is not None else (0, 0)
     return _long_bone(work, threshold, method, binary, opts, info, source, share_raw=share_raw, offset_yx=offset)
 
 
 def _geometry_of(volume) -> Volume:
-    """A one-voxel volume with ``volume``'s geometry (spacing, origin, direction)."""
+    """A one-voxel volume with the geometry (spacing, origin, direction), unit and meta of ``volume`` (a Volume or a
+    scan read slab by slab)."""
+    if isinstance(volume, Volume):
+        return replace(volume, array=np.zeros((1, 1, 1), np.float32))
     return Volume(np.zeros((1, 1, 1), np.float32), spacing=volume.spacing, origin=volume.origin,
                   direction=volume.direction)
 
 
-def _smooth(array: np.ndarray, binary: bool, opts: AnalysisOptions, yx_box=None) -> np.ndarray:
-    """The smoothed image (float32), of ``array[:, ys, xs]`` only when ``yx_box`` is given (computed there)."""
+def _smooth(array, binary: bool, opts: AnalysisOptions, yx_box=None) -> np.ndarray:
+    """The smoothed image (float32) of an array or `CodedValues`, of ``array[:, ys, xs]`` only when ``yx_box`` is
+    given (computed there)."""
     if binary:
-        return np.array(array if yx_box is None else array[(slice(None), *yx_box)], np.float32)
+        part = array if yx_box is None else array[(slice(None), *yx_box)]
+        return part.decoded() if isinstance(part, CodedValues) else np.array(part, np.float32)
     return gaussian_smooth(array, sigma_vox=opts.sigma_vox, support_vox=opts.support_vox, yx_box=yx_box)
 
 
@@ -340,11 +366,11 @@ def bone_mask_like(volume: Volume, seg: Segmentation, options: AnalysisOptions |
     # the reference's own bone (the other limb of the same scan: --reference-bone), not the scan's choice
     opts = replace(opts, threshold=float(seg.threshold), roi_mm=None, calibration=None, bone=opts.reference_bone)
     ref = segment(volume, opts, mode=seg.mode)
-    if ref.raw_image.unit != seg.raw_image.unit:  # its own vendor calibration moved it to another unit
+    if ref.unit != seg.unit:  # its own vendor calibration moved it to another unit
         from ..errors import CalibrationError
 
         raise CalibrationError(f"{volume.meta.get('source', 'the reference')}: its density calibration puts it in "
-                               f"{ref.raw_image.unit}, the scan is in {seg.raw_image.unit}; one threshold cannot "
+                               f"{ref.unit}, the scan is in {seg.unit}; one threshold cannot "
                                "segment both. Potential fix: give both scans the same calibration (--calibration)")
     bone = np.zeros(volume.shape, bool)
     crop = ref.info.get("crop_zyx")
@@ -366,11 +392,12 @@ def _no_bone_error(source, threshold, unit, lo, hi) -> SegmentationError:
 
 @dataclass
 class _Work:
-    """The calibrated image, its smoothed twin and the thresholded bone, handed to `_long_bone`, which
+    """The calibrated values, their smoothed twin and the thresholded bone, handed to `_long_bone`, which
     drops them as soon as it has cropped them (the caller keeps no other reference)."""
 
-    raw: Volume
-    image: Volume
+    values: Any  # float32 array or CodedValues
+    grid: Volume  # one voxel: the values' geometry, unit and meta
+    smoothed: np.ndarray
     bone: np.ndarray
     # a one-voxel volume with the whole scan's geometry when ``raw`` is a block of it: the crop's origin is
     # then computed from the scan's, as a crop of the whole scan would be (the same floats, not a sum of two)
@@ -385,27 +412,28 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     interest with margin; ``offset_yx`` is where that block starts, so ``info["crop_zyx"]`` stays in
     the scan's indices.
     """
-    raw = work.raw
+    values, grid = work.values, work.grid
+    nz = values.shape[0]
     # the smoothed block goes: made again where it is read (its outer layers kept), not held beside the despeckle's
     # labels and the closings' working volumes (the segment stage's memory peak)
-    smoothed = SmoothedImage.keeping_faces(work.image.array, raw.array, sigma_vox=opts.sigma_vox,
+    smoothed = SmoothedImage.keeping_faces(work.smoothed, values, sigma_vox=opts.sigma_vox,
                                            halfwidth_vox=_twin_halfwidth(binary, opts))
-    work.image = None
+    work.smoothed = work.values = None
     particles: dict = {}
     try:
-        bone = keep_bone_of_interest(work.bone, spacing_mm=raw.spacing, min_particle_mm3=opts.min_particle_mm3,
+        bone = keep_bone_of_interest(work.bone, spacing_mm=grid.spacing, min_particle_mm3=opts.min_particle_mm3,
                                      near_mm=opts.max_defect_diameter_mm, bone_index=opts.bone, facts=particles)
     except ValueError as exc:
         raise SegmentationError(f"{source}: {exc}. Potential fix: a smaller --bone, or none (the largest)") from None
     work.bone = None
-    check_long_bone(bone, raw.spacing, info, source, offset_zyx=(0, *offset_yx))
+    check_long_bone(bone, grid.spacing, info, source, offset_zyx=(0, *offset_yx))
     check_second_bone(particles, opts.max_defect_diameter_mm, info, source, chosen=opts.bone)
     # ROI along z, with masks computed on a slightly longer range so the envelope is right at its ends
     roi = opts.roi_mm
-    nz, sz = raw.shape[0], raw.spacing[0]
+    sz = grid.spacing[0]
     pad = int(np.ceil(opts.max_defect_diameter_mm / 2 / sz)) + 2
     if isinstance(roi, str):
-        roi = _automatic_roi(roi, bone, raw, opts, info, source)
+        roi = _automatic_roi(roi, bone, grid, opts, info, source)
     if roi is not None:
         zs = roi_slices(roi, n_slices=nz, spacing_z_mm=sz, source=source)
         zlo, zhi = max(0, zs.start - pad), min(nz, zs.stop + pad)
@@ -413,14 +441,15 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
         zs, zlo, zhi = slice(0, nz), 0, nz
     box = Volume(bone[zlo:zhi]).bounding_slices(bone[zlo:zhi], margin_vox=CROP_MARGIN_VOX)
     if box is None:
-        raise SegmentationError(f"{source}: no bone above threshold {threshold:.4g} {raw.unit} inside the ROI "
+        raise SegmentationError(f"{source}: no bone above threshold {threshold:.4g} {grid.unit} inside the ROI "
                                 f"{roi} mm. Potential fix: check --roi-mm or lower --threshold.")
     ext = (slice(zlo, zhi), box[1], box[2])
     bone_x = bone[ext]
-    envelope = periosteal_envelope_array(bone_x, spacing_mm=raw.spacing, bridge_diameter_mm=opts.max_defect_diameter_mm)
-    envelope = _bridge_open(envelope, bone_x, zlo * sz, raw.spacing, opts, info, source)
+    envelope = periosteal_envelope_array(bone_x, spacing_mm=grid.spacing,
+                                         bridge_diameter_mm=opts.max_defect_diameter_mm)
+    envelope = _bridge_open(envelope, bone_x, zlo * sz, grid.spacing, opts, info, source)
     # the cortex is the envelope less the marrow: Segmentation makes it when asked
-    marrow = split_compartments(bone_x, envelope, spacing_mm=raw.spacing)[1]
+    marrow = split_compartments(bone_x, envelope, spacing_mm=grid.spacing)[1]
     check_marrow(envelope, marrow, info, source)
     # after the compartments: they come from the cortical threshold, the trabeculae only add to the marrow
     bone_x = _with_trabeculae(bone_x, partial(smoothed.values, within=ext), marrow, threshold, binary, opts, info,
@@ -429,19 +458,19 @@ def _long_bone(work: _Work, threshold, method, binary, opts, info, source, *, sh
     final = (zs, box[1], box[2])
     info["crop_zyx"] = [[int(s.start) + o, int(s.stop) + o] for s, o in zip(final, (0, *offset_yx))]
     if not info.get("shaft_across_slices") and "fills_field_of_view_pct" not in info:
-        check_shaft_tilt(envelope[cut], raw.spacing, info, source)
+        check_shaft_tilt(envelope[cut], grid.spacing, info, source)
     roi_used = (zs.start * sz, (zs.stop - 1) * sz) if roi is not None else None
-    # a compact copy: a view would keep the whole calibrated scan alive with the result
-    cropped = raw.crop(final)
+    # the crop's origin, from the whole scan's geometry when this is a block of it (the same floats as a crop of it)
+    start = [sl.indices(n)[0] for sl, n in zip(final, values.shape)]
     if work.scan_geometry is not None:
-        start = (final[0].start, final[1].start + offset_yx[0], final[2].start + offset_yx[1])
-        cropped = replace(cropped, origin=tuple(work.scan_geometry.index_to_physical(start)))
-    raw_c = cropped if share_raw else _compact(cropped)
-    del cropped
+        start = (start[0], start[1] + offset_yx[0], start[2] + offset_yx[1])
+    grid = replace(grid, origin=tuple((work.scan_geometry or grid).index_to_physical(start)))
+    # a compact copy: a view would keep the whole calibrated block alive with the result
+    calibrated = values[final] if share_raw else _compact(values[final])
+    del values
     # the crop's smoothed twin: made again where it is read, its outer layers (smoothed with voxels beyond it) kept
-    smoothed = smoothed.cropped(final, raw_c.array)
-    work.raw = raw = None
-    return _result(smoothed, raw_c, threshold, method, bone_x[cut], envelope[cut], marrow[cut], roi_used, "long-bone",
+    smoothed = smoothed.cropped(final, calibrated)
+    return _result(smoothed, grid, threshold, method, bone_x[cut], envelope[cut], marrow[cut], roi_used, "long-bone",
                    info)
 
 
@@ -479,8 +508,16 @@ def _with_trabeculae(bone, smoothed, region, threshold, binary, opts, info, sour
     return bone | extra
 
 
-def _compact(volume: Volume) -> Volume:
-    return volume.with_array(contiguous_copy(volume.array))
+def _compact(values):
+    """A C-contiguous copy of ``values`` (an array or `CodedValues`)."""
+    return values.compacted() if isinstance(values, CodedValues) else contiguous_copy(values)
+
+
+def _owned_values(array: np.ndarray):
+    """The calibrated block to hold: as codes into its distinct values (`CodedValues`, half the memory) when it
+    holds at most 65 536 of them, else the array."""
+    coded = encode_values(array) if array.dtype == np.float32 else None
+    return coded if coded is not None else array
 
 
 def _calibrated(volume: Volume, opts: AnalysisOptions) -> Volume:
@@ -519,11 +556,12 @@ def _as_uint8_mask(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.uint8)
 
 
-def _result(smoothed, raw, threshold, method, bone, envelope, marrow, roi_mm, mode, info) -> Segmentation:
+def _result(smoothed, grid, threshold, method, bone, envelope, marrow, roi_mm, mode, info) -> Segmentation:
+    """The segmentation; ``grid``: a volume with the crop's geometry, unit and meta (its array is not read)."""
     def mask(a):
-        return raw.with_array(_as_uint8_mask(a), unit="mask")
+        return replace(grid, array=_as_uint8_mask(a), unit="mask", meta=dict(grid.meta))
 
     bone = bone.astype(bool)
-    return Segmentation(raw_image=raw, smoothed=smoothed, threshold=float(threshold), threshold_method=method,
+    return Segmentation(unit=grid.unit, smoothed=smoothed, threshold=float(threshold), threshold_method=method,
                         bone=mask(bone), packed_envelope=PackedMask.of(envelope), packed_marrow=PackedMask.of(marrow),
                         roi_mm=roi_mm, mode=mode, info=info)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .coded import CodedValues, decoded_values
 from .smooth import gaussian_filter_nearest
 
 
@@ -22,8 +23,9 @@ class SmoothedImage:
 
     Attributes
     ----------
-    calibrated : (Z, Y, X) float32 ndarray
-        The crop's calibrated, unsmoothed values (shared with the segmentation's ``raw_image``).
+    calibrated : (Z, Y, X) float32 ndarray or CodedValues
+        The crop's calibrated, unsmoothed values (the segmentation's ``raw_image``); as codes into a table of its
+        distinct values (`ctbone.segment.coded`) when the segmentation owns them.
     sigma_vox : float
         The Gaussian's standard deviation in voxels.
     halfwidth_vox : int
@@ -32,13 +34,13 @@ class SmoothedImage:
         The smoothed values of the crop's six outer layers (`_face_boxes`), as smoothed from the whole scan.
     """
 
-    calibrated: np.ndarray
+    calibrated: np.ndarray | CodedValues
     sigma_vox: float
     halfwidth_vox: int
     faces: tuple = ()
 
     @classmethod
-    def keeping_faces(cls, smoothed: np.ndarray, calibrated: np.ndarray, *, sigma_vox: float,
+    def keeping_faces(cls, smoothed: np.ndarray, calibrated: np.ndarray | CodedValues, *, sigma_vox: float,
                       halfwidth_vox: int) -> SmoothedImage:
         """The lazy twin of ``smoothed`` (the smoothed crop, as made from the scan), which can then go."""
         if smoothed.shape != calibrated.shape:
@@ -64,7 +66,7 @@ class SmoothedImage:
         box = _normalised(box, self.shape)
         h = self.halfwidth_vox
         if h == 0:
-            return np.array(self.calibrated[box], np.float32)
+            return np.array(decoded_values(self.calibrated[box]), np.float32)
         # the box and the voxels its values read (the half-width around it, within the crop)
         ext = tuple(slice(max(0, s.start - h), min(n, s.stop + h)) for s, n in zip(box, self.shape))
         inner = tuple(slice(s.start - e.start, s.stop - e.start) for s, e in zip(box, ext))
@@ -77,7 +79,7 @@ class SmoothedImage:
                 out[_shifted(common, box)] = face[_shifted(common, face_box)]
         return out
 
-    def cropped(self, box, calibrated: np.ndarray) -> SmoothedImage:
+    def cropped(self, box, calibrated: np.ndarray | CodedValues) -> SmoothedImage:
         """The twin of this image's crop ``box``, whose calibrated values are ``calibrated`` (this one's on
         ``box``, e.g. a compact copy): its outer layers made here, where they read voxels beyond the crop."""
         box = _normalised(box, self.shape)

@@ -65,7 +65,7 @@ def segment_slabs(scan, options: AnalysisOptions | None = None, *, mode: str = "
     Segmentation
         Equal to ``segment(read_scan(path), options)``; ``info["slab_read"]`` tells what was read.
     """
-    from . import _Work, _check_threshold_word, _geometry_of, _long_bone, _no_bone_error
+    from . import _Work, _check_threshold_word, _geometry_of, _long_bone, _no_bone_error, _owned_values
 
     opts = options or AnalysisOptions()
     source = scan.meta.get("source", "the scan")
@@ -118,7 +118,8 @@ def segment_slabs(scan, options: AnalysisOptions | None = None, *, mode: str = "
     log.info("%s: read slab by slab; block of rows %d:%d, columns %d:%d (%.1f %% of each slice) in %.1f s",
              source, ys.start, ys.stop, xs.start, xs.stop, 100 * info["slab_read"]["block_fraction"],
              info["slab_read"]["seconds"])
-    work = _Work(raw=raw, image=image, bone=bone, scan_geometry=_geometry_of(scan))
+    work = _Work(values=_owned_values(raw.array), grid=_geometry_of(raw), smoothed=image.array, bone=bone,
+                 scan_geometry=_geometry_of(scan))
     del raw, image, bone
     return _long_bone(work, threshold, method, binary, opts, info, source, offset_yx=(ys.start, xs.start))
 
