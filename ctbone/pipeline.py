@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import SegmentationError
 from .options import AnalysisOptions
-from .result import AnalysisResult
+from .result import AnalysisResult, MaskSet
 from .volume import HandedOver, Volume
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ def analyze(volume: Volume, reference: Volume | HandedOver | str | Path | None =
         check_cortex_resolution(metrics.get("ct_th_mm", float("nan")), seg.bone.spacing, resolution,
                                 scan_meta.get("source", "the scan"))
 
-    masks = {name: getattr(seg, name) for name in ("bone", "envelope", "cortex", "marrow", "trabecular")}
+    masks = seg.mask_makers()  # the compartments made when read: the result holds their bits, not the masks
     masks.update(lesions.masks)
     info = {
         "threshold_method": seg.threshold_method,
@@ -171,6 +171,6 @@ def analyze(volume: Volume, reference: Volume | HandedOver | str | Path | None =
 
     info["timings_s"] = timings
     return AnalysisResult(
-        metrics=metrics, masks=masks, image=seg.raw_image, lesions=list(lesions.lesions), options=opts, info=info,
+        metrics=metrics, masks=MaskSet(masks), image=seg.raw_image, lesions=list(lesions.lesions), options=opts, info=info,
         cortex_model=lesions.cortex_model,
     )

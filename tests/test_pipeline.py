@@ -146,3 +146,29 @@ def test_a_handed_over_scan_is_let_go_after_segmentation_with_equal_results(cali
         assert np.array_equal(result.masks[name].array, mask.array), name
     assert np.array_equal(result.image.array, plain.image.array) and result.image.origin == plain.image.origin
     assert result.image.array.flags.c_contiguous  # a compact crop, not a view of a freed scan
+
+
+def test_the_results_compartments_are_made_when_read_from_bits_alone(small_result):
+    # the result holds the compartments as bits (73 MB each as masks at 512^3), not the segmentation's values
+    import pickle
+
+    import numpy as np
+
+    from ctbone.result import MaskSet
+    from ctbone.segment import CompartmentMask
+
+    masks = small_result.masks
+    assert isinstance(masks, MaskSet) and list(masks)[:5] == ["bone", "envelope", "cortex", "marrow", "trabecular"]
+    first, again = masks["cortex"], masks["cortex"]
+    assert first is not again and np.array_equal(first.array, again.array)  # a new array at each read
+    assert first.array.dtype == np.uint8 and first.unit == "mask" and first.shape == masks["bone"].shape
+    maker = masks._items["cortex"]
+    # it holds the bone and the bits, not the segmentation (whose calibrated values would stay alive with the result)
+    assert isinstance(maker, CompartmentMask)
+    assert set(vars(maker)) == {"name", "bone", "packed_envelope", "packed_marrow"}
+    envelope, marrow = masks["envelope"].array.astype(bool), masks["marrow"].array.astype(bool)
+    assert np.array_equal(first.array.astype(bool), envelope & ~marrow)
+    assert np.array_equal(masks["trabecular"].array.astype(bool), marrow & masks["bone"].array.astype(bool))
+    copied = pickle.loads(pickle.dumps(masks))  # a notebook may pickle a result: makers are plain objects
+    assert np.array_equal(copied["cortex"].array, first.array)
+    assert dict(masks).keys() == masks.keys()

@@ -84,7 +84,7 @@ def write_qc_slices(result, path, *, dpi: int = 110) -> list[tuple[int, str]]:
 
     path = Path(path)
     image = np.asarray(result.image.array, np.float32)
-    masks = result.masks
+    masks = {name: result.masks[name] for name in result.masks}  # each read once (some are made when read)
     spacing = result.image.spacing
     z0, y0, x0 = _crop_start(result)
     chosen = choose_qc_slices(masks)

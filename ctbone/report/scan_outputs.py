@@ -61,12 +61,17 @@ def lesion_columns(lesions) -> list[str]:
     return list(LESION_COLUMNS) + list(dict.fromkeys(extra))
 
 
-def _write_mask(volume, path: Path) -> None:
+def _mask_image(volume):
+    """The mask as a uint8 SimpleITK image (a copy of its array)."""
     import SimpleITK as sitk
 
     image = volume.to_sitk()
-    if image.GetPixelID() != sitk.sitkUInt8:
-        image = sitk.Cast(image, sitk.sitkUInt8)
+    return image if image.GetPixelID() == sitk.sitkUInt8 else sitk.Cast(image, sitk.sitkUInt8)
+
+
+def _write_image(image, path: Path) -> None:
+    import SimpleITK as sitk
+
     with written_into(path, suffix=".nii.gz") as tmp:
         sitk.WriteImage(image, tmp, True)
 
@@ -170,14 +175,21 @@ def write_scan_outputs(result: AnalysisResult, outdir, *, render: bool = True, e
 
     masks_dir = outdir / "masks"
     masks_dir.mkdir(exist_ok=True)
-    masks = dict(result.masks)
-    label_map = lesion_label_map(masks)
-    if label_map is not None:
-        masks["lesions"] = label_map
-    paths = {name: masks_dir / f"{name}.nii.gz" for name in masks}
+    label_map = lesion_label_map(result.masks)
+    names = [*result.masks, *(["lesions"] if label_map is not None else [])]
+    paths = {name: masks_dir / f"{name}.nii.gz" for name in names}
     with ThreadPoolExecutor(max_workers=MASK_WRITE_THREADS) as pool:
-        for _ in pool.map(lambda name: _write_mask(masks[name], paths[name]), masks):
-            pass
+        # each mask read (the compartments are made from bits when read: `MaskSet`) and copied into its image here,
+        # in this thread, as few at a time as are being compressed: not every mask at once
+        pending = []
+        for name in names:
+            image = _mask_image(label_map if name == "lesions" else result.masks[name])
+            pending.append(pool.submit(_write_image, image, paths[name]))
+            del image
+            if len(pending) == MASK_WRITE_THREADS:
+                pending.pop(0).result()
+        for job in pending:
+            job.result()
     written.update({f"mask_{name}": path for name, path in paths.items()})
 
     if render and _write_snapshot(result, outdir / "snapshot.png"):

@@ -33,14 +33,43 @@ from .threshold import auto_threshold
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "Segmentation", "segment", "close_mm", "distance_inside", "distance_to", "fill_slices", "periosteal_envelope",
-    "periosteal_envelope_array", "find_growth_plate_mm", "metaphyseal_roi_mm", "gaussian_smooth", "auto_threshold",
-    "is_binary_image", "bone_mask_like",
+    "Segmentation", "CompartmentMask", "segment", "close_mm", "distance_inside", "distance_to", "fill_slices",
+    "periosteal_envelope", "periosteal_envelope_array", "find_growth_plate_mm", "metaphyseal_roi_mm", "gaussian_smooth",
+    "auto_threshold", "is_binary_image", "bone_mask_like",
 ]
 
 MODES = ("long-bone", "trabecular-cube")
 # voxels of margin kept around the bone when cropping (room for surfaces and renders)
 CROP_MARGIN_VOX = 3
+
+
+# the masks made from the envelope and marrow held as bits (with the bone for the trabecular one)
+COMPARTMENTS = ("envelope", "cortex", "marrow", "trabecular")
+
+
+@dataclass(frozen=True, eq=False)
+class CompartmentMask:
+    """Makes one of a segmentation's compartment masks (``name`` in `COMPARTMENTS`) when called: a new uint8
+    `Volume` on the bone's grid each time, from the envelope and marrow held as bits."""
+
+    name: str
+    bone: Volume
+    packed_envelope: PackedMask
+    packed_marrow: PackedMask
+
+    def __call__(self) -> Volume:
+        if self.name == "envelope":
+            mask = self.packed_envelope.unpacked()
+        elif self.name == "marrow":
+            mask = self.packed_marrow.unpacked()
+        elif self.name == "cortex":
+            mask = self.packed_envelope.and_not(self.packed_marrow).unpacked()
+        elif self.name == "trabecular":
+            mask = self.packed_marrow.unpacked()
+            mask &= mask_as_bool(self.bone.array)
+        else:
+            raise ValueError(f"no compartment {self.name!r}; one of {COMPARTMENTS}")
+        return self.bone.with_array(mask.view(np.uint8), unit="mask")
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,27 +148,33 @@ class Segmentation:
     @property
     def envelope(self) -> Volume:
         """Periosteal envelope, openings <= ``max_defect_diameter_mm`` bridged."""
-        return self._mask(self.packed_envelope.unpacked())
+        return self._made("envelope")
 
     @property
     def marrow(self) -> Volume:
         """Marrow cavity."""
-        return self._mask(self.packed_marrow.unpacked())
+        return self._made("marrow")
 
     @property
     def cortex(self) -> Volume:
         """Cortex (bone and intracortical pores): the envelope less the marrow cavity (`split_compartments`)."""
-        return self._mask(self.packed_envelope.and_not(self.packed_marrow).unpacked())
+        return self._made("cortex")
 
     @property
     def trabecular(self) -> Volume:
         """Trabecular bone: the bone in the marrow cavity."""
-        trabecular = self.packed_marrow.unpacked()
-        trabecular &= mask_as_bool(self.bone.array)
-        return self._mask(trabecular)
+        return self._made("trabecular")
 
-    def _mask(self, mask: np.ndarray) -> Volume:
-        return self.bone.with_array(mask.view(np.uint8), unit="mask")
+    def mask_makers(self) -> dict:
+        """The bone mask, and the compartments as `CompartmentMask`s: each makes its mask when called and holds only
+        the bone and the bits (not the calibrated values), so an analysis result can hold them instead of the masks."""
+        return {"bone": self.bone, **{name: self._maker(name) for name in COMPARTMENTS}}
+
+    def _maker(self, name: str) -> CompartmentMask:
+        return CompartmentMask(name, self.bone, self.packed_envelope, self.packed_marrow)
+
+    def _made(self, name: str) -> Volume:
+        return self._maker(name)()
 
     def bone_of(self, volume: Volume, options: AnalysisOptions | None = None) -> np.ndarray:
         """Another scan's bone, segmented as this one was (`bone_mask_like`): a reference's."""
