@@ -16,9 +16,9 @@ from ..errors import SegmentationError
 from ..options import AnalysisOptions
 from ..parallel import contiguous_copy
 from ..volume import HandedOver, Volume, bounding_box, mask_as_bool
-from .coded import CodedValues, decoded_values, encode_values
 from .checks import check_long_bone, check_marrow, check_second_bone, check_shaft_tilt
 from .cleanup import keep_bone_of_interest
+from .coded import CodedValues, decoded_values, encode_values
 from .compartments import split_compartments
 from .envelope import (bridge_open_slices, close_mm, distance_inside, distance_to, fill_slices, open_envelope_slices,
                        periosteal_envelope, periosteal_envelope_array, slice_runs)
@@ -434,7 +434,7 @@ class _Work:
     grid: Volume  # one voxel: the values' geometry, unit and meta
     smoothed: np.ndarray
     bone: np.ndarray
-    # a one-voxel volume with the whole scan's geometry when ``raw`` is a block of it: the crop's origin is
+    # a one-voxel volume with the whole scan's geometry when ``values`` are a block of it: the crop's origin is
     # then computed from the scan's, as a crop of the whole scan would be (the same floats, not a sum of two)
     scan_geometry: Volume | None = None
 
@@ -568,15 +568,15 @@ def _calibrated(volume: Volume, opts: AnalysisOptions) -> Volume:
     return volume.with_array(volume.array.astype(np.float32, copy=False))
 
 
-def _automatic_roi(name: str, bone: np.ndarray, raw: Volume, opts, info, source):
+def _automatic_roi(name: str, bone: np.ndarray, grid: Volume, opts, info, source):
     if name != "metaphyseal":
         raise SegmentationError(f"{source}: unknown ROI {name!r}. Potential fix: --roi-mm START:END or 'metaphyseal'.")
-    envelope = periosteal_envelope_array(bone, spacing_mm=raw.spacing, bridge_diameter_mm=opts.max_defect_diameter_mm)
-    plate = find_growth_plate_mm(bone, envelope, spacing_z_mm=raw.spacing[0])
+    envelope = periosteal_envelope_array(bone, spacing_mm=grid.spacing, bridge_diameter_mm=opts.max_defect_diameter_mm)
+    plate = find_growth_plate_mm(bone, envelope, spacing_z_mm=grid.spacing[0])
     if plate is None:
         raise SegmentationError(f"{source}: no growth plate found for the metaphyseal ROI. Potential fix: give "
                                 "--roi-mm START:END.")
-    centre = np.flatnonzero(envelope.any(axis=(1, 2))).mean() * raw.spacing[0]
+    centre = np.flatnonzero(envelope.any(axis=(1, 2))).mean() * grid.spacing[0]
     info["growth_plate_mm"] = plate
     return metaphyseal_roi_mm(plate, towards=1 if centre > plate else -1)
 
