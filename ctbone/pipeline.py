@@ -171,6 +171,6 @@ def analyze(volume: Volume, reference: Volume | HandedOver | str | Path | None =
 
     info["timings_s"] = timings
     return AnalysisResult(
-        metrics=metrics, masks=MaskSet(masks), image=seg.raw_image, lesions=list(lesions.lesions), options=opts, info=info,
-        cortex_model=lesions.cortex_model,
+        metrics=metrics, masks=MaskSet(masks), image=seg.raw_image, lesions=list(lesions.lesions), options=opts,
+        info=info, cortex_model=lesions.cortex_model,
     )

@@ -90,3 +90,30 @@ def test_smoothing_and_medians_read_through_the_codes_as_from_the_floats():
     assert np.isnan(masked_median(coded, np.zeros(a.shape, bool)))
     a[0, 0, 0] = np.nan
     assert np.isnan(masked_median(encode_values(a), np.ones(a.shape, bool)))  # as numpy's median
+
+
+@pytest.mark.parametrize("options", [{}, {"sigma_vox": 0.0}, {"support_vox": 2}, {"calibration": (0.5, -10.0)},
+                                     {"roi_mm": "metaphyseal"}, {"binary": True}])
+def test_a_scan_of_stored_integers_handed_over_segments_as_the_scan_kept(options):
+    # handed over, the segmentation holds its crop as codes (and smooths from them); kept by the caller, it reads
+    # the caller's floats: the same masks, images and facts whatever the options
+    from ctbone.options import AnalysisOptions
+    from ctbone.phantoms import PhantomSpec, make_phantom
+    from ctbone.segment import segment
+    from ctbone.volume import HandedOver
+
+    options = dict(options)
+    binary = options.pop("binary", False)
+    vol, _ = make_phantom(PhantomSpec(voxel_mm=0.03, length_mm=1.5, noise_hu=60), seed=0)
+    stored = np.round(vol.array)
+    if binary:
+        stored = (stored > 600).astype(np.float32) * np.float32(1000.0)
+    kept = segment(vol.with_array(stored), AnalysisOptions(**options))
+    handed = segment(HandedOver(vol.with_array(stored.copy())), AnalysisOptions(**options))
+    assert isinstance(handed.calibrated_values(), CodedValues)
+    # the caller's own floats are read where they are; calibrated, they are the segmentation's own (so coded)
+    assert isinstance(kept.calibrated_values(), CodedValues) == ("calibration" in options)
+    assert handed.info == kept.info and handed.threshold == kept.threshold and handed.unit == kept.unit
+    for name in ("bone", "envelope", "marrow", "cortex", "trabecular", "raw_image", "image"):
+        a, b = getattr(handed, name), getattr(kept, name)
+        assert np.array_equal(_bits(a.array), _bits(b.array)) and a.origin == b.origin, name

@@ -324,9 +324,8 @@ def _geometry_of(volume) -> Volume:
 def _smooth(array, binary: bool, opts: AnalysisOptions, yx_box=None) -> np.ndarray:
     """The smoothed image (float32) of an array or `CodedValues`, of ``array[:, ys, xs]`` only when ``yx_box`` is
     given (computed there)."""
-    if binary:
-        part = array if yx_box is None else array[(slice(None), *yx_box)]
-        return part.decoded() if isinstance(part, CodedValues) else np.array(part, np.float32)
+    if binary:  # as gaussian_smooth without smoothing: a float32 copy
+        return gaussian_smooth(array, sigma_vox=0.0, yx_box=yx_box)
     return gaussian_smooth(array, sigma_vox=opts.sigma_vox, support_vox=opts.support_vox, yx_box=yx_box)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit
 
 from ..parallel import run_in_chunks
-from .coded import codes_and_palette, row_value
+from .coded import CodedValues, codes_and_palette, row_value
 
 
 def gaussian_smooth(array: np.ndarray, *, sigma_vox: float = 0.8, support_vox: int = 1, yx_box=None) -> np.ndarray:
@@ -14,7 +14,7 @@ def gaussian_smooth(array: np.ndarray, *, sigma_vox: float = 0.8, support_vox: i
 
     Parameters
     ----------
-    array : (Z, Y, X) ndarray
+    array : (Z, Y, X) ndarray or CodedValues
     sigma_vox : float, keyword-only
         Standard deviation in voxels (0 = no smoothing, a float32 copy).
     support_vox : int, keyword-only
@@ -27,7 +27,8 @@ def gaussian_smooth(array: np.ndarray, *, sigma_vox: float = 0.8, support_vox: i
     (Z, Y, X) float32 ndarray
     """
     if sigma_vox <= 0:
-        return np.array(array if yx_box is None else array[(slice(None), *yx_box)], np.float32)
+        part = array if yx_box is None else array[(slice(None), *yx_box)]
+        return part.decoded() if isinstance(part, CodedValues) else np.array(part, np.float32)
     return gaussian_filter_nearest(array, sigma_vox, radius_vox=max(1, int(support_vox)), yx_box=yx_box)
 
 
@@ -40,9 +41,10 @@ def gaussian_filter_nearest(array: np.ndarray, sigma_vox: float, *, radius_vox: 
     bit-identical (tested); compiled, one slice at a time (its three passes in slice-sized buffers) and
     parallel over slices, it is ~5x faster at 512^3 on 2 cores. A boolean or uint8 array is read as it is
     (as its float32 copy would be, without making it), and so is a strided view (a block of the scan):
-    no block-sized copy, and so are `CodedValues` (decoded as they are read). ``yx_box`` (rows, columns): the result is the filtered array's ``[:, ys, xs]``,
-    each pass computed only where the next one reads it (the bone's block of a scan read with the
-    smoothing's halo: no halo-sized result to cut the block out of); ``z_slice``: of its slices ``zs`` only.
+    no block-sized copy, and so are `CodedValues` (decoded as they are read). ``yx_box`` (rows, columns): the
+    result is the filtered array's ``[:, ys, xs]``, each pass computed only where the next one reads it (the
+    bone's block of a scan read with the smoothing's halo: no halo-sized result to cut the block out of);
+    ``z_slice``: of its slices ``zs`` only.
     """
     array, palette = codes_and_palette(array)
     array = np.asarray(array)
