@@ -117,3 +117,18 @@ def test_a_scan_of_stored_integers_handed_over_segments_as_the_scan_kept(options
     for name in ("bone", "envelope", "marrow", "cortex", "trabecular", "raw_image", "image"):
         a, b = getattr(handed, name), getattr(kept, name)
         assert np.array_equal(_bits(a.array), _bits(b.array)) and a.origin == b.origin, name
+
+
+def test_at_most_256_values_take_a_byte_a_voxel():
+    rng = np.random.default_rng(6)
+    stored = rng.integers(0, 256, (12, 20, 24)).astype(np.float32)  # an 8-bit scan
+    a = stored * np.float32(0.01) + np.float32(-0.5)
+    coded = encode_values(a)
+    assert coded.codes.dtype == np.uint8 and coded.palette.size == 256
+    assert np.array_equal(_bits(coded.decoded()), _bits(a))
+    assert np.array_equal(_bits(gaussian_filter_nearest(coded, 0.8, radius_vox=1)),
+                          _bits(gaussian_filter_nearest(a, 0.8, radius_vox=1)))
+    mask = rng.random(a.shape) > 0.3
+    assert masked_median(coded, mask) == masked_median(a, mask)
+    a[0, 0, 0] = np.float32(1000.0)  # a 257th value: two bytes
+    assert encode_values(a).codes.dtype == np.uint16

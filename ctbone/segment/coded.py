@@ -1,11 +1,12 @@
-"""A calibrated crop held as 2-byte codes into a table of its distinct values: half its memory, the same bits.
+"""A calibrated crop held as codes into a table of its distinct values: half its memory or less, the same bits.
 
 A scan's calibrated image is float32 (4 bytes a voxel) but holds few distinct values: a DICOM series stores
 integers, and rescale and calibration map each to one float. The crop the segmentation hands to the lesion and
 morphometry stages (0.3 GB as float32 for a 512^3 bone, held through both) is therefore kept as uint16 codes
 into its table of distinct float32 values, when there are at most 65 536 of them (the bench's 512^3 phantom
-holds 2 963). A value read back is the table's entry: the very float32 that was stored, so every result made
-from it is bit for bit the one made from the float32 crop. A crop with more distinct values stays float32.
+holds 2 963), or as uint8 codes when there are at most 256 (an 8-bit scan: a quarter of its float32 memory). A value
+read back is the table's entry: the very float32 that was stored, so every result made from it is bit for bit the
+one made from the float32 crop. A crop with more distinct values stays float32.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ class CodedValues:
 
     Attributes
     ----------
-    codes : (Z, Y, X) uint16 ndarray
-        Each voxel's index into ``palette`` (may be a view of a larger array).
+    codes : (Z, Y, X) uint8 or uint16 ndarray
+        Each voxel's index into ``palette`` (uint8 when it holds at most 256 values; may be a view of a larger
+        array).
     palette : (n,) float32 ndarray
         The distinct values, n <= 65 536.
     """
@@ -91,12 +93,14 @@ def encode_values(array: np.ndarray) -> CodedValues | None:
                   for p in range(parts)]
     if len(merged) > MAX_CODES:
         return None
-    for p in range(1, parts):
-        if not np.array_equal(renumbered[p], np.arange(len(renumbered[p]))):
+    # at most 256 values (an 8-bit scan, a binary one): a byte a voxel, the slabs renumbered on the way
+    out = np.empty(array.shape, np.uint8) if len(merged) <= 256 else codes
+    for p in range(parts):
+        if out is not codes or not np.array_equal(renumbered[p], np.arange(len(renumbered[p]))):
             z0, z1 = _part_slices(array.shape[0], parts, p)
-            run_in_chunks(_renumber_slices, z1 - z0, codes[z0:z1], renumbered[p].astype(np.uint16))
+            run_in_chunks(_recode_slices, z1 - z0, codes[z0:z1], renumbered[p].astype(out.dtype), out[z0:z1])
     palette = np.fromiter(merged.keys(), np.uint32, len(merged)).view(np.float32)
-    return CodedValues(codes, palette)
+    return CodedValues(out, palette)
 
 
 def decoded_values(values) -> np.ndarray:
@@ -178,11 +182,12 @@ def _encode_parts(bits, codes, keys, slots, palettes, counts, p0, p1):  # pragma
 
 
 @njit(cache=True, nogil=True)
-def _renumber_slices(codes, new_code, z0, z1):  # pragma: no cover - compiled
+def _recode_slices(codes, new_code, out, z0, z1):  # pragma: no cover - compiled
+    # out = new_code[codes] over slices z0 .. z1 - 1 (out may be codes itself: each voxel read before it is written)
     for z in range(z0, z1):
         for y in range(codes.shape[1]):
             for x in range(codes.shape[2]):
-                codes[z, y, x] = new_code[codes[z, y, x]]
+                out[z, y, x] = new_code[codes[z, y, x]]
 
 
 @njit(cache=True, nogil=True)
