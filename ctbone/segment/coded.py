@@ -56,7 +56,7 @@ class CodedValues:
         """The float32 values, a new C-contiguous array."""
         out = np.empty(self.codes.shape, np.float32)
         if out.size:
-            run_in_chunks(_decode_slices, out.shape[0], self.codes, self.palette, out)
+            run_in_chunks(_look_up_slices, out.shape[0], self.codes, self.palette, out)
         return out
 
     def at(self, mask: np.ndarray) -> np.ndarray:
@@ -98,7 +98,7 @@ def encode_values(array: np.ndarray) -> CodedValues | None:
     for p in range(parts):
         if out is not codes or not np.array_equal(renumbered[p], np.arange(len(renumbered[p]))):
             z0, z1 = _part_slices(array.shape[0], parts, p)
-            run_in_chunks(_recode_slices, z1 - z0, codes[z0:z1], renumbered[p].astype(out.dtype), out[z0:z1])
+            run_in_chunks(_look_up_slices, z1 - z0, codes[z0:z1], renumbered[p].astype(out.dtype), out[z0:z1])
     palette = np.fromiter(merged.keys(), np.uint32, len(merged)).view(np.float32)
     return CodedValues(out, palette)
 
@@ -182,17 +182,10 @@ def _encode_parts(bits, codes, keys, slots, palettes, counts, p0, p1):  # pragma
 
 
 @njit(cache=True, nogil=True)
-def _recode_slices(codes, new_code, out, z0, z1):  # pragma: no cover - compiled
-    # out = new_code[codes] over slices z0 .. z1 - 1 (out may be codes itself: each voxel read before it is written)
+def _look_up_slices(codes, table, out, z0, z1):  # pragma: no cover - compiled
+    # out = table[codes] over slices z0 .. z1 - 1: the values (a palette), or new codes (out may then be codes itself:
+    # each voxel is read before it is written)
     for z in range(z0, z1):
         for y in range(codes.shape[1]):
             for x in range(codes.shape[2]):
-                out[z, y, x] = new_code[codes[z, y, x]]
-
-
-@njit(cache=True, nogil=True)
-def _decode_slices(codes, palette, out, z0, z1):  # pragma: no cover - compiled
-    for z in range(z0, z1):
-        for y in range(codes.shape[1]):
-            for x in range(codes.shape[2]):
-                out[z, y, x] = palette[codes[z, y, x]]
+                out[z, y, x] = table[codes[z, y, x]]
