@@ -44,10 +44,6 @@ class CodedValues:
     def shape(self) -> tuple[int, ...]:
         return self.codes.shape
 
-    @property
-    def nbytes(self) -> int:
-        return self.codes.nbytes + self.palette.nbytes
-
     def __getitem__(self, box) -> CodedValues:
         """The values on ``box`` (basic slices): a view of the codes, the same table."""
         return CodedValues(self.codes[box], self.palette)
