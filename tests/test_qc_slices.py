@@ -144,3 +144,42 @@ def test_qc_module_shares_the_snapshot_colours_without_loading_vtk():
               "print(sorted(m for m in sys.modules if m.startswith('vtk')))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+
+
+@pytest.mark.parametrize("slices", [40, 3])
+def test_every_legend_entry_lies_inside_the_picture(monkeypatch, tmp_path, slices):
+    # nine entries (outlines, the modelled cortex, every fill) on four columns of panels, and on one: in one row
+    # they ran off both sides of the picture
+    import ctbone.report.qc_slices as qc
+    from ctbone.result import AnalysisResult
+
+    shape = (slices, 10, 11)
+    image = Volume(np.random.default_rng(0).random(shape).astype(np.float32))
+
+    def mask(z):
+        a = np.zeros(shape, np.uint8)
+        a[z, 2:8, 2:8] = 1
+        return image.with_array(a, unit="mask")
+
+    names = ("bone", "envelope", "marrow", "lost", "gained", "lytic", "defects", "blastic")
+    result = AnalysisResult(metrics={}, masks={n: mask(i % slices) for i, n in enumerate(names)}, image=image,
+                            cortex_model={"start_zyx": (0, 0, 0), "analysed": np.zeros(slices, bool)})
+    monkeypatch.setattr(qc, "_draw_cortex_model", lambda *args: None)
+    figures = []
+    monkeypatch.setattr(qc, "save_png", lambda fig, path: figures.append(fig))
+    qc.write_qc_slices(result, tmp_path / "qc.png")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = figures[0]
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # lays the legend out
+    renderer = canvas.get_renderer()
+    legend = fig.legends[0]
+    assert len(legend.get_texts()) == 9
+    inside = fig.bbox
+    for text in legend.get_texts():
+        box = text.get_window_extent(renderer)
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0, text.get_text()
+    # and below the panels
+    lowest_axes = min(ax.get_window_extent(renderer).y0 for ax in fig.axes)
+    assert legend.get_window_extent(renderer).y1 <= lowest_axes

@@ -37,6 +37,10 @@ EVEN_SLICES = 4
 # labels and panel titles at 8 pt (what tight_layout found on the phantoms and the femur, without its 0.5 s of
 # text measuring per picture)
 MARGINS_IN = {"left": 0.45, "right": 0.15, "top": 0.5, "bottom": 0.55, "between_rows": 0.55, "between_columns": 0.5}
+# the legend at 7 pt: an entry's width (the longest label, "bone gained (vs reference)", with its key) and a row's
+# height, inches; its rows take room below the panels (in one row, nine entries ran off both sides of the picture)
+LEGEND_ENTRY_IN = 2.2
+LEGEND_ROW_IN = 0.17
 
 
 def choose_qc_slices(masks: dict, n_even: int = EVEN_SLICES) -> list[tuple[int, str]]:
@@ -79,8 +83,6 @@ def write_qc_slices(result, path, *, dpi: int = 110) -> list[tuple[int, str]]:
     """Write the QC picture of an `AnalysisResult` to ``path`` (PNG, atomically); returns its axial slices as
     (slice index in the scan, why)."""
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
 
     path = Path(path)
     image = np.asarray(result.image.array, np.float32)
@@ -96,9 +98,13 @@ def write_qc_slices(result, path, *, dpi: int = 110) -> list[tuple[int, str]]:
     rows = -(-len(chosen) // columns)
     width_in = 3.0 * columns
     long_in = min(3.0, width_in * image.shape[2] / max(image.shape[0], 1) * spacing[2] / spacing[0]) + 0.6
-    fig = Figure(figsize=(width_in, 3.1 * rows + long_in), dpi=dpi)
+    handles = _legend_handles(result, masks)
+    legend_columns = max(1, min(len(handles), int((width_in - 0.3) // LEGEND_ENTRY_IN)))
+    legend_in = LEGEND_ROW_IN * (-(-len(handles) // legend_columns) - 1) if handles else 0.0  # rows beyond one
+    height_in = 3.1 * rows + long_in + legend_in
+    fig = Figure(figsize=(width_in, height_in), dpi=dpi)
     grid = fig.add_gridspec(rows + 1, columns, height_ratios=[3.1] * rows + [long_in],
-                            **_margins(width_in, 3.1 * rows + long_in, rows + 1, columns))
+                            **_margins(width_in, height_in, rows + 1, columns, extra_bottom_in=legend_in))
     # voxel centres in mm from the scan's first voxel (the crop's offset added back)
     z_mm = (z0 + np.arange(image.shape[0])) * spacing[0]
     y_mm = (y0 + np.arange(ys.start, ys.stop)) * spacing[1]
@@ -129,25 +135,33 @@ def write_qc_slices(result, path, *, dpi: int = 110) -> list[tuple[int, str]]:
     ax.set_title(f"long section through {rows_used}: z (across) and x (down), mm; dotted: the slices above",
                  fontsize=8)
     ax.tick_params(labelsize=6)
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=legend_columns, fontsize=7, frameon=False)
+    fig.suptitle(str(result.info.get("source") or ""), fontsize=8)
+    save_png(fig, path)
+    return [(z0 + z, why) for z, why in chosen]
+
+
+def _legend_handles(result, masks: dict) -> list:
+    """The legend's entries: the outlines drawn, the modelled cortex, the fills present."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     handles = [Patch(facecolor="none", edgecolor=colour, label=label) for name, colour, _, label in OUTLINES
                if name in masks and not np.asarray(masks[name].array).all()]
     if getattr(result, "cortex_model", None) is not None:
         handles.append(Line2D([], [], color="grey", lw=0.8, ls="--", label="modelled intact cortex"))
     handles += [Patch(facecolor=colour, alpha=FILL_ALPHA, label=label) for name, colour, label in FILLS
                 if name in masks]
-    if handles:
-        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
-    fig.suptitle(str(result.info.get("source") or ""), fontsize=8)
-    save_png(fig, path)
-    return [(z0 + z, why) for z, why in chosen]
+    return handles
 
 
-def _margins(width_in: float, height_in: float, rows: int, columns: int) -> dict:
+def _margins(width_in: float, height_in: float, rows: int, columns: int, *, extra_bottom_in: float = 0.0) -> dict:
     """The grid's left/right/bottom/top (fractions of the figure) and wspace/hspace (of a mean panel) for
-    `MARGINS_IN`."""
+    `MARGINS_IN`, with ``extra_bottom_in`` more below (the legend's further rows)."""
     m = MARGINS_IN
     left, right = m["left"] / width_in, 1.0 - m["right"] / width_in
-    bottom, top = m["bottom"] / height_in, 1.0 - m["top"] / height_in
+    bottom, top = (m["bottom"] + extra_bottom_in) / height_in, 1.0 - m["top"] / height_in
     panel_w = (width_in * (right - left) - (columns - 1) * m["between_columns"]) / columns
     panel_h = (height_in * (top - bottom) - (rows - 1) * m["between_rows"]) / rows
     return {"left": left, "right": right, "bottom": bottom, "top": top,
