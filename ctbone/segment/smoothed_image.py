@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .coded import CodedValues, decoded_values
-from .smooth import gaussian_filter_nearest
+from .coded import CodedValues
+from .smooth import gaussian_filter_nearest, gaussian_smooth
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,7 +66,7 @@ class SmoothedImage:
         box = _normalised(box, self.shape)
         h = self.halfwidth_vox
         if h == 0:
-            return np.array(decoded_values(self.calibrated[box]), np.float32)
+            return gaussian_smooth(self.calibrated[box], sigma_vox=0.0)  # a float32 copy, decoded once
         # the box and the voxels its values read (the half-width around it, within the crop)
         ext = tuple(slice(max(0, s.start - h), min(n, s.stop + h)) for s, n in zip(box, self.shape))
         inner = tuple(slice(s.start - e.start, s.stop - e.start) for s, e in zip(box, ext))
