@@ -21,8 +21,11 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import mmap
 import os
 import sys
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -150,3 +153,28 @@ def kept_free_bytes() -> int:
         return 0
     info = mallinfo()
     return int(info.fordblks) if info is not None else 0
+
+
+# below this, an array of zeros comes from malloc: a mapping of its own costs a system call and a page at least
+_SPARSE_ZEROS_MIN_BYTES = 1 << 20
+
+
+def sparse_zeros(shape, dtype) -> np.ndarray:
+    """An array of zeros whose pages become resident only where it is written, whatever malloc keeps.
+
+    For a volume-sized mask written on a small box (a lesion on the scan's grid). ``np.zeros`` gives that
+    only when malloc maps the block afresh; with freed memory kept (`retain_freed_memory`, as the ``ctbone``
+    command runs) the block may be reused heap, which calloc clears page by page, so that every page of
+    the volume becomes resident. Here the array has an anonymous mapping of its own, whose pages the kernel
+    supplies as zeros on their first touch, and which is unmapped when the array and its views are gone.
+    Small arrays come from ``np.zeros``.
+    """
+    dtype = np.dtype(dtype)
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(n) for n in shape)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    private = getattr(mmap, "MAP_PRIVATE", None)  # POSIX only
+    if nbytes < _SPARSE_ZEROS_MIN_BYTES or private is None:
+        return np.zeros(shape, dtype)
+    # private: a page only read maps the kernel's shared zero page (a shared anonymous mapping would give
+    # every page read, say by ``mask.any()``, memory of its own)
+    return np.frombuffer(mmap.mmap(-1, nbytes, flags=private), dtype=dtype).reshape(shape)

@@ -1,6 +1,7 @@
 """ctbone.memory: large blocks come from the heap once retain_freed_memory has run (glibc only)."""
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -107,3 +108,47 @@ def test_numpy_huge_page_advice_is_turned_off_with_the_allocator_and_left_alone_
         assert memory.set_numpy_huge_page_advice(True) is False  # turned off
     finally:
         memory.set_numpy_huge_page_advice(previous)
+
+
+
+# run in a fresh process: the test's own heap must hold only the freed block it makes
+_SPARSE_ZEROS_CHECK = """
+import numpy as np
+from ctbone.memory import retain_freed_memory, sparse_zeros
+
+def resident_mib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+assert retain_freed_memory()
+dirty = np.ones(128 * 2**20, np.uint8)  # resident, then freed into the kept heap
+del dirty
+before = resident_mib()
+mask = sparse_zeros((256, 512, 512), bool)  # 64 MiB
+assert mask.shape == (256, 512, 512) and mask.dtype == bool and mask.flags.writeable and mask.flags.c_contiguous
+assert not mask.any()  # every page read: a private mapping reads the shared zero page
+mask[100:104] = True  # 1 MiB written
+# the kept 128 MiB are left to an array that fills its pages (np.zeros would have taken 64 MiB of them,
+# cleared page by page, and this one would have needed new pages)
+filled = np.ones(96 * 2**20, np.uint8)
+grown = resident_mib() - before
+assert grown < 24, grown
+assert np.count_nonzero(mask) == 4 * 512 * 512
+view = mask[100]
+del mask
+assert view.all()  # a view keeps the mapping alive
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc, /proc/self/statm")
+def test_sparse_zeros_makes_only_the_written_pages_resident_even_with_freed_memory_kept():
+    env = {k: v for k, v in os.environ.items() if k != "CTBONE_KEEP_FREED_MEMORY"}
+    done = subprocess.run([sys.executable, "-c", _SPARSE_ZEROS_CHECK], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_sparse_zeros_small_arrays_are_ordinary_zeros():
+    from ctbone.memory import sparse_zeros
+
+    small = sparse_zeros(10, np.uint16)
+    assert small.shape == (10,) and small.dtype == np.uint16 and not small.any() and small.base is None

@@ -37,6 +37,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import SegmentationError
+from ..memory import sparse_zeros
 from ..segment.coded import values_where
 from ..segment.distance import ring_mm, within_mm
 from ..segment.flood import flood_in_slices
@@ -313,8 +314,8 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     }
     def on_scan_grid(mask):
         # written on the mask's own box: a lesion mask is mostly empty, and the zeros' pages never written
-        # are never made resident (np.zeros maps them lazily)
-        full = np.zeros(seg.bone.shape, np.uint8)
+        # are never made resident
+        full = sparse_zeros(seg.bone.shape, np.uint8)
         box = bounding_box(mask)
         if box is not None:
             full[crop][box] = mask[box]
@@ -377,7 +378,7 @@ def _blastic_bone(woven_or_more, smoothed_on, bone, env, frame, surface_t, in_sl
     # 2 voxels (the quarter level is the half maximum of ~700 HU woven bone only; a denser cap would keep its
     # pores' and margins' partial volume), the peak taken beyond the tolerance band so that the cortex's own
     # blur does not set the level of the cap's first layers
-    outside = np.zeros(wide.shape, bool)
+    outside = sparse_zeros(wide.shape, bool)
     box = bounding_box(kept, margin_vox=3)  # only the kept outgrowths (and the filter's reach) matter
     if box is not None:
         values = smoothed_on(box)
@@ -442,7 +443,7 @@ def _cortical_defects(bone, shell, tube, expected, env, frame, in_t, normals, sp
     grown &= ~bone
     labels, n = components(grown)
     del grown
-    out = np.zeros(bone.shape, label_dtype(n))  # few defects: a byte a voxel suffices
+    out = sparse_zeros(bone.shape, label_dtype(n))  # few defects: a byte a voxel suffices
     areas = []
     for k, box in enumerate(label_boxes(labels, n), start=1):
         part = labels[box] == k
@@ -556,7 +557,7 @@ def _attached(mask, bone, within):
     labels, n = components(np.ascontiguousarray(mask[box]))
     if n == 0:
         return mask
-    out = np.zeros(mask.shape, bool)
+    out = sparse_zeros(mask.shape, bool)
     out[box] = lookup(touching(labels, n, bone[box] & within[box]), labels)
     return out
 
@@ -595,7 +596,7 @@ def _drop_dense(blastic, smoothed_on, bone, dense_level, voxel_mm3):
     dense[0] = False
     dropped = lookup(dense, labels)
     del labels
-    kept = np.zeros(blastic.shape, bool)  # written on the box, which holds every candidate: pages beyond stay unmapped
+    kept = sparse_zeros(blastic.shape, bool)  # written on the box, which holds every candidate: pages beyond stay unmapped
     kept[box] = candidates & ~dropped
     return kept, float(np.count_nonzero(dropped)) * voxel_mm3
 

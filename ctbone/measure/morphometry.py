@@ -9,6 +9,7 @@ import logging
 
 import numpy as np
 
+from ..memory import sparse_zeros
 from ..segment.coded import values_where
 from ..volume import bounding_box, mask_as_bool
 from ._euler import connectivity_density_per_mm3
@@ -151,7 +152,7 @@ def _lesion_union(lesions) -> np.ndarray | None:
         if name in masks:
             part = mask_as_bool(masks[name].array)
             if lesion is None:  # written on the lesions' boxes: the pages beyond them are never made resident
-                lesion = np.zeros(part.shape, bool)
+                lesion = sparse_zeros(part.shape, bool)
             box = bounding_box(part)
             if box is not None:
                 lesion[box] |= part[box]
