@@ -62,6 +62,37 @@ def test_between_equals_comparisons_with_the_broadcast_tables():
                           np.isfinite(frame._bridge_sparse_bins(np.where(np.isfinite(top), 1.0, np.nan), "max")))
 
 
+def test_cortex_shell_masks_equal_the_masks_they_replace():
+    from ctbone.measure.lesions_polar import CortexShell
+
+    rng = np.random.default_rng(5)
+    bins = rng.integers(0, 40, (6, 8, 9)).astype(np.int16)
+    frame = PolarFrame(bins, 40, rng.uniform(0, 0.09, (6, 2)), (0.01, 0.012))
+    outer = rng.uniform(0.04, 0.12, (6, 40)).astype(np.float32) - 0.005
+    inner = rng.uniform(0.0, 0.08, (6, 40)).astype(np.float32) + 0.005  # above outer in some cells
+    inner[2, :7] = np.inf  # no endosteal model there
+    analysed = np.array([True, True, False, True, True, True])
+    cortex = CortexShell(frame, inner, outer, analysed)
+    within = rng.random(bins.shape) < 0.5
+    # as the lesion stage made and held them before
+    expected = frame.between(upper=outer)
+    shell = frame.between(lower=inner, within=expected) & analysed[:, None, None]
+    assert 0 < shell.sum() < expected.sum() < expected.size
+    assert np.array_equal(cortex.expected(), expected)
+    assert np.array_equal(cortex.expected(within=within), expected & within)
+    assert np.array_equal(cortex.shell(), shell)
+    assert np.array_equal(cortex.shell(within=within), shell & within)
+    assert np.array_equal(cortex.beyond(within=within), ~expected & within)
+    assert np.array_equal(cortex.marrow(), frame.between(upper=inner, within=expected))
+    assert not cortex.shell()[2].any()
+    # on a box: the whole grid's masks there
+    box = (slice(1, 5), slice(2, 7), slice(3, 9))
+    assert np.array_equal(cortex.on_box(box).expected(), expected[box])
+    assert np.array_equal(cortex.on_box(box).shell(within=within[box]), (shell & within)[box])
+    assert np.array_equal(frame.on_box(box).on_box((slice(1, 3), slice(1, 4), slice(2, 5))).radius_mm,
+                          frame.radius_mm[2:4, 3:6, 5:8])
+
+
 @pytest.mark.parametrize("shape, sigma", [((14, 17, 19), 1.5), ((9, 40, 33), 1.5), ((1, 12, 15), 1.5),
                                           ((6, 2, 25), 1.5), ((5, 11, 1), 1.0), ((12, 9, 10), 0.6),
                                           ((30, 20, 24), 3.0)])

@@ -48,7 +48,7 @@ from ..volume import Volume, bounding_box, mask_as_bool
 from .lesions_geometry import (components, keep_large, label_boxes, label_dtype, max_diameter_mm, surface_area_mm2,
                                surface_normals, touching)
 from .lesions_lytic import PV_REACH_VOX, missing_bone_mm3
-from .lesions_polar import largest_gap, polar_frame, robust_surface_model
+from .lesions_polar import CortexShell, largest_gap, polar_frame, robust_surface_model
 from .masked_median import masked_median
 
 log = logging.getLogger(__name__)
@@ -189,28 +189,30 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     # the cortex *shell* where defects are searched and lytic cores found stops half a voxel inside:
     # partial volume rounds the rims of openings at the surface, which would widen every opening
     out_t = surface_t - 0.5 * s
-    expected = frame.between(upper=out_t)
 
     # endosteal model: the outermost marrow-space voxel per bin; cavities and channels push it out
     # from the modelled envelope, not the segmented one: an opening wider than the bridge leaves the
     # segmented envelope open in a few slices; one voxel inside it, so that a perforation cannot
     # join the marrow to the soft tissue hugging the bone
-    marrow_space = _largest(~bone & frame.between(upper=out_t - s))
+    marrow_space = _largest(frame.between(upper=out_t - s, within=~bone))
     r_mar = frame.radius_per_bin(marrow_space, reduce="max")
     del marrow_space  # working arrays go as soon as they are used: the lesion stage holds the analysis' peak
     r_in = robust_surface_model(r_mar, tolerance_mm=tol, exclude="both", lower_start=True)
     in_t = _nan_to(r_in, np.inf).astype(np.float32) + 0.5 * s
-    shell = frame.between(lower=in_t, within=expected)
+    # the shell (in_t < r <= out_t, analysed slices) and the expected envelope (r <= out_t) are made where they
+    # are read: held, they were two crop-sized masks under every step of the stage's memory peak
+    cortex = CortexShell(frame, in_t, out_t, analysable)
 
+    expected = cortex.expected()
     normals = surface_normals(expected, spacing_mm=spacing)
     periosteal_mm2 = normals.whole_area_mm2(expected)
+    del expected
 
     in_slices = analysable[:, None, None]
-    shell &= in_slices
     # cortical defects only where the bone is a tube: a slice whose cortex is open, for longer along the
     # bone than the largest opening the envelope bridges, is a bone end (epiphysis, femoral head and
     # neck), not a perforation
-    covered = frame.bins_holding(dilate_cross(bone) & shell)
+    covered = frame.bins_holding(cortex.shell(within=dilate_cross(bone)))
     arc_gap_mm = largest_gap(covered) * 2 * np.pi * np.nan_to_num(np.nanmedian(r_out, axis=1)) / frame.n_bins
     tube = analysable & _tube_slices(bone, env, arc_gap_mm, max_opening_mm=options.max_defect_diameter_mm,
                                      slice_mm=spacing[0])
@@ -219,15 +221,14 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         woven_level=woven_level, tissue=tissue, threshold=seg.threshold, tol=tol, min_voxels=min_lesion_vox,
         spacing=spacing)
     del woven_or_more  # made into the outgrowths' search region there, and gone with it
-    defect_labels, defect_areas = _cortical_defects(bone, shell, tube, expected, env, frame, in_t,
-                                                    normals, spacing, options.min_defect_area_mm2)
+    defect_labels, defect_areas = _cortical_defects(bone, cortex, tube, env, normals, spacing,
+                                                    options.min_defect_area_mm2)
     del env  # the crop's own envelope: not needed past the defects, and the stage's peak is still ahead
     # lytic cores keep clear of both modelled surfaces, by at most a quarter of the cortex so that a
     # 4-voxel cortex (180 um at 40 um) still has a core; full-thickness defects are cores by definition
     thickness_mm = float(np.nanmedian(r_out - r_in)) if np.isfinite(r_out - r_in).any() else 0.0
     core_tol = min(tol, 0.25 * thickness_mm)
-    open_shell = np.logical_not(bone)
-    open_shell &= shell  # the shell's non-bone space: where lytic cores are found and grow
+    open_shell = cortex.shell(within=np.logical_not(bone))  # the shell's non-bone space: where lytic cores grow
     lytic_core = frame.between(in_t + core_tol, out_t - core_tol, within=open_shell)
     np.logical_or(lytic_core, defect_labels, out=lytic_core)
     lytic = _grow_back(lytic_core, open_shell, min_lesion_vox, tol + s, spacing)
@@ -236,7 +237,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     lytic_labels, n_lytic = components(lytic)
     # the loss is measured on gray values (partial-volume sums): each column of the cortex (slice x angle
     # bin) holds a bone mass; the lesion's columns are compared with their intact neighbours
-    lamellar = shell & bone
+    lamellar = cortex.shell(within=bone)
     interior = frame.between(in_t + s, out_t - s, within=lamellar)
     if interior.any():
         lamellar = interior
@@ -248,7 +249,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
     band &= in_slices
     band[blastic] = False
     lytic_pv_mm3, levels = missing_bone_mm3(density, lytic_labels, n_lytic, band, blastic, frame, i_bone, voxel_mm3,
-                                             cortex_model=shell)
+                                             cortex_model=cortex.shell())
     del band
     defect_labels, defect_areas, unsupported = _with_missing_bone(defect_labels, defect_areas, lytic_labels,
                                                                   lytic_pv_mm3, thickness_mm)
@@ -274,13 +275,15 @@ def measure_lesions(seg, options) -> LesionMeasurement:
         rows.append(_row(seg, defect_labels[box] == k, box, "defect", area, row_density, offset, spacing))
     for k, box in enumerate(label_boxes(lytic_labels, n_lytic), start=1):
         part = lytic_labels[box] == k
-        area = surface_area_mm2(expected[box], part, spacing_mm=spacing, normals=normals, origin=_starts(box))
+        area = surface_area_mm2(cortex.on_box(box).expected(), part, spacing_mm=spacing, normals=normals,
+                                origin=_starts(box))
         rows.append(_row(seg, part, box, "lytic", area, row_density, offset, spacing, volume_mm3=lytic_pv_mm3[k]))
     labels, n = components(blastic)
     for k, box in enumerate(label_boxes(labels, n, margin_vox=2), start=1):  # 2: the footprint reaches 1 out
         part = labels[box] == k
-        foot = expected[box] & dilate_cross(part)
-        area = surface_area_mm2(expected[box], foot, spacing_mm=spacing, normals=normals, origin=_starts(box))
+        expected = cortex.on_box(box).expected()
+        foot = expected & dilate_cross(part)
+        area = surface_area_mm2(expected, foot, spacing_mm=spacing, normals=normals, origin=_starts(box))
         rows.append(_row(seg, part, box, "blastic", area, row_density, offset, spacing))
     for i, row in enumerate(rows, start=1):
         row["id"] = i
@@ -299,7 +302,7 @@ def measure_lesions(seg, options) -> LesionMeasurement:
 
     # the crop-sized working arrays go before the full-size output masks are made (the stage's memory peak)
     n_bins, centres = frame.n_bins, frame.centres_yx_mm
-    del normals, frame, expected, shell
+    del normals, frame, cortex
 
     areas = [float(a) for a in defect_areas]
     metrics = {
@@ -399,10 +402,10 @@ def _blastic_bone(woven_or_more, smoothed_on, bone, env, frame, surface_t, in_sl
     return blastic, dense_outgrowth_mm3
 
 
-def _cortical_defects(bone, shell, tube, expected, env, frame, in_t, normals, spacing, min_area_mm2):
+def _cortical_defects(bone, cortex, tube, env, normals, spacing, min_area_mm2):
     """Peters-style full-thickness breaks: (labels, areas_mm2) of the kept defects, labels 1..n, in the
-    ``shell`` of the slices where ``tube`` ((Z,) bool) holds; the marrow is what ``expected`` holds inside
-    the endosteal model ``in_t`` ((Z, bins) radii of ``frame``).
+    shell of the modelled ``cortex`` (`CortexShell`) in the slices where ``tube`` ((Z,) bool) holds, joining
+    its modelled marrow to the soft tissue outside.
 
     A break must join the marrow to the soft tissue *outside the bone*: the non-bone space beyond the
     modelled surface that reaches the unbridged exterior within its own slice (as Peters' flood fill
@@ -411,16 +414,17 @@ def _cortical_defects(bone, shell, tube, expected, env, frame, in_t, normals, sp
     """
     in_tube = tube[:, None, None]  # broadcast: no shell-sized copy for the tube's slices
     solid = dilate_cross(bone)
-    candidates = np.logical_not(solid)  # shell & ~solid & in_tube, in one array
-    candidates &= shell
-    candidates &= in_tube
+    not_solid = np.logical_not(solid)
+    not_solid &= in_tube
+    candidates = cortex.shell(within=not_solid)  # shell & ~solid & in_tube
+    del not_solid
     if not candidates.any():
-        return np.zeros(bone.shape, np.uint8), []
+        return sparse_zeros(bone.shape, np.uint8), []
     # per slice (in-plane connectivity only): a pocket sealed in its own slices must not reach the
     # exterior through slices further along the bone. The in-slice parts of that space in or face-adjacent
     # to the unbridged outside, grown without a label volume (the stage's memory peak was here)
-    beyond = np.logical_or(expected, solid)
-    np.logical_not(beyond, out=beyond)  # ~expected & ~solid, without their two inverted copies
+    np.logical_not(solid, out=solid)
+    beyond = cortex.beyond(within=solid)  # ~expected & ~solid
     del solid
     seeds = dilate_cross(~env)
     seeds &= beyond
@@ -431,14 +435,13 @@ def _cortical_defects(bone, shell, tube, expected, env, frame, in_t, normals, sp
     through = touching(labels, n, exterior)
     del exterior
     # the modelled marrow, every slice; made here, where little else is held (the stage's memory peak)
-    marrow = frame.between(upper=in_t, within=expected)
+    marrow = cortex.marrow()
     through &= touching(labels, n, marrow)
     del marrow
     kept = lookup(through, labels)
     del labels  # a crop-sized label volume: gone before the growth's arrays are made (the stage's peak)
-    grown = dilate_cross(kept)
+    grown = cortex.shell(within=dilate_cross(kept))
     del kept
-    grown &= shell
     grown &= in_tube
     grown &= ~bone
     labels, n = components(grown)
@@ -447,7 +450,8 @@ def _cortical_defects(bone, shell, tube, expected, env, frame, in_t, normals, sp
     areas = []
     for k, box in enumerate(label_boxes(labels, n), start=1):
         part = labels[box] == k
-        area = surface_area_mm2(expected[box], part, spacing_mm=spacing, normals=normals, origin=_starts(box))
+        area = surface_area_mm2(cortex.on_box(box).expected(), part, spacing_mm=spacing, normals=normals,
+                                origin=_starts(box))
         if area >= min_area_mm2:
             areas.append(area)
             out[box][part] = len(areas)

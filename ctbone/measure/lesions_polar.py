@@ -50,12 +50,15 @@ class PolarFrame:
         Slice centres (y, x) in array mm (index * spacing).
     step_yx_mm : (2,) tuple of float
         Voxel size along y and x, mm.
+    origin_yx : (2,) tuple of int
+        Row and column of ``bin_index[:, 0, 0]`` on the grid the centres are measured on (`on_box`).
     """
 
     bin_index: np.ndarray
     n_bins: int
     centres_yx_mm: np.ndarray
     step_yx_mm: tuple
+    origin_yx: tuple = (0, 0)
 
     @property
     def pixel_mm(self) -> float:
@@ -84,10 +87,18 @@ class PolarFrame:
         run_in_chunks(_bins_holding, mask.shape[0], np.ascontiguousarray(mask, dtype=bool), self.bin_index, held)
         return np.isfinite(self._bridge_sparse_bins(np.where(held, 1.0, np.nan), "max"))
 
+    def on_box(self, box: tuple[slice, slice, slice]) -> PolarFrame:
+        """The frame on a box of its grid (slices with unit steps): the same radii and bins as there, for
+        masks made on a lesion's box rather than on the whole crop."""
+        z, y, x = (slice(*b.indices(n)[:2]) for b, n in zip(box, self.bin_index.shape))
+        return PolarFrame(np.ascontiguousarray(self.bin_index[z, y, x]), self.n_bins, self.centres_yx_mm[z],
+                          self.step_yx_mm, (self.origin_yx[0] + y.start, self.origin_yx[1] + x.start))
+
     def _grid(self):
-        ny, nx = self.bin_index.shape[1:]
-        yy = np.arange(ny) * self.step_yx_mm[0]
-        xx = np.arange(nx) * self.step_yx_mm[1]
+        # each row's and column's mm the same float64 product on a box as on the whole grid
+        (ny, nx), (y0, x0) = self.bin_index.shape[1:], self.origin_yx
+        yy = np.arange(y0, y0 + ny) * self.step_yx_mm[0]
+        xx = np.arange(x0, x0 + nx) * self.step_yx_mm[1]
         return np.ascontiguousarray(self.centres_yx_mm, np.float64), yy, xx
 
     def _bridge_sparse_bins(self, table: np.ndarray, reduce: str) -> np.ndarray:
@@ -129,6 +140,53 @@ class PolarFrame:
                 raise ValueError(f"within has shape {within.shape}, the frame {out.shape}")
         run_in_chunks(_between_bins, nz, self.bin_index, *self._grid(), lo, hi, within, everywhere, out)
         return out
+
+
+@dataclass(frozen=True)
+class CortexShell:
+    """The modelled cortex on a polar frame, its masks made where they are read instead of held.
+
+    A voxel of radius r in bin b of slice z is inside the modelled envelope when ``r <= outer[z, b]`` and in
+    the cortex shell when also ``inner[z, b] < r`` in an ``analysed`` slice. Each mask is one `PolarFrame.between`
+    pass (fast, and faster still on a sparse ``within``), where holding it cost a crop-sized array across the
+    lesion stage, whose memory peak sets the analysis'.
+
+    Attributes
+    ----------
+    frame : PolarFrame
+    inner, outer : (Z, n_bins) float32 ndarray
+        Endosteal and periosteal radii, mm; ``inner`` may be +inf (no model: no shell), ``outer`` is finite.
+    analysed : (Z,) bool ndarray
+        The slices whose shell counts (one bone section).
+    """
+
+    frame: PolarFrame
+    inner: np.ndarray
+    outer: np.ndarray
+    analysed: np.ndarray
+
+    def expected(self, within: np.ndarray | None = None) -> np.ndarray:
+        """``r <= outer``: the modelled envelope (every slice)."""
+        return self.frame.between(upper=self.outer, within=within)
+
+    def beyond(self, within: np.ndarray | None = None) -> np.ndarray:
+        """``r > outer``: outside the modelled envelope (every slice), ``~expected()``."""
+        return self.frame.between(lower=self.outer, within=within)
+
+    def shell(self, within: np.ndarray | None = None) -> np.ndarray:
+        """``inner < r <= outer`` in the analysed slices."""
+        # +inf below a slice not analysed: no radius is above it, so the slice holds no shell
+        lower = np.where(self.analysed[:, None], self.inner, np.float32(np.inf)).astype(self.inner.dtype)
+        return self.frame.between(lower, self.outer, within=within)
+
+    def marrow(self) -> np.ndarray:
+        """``r <= inner`` within the modelled envelope (every slice): the modelled marrow."""
+        return self.frame.between(upper=np.minimum(self.inner, self.outer))
+
+    def on_box(self, box: tuple[slice, slice, slice]) -> CortexShell:
+        """The model on a box of its frame's grid (`PolarFrame.on_box`): its masks are the whole grid's there."""
+        z = slice(*box[0].indices(len(self.analysed))[:2])
+        return CortexShell(self.frame.on_box(box), self.inner[z], self.outer[z], self.analysed[z])
 
 
 def polar_frame(envelope: np.ndarray, *, spacing_mm) -> PolarFrame:
