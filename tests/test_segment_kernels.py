@@ -143,6 +143,22 @@ def test_local_half_max_equals_the_maximum_filter_formulation():
         assert asked == [bounding_box(region, margin_vox=lt.LOCAL_RADIUS_VOX)]
 
 
+def test_background_level_of_a_masked_image_equals_that_of_its_gathered_values():
+    import ctbone.segment.local_threshold as lt
+
+    rng = np.random.default_rng(11)
+    for _ in range(8):
+        shape = tuple(int(n) for n in rng.integers(4, 40, 3))
+        image = (rng.normal(200, 60, shape) + 1500 * (rng.random(shape) < 0.2)).astype(np.float32)
+        region = rng.random(shape) < rng.uniform(0.2, 0.9)
+        kept = image.copy()
+        # the same floats, not close ones: the noise SD sets the local threshold's floor
+        assert lt.background_level(image, region) == lt.background_level(image[region])
+        assert np.array_equal(image, kept)  # the image is read, never reordered
+    flat = np.full((3, 4, 5), 7.0, np.float32)
+    assert lt.background_level(flat, flat > 0) == lt.background_level(flat.ravel()) == (7.0, 0.0)
+
+
 def test_label_counts_equal_bincount_and_refuse_a_short_n():
     from ctbone.segment.labels import label_counts
 

@@ -35,21 +35,30 @@ FLOOR_FRACTION = 0.3
 FLOOR_NOISE_SD = 6.0
 
 
-def background_level(values: np.ndarray) -> tuple[float, float]:
+def background_level(values: np.ndarray, where: np.ndarray | None = None) -> tuple[float, float]:
     """(mode, noise SD) of a marrow-dominated sample: the histogram peak and the spread below it.
 
     Only values below the mode estimate the SD (a half-normal), so bone in the sample does not
-    widen it.
+    widen it. The sample is ``values``, or ``values[where]`` (a bool mask of its shape): that one is
+    gathered once and its copy reordered by the percentiles (numpy's own copy of it was the segment
+    stage's memory peak), and the values below the mode are gathered again in their order.
     """
     values = np.asarray(values, np.float32)
-    lo, hi = (float(v) for v in np.percentile(values, [0.5, 99.5]))
+    sample = values if where is None else values[where]
+    lo, hi = (float(v) for v in np.percentile(sample, [0.5, 99.5], overwrite_input=where is not None))
     if hi <= lo:
         return lo, 0.0
-    hist, edges = np.histogram(values, bins=256, range=(lo, hi))
+    hist, edges = np.histogram(sample, bins=256, range=(lo, hi))  # counts: in any order
+    del sample
     level = ndimage.gaussian_filter1d(hist.astype(float), 2.0)
     k = int(np.argmax(level))
     mode = float((edges[k] + edges[k + 1]) / 2)
-    below = values[values < mode] - mode
+    keep = values < mode
+    if where is not None:
+        keep &= where
+    below = values[keep]  # in the sample's order: the mean below sums them in it
+    del keep
+    below -= mode
     sd = float(np.sqrt(np.mean(below.astype(np.float64) ** 2))) if below.size else 0.0
     return mode, sd
 
@@ -84,7 +93,7 @@ def local_half_max_mask(image: np.ndarray, region: np.ndarray, *, global_thresho
     sub = np.ascontiguousarray(image(box) if callable(image) else image[box], np.float32)
     in_box = np.ascontiguousarray(region[box])
     # the region lies in its box: its values there come in the whole array's order
-    background, noise_sd = background_level(sub[in_box])
+    background, noise_sd = background_level(sub, in_box)
     floor = background + max(FLOOR_FRACTION * (global_threshold - background), FLOOR_NOISE_SD * noise_sd)
     floor = min(floor, global_threshold)
     mask = np.zeros(region.shape, bool)
