@@ -6,11 +6,16 @@ fault in and zero one by one. On the 2-core VM of docs/performance.md that was a
 analysis' wall time in system time (14-23 s of 42-48 s). Serving all blocks from the heap and not
 trimming it lets the next array reuse pages that are already mapped: the same 512^3 analysis ran in
 31-37 s, with a peak resident size 4 % higher (the heap is not returned until the process ends).
+Blocks of 128 MiB or more still get mappings of their own, returned when freed: the few arrays that size (a
+scan, a crop's float32 box or uint16 codes) left holes in the kept heap that the smaller working arrays fitted
+badly, and the heap grew past them (512^3: 1 182 -> 1 117 MB, the 1800x300x300 scan 1 491 -> 1 221 MB, for
+0.6 s more of system time).
 
 This changes the allocator of the whole process, so ctbone does it where it owns the process: the
 ``ctbone`` command and the batch's local worker processes (`ctbone.study`; not dask workers, whose
 memory their nannies watch and trim). From a notebook, call
-`retain_freed_memory` once, or start Python with ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647``.
+`retain_freed_memory` once, or start Python with
+``MALLOC_MMAP_THRESHOLD_=134217728 MALLOC_TRIM_THRESHOLD_=2147483647``.
 The same call turns off numpy's advice to use transparent huge pages, whose first touch stalled in memory
 compaction (`set_numpy_huge_page_advice`; ``NUMPY_MADVISE_HUGEPAGE=0`` does it from the environment).
 ``CTBONE_KEEP_FREED_MEMORY=0`` in the environment leaves both as they are.
@@ -31,9 +36,14 @@ log = logging.getLogger(__name__)
 
 # mallopt parameters (glibc's malloc.h) and glibc's defaults for them
 _M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 _M_MMAP_MAX = -4
-_DEFAULT_TRIM_THRESHOLD_BYTES = 128 * 1024
 _DEFAULT_MMAP_MAX = 65536
+_DEFAULT_TRIM_THRESHOLD_BYTES = 128 * 1024
+# glibc's largest dynamic mmap threshold on 64-bit systems, where its threshold settles as an analysis frees blocks
+_DEFAULT_MMAP_THRESHOLD_BYTES = 32 * 2**20
+# blocks this size or more are mapped afresh even with freed memory kept (see the module docs)
+_KEPT_MMAP_THRESHOLD_BYTES = 128 * 2**20
 # the largest value mallopt's int parameter takes: free memory at the heap's top is kept up to 2 GiB
 _TRIM_THRESHOLD_BYTES = 2 ** 31 - 1
 
@@ -81,7 +91,7 @@ def trim_heap() -> None:
 
 
 def retain_freed_memory() -> bool:
-    """Make glibc's malloc serve large blocks from the heap and keep freed memory for reuse.
+    """Make glibc's malloc serve large blocks (up to 128 MiB) from the heap and keep freed memory for reuse.
 
     Also turns off numpy's huge-page advice for its arrays (`set_numpy_huge_page_advice`): both settings are
     about how fast this process's working arrays get their pages.
@@ -98,11 +108,13 @@ def retain_freed_memory() -> bool:
     libc = _glibc()
     if libc is None:
         return False
-    # mallopt returns 1 on success; a kept heap without the mmap limit (or the reverse) is harmless
-    if libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES) != 1 or libc.mallopt(_M_MMAP_MAX, 0) != 1:
+    # mallopt returns 1 on success; a kept heap without the mmap threshold (or the reverse) is harmless. A glibc
+    # that caps the threshold lower (at half its 64 MiB heap size) refuses 128 MiB: there no block is mapped
+    if libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES) != 1 or (
+            libc.mallopt(_M_MMAP_THRESHOLD, _KEPT_MMAP_THRESHOLD_BYTES) != 1 and libc.mallopt(_M_MMAP_MAX, 0) != 1):
         return False
     _done = True
-    log.debug("malloc: large blocks from the heap, freed memory kept (mallopt)")
+    log.debug("malloc: blocks under 128 MiB from the heap, freed memory kept (mallopt)")
     return True
 
 
@@ -131,14 +143,15 @@ def set_numpy_huge_page_advice(enabled: bool) -> bool | None:
 
 
 def return_freed_memory() -> None:
-    """Undo `retain_freed_memory`: large blocks are mapped and unmapped again, and the heap's free pages go
-    back to the system now. For scans read slab by slab (they do not fit in memory): there the kept
+    """Undo `retain_freed_memory`: blocks over 32 MiB (glibc's usual threshold once it has adapted) are mapped
+    and unmapped again, and the heap's free pages go back to the system now. For scans read slab by slab (they do not fit in memory): there the kept
     pages raised the peak by a quarter (512^3 bench scan with ``--low-memory``: 3.2 GB against 2.6 GB)."""
     global _done
     if not _done:
         return
     libc = _glibc()
     libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+    libc.mallopt(_M_MMAP_THRESHOLD, _DEFAULT_MMAP_THRESHOLD_BYTES)
     libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD_BYTES)
     trim_heap()
     _done = False
