@@ -144,8 +144,9 @@ def set_numpy_huge_page_advice(enabled: bool) -> bool | None:
 
 def return_freed_memory() -> None:
     """Undo `retain_freed_memory`: blocks over 32 MiB (glibc's usual threshold once it has adapted) are mapped
-    and unmapped again, and the heap's free pages go back to the system now. For scans read slab by slab (they do not fit in memory): there the kept
-    pages raised the peak by a quarter (512^3 bench scan with ``--low-memory``: 3.2 GB against 2.6 GB)."""
+    and unmapped again, and the heap's free pages go back to the system now. For scans read slab by slab (they do
+    not fit in memory): there the kept pages raised the peak by a quarter (512^3 bench scan with ``--low-memory``:
+    3.2 GB against 2.6 GB)."""
     global _done
     if not _done:
         return
