@@ -600,7 +600,7 @@ def _drop_dense(blastic, smoothed_on, bone, dense_level, voxel_mm3):
     dense[0] = False
     dropped = lookup(dense, labels)
     del labels
-    kept = sparse_zeros(blastic.shape, bool)  # written on the box, which holds every candidate: pages beyond stay unmapped
+    kept = sparse_zeros(blastic.shape, bool)  # written on the box, which holds every candidate
     kept[box] = candidates & ~dropped
     return kept, float(np.count_nonzero(dropped)) * voxel_mm3
 
