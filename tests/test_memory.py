@@ -50,7 +50,6 @@ def test_the_environment_can_leave_the_allocator_alone(monkeypatch):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
 def test_return_freed_memory_maps_large_blocks_again():
     # in a fresh process: in this one, earlier tests may have left free heap blocks that a new array reuses
-    import subprocess
     import textwrap
 
     _mallinfo2()  # skips without glibc >= 2.33
@@ -118,12 +117,13 @@ def test_numpy_huge_page_advice_is_turned_off_with_the_allocator_and_left_alone_
 
 # run in a fresh process: the test's own heap must hold only the freed block it makes
 _SPARSE_ZEROS_CHECK = """
+import os
 import numpy as np
 from ctbone.memory import retain_freed_memory, sparse_zeros
 
 def resident_mib():
     with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096 / 2**20
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 assert retain_freed_memory()
 dirty = np.ones(120 * 2**20, np.uint8)  # resident, then freed into the kept heap

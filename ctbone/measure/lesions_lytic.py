@@ -92,10 +92,11 @@ def missing_bone_mm3(raw, labels, n, band, avoid, frame, i_bone, voxel_mm3, *, c
 @njit(cache=True, nogil=True)
 def _column_tables(raw, palette, band, avoid, model, region, grown, origin, bin_index, i_fill, contrast, mass, n_band,
                    n_avoid, n_model, owner, s0, s1):  # pragma: no cover - compiled
-    # one pass over the crop (its values palette[raw] when palette is not None), each slice filling its own rows: the bone mass (I - I_fill) / (I_bone - I_fill)
-    # in float32 as numpy computes it, summed in float64 in raster order, over band | region; the band,
-    # avoid and model voxel counts; the largest grown region label. ``region`` and ``grown`` cover the box
-    # of the regions' reach starting at ``origin``: nothing of them lies outside it. Slices s0 .. s1 - 1
+    # one pass over the crop (its values palette[raw] when palette is not None), each slice filling its own rows:
+    # the bone mass (I - I_fill) / (I_bone - I_fill) in float32 as numpy computes it, summed in float64 in raster
+    # order, over band | region; the band, avoid and model voxel counts; the largest grown region label. ``region``
+    # and ``grown`` cover the box of the regions' reach starting at ``origin``: nothing of them lies outside it.
+    # Slices s0 .. s1 - 1
     nz, ny, nx = raw.shape
     bz, by, bx = grown.shape
     z0, y0, x0 = origin[0], origin[1], origin[2]
