@@ -189,6 +189,19 @@ def bounding_box(mask: np.ndarray, *, margin_vox: int = 0):
     return tuple(slices)
 
 
+def normalised_box(box, shape) -> tuple[slice, ...]:
+    """``box`` (slices with step 1; None = the whole array) with explicit starts and stops within ``shape``."""
+    if box is None:
+        return tuple(slice(0, n) for n in shape)
+    out = []
+    for s, n in zip(box, shape):
+        start, stop, step = s.indices(n)
+        if step != 1:
+            raise ValueError(f"box slices must have step 1, got {s}")
+        out.append(slice(start, max(start, stop)))
+    return tuple(out)
+
+
 def mask_as_bool(mask: np.ndarray) -> np.ndarray:
     """A boolean view of a 0/1 uint8 mask (ctbone's stored masks: no copy), else a boolean copy.
 

@@ -23,6 +23,7 @@ from numba import njit
 from scipy import ndimage
 
 from ..parallel import run_in_chunks
+from ..volume import normalised_box
 
 FOURIER_ORDER = 6
 # first stage: an ellipse-like section (order 2) that a lesion of < 90 degrees cannot bend
@@ -90,7 +91,7 @@ class PolarFrame:
     def on_box(self, box: tuple[slice, slice, slice]) -> PolarFrame:
         """The frame on a box of its grid (slices with unit steps): the same radii and bins as there, for
         masks made on a lesion's box rather than on the whole crop."""
-        z, y, x = (slice(*b.indices(n)[:2]) for b, n in zip(box, self.bin_index.shape))
+        z, y, x = normalised_box(box, self.bin_index.shape)
         return PolarFrame(np.ascontiguousarray(self.bin_index[z, y, x]), self.n_bins, self.centres_yx_mm[z],
                           self.step_yx_mm, (self.origin_yx[0] + y.start, self.origin_yx[1] + x.start))
 
@@ -185,7 +186,7 @@ class CortexShell:
 
     def on_box(self, box: tuple[slice, slice, slice]) -> CortexShell:
         """The model on a box of its frame's grid (`PolarFrame.on_box`): its masks are the whole grid's there."""
-        z = slice(*box[0].indices(len(self.analysed))[:2])
+        z = normalised_box(box[:1], self.analysed.shape)[0]
         return CortexShell(self.frame.on_box(box), self.inner[z], self.outer[z], self.analysed[z])
 
 

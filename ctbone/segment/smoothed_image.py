@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..volume import normalised_box
 from .coded import CodedValues
 from .smooth import gaussian_filter_nearest, gaussian_smooth
 
@@ -60,10 +61,10 @@ class SmoothedImage:
         """The smoothed values on ``box`` (a tuple of three slices, step 1; None = the whole crop): a new
         float32 array. ``within``: a box of the crop, ``box`` then being given in its coordinates."""
         if within is not None:
-            within = _normalised(within, self.shape)
-            box = _normalised(box, tuple(s.stop - s.start for s in within))
+            within = normalised_box(within, self.shape)
+            box = normalised_box(box, tuple(s.stop - s.start for s in within))
             box = tuple(slice(w.start + b.start, w.start + b.stop) for w, b in zip(within, box))
-        box = _normalised(box, self.shape)
+        box = normalised_box(box, self.shape)
         h = self.halfwidth_vox
         if h == 0:
             return gaussian_smooth(self.calibrated[box], sigma_vox=0.0)  # a float32 copy, decoded once
@@ -82,7 +83,7 @@ class SmoothedImage:
     def cropped(self, box, calibrated: np.ndarray | CodedValues) -> SmoothedImage:
         """The twin of this image's crop ``box``, whose calibrated values are ``calibrated`` (this one's on
         ``box``, e.g. a compact copy): its outer layers made here, where they read voxels beyond the crop."""
-        box = _normalised(box, self.shape)
+        box = normalised_box(box, self.shape)
         shape = tuple(s.stop - s.start for s in box)
         if calibrated.shape != shape:
             raise ValueError(f"calibrated {calibrated.shape} is not the crop's shape {shape}")
@@ -106,18 +107,6 @@ def _face_boxes(shape, h: int) -> list[tuple[slice, slice, slice]]:
             box[axis] = side
             boxes.append(tuple(box))
     return boxes
-
-
-def _normalised(box, shape) -> tuple[slice, slice, slice]:
-    if box is None:
-        return tuple(slice(0, n) for n in shape)
-    out = []
-    for s, n in zip(box, shape):
-        start, stop, step = s.indices(n)
-        if step != 1:
-            raise ValueError(f"box slices must have step 1, got {s}")
-        out.append(slice(start, max(start, stop)))
-    return tuple(out)
 
 
 def _shifted(box, origin) -> tuple[slice, ...]:
